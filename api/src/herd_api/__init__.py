@@ -1,0 +1,1 @@
+"""Herd's signup API (FastAPI) and its queue workers."""

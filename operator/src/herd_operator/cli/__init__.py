@@ -1,0 +1,26 @@
+"""The `herd` command line. Sub-commands of other packages plug in via the `herd.cli`
+entry-point group (the API package adds `herd api` and `herd worker` that way), so the
+operator package never imports the API package."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+
+import typer
+
+from herd_operator.cli import cluster, platform
+
+app = typer.Typer(no_args_is_help=True, help="Herd: GitOps for OpenRemote on EKS.",
+                  pretty_exceptions_show_locals=False)
+app.add_typer(cluster.app, name="cluster")
+app.command("up")(platform.up)
+app.command("down")(platform.down)
+
+for ep in entry_points(group="herd.cli"):
+    app.add_typer(ep.load(), name=ep.name)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app()

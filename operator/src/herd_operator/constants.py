@@ -1,0 +1,10 @@
+"""Names shared by the operator, the API and the tests: never spell these as literals elsewhere."""
+
+GROUP = "platform.herd-itt.com"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Field manager for server-side apply and the prefix of every label/annotation we own.
+FIELD_MANAGER = "herd-operator"
+FINALIZER = f"{GROUP}/finalizer"
+TRACKING_ANNOTATION = f"{GROUP}/tracking-id"

@@ -1,0 +1,64 @@
+"""Where the binaries built by `make tools` live (hack/build-tools.sh writes this layout).
+
+    <tools_dir>/k8s/<version>-<os>-<arch>/{etcd,kube-apiserver,kube-controller-manager,kubectl}
+    <tools_dir>/helm/<version>-<os>-<arch>/helm
+
+KUBEBUILDER_ASSETS, when set, wins for the Kubernetes binaries (the envtest convention).
+Otherwise the newest version in the cache is used, so the CLI works without make.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from herd_operator.settings import Settings, get_settings
+
+CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+
+
+class ToolsMissing(RuntimeError):
+    pass
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    version = path.name.split("-", 1)[0]
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def _newest(folder: Path, binary: str) -> Path | None:
+    candidates = [d for d in folder.glob("*-*") if (d / binary).is_file()]
+    return max(candidates, key=_version_key) if candidates else None
+
+
+def k8s_assets(settings: Settings | None = None) -> Path:
+    s = settings or get_settings()
+    if s.kubebuilder_assets:
+        folder = s.kubebuilder_assets
+    else:
+        found = _newest(s.tools_dir / "k8s", "kube-apiserver")
+        if found is None:
+            raise ToolsMissing(
+                f"no Kubernetes binaries under {s.tools_dir / 'k8s'}: run `make tools` "
+                "or set KUBEBUILDER_ASSETS"
+            )
+        folder = found
+    missing = [b for b in CONTROL_PLANE_BINARIES if not (folder / b).is_file()]
+    if missing:
+        raise ToolsMissing(f"{folder} lacks {', '.join(missing)}: run `make tools`")
+    return folder
+
+
+def binary(name: str, settings: Settings | None = None) -> Path:
+    """Path to etcd, kube-apiserver, kube-controller-manager, kubectl or helm."""
+    s = settings or get_settings()
+    if name == "helm":
+        if s.helm:
+            return s.helm
+        found = _newest(s.tools_dir / "helm", "helm")
+        if found is None:
+            raise ToolsMissing(f"no helm under {s.tools_dir / 'helm'}: run `make tools`")
+        return found / "helm"
+    path = k8s_assets(s) / name
+    if not path.is_file():
+        raise ToolsMissing(f"{path} is missing: run `make tools`")
+    return path

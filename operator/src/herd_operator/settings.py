@@ -1,0 +1,56 @@
+"""The operator package's settings: one pydantic-settings class, read once.
+
+Standard AWS variables (AWS_ENDPOINT_URL, AWS_REGION) keep their usual names so boto3 users
+feel at home; everything else of ours is prefixed HERD_.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
+
+    environment: str = Field("local", description="dev, prod or local; prefixes AWS names")
+
+    # AWS
+    aws_endpoint_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("HERD_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
+        description="Override for every AWS service (moto in tests and `make up`)",
+    )
+    aws_region: str = Field(
+        "eu-west-1",
+        validation_alias=AliasChoices("HERD_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+    aws_max_attempts: int = Field(
+        5, ge=1, description="botocore standard-mode attempts; tests use 1 (moto 500s)"
+    )
+
+    # Local platform: binaries built by `make tools`, state of `herd cluster up`.
+    tools_dir: Path = Field(Path.home() / ".cache" / "herd" / "tools")
+    kubebuilder_assets: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("HERD_KUBEBUILDER_ASSETS", "KUBEBUILDER_ASSETS"),
+        description="Folder with etcd, kube-apiserver, kube-controller-manager (envtest style)",
+    )
+    helm: Path | None = Field(None, description="helm v4 binary; default: newest in tools_dir")
+    state_dir: Path = Field(Path(".herd"), description="Where local clusters, logs and env live")
+
+    # Tests: use the cluster KUBECONFIG points at instead of an embedded one.
+    use_existing_cluster: bool = Field(
+        False, validation_alias=AliasChoices("HERD_USE_EXISTING_CLUSTER", "USE_EXISTING_CLUSTER")
+    )
+    kubeconfig: Path | None = Field(
+        None, validation_alias=AliasChoices("HERD_KUBECONFIG", "KUBECONFIG")
+    )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
