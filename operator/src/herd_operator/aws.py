@@ -22,7 +22,7 @@ def client(service: str, settings: Settings | None = None, region: str | None = 
         region_name=region or s.aws_region,
         endpoint_url=s.aws_endpoint_url,
         config=Config(
-            retries={"mode": "standard", "max_attempts": s.aws_max_attempts},
+            retries={"mode": "standard", "total_max_attempts": s.aws_max_attempts},
             connect_timeout=5,
             read_timeout=30,
         ),

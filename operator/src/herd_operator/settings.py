@@ -29,7 +29,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("HERD_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
     )
     aws_max_attempts: int = Field(
-        5, ge=1, description="botocore standard-mode attempts; tests use 1 (moto 500s)"
+        5, ge=1, description="Total attempts per AWS call (first try included); tests use 1"
     )
 
     # Local platform: binaries built by `make tools`, state of `herd cluster up`.

@@ -11,8 +11,11 @@ import typer
 
 from herd_operator.cli import cluster, platform
 
-app = typer.Typer(no_args_is_help=True, help="Herd: GitOps for OpenRemote on EKS.",
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Herd: GitOps for OpenRemote on EKS.",
+    pretty_exceptions_show_locals=False,
+)
 app.add_typer(cluster.app, name="cluster")
 app.command("up")(platform.up)
 app.command("down")(platform.down)

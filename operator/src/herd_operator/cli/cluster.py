@@ -17,8 +17,9 @@ console = Console()
 def up(name: str = typer.Argument(..., help="Cluster name, e.g. dev or prod")) -> None:
     """Start (or keep) a control plane and write its admin kubeconfig."""
     cp = ControlPlane.named(name, tie_to_parent=False)
-    with console.status(f"starting cluster [bold]{name}[/] (etcd, kube-apiserver, "
-                        "kube-controller-manager)"):
+    with console.status(
+        f"starting cluster [bold]{name}[/] (etcd, kube-apiserver, kube-controller-manager)"
+    ):
         cp.start()
     console.print(f"[green]✓[/] cluster [bold]{name}[/] at {cp.server}")
     console.print(f"  kubectl --kubeconfig {cp.kubeconfig} get ns")
@@ -40,6 +41,10 @@ def list_() -> None:
     for folder in sorted(p for p in root.glob("*") if p.is_dir()):
         cp = ControlPlane.named(folder.name)
         running = cp.running()
-        table.add_row(folder.name, "[green]running[/]" if running else "[dim]stopped[/]",
-                      cp.server if running else "", str(cp.kubeconfig))
+        table.add_row(
+            folder.name,
+            "[green]running[/]" if running else "[dim]stopped[/]",
+            cp.server if running else "",
+            str(cp.kubeconfig),
+        )
     console.print(table)

@@ -55,10 +55,22 @@ class ControlPlane:
     _popens: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def named(cls, name: str, settings: Settings | None = None, **kwargs: object) -> ControlPlane:
+    def named(
+        cls,
+        name: str,
+        settings: Settings | None = None,
+        *,
+        tie_to_parent: bool = True,
+        with_controller_manager: bool = True,
+    ) -> ControlPlane:
         s = settings or get_settings()
-        return cls(name=name, root=(s.state_dir / "clusters" / name).absolute(),
-                   assets=k8s_assets(s), **kwargs)  # type: ignore[arg-type]
+        return cls(
+            name=name,
+            root=(s.state_dir / "clusters" / name).absolute(),
+            assets=k8s_assets(s),
+            tie_to_parent=tie_to_parent,
+            with_controller_manager=with_controller_manager,
+        )
 
     # -- paths ------------------------------------------------------------------------------
     @property
@@ -122,25 +134,35 @@ class ControlPlane:
         records: list[ProcessRecord] = []
 
         def launch(name: str, args: list[str]) -> None:
-            popen, record = spawn(name, args, logs / f"{name}.log", tie_to_parent=self.tie_to_parent)
+            popen, record = spawn(
+                name, args, logs / f"{name}.log", tie_to_parent=self.tie_to_parent
+            )
             self._popens[record.pid] = popen
             records.append(record)
-            write_state(self.state_file, records, server=server, etcd=f"http://127.0.0.1:{etcd_client}",
-                        kcm=f"https://127.0.0.1:{kcm_port}" if self.with_controller_manager else None)
+            write_state(
+                self.state_file,
+                records,
+                server=server,
+                etcd=f"http://127.0.0.1:{etcd_client}",
+                kcm=f"https://127.0.0.1:{kcm_port}" if self.with_controller_manager else None,
+            )
 
         etcd_url = f"http://127.0.0.1:{etcd_client}"
-        launch("etcd", [
-            str(self.assets / "etcd"),
-            f"--name={self.name}",
-            f"--data-dir={self.root / 'etcd'}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-cluster={self.name}=http://127.0.0.1:{etcd_peer}",
-            "--unsafe-no-fsync=true",  # throwaway data: fsync only costs time
-            "--log-level=warn",
-        ])
+        launch(
+            "etcd",
+            [
+                str(self.assets / "etcd"),
+                f"--name={self.name}",
+                f"--data-dir={self.root / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster={self.name}=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync=true",  # throwaway data: fsync only costs time
+                "--log-level=warn",
+            ],
+        )
         self._wait("etcd", records[-1], lambda: _get(f"{etcd_url}/health") == 200)
 
         api = [
@@ -170,30 +192,40 @@ class ControlPlane:
 
         if self.with_controller_manager:
             admin = str(self.kubeconfig)
-            launch("kube-controller-manager", [
-                str(self.assets / "kube-controller-manager"),
-                f"--kubeconfig={admin}",
-                f"--authentication-kubeconfig={admin}",
-                f"--authorization-kubeconfig={admin}",
-                "--leader-elect=false",
-                f"--service-account-private-key-file={pki / 'sa.key'}",
-                f"--root-ca-file={pki / 'serving-ca.crt'}",
-                f"--cert-dir={self.root / 'kcm'}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={kcm_port}",
-                "--profiling=false",
-            ])
-            self._wait("kube-controller-manager", records[-1],
-                       lambda: _get(f"https://127.0.0.1:{kcm_port}/healthz", verify=False) == 200)
+            launch(
+                "kube-controller-manager",
+                [
+                    str(self.assets / "kube-controller-manager"),
+                    f"--kubeconfig={admin}",
+                    f"--authentication-kubeconfig={admin}",
+                    f"--authorization-kubeconfig={admin}",
+                    "--leader-elect=false",
+                    f"--service-account-private-key-file={pki / 'sa.key'}",
+                    f"--root-ca-file={pki / 'serving-ca.crt'}",
+                    f"--cert-dir={self.root / 'kcm'}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={kcm_port}",
+                    "--profiling=false",
+                ],
+            )
+            self._wait(
+                "kube-controller-manager",
+                records[-1],
+                lambda: _get(f"https://127.0.0.1:{kcm_port}/healthz", verify=False) == 200,
+            )
 
     def _wait(self, name: str, record: ProcessRecord, ready: object) -> None:
         def check() -> bool:
             if not alive(record):
-                raise ControlPlaneError(f"{name} exited; last lines of {record.log}:\n{_tail(record.log)}")
+                raise ControlPlaneError(
+                    f"{name} exited; last lines of {record.log}:\n{_tail(record.log)}"
+                )
             return bool(ready())  # type: ignore[operator]
 
         if not wait_until(check, READY_TIMEOUT, interval=0.25):
-            raise ControlPlaneError(f"{name} not ready after {READY_TIMEOUT:.0f}s; see {record.log}")
+            raise ControlPlaneError(
+                f"{name} not ready after {READY_TIMEOUT:.0f}s; see {record.log}"
+            )
 
     def _ready(self, extra: dict[str, object]) -> bool:
         server = extra.get("server")
@@ -215,10 +247,13 @@ class ControlPlane:
 
     def _write_pki(self, pki: Path) -> None:
         serving_ca = certs.new_ca("herd-serving-ca")
-        serving = certs.issue(serving_ca, "kube-apiserver", server=True,
-                              dns=("localhost", "kubernetes", "kubernetes.default",
-                                   "kubernetes.default.svc"),
-                              ips=("127.0.0.1", "10.0.0.1"))
+        serving = certs.issue(
+            serving_ca,
+            "kube-apiserver",
+            server=True,
+            dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            ips=("127.0.0.1", "10.0.0.1"),
+        )
         client_ca = certs.new_ca("herd-client-ca")
         admin = certs.issue(client_ca, "admin", orgs=("system:masters",))
         sa = certs.new_key()
@@ -246,13 +281,34 @@ class ControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": context, "cluster": {
-                "server": server, "certificate-authority-data": b64("serving-ca.crt")}}],
-            "users": [{"name": f"{context}-admin", "user": {
-                "client-certificate-data": b64("admin.crt"),
-                "client-key-data": b64("admin.key")}}],
-            "contexts": [{"name": context, "context": {
-                "cluster": context, "user": f"{context}-admin", "namespace": "default"}}],
+            "clusters": [
+                {
+                    "name": context,
+                    "cluster": {
+                        "server": server,
+                        "certificate-authority-data": b64("serving-ca.crt"),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": f"{context}-admin",
+                    "user": {
+                        "client-certificate-data": b64("admin.crt"),
+                        "client-key-data": b64("admin.key"),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": context,
+                    "context": {
+                        "cluster": context,
+                        "user": f"{context}-admin",
+                        "namespace": "default",
+                    },
+                }
+            ],
             "current-context": context,
         }
         self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -17,17 +17,27 @@ _IDENTITY = {
     "GIT_COMMITTER_NAME": "Herd",
     "GIT_COMMITTER_EMAIL": "herd@herd-itt.com",
 }
-_CONFIG = ("-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false",
-           "-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false")
+_CONFIG = (
+    "-c",
+    "init.defaultBranch=main",
+    "-c",
+    "commit.gpgsign=false",
+    "-c",
+    "protocol.file.allow=always",
+    "-c",
+    "advice.detachedHead=false",
+)
 
 
 def git(*args: str, cwd: Path) -> str:
     env = {**os.environ, **_IDENTITY, "GIT_TERMINAL_PROMPT": "0"}
-    result = subprocess.run(["git", *_CONFIG, *args], cwd=cwd, env=env, text=True,
-                            capture_output=True, check=False)
+    result = subprocess.run(
+        ["git", *_CONFIG, *args], cwd=cwd, env=env, text=True, capture_output=True, check=False
+    )
     if result.returncode != 0:
-        raise subprocess.CalledProcessError(result.returncode, ["git", *args],
-                                            result.stdout, result.stderr)
+        raise subprocess.CalledProcessError(
+            result.returncode, ["git", *args], result.stdout, result.stderr
+        )
     return result.stdout.strip()
 
 
@@ -87,8 +97,14 @@ class Repo:
     def merge(self, source: str = "dev", target: str = "main", message: str | None = None) -> str:
         """Merge `source` into `target` with a merge commit, as a pull request would."""
         self._checkout(target)
-        git("merge", "--no-ff", "-m", message or f"Merge {source} into {target}",
-            f"origin/{source}", cwd=self.work)
+        git(
+            "merge",
+            "--no-ff",
+            "-m",
+            message or f"Merge {source} into {target}",
+            f"origin/{source}",
+            cwd=self.work,
+        )
         git("push", "origin", f"{target}:{target}", cwd=self.work)
         return self.head(target)
 

@@ -42,28 +42,36 @@ class MotoServer:
 
     def running(self) -> bool:
         records, extra = read_state(self.state_file)
-        return bool(records) and all(alive(r) for r in records) and _ok(f"{extra['url']}/moto-api/data.json")
+        return (
+            bool(records)
+            and all(alive(r) for r in records)
+            and _ok(f"{extra['url']}/moto-api/data.json")
+        )
 
     def start(self) -> MotoServer:
         if self.running():
             return self
         self.stop()
         for _ in range(3):  # the port may be taken between picking and binding
-            port = self.port or free_port()
-            url = f"http://127.0.0.1:{port}"
-            popen, record = spawn(
-                "moto",
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                self.root / "moto.log",
-                tie_to_parent=self.tie_to_parent,
-            )
-            self._popen = popen
-            write_state(self.state_file, [record], url=url)
-            if wait_until(lambda: popen.poll() is not None or _ok(f"{url}/moto-api/data.json"),
-                          READY_TIMEOUT) and popen.poll() is None:
+            if self._start_once(self.port or free_port()):
                 return self
             self.stop()
         raise RuntimeError(f"moto server did not start; see {self.root / 'moto.log'}")
+
+    def _start_once(self, port: int) -> bool:
+        url = f"http://127.0.0.1:{port}"
+        popen, record = spawn(
+            "moto",
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            self.root / "moto.log",
+            tie_to_parent=self.tie_to_parent,
+        )
+        self._popen = popen
+        write_state(self.state_file, [record], url=url)
+        wait_until(
+            lambda: popen.poll() is not None or _ok(f"{url}/moto-api/data.json"), READY_TIMEOUT
+        )
+        return popen.poll() is None and _ok(f"{url}/moto-api/data.json")
 
     def stop(self) -> None:
         for record in read_state(self.state_file)[0]:

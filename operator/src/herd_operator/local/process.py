@@ -74,7 +74,9 @@ def alive(record: ProcessRecord) -> bool:
     return any(Path(os.fsdecode(part)).name == Path(record.exe).name for part in cmdline[:2])
 
 
-def stop(record: ProcessRecord, popen: subprocess.Popen[bytes] | None = None, grace: float = 15) -> None:
+def stop(
+    record: ProcessRecord, popen: subprocess.Popen[bytes] | None = None, grace: float = 15
+) -> None:
     """SIGTERM the process group, wait up to `grace` seconds, then SIGKILL it."""
     if not alive(record):
         if popen is not None:

@@ -1,0 +1,86 @@
+"""Unit tests of the local platform's pieces that need no cluster."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from herd_operator.local import certs
+from herd_operator.local.process import alive, spawn, stop, wait_until
+from herd_operator.local.tools import ToolsMissing, binary, k8s_assets
+from herd_operator.settings import Settings
+
+
+def _fake_tools(root: Path, version: str, names: tuple[str, ...]) -> Path:
+    folder = root / "k8s" / f"{version}-linux-amd64"
+    folder.mkdir(parents=True)
+    for n in names:
+        (folder / n).write_text("#!/bin/sh\n")
+        (folder / n).chmod(0o755)
+    return folder
+
+
+ALL = ("etcd", "kube-apiserver", "kube-controller-manager")
+
+
+def test_newest_cached_version_wins(tmp_path: Path) -> None:
+    _fake_tools(tmp_path, "1.9.0", ALL)
+    newest = _fake_tools(tmp_path, "1.36.3", ALL)
+    _fake_tools(tmp_path, "1.40.0", ("etcd",))  # incomplete: ignored
+    s = Settings(tools_dir=tmp_path, kubebuilder_assets=None)
+    assert k8s_assets(s) == newest
+    assert binary("etcd", s) == newest / "etcd"
+
+
+def test_kubebuilder_assets_wins(tmp_path: Path) -> None:
+    _fake_tools(tmp_path, "1.36.3", ALL)
+    own = _fake_tools(tmp_path / "own", "1.30.0", ALL)
+    assert k8s_assets(Settings(tools_dir=tmp_path, kubebuilder_assets=own)) == own
+
+
+def test_missing_tools_say_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(ToolsMissing, match="make tools"):
+        k8s_assets(Settings(tools_dir=tmp_path, kubebuilder_assets=None))
+    partial = _fake_tools(tmp_path, "1.36.3", ("etcd",))
+    with pytest.raises(ToolsMissing, match="kube-apiserver"):
+        k8s_assets(Settings(tools_dir=tmp_path, kubebuilder_assets=partial))
+
+
+def test_serving_and_client_certs_chain_to_their_cas() -> None:
+    ca = certs.new_ca("ca")
+    serving = certs.issue(ca, "apiserver", server=True, dns=("localhost",), ips=("127.0.0.1",))
+    serving.cert.verify_directly_issued_by(ca.cert)
+    sans = serving.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert [str(i) for i in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+    admin = certs.issue(ca, "admin", orgs=("system:masters",))
+    orgs = admin.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    assert [o.value for o in orgs] == ["system:masters"]
+    assert b"BEGIN PRIVATE KEY" in admin.key_pem  # PKCS#8
+
+
+def test_stop_kills_the_whole_process_group(tmp_path: Path) -> None:
+    # A parent that ignores SIGTERM and has a child: stop() must still leave nothing.
+    script = (
+        "import signal,subprocess,time;signal.signal(signal.SIGTERM,signal.SIG_IGN);"
+        "subprocess.Popen(['sleep','300']);time.sleep(300)"
+    )
+    popen, record = spawn("stubborn", [sys.executable, "-c", script], tmp_path / "p.log")
+    assert wait_until(lambda: alive(record), 10)
+    children = Path(f"/proc/{record.pid}/task/{record.pid}/children")
+    assert wait_until(lambda: children.read_text().strip() != "", 10)
+    child = int(children.read_text().split()[0])
+    stop(record, popen, grace=1)
+    assert popen.returncode == -signal.SIGKILL
+    assert wait_until(
+        lambda: (
+            not Path(f"/proc/{child}").exists()
+            or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+        ),
+        10,
+    )

@@ -1,0 +1,80 @@
+"""moto in server mode round-trips every AWS service Herd uses, through the one client factory."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from herd_operator import aws
+from herd_operator.local.moto_server import MotoServer
+from herd_operator.settings import Settings
+
+
+def test_client_factory_targets_the_endpoint(aws_settings: Settings) -> None:
+    ses = aws_client("ses", aws_settings)
+    assert ses.meta.endpoint_url == aws_settings.aws_endpoint_url
+    assert ses.meta.region_name == "eu-west-1"
+    assert ses.meta.config.retries == {"mode": "standard", "total_max_attempts": 1}
+
+
+def aws_client(service: str, settings: Settings) -> Any:
+    return aws.client(service, settings)
+
+
+def test_ses_templated_email_lands_in_moto_data(aws_settings: Settings, moto: MotoServer) -> None:
+    ses = aws_client("ses", aws_settings)
+    ses.verify_email_identity(EmailAddress="noreply@herd-itt.com")
+    ses.create_template(
+        Template={
+            "TemplateName": "welcome",
+            "SubjectPart": "Hi {{name}}",
+            "TextPart": "Hello {{name}}",
+        }
+    )
+    ses.send_templated_email(
+        Source="noreply@herd-itt.com",
+        Destination={"ToAddresses": ["ann@example.com"]},
+        Template="welcome",
+        TemplateData=json.dumps({"name": "Ann"}),
+    )
+    sent = moto.data()["ses"]["TemplateMessage"]
+    assert [(m["template"], m["destinations"]["ToAddresses"]) for m in sent] == [
+        ("welcome", ["ann@example.com"])
+    ]
+
+    moto.reset()
+    assert moto.data()["ses"]["TemplateMessage"] == []
+
+
+def test_sqs_dynamodb_cognito_round_trip(aws_settings: Settings) -> None:
+    sqs = aws_client("sqs", aws_settings)
+    url = sqs.create_queue(QueueName="emails")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="hello")
+    got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
+    assert [m["Body"] for m in got] == ["hello"]
+
+    ddb = aws_client("dynamodb", aws_settings)
+    ddb.create_table(
+        TableName="jobs",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+    )
+    put = {
+        "TableName": "jobs",
+        "Item": {"key": {"S": "k1"}},
+        "ConditionExpression": "attribute_not_exists(#k)",
+        "ExpressionAttributeNames": {"#k": "key"},
+    }
+    ddb.put_item(**put)
+    with pytest.raises(ClientError) as err:
+        ddb.put_item(**put)
+    assert err.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+    idp = aws_client("cognito-idp", aws_settings)
+    pool = idp.create_user_pool(PoolName="herd")["UserPool"]["Id"]
+    idp.admin_create_user(UserPoolId=pool, Username="ann@example.com", MessageAction="SUPPRESS")
+    users = idp.list_users(UserPoolId=pool)["Users"]
+    assert [u["Username"] for u in users] == ["ann@example.com"]
