@@ -3,19 +3,30 @@ server; a fresh namespace and fresh git repositories per test."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from herd_operator import aws
 from herd_operator.local.controlplane import ControlPlane
 from herd_operator.local.gitrepo import Repo
 from herd_operator.local.moto_server import MotoServer
-from herd_operator.local.process import wait_until
+from herd_operator.local.process import free_port, wait_until
 from herd_operator.settings import Settings, get_settings
 from kubernetes import client, config
 from kubernetes.client import ApiClient
+
+from .faultproxy import FaultProxy
+from .helpers import Custom, OperatorProcess, apply_crds
+
+# Never real AWS from a test run: every client goes to moto with dummy credentials.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="eu-west-1"
+)
+os.environ.pop("AWS_PROFILE", None)
 
 
 @dataclass
@@ -69,12 +80,8 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
 
 
 @pytest.fixture
-def aws_settings(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings pointing every boto3 client at a freshly reset moto; no retries of moto's 500s."""
-    moto.reset()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+def aws_settings(moto: MotoServer) -> Settings:
+    """Settings for the tests' own AWS calls: straight to moto, no retries of moto's 500s."""
     return get_settings().model_copy(
         update={"aws_endpoint_url": moto.url, "aws_region": "eu-west-1", "aws_max_attempts": 1}
     )
@@ -84,3 +91,70 @@ def aws_settings(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
 def repo(tmp_path: Path) -> Repo:
     """A real bare repository with `main` and `dev` at the same first commit."""
     return Repo.create(tmp_path / "repo", {"README.md": "# test repo\n"})
+
+
+# -- the operator against the cluster, with AWS behind a fault-injecting proxy ------------
+@pytest.fixture(scope="session")
+def crds(api: ApiClient) -> None:
+    apply_crds(api)
+
+
+@pytest.fixture(scope="session")
+def proxy(moto: MotoServer) -> Iterator[FaultProxy]:
+    p = FaultProxy(moto.url).start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def user_pool(moto: MotoServer) -> str:
+    """The platform user pool (made once; tests use unique names instead of resets)."""
+    settings = get_settings().model_copy(
+        update={"aws_endpoint_url": moto.url, "aws_max_attempts": 1}
+    )
+    idp = aws.client("cognito-idp", settings)
+    pool = idp.create_user_pool(PoolName="herd-platform")["UserPool"]["Id"]
+    idp.create_group(UserPoolId=pool, GroupName="admins")
+    return str(pool)
+
+
+@pytest.fixture(scope="session")
+def operator_env(cluster: Cluster, proxy: FaultProxy, user_pool: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "AWS_ENDPOINT_URL": proxy.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "eu-west-1",
+        "HERD_AWS_MAX_ATTEMPTS": "1",
+        "HERD_COGNITO_USER_POOL_ID": user_pool,
+        "HERD_DRIFT_INTERVAL": "2",
+        "HERD_RETRY_BACKOFF_BASE": "1",
+        "HERD_RETRY_BACKOFF_MAX": "5",
+        "HERD_METRICS_PORT": str(free_port()),
+    }
+
+
+@pytest.fixture(scope="session")
+def operator(
+    crds: None, operator_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(
+        env=operator_env, log=tmp_path_factory.mktemp("operator") / "operator.log"
+    ).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def live_operator(operator: OperatorProcess) -> OperatorProcess:
+    """The session operator, restarted if an earlier test killed it."""
+    if not operator.running():
+        operator.start()
+    return operator
+
+
+@pytest.fixture
+def objects(api: ApiClient, namespace: str) -> Custom:
+    return Custom(api, namespace)

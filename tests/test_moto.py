@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 from herd_operator import aws
 from herd_operator.local.moto_server import MotoServer
-from herd_operator.settings import Settings
+from herd_operator.settings import Settings, get_settings
 
 
 def test_client_factory_targets_the_endpoint(aws_settings: Settings) -> None:
@@ -23,8 +24,20 @@ def aws_client(service: str, settings: Settings) -> Any:
     return aws.client(service, settings)
 
 
-def test_ses_templated_email_lands_in_moto_data(aws_settings: Settings, moto: MotoServer) -> None:
-    ses = aws_client("ses", aws_settings)
+def test_ses_templated_email_lands_in_moto_data(tmp_path: Path) -> None:
+    # A moto of its own: the reset below must not wipe what other tests' operator made.
+    moto = MotoServer(root=tmp_path).start()
+    settings = get_settings().model_copy(
+        update={"aws_endpoint_url": moto.url, "aws_max_attempts": 1}
+    )
+    try:
+        _send_and_reset(aws_client("ses", settings), moto)
+    finally:
+        moto.stop()
+    assert not moto.running()
+
+
+def _send_and_reset(ses: Any, moto: MotoServer) -> None:
     ses.verify_email_identity(EmailAddress="noreply@herd-itt.com")
     ses.create_template(
         Template={

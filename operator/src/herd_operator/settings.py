@@ -32,6 +32,21 @@ class Settings(BaseSettings):
         5, ge=1, description="Total attempts per AWS call (first try included); tests use 1"
     )
 
+    # Operator
+    aws_name_prefix: str = Field("", description="Prefix of AWS names we create, e.g. `dev-`")
+    cognito_user_pool_id: str | None = Field(None, description="Default pool for CognitoClients")
+    drift_interval: float = Field(300.0, gt=0, description="Seconds between drift checks")
+    metrics_port: int = Field(9300, ge=0, description="Prometheus metrics port; 0 turns it off")
+    health_port: int = Field(8081, ge=0, description="Liveness endpoint port; 0 turns it off")
+    retry_backoff_base: float = Field(2.0, gt=0, description="First retry delay, seconds")
+    retry_backoff_max: float = Field(300.0, gt=0, description="Longest retry delay, seconds")
+    watch_namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces the operator watches; empty: all"
+    )
+    peering: str | None = Field(
+        None, description="Kopf peering name for leader election; unset: standalone"
+    )
+
     # Local platform: binaries built by `make tools`, state of `herd cluster up`.
     tools_dir: Path = Field(Path.home() / ".cache" / "herd" / "tools")
     kubebuilder_assets: Path | None = Field(

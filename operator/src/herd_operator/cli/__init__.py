@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from herd_operator.cli import cluster, platform
+from herd_operator.cli import cluster, operator, platform
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -17,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(operator.app, name="operator")
 app.command("up")(platform.up)
 app.command("down")(platform.down)
 

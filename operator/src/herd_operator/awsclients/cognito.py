@@ -1,0 +1,94 @@
+"""Cognito user-pool API: app clients and users."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from herd_operator import aws
+from herd_operator.errors import is_not_found
+from herd_operator.settings import Settings
+
+
+def issuer_url(region: str, pool_id: str) -> str:
+    """The `iss` of tokens from this pool (the real AWS URL, also under moto)."""
+    return f"https://cognito-idp.{region}.amazonaws.com/{pool_id}"
+
+
+class Cognito:
+    def __init__(self, settings: Settings) -> None:
+        self.region = settings.aws_region
+        self._c: Any = aws.client("cognito-idp", settings)
+
+    # -- app clients ---------------------------------------------------------------------
+    def clients_named(self, pool_id: str, name: str) -> list[str]:
+        return [c["ClientId"] for c in self._clients(pool_id) if c["ClientName"] == name]
+
+    def _clients(self, pool_id: str) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"UserPoolId": pool_id, "MaxResults": 60}
+        while True:
+            page = self._c.list_user_pool_clients(**kwargs)
+            yield from page.get("UserPoolClients", [])
+            if not page.get("NextToken"):
+                return
+            kwargs["NextToken"] = page["NextToken"]
+
+    def create_client(self, pool_id: str, params: dict[str, Any], generate_secret: bool) -> str:
+        result = self._c.create_user_pool_client(
+            UserPoolId=pool_id, GenerateSecret=generate_secret, **params
+        )
+        return str(result["UserPoolClient"]["ClientId"])
+
+    def describe_client(self, pool_id: str, client_id: str) -> dict[str, Any] | None:
+        """The client, secret included: callers keep it out of logs, events and status."""
+        try:
+            result: dict[str, Any] = self._c.describe_user_pool_client(
+                UserPoolId=pool_id, ClientId=client_id
+            )["UserPoolClient"]
+        except ClientError as err:
+            if is_not_found(err):
+                return None
+            raise
+        return result
+
+    def update_client(self, pool_id: str, client_id: str, params: dict[str, Any]) -> None:
+        # UpdateUserPoolClient resets what it is not given: params always carry every field.
+        self._c.update_user_pool_client(UserPoolId=pool_id, ClientId=client_id, **params)
+
+    def delete_client(self, pool_id: str, client_id: str) -> None:
+        try:
+            self._c.delete_user_pool_client(UserPoolId=pool_id, ClientId=client_id)
+        except ClientError as err:
+            if not is_not_found(err):
+                raise
+
+    # -- users ---------------------------------------------------------------------------
+    def get_user(self, pool_id: str, username: str) -> dict[str, Any] | None:
+        try:
+            user: dict[str, Any] = self._c.admin_get_user(UserPoolId=pool_id, Username=username)
+        except ClientError as err:
+            if is_not_found(err):
+                return None
+            raise
+        return user
+
+    def create_user(self, pool_id: str, username: str, attributes: dict[str, str]) -> None:
+        """Invitation suppressed: Herd sends its own welcome email."""
+        self._c.admin_create_user(
+            UserPoolId=pool_id,
+            Username=username,
+            MessageAction="SUPPRESS",
+            UserAttributes=[{"Name": k, "Value": v} for k, v in attributes.items()],
+        )
+
+    def delete_user(self, pool_id: str, username: str) -> None:
+        try:
+            self._c.admin_delete_user(UserPoolId=pool_id, Username=username)
+        except ClientError as err:
+            if not is_not_found(err):
+                raise
+
+    def add_to_group(self, pool_id: str, username: str, group: str) -> None:
+        self._c.admin_add_user_to_group(UserPoolId=pool_id, Username=username, GroupName=group)

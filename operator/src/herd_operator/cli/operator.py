@@ -1,0 +1,41 @@
+"""`herd operator run`: the Kopf operator against any kubeconfig or in-cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+import typer
+
+from herd_operator.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, help="The Herd operator.")
+
+
+@app.command()
+def run(
+    namespace: list[str] = typer.Option(  # noqa: B008 - typer's idiom
+        [], "--namespace", "-n", help="Watch only these namespaces (default: all)"
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    json_logs: bool = typer.Option(False, "--json-logs", help="Structured JSON logs"),
+) -> None:
+    """Reconcile Herd's custom resources until stopped (SIGTERM, Ctrl-C)."""
+    import herd_operator.main  # noqa: F401 - registers the handlers
+
+    s = get_settings()
+    kopf.configure(
+        verbose=verbose, log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.PLAIN
+    )
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    namespaces = namespace or s.watch_namespaces
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=s.peering is None,
+            peering_name=s.peering,
+            liveness_endpoint=f"http://0.0.0.0:{s.health_port}/healthz" if s.health_port else None,
+        )
+    )

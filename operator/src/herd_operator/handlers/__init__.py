@@ -1,0 +1,1 @@
+"""One reconciler module per kind; kopf decorators live in herd_operator.main."""

@@ -1,0 +1,215 @@
+"""CognitoClient: a Cognito app client whose id (and secret) live in a Kubernetes Secret.
+
+The client secret is read from Cognito and written only into the Secret: never into spec,
+status, events or logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from herd_operator import conditions as cond
+from herd_operator import kube
+from herd_operator.awsclients.cognito import Cognito, issuer_url
+from herd_operator.constants import GROUP
+from herd_operator.errors import AlreadyExists, InvalidSpec, Recoverable
+from herd_operator.handlers.common import Object
+from herd_operator.settings import Settings
+
+KIND = "CognitoClient"
+PLURAL = "cognitoclients"
+SECRET_LABEL = f"{GROUP}/cognitoclient"
+DEFAULT_VALIDITY = {"accessTokenMinutes": 60, "idTokenMinutes": 60, "refreshTokenDays": 30}
+_LISTS = (
+    "ExplicitAuthFlows",
+    "AllowedOAuthFlows",
+    "AllowedOAuthScopes",
+    "CallbackURLs",
+    "LogoutURLs",
+    "SupportedIdentityProviders",
+)
+
+
+def pool_id(spec: dict[str, Any], settings: Settings) -> str:
+    pool = spec.get("userPoolId") or settings.cognito_user_pool_id
+    if not pool:
+        raise InvalidSpec(
+            "spec.userPoolId is unset and the operator has no default pool "
+            "(HERD_COGNITO_USER_POOL_ID)"
+        )
+    return str(pool)
+
+
+def params(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every field UpdateUserPoolClient takes (it resets the ones it is not given)."""
+    flows = sorted(spec.get("allowedOAuthFlows") or [])
+    validity = {**DEFAULT_VALIDITY, **(spec.get("tokenValidity") or {})}
+    return {
+        "ClientName": spec["clientName"],
+        "ExplicitAuthFlows": sorted(spec.get("explicitAuthFlows") or []),
+        "AllowedOAuthFlows": flows,
+        "AllowedOAuthScopes": sorted(spec.get("allowedOAuthScopes") or []),
+        "AllowedOAuthFlowsUserPoolClient": bool(flows),
+        "CallbackURLs": sorted(spec.get("callbackURLs") or []),
+        "LogoutURLs": sorted(spec.get("logoutURLs") or []),
+        "SupportedIdentityProviders": ["COGNITO"] if flows else [],
+        "AccessTokenValidity": validity["accessTokenMinutes"],
+        "IdTokenValidity": validity["idTokenMinutes"],
+        "RefreshTokenValidity": validity["refreshTokenDays"],
+        "TokenValidityUnits": {
+            "AccessToken": "minutes",
+            "IdToken": "minutes",
+            "RefreshToken": "days",
+        },
+    }
+
+
+def differences(want: dict[str, Any], have: dict[str, Any]) -> list[str]:
+    """Fields of `want` that Cognito holds otherwise (lists compared as sets)."""
+    changed = []
+    for key, value in want.items():
+        current = have.get(key)
+        if key in _LISTS:
+            if sorted(current or []) != sorted(value):
+                changed.append(key)
+        elif key == "TokenValidityUnits":
+            if any((current or {}).get(k) != v for k, v in value.items()):
+                changed.append(key)
+        elif current != value:
+            changed.append(key)
+    return changed
+
+
+def reconcile(obj: Object, settings: Settings) -> str:
+    spec, status = obj.spec, obj.status
+    pool = pool_id(spec, settings)
+    want = params(spec)
+    cognito = Cognito(settings)
+    client_id = status.get("clientId")
+    have = cognito.describe_client(pool, client_id) if client_id else None
+    if client_id and have is None:
+        obj.event(
+            "Recreating",
+            f"app client {client_id} is gone from the pool; creating it again",
+            warning=True,
+        )
+        client_id = None
+    if not client_id:
+        client_id = _create_or_adopt(obj, cognito, pool, want)
+        have = cognito.describe_client(pool, client_id)
+    if have is None:
+        raise Recoverable(f"app client {client_id} is not visible yet")
+    if bool(have.get("ClientSecret")) != bool(spec.get("generateSecret")):
+        raise InvalidSpec(
+            "the app client's secret does not match spec.generateSecret "
+            "(Cognito cannot add or remove one: use another client)"
+        )
+    if changed := differences(want, have):
+        cognito.update_client(pool, client_id, want)
+        obj.event("Updated", f"updated {', '.join(changed)} of app client {client_id}")
+    write_secret(obj, pool, client_id, have.get("ClientSecret"), settings)
+    return f"app client {client_id} is in sync; credentials in Secret {spec['secretName']}"
+
+
+def _create_or_adopt(obj: Object, cognito: Cognito, pool: str, want: dict[str, Any]) -> str:
+    spec, status = obj.spec, obj.status
+    existing = cognito.clients_named(pool, want["ClientName"])
+    if existing and status.get("creationStarted"):
+        # Our own create, answered just before a crash: resume with it, never a second one.
+        client_id = existing[0]
+    elif existing:
+        if not spec.get("adopt"):
+            raise AlreadyExists(
+                f"an app client named {want['ClientName']} already exists in "
+                f"{pool}; set spec.adopt: true to take it over"
+            )
+        if len(existing) > 1:
+            raise InvalidSpec(
+                f"{len(existing)} app clients are named {want['ClientName']} in "
+                f"{pool}; cannot tell which to adopt"
+            )
+        client_id = existing[0]
+        obj.event("Adopted", f"adopted existing app client {client_id}")
+    else:
+        obj.patch_status(creationStarted=cond.now(), userPoolId=pool)
+        client_id = cognito.create_client(pool, want, bool(spec.get("generateSecret")))
+        obj.patch_status(clientId=client_id)  # the moment it exists
+        obj.event("Created", f"created app client {client_id} in {pool}")
+    obj.patch_status(clientId=client_id, userPoolId=pool, creationStarted=None)
+    return client_id
+
+
+def write_secret(
+    obj: Object, pool: str, client_id: str, secret: str | None, settings: Settings
+) -> None:
+    spec, status = obj.spec, obj.status
+    data = {
+        "clientId": client_id,
+        "userPoolId": pool,
+        "issuerURL": issuer_url(settings.aws_region, pool),
+    }
+    if secret:
+        data["clientSecret"] = secret
+    labels = {"app.kubernetes.io/managed-by": "herd-operator", SECRET_LABEL: obj.name}
+    if kube.apply_secret(obj.namespace, spec["secretName"], data, labels, obj.owner_reference()):
+        obj.event("SecretWritten", f"wrote credentials to Secret {spec['secretName']}")
+    old = status.get("secretName")
+    if old and old != spec["secretName"]:
+        try:
+            kube.core().delete_namespaced_secret(old, obj.namespace)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+    if old != spec["secretName"]:
+        obj.patch_status(secretName=spec["secretName"])
+
+
+def restore_secret(obj: Object, settings: Settings) -> None:
+    """Someone deleted the Secret: write it again from Cognito."""
+    client_id, pool = obj.status.get("clientId"), obj.status.get("userPoolId")
+    if not client_id or not pool:
+        return
+    have = Cognito(settings).describe_client(pool, client_id)
+    if have is not None:
+        write_secret(obj, pool, client_id, have.get("ClientSecret"), settings)
+
+
+def repair_drift(obj: Object, settings: Settings) -> bool:
+    """Put changed fields back; True when the client is gone and a full reconcile must
+    create it again."""
+    status = obj.status
+    if status.get("observedGeneration") != obj.generation or not cond.is_true(
+        status.get("conditions"), cond.READY
+    ):
+        return False
+    pool, client_id = status.get("userPoolId"), status.get("clientId")
+    if not pool or not client_id:
+        return False
+    cognito = Cognito(settings)
+    have = cognito.describe_client(pool, client_id)
+    if have is None:
+        return True
+    want = params(obj.spec)
+    if changed := differences(want, have):
+        cognito.update_client(pool, client_id, want)
+        obj.event(
+            "DriftRepaired",
+            f"{', '.join(changed)} of app client {client_id} changed outside Herd; put back",
+            warning=True,
+        )
+        obj.patch_status(lastSyncedTime=cond.now())
+    write_secret(obj, pool, client_id, have.get("ClientSecret"), settings)
+    return False
+
+
+def delete(obj: Object, settings: Settings) -> None:
+    client_id, pool = obj.status.get("clientId"), obj.status.get("userPoolId")
+    if not client_id or not pool:
+        return
+    if obj.spec.get("deletionPolicy") == "Retain":
+        obj.event("Retained", f"deletionPolicy Retain: app client {client_id} kept")
+        return
+    Cognito(settings).delete_client(pool, client_id)
+    obj.event("Deleted", f"deleted app client {client_id}")

@@ -1,0 +1,169 @@
+"""What every reconciler shares: conditions, events, metrics and the error contract.
+
+A reconcile function returns the Ready message or raises:
+- InvalidSpec  -> Ready=False/Synced=False reason InvalidSpec, kopf.PermanentError (terminal
+  until the spec changes);
+- Recoverable (throttling, 5xx, network) -> Synced=False reason Recoverable,
+  kopf.TemporaryError with exponential backoff, so nothing loops hot.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+import kopf
+from botocore.exceptions import BotoCoreError, ClientError
+
+from herd_operator import conditions as cond
+from herd_operator import kube, metrics
+from herd_operator.errors import InvalidSpec, Recoverable, classify
+from herd_operator.settings import Settings
+
+
+@dataclass
+class Object:
+    """The custom object a handler works on, with the writes a handler needs."""
+
+    kind: str
+    plural: str
+    body: kopf.Body
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"]["namespace"])
+
+    @property
+    def uid(self) -> str:
+        return str(self.body["metadata"]["uid"])
+
+    @property
+    def generation(self) -> int:
+        return int(self.body["metadata"].get("generation") or 0)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return dict(self.body.get("spec") or {})
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return dict(self.body.get("status") or {})
+
+    def patch_status(self, **fields: Any) -> None:
+        kube.patch_status(self.plural, self.namespace, self.name, fields)
+
+    def event(self, reason: str, message: str, warning: bool = False) -> None:
+        (kopf.warn if warning else kopf.info)(self.body, reason=reason, message=message)
+
+    def owner_reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.body["apiVersion"],
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.body["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+    def set_conditions(self, *updates: tuple[str, bool | None, str, str]) -> None:
+        conditions = self.status.get("conditions")
+        for type_, status, reason, message in updates:
+            conditions = cond.set_condition(
+                conditions, type_, status, reason, message, self.generation
+            )
+        self.patch_status(conditions=conditions)
+
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+@contextmanager
+def exclusive(uid: str) -> Iterator[None]:
+    """One handler at a time per object. Kopf serialises change handlers but runs timers
+    beside them, and a sync timer tick cannot be cancelled: without this, a drift check in
+    flight could recreate the AWS object the deletion handler just removed."""
+    with _locks_guard:
+        lock = _locks.setdefault(uid, threading.Lock())
+    with lock:
+        yield
+
+
+def fresh(obj: Object) -> Object | None:
+    """The object as the API server has it now; None when it is gone or being deleted."""
+    raw = kube.get_object(obj.plural, obj.namespace, obj.name)
+    if raw is None or raw["metadata"].get("deletionTimestamp"):
+        return None
+    if raw["metadata"].get("uid") != obj.body["metadata"].get("uid"):
+        return None
+    return Object(obj.kind, obj.plural, kopf.Body(cast(Any, raw)))
+
+
+def forget(uid: str) -> None:
+    with _locks_guard:
+        _locks.pop(uid, None)
+
+
+def backoff(retry: int, settings: Settings) -> float:
+    return float(min(settings.retry_backoff_max, settings.retry_backoff_base * 2**retry))
+
+
+def reconcile(obj: Object, retry: int, settings: Settings, fn: Callable[[], str]) -> None:
+    """Run `fn` under the error contract and record the outcome in status, events, metrics."""
+    started = time.perf_counter()
+    try:
+        try:
+            message = fn()
+        except (ClientError, BotoCoreError) as err:
+            raise classify(err) from err
+    except InvalidSpec as err:
+        metrics.RECONCILES.labels(obj.kind, "invalid").inc()
+        metrics.ERRORS.labels(obj.kind, cond.INVALID_SPEC).inc()
+        reason = getattr(err, "reason", cond.INVALID_SPEC)
+        obj.set_conditions(
+            (cond.READY, False, reason, str(err)), (cond.SYNCED, False, reason, str(err))
+        )
+        obj.event(reason, str(err), warning=True)
+        raise kopf.PermanentError(str(err)) from err
+    except Recoverable as err:
+        metrics.RECONCILES.labels(obj.kind, "retry").inc()
+        metrics.ERRORS.labels(obj.kind, cond.RECOVERABLE).inc()
+        delay = backoff(retry, settings)
+        obj.set_conditions(
+            (cond.SYNCED, False, cond.RECOVERABLE, f"{err}; retrying in {delay:.0f}s")
+        )
+        obj.event(cond.RECOVERABLE, f"{err}; retrying in {delay:.0f}s", warning=True)
+        raise kopf.TemporaryError(str(err), delay=delay) from err
+    finally:
+        metrics.DURATION.labels(obj.kind).observe(time.perf_counter() - started)
+    metrics.RECONCILES.labels(obj.kind, "success").inc()
+    obj.set_conditions(
+        (cond.READY, True, cond.AVAILABLE, message),
+        (cond.SYNCED, True, cond.RECONCILE_SUCCESS, "in sync with the spec"),
+    )
+    obj.patch_status(observedGeneration=obj.generation, lastSyncedTime=cond.now())
+
+
+def guard(obj: Object, retry: int, settings: Settings, fn: Callable[[], None]) -> None:
+    """The error contract without the Ready bookkeeping (deletion, drift timers)."""
+    try:
+        try:
+            fn()
+        except (ClientError, BotoCoreError) as err:
+            raise classify(err) from err
+    except InvalidSpec as err:
+        obj.event(cond.INVALID_SPEC, str(err), warning=True)
+        raise kopf.PermanentError(str(err)) from err
+    except Recoverable as err:
+        metrics.ERRORS.labels(obj.kind, cond.RECOVERABLE).inc()
+        delay = backoff(retry, settings)
+        obj.event(cond.RECOVERABLE, f"{err}; retrying in {delay:.0f}s", warning=True)
+        raise kopf.TemporaryError(str(err), delay=delay) from err

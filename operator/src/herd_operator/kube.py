@@ -1,0 +1,79 @@
+"""Thin helpers over the Kubernetes client: config loading, status patches, Secrets."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, cast
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from herd_operator.constants import GROUP, VERSION
+from herd_operator.settings import Settings, get_settings
+
+
+def load_config(settings: Settings | None = None) -> None:
+    """In-cluster credentials when present, else the kubeconfig (KUBECONFIG)."""
+    s = settings or get_settings()
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(s.kubeconfig) if s.kubeconfig else None
+        )
+
+
+def custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi()
+
+
+def core() -> client.CoreV1Api:
+    return client.CoreV1Api()
+
+
+def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Merge-patch status at once (not at handler end): ids must survive a crash right after."""
+    custom().patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, plural, name, {"status": status}
+    )
+
+
+def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        obj = custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return cast(dict[str, Any], obj)
+
+
+def apply_secret(
+    namespace: str,
+    name: str,
+    data: dict[str, str],
+    labels: dict[str, str],
+    owner: dict[str, Any],
+) -> bool:
+    """Create the Secret or bring its data and owner back; True when something was written."""
+    body = client.V1Secret(
+        metadata=client.V1ObjectMeta(
+            name=name, namespace=namespace, labels=labels, owner_references=[owner]
+        ),
+        string_data=data,
+        type="Opaque",
+    )
+    api = core()
+    try:
+        current = api.read_namespaced_secret(name, namespace)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        api.create_namespaced_secret(namespace, body)
+        return True
+    current_data = {k: base64.b64decode(v).decode() for k, v in (current.data or {}).items()}
+    owners = [o.uid for o in (current.metadata and current.metadata.owner_references) or []]
+    if current_data == data and owners == [owner["uid"]]:
+        return False
+    api.replace_namespaced_secret(name, namespace, body)
+    return True

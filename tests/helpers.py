@@ -1,0 +1,189 @@
+"""Test helpers: condition waits, custom objects, events, the operator as a real process."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import yaml
+from herd_operator.constants import GROUP, VERSION
+from herd_operator.local.process import ProcessRecord, alive, free_port, spawn, stop
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+CRD_DIR = ROOT / "charts" / "herd-operator" / "crds"
+HERD = str(Path(sys.executable).parent / "herd")
+
+
+def wait_for(fn: Callable[[], T], timeout: float = 60, message: str = "condition") -> T:
+    """Poll `fn` until it returns something truthy; fail with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = fn()
+        except ApiException as err:
+            last = err
+            if err.status != 404:
+                raise
+        if last and not isinstance(last, ApiException):
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s: {message}; last: {last!r}")
+        time.sleep(0.2)
+
+
+def apply_crds(api: ApiClient) -> None:
+    """Install the chart's CRDs, the one source of truth, and wait until Established."""
+    ext = client.ApiextensionsV1Api(api)
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        name = crd["metadata"]["name"]
+        try:
+            current = ext.read_custom_resource_definition(name)
+            crd["metadata"]["resourceVersion"] = current.metadata.resource_version
+            ext.replace_custom_resource_definition(name, crd)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            ext.create_custom_resource_definition(crd)
+
+        def established(n: str = name) -> bool:
+            conds = ext.read_custom_resource_definition(n).status.conditions or []
+            return any(c.type == "Established" and c.status == "True" for c in conds)
+
+        wait_for(established, 30, f"CRD {name} established")
+
+
+class Custom:
+    """Our custom objects in one namespace."""
+
+    def __init__(self, api: ApiClient, namespace: str) -> None:
+        self.api = client.CustomObjectsApi(api)
+        self.namespace = namespace
+
+    def create(self, kind: str, plural: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": kind,
+            "metadata": {"name": name},
+            "spec": dict(spec),
+        }
+        return self.api.create_namespaced_custom_object(  # type: ignore[no-any-return]
+            GROUP, VERSION, self.namespace, plural, body
+        )
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        return self.api.get_namespaced_custom_object(  # type: ignore[no-any-return]
+            GROUP, VERSION, self.namespace, plural, name
+        )
+
+    def patch(self, plural: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return self.api.patch_namespaced_custom_object(  # type: ignore[no-any-return]
+            GROUP, VERSION, self.namespace, plural, name, {"spec": dict(spec)}
+        )
+
+    def delete(self, plural: str, name: str) -> None:
+        self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name)
+
+    def exists(self, plural: str, name: str) -> bool:
+        try:
+            self.get(plural, name)
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    def condition(self, plural: str, name: str, type_: str) -> dict[str, Any]:
+        obj = self.get(plural, name)
+        for cond in (obj.get("status") or {}).get("conditions") or []:
+            if cond["type"] == type_:
+                return dict(cond)
+        return {}
+
+    def wait_condition(
+        self,
+        plural: str,
+        name: str,
+        type_: str = "Ready",
+        status: str = "True",
+        reason: str | None = None,
+        timeout: float = 60,
+    ) -> dict[str, Any]:
+        def ok() -> dict[str, Any] | None:
+            cond = self.condition(plural, name, type_)
+            if cond.get("status") == status and (reason is None or cond.get("reason") == reason):
+                return cond
+            return None
+
+        return wait_for(ok, timeout, f"{plural}/{name} {type_}={status} {reason or ''}")
+
+    def wait_gone(self, plural: str, name: str, timeout: float = 60) -> None:
+        wait_for(lambda: not self.exists(plural, name), timeout, f"{plural}/{name} deleted")
+
+
+def events(api: ApiClient, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of every Event about object `name`."""
+    items = (
+        client.CoreV1Api(api)
+        .list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+        .items
+    )
+    return [(e.type, e.reason, e.message) for e in items]
+
+
+@dataclass
+class OperatorProcess:
+    """`herd operator run` as a real process: started, SIGKILLed and restarted by tests."""
+
+    env: dict[str, str]
+    log: Path
+    health_port: int = field(default_factory=free_port)
+    record: ProcessRecord | None = None
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        env = {**self.env, "HERD_HEALTH_PORT": str(self.health_port)}
+        self.popen, self.record = spawn(
+            "herd-operator", [HERD, "operator", "run", "--verbose"], self.log, env=env
+        )
+        popen = self.popen
+
+        def healthy() -> bool:
+            if popen.poll() is not None:
+                raise AssertionError(f"operator exited:\n{self.log_text()[-3000:]}")
+            try:
+                url = f"http://127.0.0.1:{self.health_port}/healthz"
+                return httpx.get(url, timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, 60, "operator liveness endpoint")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no finalizers, as a node failure or OOM would."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(30)
+
+    def stop(self) -> None:
+        if self.record is not None and self.popen is not None:
+            stop(self.record, self.popen)
+
+    def running(self) -> bool:
+        return self.record is not None and alive(self.record)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
