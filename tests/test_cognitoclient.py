@@ -1,0 +1,314 @@
+"""CognitoClient through the real parts: API server, operator process, moto, Secrets."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import uuid
+from typing import Any
+
+import pytest
+from herd_operator import aws
+from herd_operator.local.tools import binary
+from herd_operator.settings import Settings
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from .conftest import Cluster
+from .faultproxy import FaultProxy
+from .helpers import Custom, OperatorProcess, events, wait_for
+
+KIND, PLURAL = "CognitoClient", "cognitoclients"
+pytestmark = pytest.mark.usefixtures("live_operator")
+
+
+def unique(prefix: str = "app") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def spec(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "clientName": name,
+        "secretName": f"{name}-credentials",
+        "explicitAuthFlows": ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        **extra,
+    }
+
+
+def idp(settings: Settings) -> Any:
+    return aws.client("cognito-idp", settings)
+
+
+def clients_named(settings: Settings, pool: str, name: str) -> list[str]:
+    found = idp(settings).list_user_pool_clients(UserPoolId=pool, MaxResults=60)
+    return [c["ClientId"] for c in found["UserPoolClients"] if c["ClientName"] == name]
+
+
+def secret_data(api: ApiClient, namespace: str, name: str) -> dict[str, str] | None:
+    try:
+        secret = client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+def test_public_client_credentials_land_in_a_secret(
+    objects: Custom, api: ApiClient, aws_settings: Settings, user_pool: str
+) -> None:
+    name = unique()
+    objects.create(KIND, PLURAL, name, spec(name))
+    objects.wait_condition(PLURAL, name)
+    status = objects.get(PLURAL, name)["status"]
+    assert clients_named(aws_settings, user_pool, name) == [status["clientId"]]
+    assert status["userPoolId"] == user_pool
+    assert secret_data(api, objects.namespace, f"{name}-credentials") == {
+        "clientId": status["clientId"],
+        "userPoolId": user_pool,
+        "issuerURL": f"https://cognito-idp.eu-west-1.amazonaws.com/{user_pool}",
+    }
+    owner = (
+        client.CoreV1Api(api)
+        .read_namespaced_secret(f"{name}-credentials", objects.namespace)
+        .metadata.owner_references[0]
+    )
+    assert (owner.kind, owner.name, owner.controller) == (KIND, name, True)
+
+
+def test_client_secret_stays_in_the_secret(
+    objects: Custom,
+    api: ApiClient,
+    aws_settings: Settings,
+    user_pool: str,
+    live_operator: OperatorProcess,
+) -> None:
+    name = unique()
+    objects.create(
+        KIND,
+        PLURAL,
+        name,
+        spec(
+            name,
+            generateSecret=True,
+            allowedOAuthFlows=["code"],
+            allowedOAuthScopes=["openid"],
+            callbackURLs=["https://app.example.com/cb"],
+        ),
+    )
+    objects.wait_condition(PLURAL, name)
+    obj = objects.get(PLURAL, name)
+    described = idp(aws_settings).describe_user_pool_client(
+        UserPoolId=user_pool, ClientId=obj["status"]["clientId"]
+    )["UserPoolClient"]
+    secret = described["ClientSecret"]
+    assert described["AllowedOAuthFlows"] == ["code"]
+    assert described["CallbackURLs"] == ["https://app.example.com/cb"]
+    data = secret_data(api, objects.namespace, f"{name}-credentials")
+    assert data is not None and data["clientSecret"] == secret
+    # Never in the object, its events, or the operator's log.
+    assert secret not in json.dumps(obj)
+    assert all(secret not in m for _, _, m in events(api, objects.namespace, name))
+    assert secret not in live_operator.log_text()
+
+
+def test_update_in_place(objects: Custom, aws_settings: Settings, user_pool: str) -> None:
+    name = unique()
+    objects.create(KIND, PLURAL, name, spec(name))
+    objects.wait_condition(PLURAL, name)
+    client_id = objects.get(PLURAL, name)["status"]["clientId"]
+    objects.patch(
+        PLURAL,
+        name,
+        {"explicitAuthFlows": ["ALLOW_USER_SRP_AUTH"], "tokenValidity": {"accessTokenMinutes": 15}},
+    )
+
+    def updated() -> bool:
+        c = idp(aws_settings).describe_user_pool_client(UserPoolId=user_pool, ClientId=client_id)[
+            "UserPoolClient"
+        ]
+        return bool(
+            c["ExplicitAuthFlows"] == ["ALLOW_USER_SRP_AUTH"] and c["AccessTokenValidity"] == 15
+        )
+
+    wait_for(updated, 30, "client updated in Cognito")
+    assert objects.get(PLURAL, name)["status"]["clientId"] == client_id
+    assert clients_named(aws_settings, user_pool, name) == [client_id]
+
+
+def test_deleted_secret_is_recreated(objects: Custom, api: ApiClient) -> None:
+    name = unique()
+    objects.create(KIND, PLURAL, name, spec(name))
+    objects.wait_condition(PLURAL, name)
+    secret_name = f"{name}-credentials"
+    before = secret_data(api, objects.namespace, secret_name)
+    client.CoreV1Api(api).delete_namespaced_secret(secret_name, objects.namespace)
+    assert (
+        wait_for(lambda: secret_data(api, objects.namespace, secret_name), 30, "Secret recreated")
+        == before
+    )
+
+
+def test_drift_is_repaired(
+    objects: Custom, api: ApiClient, aws_settings: Settings, user_pool: str
+) -> None:
+    name = unique()
+    objects.create(KIND, PLURAL, name, spec(name))
+    objects.wait_condition(PLURAL, name)
+    client_id = objects.get(PLURAL, name)["status"]["clientId"]
+    idp(aws_settings).update_user_pool_client(
+        UserPoolId=user_pool,
+        ClientId=client_id,
+        ClientName=name,
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"],
+    )
+
+    def restored() -> bool:
+        c = idp(aws_settings).describe_user_pool_client(UserPoolId=user_pool, ClientId=client_id)[
+            "UserPoolClient"
+        ]
+        return sorted(c["ExplicitAuthFlows"]) == ["ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_SRP_AUTH"]
+
+    wait_for(restored, 30, "auth flows put back")
+    wait_for(
+        lambda: any(r == "DriftRepaired" for _, r, _ in events(api, objects.namespace, name)),
+        30,
+        "DriftRepaired event",
+    )
+
+
+def test_delete_and_retain(
+    objects: Custom, api: ApiClient, aws_settings: Settings, user_pool: str
+) -> None:
+    gone, kept = unique(), unique()
+    objects.create(KIND, PLURAL, gone, spec(gone))
+    objects.create(KIND, PLURAL, kept, spec(kept, deletionPolicy="Retain"))
+    objects.wait_condition(PLURAL, gone)
+    objects.wait_condition(PLURAL, kept)
+    objects.delete(PLURAL, gone)
+    objects.delete(PLURAL, kept)
+    objects.wait_gone(PLURAL, gone)
+    objects.wait_gone(PLURAL, kept)
+    assert clients_named(aws_settings, user_pool, gone) == []
+    assert len(clients_named(aws_settings, user_pool, kept)) == 1
+    # The Secret follows its owner through garbage collection.
+    wait_for(
+        lambda: secret_data(api, objects.namespace, f"{gone}-credentials") is None,
+        60,
+        "Secret garbage-collected",
+    )
+
+
+def test_adoption_is_explicit(objects: Custom, aws_settings: Settings, user_pool: str) -> None:
+    name = unique()
+    existing = idp(aws_settings).create_user_pool_client(UserPoolId=user_pool, ClientName=name)[
+        "UserPoolClient"
+    ]["ClientId"]
+    objects.create(KIND, PLURAL, name, spec(name))
+    cond = objects.wait_condition(PLURAL, name, "Ready", "False", reason="AlreadyExists")
+    assert "spec.adopt" in cond["message"]
+    objects.patch(PLURAL, name, {"adopt": True})
+    objects.wait_condition(PLURAL, name)
+    assert objects.get(PLURAL, name)["status"]["clientId"] == existing
+    assert clients_named(aws_settings, user_pool, name) == [existing]
+
+
+def test_transient_failures_then_success(
+    objects: Custom, api: ApiClient, proxy: FaultProxy, aws_settings: Settings, user_pool: str
+) -> None:
+    name = unique()
+    rule = proxy.fail("CreateUserPoolClient", times=2, fault="unavailable", contains=name)
+    try:
+        objects.create(KIND, PLURAL, name, spec(name))
+        objects.wait_condition(PLURAL, name)
+    finally:
+        proxy.clear()
+    assert rule.hits == 2
+    assert any(r == "Recoverable" for _, r, _ in events(api, objects.namespace, name))
+    assert len(clients_named(aws_settings, user_pool, name)) == 1
+
+
+def test_restart_after_create_before_status(
+    objects: Custom,
+    proxy: FaultProxy,
+    aws_settings: Settings,
+    user_pool: str,
+    live_operator: OperatorProcess,
+) -> None:
+    """SIGKILL right after Cognito made the client, before the operator recorded its id."""
+    name = unique()
+    proxy.after("CreateUserPoolClient", live_operator.kill, contains=name)
+    try:
+        objects.create(KIND, PLURAL, name, spec(name))
+        wait_for(lambda: not live_operator.running(), 30, "operator killed")
+    finally:
+        proxy.clear()
+    assert len(clients_named(aws_settings, user_pool, name)) == 1
+    assert "clientId" not in (objects.get(PLURAL, name).get("status") or {})
+    live_operator.start()
+    objects.wait_condition(PLURAL, name)
+    ids = clients_named(aws_settings, user_pool, name)
+    assert ids == [objects.get(PLURAL, name)["status"]["clientId"]]
+
+
+def test_printer_columns(objects: Custom, cluster: Cluster) -> None:
+    name = unique()
+    objects.create(KIND, PLURAL, name, spec(name))
+    objects.wait_condition(PLURAL, name)
+    out = subprocess.run(
+        [
+            str(binary("kubectl")),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "get",
+            "cogc",
+            "-n",
+            objects.namespace,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0].split()[:6] == ["NAME", "READY", "SYNCED", "CLIENT", "ID", "SECRET"]
+    client_id = objects.get(PLURAL, name)["status"]["clientId"]
+    assert out[1].split()[:5] == [name, "True", "True", client_id, f"{name}-credentials"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"allowedOAuthFlows": ["code"], "callbackURLs": ["https://x"]},
+            "allowedOAuthFlows need allowedOAuthScopes",
+        ),
+        (
+            {"allowedOAuthFlows": ["code"], "allowedOAuthScopes": ["openid"]},
+            "the code and implicit OAuth flows need callbackURLs",
+        ),
+        (
+            {"allowedOAuthFlows": ["client_credentials"], "allowedOAuthScopes": ["api/read"]},
+            "the client_credentials flow needs generateSecret true",
+        ),
+        ({"callbackURLs": ["http://evil.example.com"]}, "must be https"),
+        ({"explicitAuthFlows": ["ALLOW_EVERYTHING"]}, "spec.explicitAuthFlows"),
+        ({"secretName": "Not_A_DNS_Name"}, "spec.secretName"),
+        ({"tokenValidity": {"accessTokenMinutes": 1}}, "spec.tokenValidity.accessTokenMinutes"),
+    ],
+)
+def test_bad_specs_are_rejected(objects: Custom, extra: dict[str, Any], message: str) -> None:
+    name = unique()
+    with pytest.raises(ApiException) as err:
+        objects.create(KIND, PLURAL, name, spec(name, **extra))
+    assert err.value.status == 422
+    assert message in err.value.body
+
+
+def test_generate_secret_is_immutable(objects: Custom) -> None:
+    name = unique()
+    objects.create(KIND, PLURAL, name, spec(name))
+    with pytest.raises(ApiException) as err:
+        objects.patch(PLURAL, name, {"generateSecret": True})
+    assert err.value.status == 422
+    assert "spec.generateSecret is immutable" in err.value.body
