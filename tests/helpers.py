@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import yaml
 from herd_operator.constants import GROUP, VERSION
+from herd_operator.local import crds
 from herd_operator.local.process import ProcessRecord, alive, free_port, spawn, stop
 from kubernetes import client
 from kubernetes.client import ApiClient
@@ -44,25 +44,8 @@ def wait_for(fn: Callable[[], T], timeout: float = 60, message: str = "condition
 
 
 def apply_crds(api: ApiClient) -> None:
-    """Install the chart's CRDs, the one source of truth, and wait until Established."""
-    ext = client.ApiextensionsV1Api(api)
-    for path in sorted(CRD_DIR.glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        name = crd["metadata"]["name"]
-        try:
-            current = ext.read_custom_resource_definition(name)
-            crd["metadata"]["resourceVersion"] = current.metadata.resource_version
-            ext.replace_custom_resource_definition(name, crd)
-        except ApiException as err:
-            if err.status != 404:
-                raise
-            ext.create_custom_resource_definition(crd)
-
-        def established(n: str = name) -> bool:
-            conds = ext.read_custom_resource_definition(n).status.conditions or []
-            return any(c.type == "Established" and c.status == "True" for c in conds)
-
-        wait_for(established, 30, f"CRD {name} established")
+    """Install the chart's CRDs, the one source of truth, as `make up` does."""
+    crds.install(api, CRD_DIR)
 
 
 class Custom:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from herd_operator import aws
 from herd_operator.settings import Settings
@@ -214,3 +215,14 @@ def test_restart_mid_create_makes_one_template(
         t["Name"] for t in aws.client("ses", aws_settings).list_templates()["TemplatesMetadata"]
     ]
     assert names.count(name) == 1
+
+
+def test_metrics_count_reconciles(objects: Custom, operator_env: dict[str, str]) -> None:
+    name = unique()
+    objects.create(KIND, PLURAL, name, {"subject": "s", "text": "t {{x"})
+    objects.wait_condition(PLURAL, name, "Ready", "False", reason="InvalidSpec")
+    url = f"http://127.0.0.1:{operator_env['HERD_METRICS_PORT']}/metrics"
+    text = httpx.get(url, timeout=5).text
+    assert 'herd_reconcile_total{kind="SESTemplate",result="success"}' in text
+    assert 'herd_reconcile_errors_total{kind="SESTemplate",reason="InvalidSpec"}' in text
+    assert 'herd_reconcile_duration_seconds_count{kind="SESTemplate"}' in text

@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(operator.app, name="operator")
+app.add_typer(platform.aws_app, name="aws")
 app.command("up")(platform.up)
 app.command("down")(platform.down)
 

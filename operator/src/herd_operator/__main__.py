@@ -1,0 +1,3 @@
+from herd_operator.cli import main
+
+main()

@@ -1,0 +1,112 @@
+"""`herd aws bootstrap`: the AWS side one environment needs, created idempotently.
+
+User pool (with the `admins` group and a `custom:tenant` attribute), a verified SES sender,
+the email queue with its dead-letter queue, and the email-jobs idempotency table. Names
+carry the environment's prefix, so dev and prod can share one moto.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from herd_operator import aws
+from herd_operator.settings import Settings
+
+MAX_RECEIVES = 5  # deliveries before a poison email job lands in the DLQ
+
+
+@dataclass(frozen=True)
+class Environment:
+    user_pool_id: str
+    email_queue_url: str
+    email_dlq_url: str
+    email_jobs_table: str
+    email_sender: str
+
+    def env(self) -> dict[str, str]:
+        """As the HERD_* variables the operator, API and worker read."""
+        return {
+            "HERD_COGNITO_USER_POOL_ID": self.user_pool_id,
+            "HERD_EMAIL_QUEUE_URL": self.email_queue_url,
+            "HERD_EMAIL_JOBS_TABLE": self.email_jobs_table,
+            "HERD_EMAIL_SENDER": self.email_sender,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def bootstrap(settings: Settings) -> Environment:
+    prefix = settings.aws_name_prefix
+    return Environment(
+        user_pool_id=_user_pool(settings, f"{prefix}herd-platform"),
+        **_queues(settings, f"{prefix}herd-emails"),
+        email_jobs_table=_table(settings, f"{prefix}{settings.email_jobs_table}"),
+        email_sender=_sender(settings),
+    )
+
+
+def _user_pool(settings: Settings, name: str) -> str:
+    idp = aws.client("cognito-idp", settings)
+    pools = idp.list_user_pools(MaxResults=60)["UserPools"]
+    pool_id = next((p["Id"] for p in pools if p["Name"] == name), None)
+    if pool_id is None:
+        pool_id = idp.create_user_pool(
+            PoolName=name,
+            UsernameAttributes=["email"],
+            AutoVerifiedAttributes=["email"],
+            Schema=[{"Name": "tenant", "AttributeDataType": "String", "Mutable": True}],
+            AdminCreateUserConfig={"AllowAdminCreateUserOnly": True},
+        )["UserPool"]["Id"]
+    try:
+        idp.create_group(
+            UserPoolId=pool_id, GroupName="admins", Description="Herd platform administrators"
+        )
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "GroupExistsException":
+            raise
+    return str(pool_id)
+
+
+def _queues(settings: Settings, name: str) -> dict[str, str]:
+    sqs = aws.client("sqs", settings)
+    dlq_url = sqs.create_queue(
+        QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"}
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)}
+            ),
+        },
+    )["QueueUrl"]
+    return {"email_queue_url": str(queue_url), "email_dlq_url": str(dlq_url)}
+
+
+def _table(settings: Settings, name: str) -> str:
+    ddb = aws.client("dynamodb", settings)
+    try:
+        ddb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+        )
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+    return name
+
+
+def _sender(settings: Settings) -> str:
+    aws.client("ses", settings).verify_email_identity(EmailAddress=settings.email_sender)
+    return settings.email_sender

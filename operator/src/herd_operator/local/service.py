@@ -1,0 +1,64 @@
+"""A detached local process (operator, API, worker) with a state file and a health URL."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from herd_operator.local.process import alive, read_state, spawn, stop, wait_until, write_state
+
+
+@dataclass
+class Service:
+    name: str
+    root: Path
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / f"{self.name}.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root.parent / "logs" / f"{self.name}.log"
+
+    def info(self) -> dict[str, object]:
+        return read_state(self.state_file)[1]
+
+    def running(self) -> bool:
+        records, extra = read_state(self.state_file)
+        return bool(records) and all(alive(r) for r in records) and _ok(str(extra.get("health")))
+
+    def start(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        health: str,
+        timeout: float = 90,
+        **extra: object,
+    ) -> None:
+        """Start unless already healthy; wait until `health` answers 200."""
+        if self.running():
+            return
+        self.stop()
+        popen, record = spawn(self.name, args, self.log, env=env, tie_to_parent=False)
+        write_state(self.state_file, [record], health=health, **extra)
+        if not wait_until(lambda: popen.poll() is not None or _ok(health), timeout) or (
+            popen.poll() is not None
+        ):
+            self.stop()
+            raise RuntimeError(f"{self.name} did not become healthy; see {self.log}")
+
+    def stop(self) -> None:
+        for record in read_state(self.state_file)[0]:
+            stop(record)
+        self.state_file.unlink(missing_ok=True)
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except (httpx.HTTPError, ValueError):
+        return False
