@@ -11,10 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from herd_operator.local.controlplane import ControlPlane
-from herd_operator.settings import get_settings
 from rich.console import Console
 from rich.table import Table
+
+from herd_operator.local.controlplane import ControlPlane
+from herd_operator.settings import get_settings
 
 
 def rss_mib(pid: int) -> float:

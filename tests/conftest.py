@@ -10,17 +10,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from herd_operator import aws
+from kubernetes import client, config
+from kubernetes.client import ApiClient
+
+from herd_operator.local import bootstrap
 from herd_operator.local.controlplane import ControlPlane
 from herd_operator.local.gitrepo import Repo
 from herd_operator.local.moto_server import MotoServer
 from herd_operator.local.process import free_port, wait_until
 from herd_operator.settings import Settings, get_settings
-from kubernetes import client, config
-from kubernetes.client import ApiClient
 
 from .faultproxy import FaultProxy
-from .helpers import Custom, OperatorProcess, apply_crds
+from .helpers import Custom, OperatorProcess, WorkerProcess, apply_crds
+from .openremote_stub import CLIENT_ID as STUB_CLIENT_ID
+from .openremote_stub import CLIENT_SECRET as STUB_CLIENT_SECRET
+from .openremote_stub import OpenRemoteStub
+
+TENANTS = "tenants"
+WELCOME_TEMPLATE = {
+    "subject": "Welcome to Herd, {{displayName}}",
+    "text": "Hello {{displayName}}, your tenant {{slug}} is ready: {{loginURL}}",
+}
 
 # Never real AWS from a test run: every client goes to moto with dummy credentials.
 os.environ.update(
@@ -107,33 +117,95 @@ def proxy(moto: MotoServer) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture(scope="session")
-def user_pool(moto: MotoServer) -> str:
-    """The platform user pool (made once; tests use unique names instead of resets)."""
+def aws_env(moto: MotoServer) -> bootstrap.Environment:
+    """The AWS side of an environment, as `herd aws bootstrap` makes it (made once; tests
+    use unique names instead of resets)."""
     settings = get_settings().model_copy(
         update={"aws_endpoint_url": moto.url, "aws_max_attempts": 1}
     )
-    idp = aws.client("cognito-idp", settings)
-    pool = idp.create_user_pool(PoolName="herd-platform")["UserPool"]["Id"]
-    idp.create_group(UserPoolId=pool, GroupName="admins")
-    return str(pool)
+    return bootstrap.bootstrap(settings)
 
 
 @pytest.fixture(scope="session")
-def operator_env(cluster: Cluster, proxy: FaultProxy, user_pool: str) -> dict[str, str]:
+def user_pool(aws_env: bootstrap.Environment) -> str:
+    return aws_env.user_pool_id
+
+
+@pytest.fixture(scope="session")
+def openremote() -> Iterator[OpenRemoteStub]:
+    stub = OpenRemoteStub().start()
+    yield stub
+    stub.stop()
+
+
+def _base_env(cluster: Cluster, endpoint: str, aws_env: bootstrap.Environment) -> dict[str, str]:
     return {
         **os.environ,
+        **aws_env.env(),
         "KUBECONFIG": str(cluster.kubeconfig),
-        "AWS_ENDPOINT_URL": proxy.url,
+        "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": "eu-west-1",
         "HERD_AWS_MAX_ATTEMPTS": "1",
-        "HERD_COGNITO_USER_POOL_ID": user_pool,
+    }
+
+
+@pytest.fixture(scope="session")
+def operator_env(
+    cluster: Cluster,
+    proxy: FaultProxy,
+    aws_env: bootstrap.Environment,
+    openremote: OpenRemoteStub,
+) -> dict[str, str]:
+    return {
+        **_base_env(cluster, proxy.url, aws_env),
         "HERD_DRIFT_INTERVAL": "2",
         "HERD_RETRY_BACKOFF_BASE": "1",
         "HERD_RETRY_BACKOFF_MAX": "5",
+        "HERD_WAITING_DELAY": "1",
         "HERD_METRICS_PORT": str(free_port()),
+        "HERD_TENANTS_NAMESPACE": TENANTS,
+        "HERD_LOGIN_URL_TEMPLATE": "https://platform-test.herd-itt.com/manager/?realm={slug}",
+        "HERD_OPENREMOTE_ENABLED": "true",
+        "HERD_OPENREMOTE_URL": openremote.url,
+        "HERD_OPENREMOTE_CLIENT_ID": STUB_CLIENT_ID,
+        "HERD_OPENREMOTE_CLIENT_SECRET": STUB_CLIENT_SECRET,
     }
+
+
+@pytest.fixture(scope="session")
+def worker_env(
+    cluster: Cluster, moto: MotoServer, aws_env: bootstrap.Environment
+) -> dict[str, str]:
+    return {
+        **_base_env(cluster, moto.url, aws_env),
+        "HERD_WORKER_WAIT_SECONDS": "1",
+        "HERD_WORKER_MAX_SEND_RATE": "50",
+        "HERD_WORKER_RETRY_BASE": "0.25",
+    }
+
+
+@pytest.fixture(scope="session")
+def worker(
+    worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    proc = WorkerProcess(
+        env=worker_env, log=tmp_path_factory.mktemp("worker") / "worker.log"
+    ).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def tenants_ns(api: ApiClient, operator: OperatorProcess) -> str:
+    """The tenants namespace, with the default welcome SESTemplate Ready in it."""
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=TENANTS)))
+    objects = Custom(api, TENANTS)
+    objects.create("SESTemplate", "sestemplates", "welcome", WELCOME_TEMPLATE)
+    objects.wait_condition("sestemplates", "welcome")
+    return TENANTS
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from herd_operator.constants import GROUP, VERSION
-from herd_operator.local import crds
-from herd_operator.local.process import ProcessRecord, alive, free_port, spawn, stop
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+
+from herd_operator.constants import GROUP, VERSION
+from herd_operator.local import crds
+from herd_operator.local.process import ProcessRecord, alive, free_port, spawn, stop
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,32 +128,32 @@ def events(api: ApiClient, namespace: str, name: str) -> list[tuple[str, str, st
 
 
 @dataclass
-class OperatorProcess:
-    """`herd operator run` as a real process: started, SIGKILLed and restarted by tests."""
+class HerdProcess:
+    """A `herd ...` program as a real process: started, SIGKILLed and restarted by tests."""
 
     env: dict[str, str]
     log: Path
     health_port: int = field(default_factory=free_port)
     record: ProcessRecord | None = None
     popen: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()
+    port_variable: str = ""
 
-    def start(self) -> OperatorProcess:
-        env = {**self.env, "HERD_HEALTH_PORT": str(self.health_port)}
-        self.popen, self.record = spawn(
-            "herd-operator", [HERD, "operator", "run", "--verbose"], self.log, env=env
-        )
+    def start(self) -> HerdProcess:
+        env = {**self.env, self.port_variable: str(self.health_port)}
+        self.popen, self.record = spawn(self.args[0], [HERD, *self.args], self.log, env=env)
         popen = self.popen
 
         def healthy() -> bool:
             if popen.poll() is not None:
-                raise AssertionError(f"operator exited:\n{self.log_text()[-3000:]}")
+                raise AssertionError(f"{self.args} exited:\n{self.log_text()[-3000:]}")
             try:
                 url = f"http://127.0.0.1:{self.health_port}/healthz"
                 return httpx.get(url, timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        wait_for(healthy, 60, "operator liveness endpoint")
+        wait_for(healthy, 60, f"{self.args} health endpoint")
         return self
 
     def kill(self) -> None:
@@ -170,3 +171,15 @@ class OperatorProcess:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@dataclass
+class OperatorProcess(HerdProcess):
+    args: tuple[str, ...] = ("operator", "run", "--verbose")
+    port_variable: str = "HERD_HEALTH_PORT"
+
+
+@dataclass
+class WorkerProcess(HerdProcess):
+    args: tuple[str, ...] = ("worker", "run")
+    port_variable: str = "HERD_WORKER_PORT"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from herd_operator.local.controlplane import ControlPlane
 from herd_operator.local.process import alive
 from herd_operator.local.tools import binary

@@ -9,12 +9,13 @@ import uuid
 from typing import Any
 
 import pytest
-from herd_operator import aws
-from herd_operator.local.tools import binary
-from herd_operator.settings import Settings
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+
+from herd_operator import aws
+from herd_operator.local.tools import binary
+from herd_operator.settings import Settings
 
 from .conftest import Cluster
 from .faultproxy import FaultProxy

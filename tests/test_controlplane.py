@@ -7,10 +7,11 @@ import threading
 import uuid
 
 import pytest
-from herd_operator.local.process import wait_until
 from kubernetes import client, watch
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+
+from herd_operator.local.process import wait_until
 
 from .conftest import Cluster
 

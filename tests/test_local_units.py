@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+
 from herd_operator.local import certs
 from herd_operator.local.process import alive, spawn, stop, wait_until
 from herd_operator.local.tools import ToolsMissing, binary, k8s_assets

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
 from herd_operator import aws
 from herd_operator.local.moto_server import MotoServer
 from herd_operator.settings import Settings, get_settings

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from kubernetes import config
+
 from herd_operator.local.process import alive, read_state
 from herd_operator.local.tools import binary
 from herd_operator.settings import get_settings
-from kubernetes import config
 
 from .helpers import ROOT, Custom, wait_for
 

@@ -7,10 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
-from herd_operator import aws
-from herd_operator.settings import Settings
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+
+from herd_operator import aws
+from herd_operator.settings import Settings
 
 from .faultproxy import FaultProxy
 from .helpers import Custom, OperatorProcess, events, wait_for

@@ -1,8 +1,57 @@
-"""`herd api ...` and `herd worker ...`, plugged into the herd CLI by entry point."""
+"""`herd api run` and `herd worker run`, plugged into the herd CLI by entry point."""
 
 from __future__ import annotations
 
+import threading
+
 import typer
+
+from herd_api.core import logging as herd_logging
+from herd_api.core.config import get_settings
 
 api_app = typer.Typer(no_args_is_help=True, help="The signup API.")
 worker_app = typer.Typer(no_args_is_help=True, help="The queue workers.")
+
+
+@api_app.command("run")
+def api_run(
+    host: str | None = typer.Option(None, help="Bind address (default HERD_API_HOST)"),
+    port: int | None = typer.Option(None, help="Port (default HERD_API_PORT)"),
+) -> None:
+    """Serve the signup API with uvicorn."""
+    import uvicorn
+
+    from herd_api.main import create_app
+
+    herd_logging.setup()
+    s = get_settings()
+    uvicorn.run(
+        create_app(),
+        host=host or s.api_host,
+        port=port or s.api_port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=s.trust_forwarded_for,
+    )
+
+
+@worker_app.command("run")
+def worker_run() -> None:
+    """Send queued emails until SIGTERM; finishes or releases the message in hand."""
+    from herd_api.worker import health
+    from herd_api.worker.worker import Worker
+    from herd_operator import kube
+    from herd_operator.settings import get_settings as aws_settings
+
+    herd_logging.setup()
+    kube.load_config(aws_settings())
+    worker = Worker(get_settings(), aws_settings())
+    worker.install_signal_handlers()
+    alive = threading.Event()
+    alive.set()
+    if get_settings().worker_port:
+        health.serve(get_settings().worker_port, alive)
+    try:
+        worker.run()
+    finally:
+        alive.clear()

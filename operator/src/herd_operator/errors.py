@@ -44,6 +44,10 @@ class InvalidSpec(Exception):
     reason = "InvalidSpec"
 
 
+class Waiting(Exception):
+    """A dependency is not ready yet: look again shortly; not an error."""
+
+
 class Recoverable(Exception):
     """Throttling, 5xx, a network fault: retried with backoff."""
 

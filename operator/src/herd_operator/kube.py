@@ -77,3 +77,47 @@ def apply_secret(
         return False
     api.replace_namespaced_secret(name, namespace, body)
     return True
+
+
+def update_conditions(
+    plural: str,
+    namespace: str,
+    name: str,
+    updates: list[tuple[str, bool | None, str, str]],
+    attempts: int = 8,
+) -> None:
+    """Set conditions by read-modify-write under the object's resourceVersion.
+
+    Merge patches replace lists whole, and the operator and the worker both write a Tenant's
+    conditions: a stale read would drop the other's. A patch that carries resourceVersion
+    fails with 409 when the object moved on; then read again.
+    """
+    from herd_operator import conditions as cond
+
+    for _ in range(attempts):
+        obj = get_object(plural, namespace, name)
+        if obj is None:
+            return
+        conditions = (obj.get("status") or {}).get("conditions")
+        generation = obj["metadata"].get("generation")
+        for type_, status, reason, message in updates:
+            conditions = cond.set_condition(conditions, type_, status, reason, message, generation)
+        try:
+            custom().patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                {
+                    "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                    "status": {"conditions": conditions},
+                },
+            )
+            return
+        except ApiException as err:
+            if err.status == 404:
+                return
+            if err.status != 409:
+                raise
+    raise RuntimeError(f"{plural}/{name}: conditions kept changing under us")

@@ -12,7 +12,7 @@ import kopf
 
 from herd_operator import kube, metrics
 from herd_operator.constants import FINALIZER, GROUP, VERSION
-from herd_operator.handlers import cognitoclient, sestemplate
+from herd_operator.handlers import cognitoclient, sestemplate, tenant
 from herd_operator.handlers.common import Object, exclusive, forget, fresh, guard, reconcile
 from herd_operator.settings import get_settings
 
@@ -128,3 +128,25 @@ def cognitoclient_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) 
     obj = Object(cognitoclient.KIND, cognitoclient.PLURAL, kopf.Body(cast(Any, owner)))
     with exclusive(obj.uid):
         cognitoclient.restore_secret(obj, S)
+
+
+# -- Tenant -------------------------------------------------------------------------------
+@kopf.on.resume(GROUP, VERSION, tenant.PLURAL)
+@kopf.on.create(GROUP, VERSION, tenant.PLURAL)
+@kopf.on.update(GROUP, VERSION, tenant.PLURAL)
+def tenant_reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
+    obj = Object(tenant.KIND, tenant.PLURAL, body)
+    with exclusive(obj.uid):
+        try:
+            reconcile(obj, retry, S, lambda: tenant.reconcile(obj, S))
+        except kopf.PermanentError:
+            obj.patch_status(phase="Failed")
+            raise
+
+
+@kopf.on.delete(GROUP, VERSION, tenant.PLURAL)
+def tenant_delete(body: kopf.Body, retry: int, **_: Any) -> None:
+    obj = Object(tenant.KIND, tenant.PLURAL, body)
+    with exclusive(obj.uid):
+        guard(obj, retry, S, lambda: tenant.delete(obj, S))
+    forget(obj.uid)

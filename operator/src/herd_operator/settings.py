@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9300, ge=0, description="Prometheus metrics port; 0 turns it off")
     health_port: int = Field(8081, ge=0, description="Liveness endpoint port; 0 turns it off")
     retry_backoff_base: float = Field(2.0, gt=0, description="First retry delay, seconds")
+    waiting_delay: float = Field(2.0, gt=0, description="Recheck of a pending dependency, s")
     retry_backoff_max: float = Field(300.0, gt=0, description="Longest retry delay, seconds")
     watch_namespaces: list[str] = Field(
         default_factory=list, description="Namespaces the operator watches; empty: all"
@@ -49,6 +50,24 @@ class Settings(BaseSettings):
     peering: str | None = Field(
         None, description="Kopf peering name for leader election; unset: standalone"
     )
+
+    # Tenants
+    tenants_namespace: str = Field("tenants", description="Where Tenant objects live")
+    welcome_template: str = Field("welcome", description="Default SESTemplate of the welcome")
+    login_url_template: str = Field(
+        "https://platform-dev.herd-itt.com/manager/?realm={slug}",
+        description="A tenant's login URL; {slug} is replaced",
+    )
+
+    # OpenRemote provisioning (off unless enabled)
+    openremote_enabled: bool = False
+    openremote_url: str = Field("http://openremote-manager:8080", description="Manager base URL")
+    openremote_keycloak_url: str | None = Field(
+        None, description="Keycloak base URL (serves /auth); default: the manager URL"
+    )
+    openremote_client_id: str = Field("herd-provisioner", description="master-realm client")
+    openremote_client_secret: str | None = Field(None, repr=False)
+    openremote_admin_roles: list[str] = Field(default_factory=lambda: ["read", "write"])
 
     # Local platform: binaries built by `make tools`, state of `herd cluster up`.
     tools_dir: Path = Field(Path.home() / ".cache" / "herd" / "tools")

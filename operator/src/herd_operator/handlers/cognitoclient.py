@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from herd_operator import conditions as cond
 from herd_operator import kube
-from herd_operator.awsclients.cognito import Cognito, issuer_url
+from herd_operator.clients.cognito import Cognito, issuer_url
 from herd_operator.constants import GROUP
 from herd_operator.errors import AlreadyExists, InvalidSpec, Recoverable
 from herd_operator.handlers.common import Object

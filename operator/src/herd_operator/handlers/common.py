@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from herd_operator import conditions as cond
 from herd_operator import kube, metrics
-from herd_operator.errors import InvalidSpec, Recoverable, classify
+from herd_operator.errors import InvalidSpec, Recoverable, Waiting, classify
 from herd_operator.settings import Settings
 
 
@@ -74,12 +74,7 @@ class Object:
         }
 
     def set_conditions(self, *updates: tuple[str, bool | None, str, str]) -> None:
-        conditions = self.status.get("conditions")
-        for type_, status, reason, message in updates:
-            conditions = cond.set_condition(
-                conditions, type_, status, reason, message, self.generation
-            )
-        self.patch_status(conditions=conditions)
+        kube.update_conditions(self.plural, self.namespace, self.name, list(updates))
 
 
 _locks: dict[str, threading.Lock] = {}
@@ -133,6 +128,10 @@ def reconcile(obj: Object, retry: int, settings: Settings, fn: Callable[[], str]
         )
         obj.event(reason, str(err), warning=True)
         raise kopf.PermanentError(str(err)) from err
+    except Waiting as err:
+        metrics.RECONCILES.labels(obj.kind, "waiting").inc()
+        obj.set_conditions((cond.READY, False, "Waiting", str(err)))
+        raise kopf.TemporaryError(str(err), delay=settings.waiting_delay) from err
     except Recoverable as err:
         metrics.RECONCILES.labels(obj.kind, "retry").inc()
         metrics.ERRORS.labels(obj.kind, cond.RECOVERABLE).inc()

@@ -1,0 +1,44 @@
+"""The API package's settings: one pydantic-settings class for the API and the worker.
+
+AWS endpoint, region, queue, table and user pool are shared with the operator and come from
+herd_operator.settings; what is here is the API's and the worker's own.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str = Field("http://127.0.0.1:8000", description="Base of status URLs")
+    cors_origins: list[str] = Field(default_factory=list)
+    signup_rate: float = Field(1.0, gt=0, description="Signups per second per client")
+    signup_burst: int = Field(10, ge=1, description="Signups a client may make at once")
+    trust_forwarded_for: bool = Field(False, description="Behind a load balancer (ALB)")
+    jwt_issuer: str | None = Field(None, description="Expected `iss`; default from the pool")
+    jwks_url: str | None = Field(None, description="JWKS URL; default from the issuer")
+    admin_client_id: str | None = Field(None, description="App client of the admin page")
+    admin_group: str = "admins"
+
+    # Worker
+    worker_wait_seconds: int = Field(20, ge=0, le=20, description="SQS long-poll wait")
+    worker_visibility_timeout: int = Field(30, ge=1)
+    worker_retry_base: float = Field(2.0, gt=0, description="Backoff of a failed job, s")
+    worker_claim_lease: float = Field(300.0, gt=0, description="Seconds a send claim holds")
+    worker_max_send_rate: float | None = Field(
+        None, gt=0, description="Emails per second; default SES GetSendQuota's MaxSendRate"
+    )
+    worker_port: int = Field(8090, ge=0, description="Worker /healthz and /metrics; 0: off")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

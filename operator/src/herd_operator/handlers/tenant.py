@@ -1,0 +1,233 @@
+"""Tenant: a customer signup, provisioned step by step.
+
+1. a Cognito user for the admin email (custom:tenant = slug; invitation suppressed),
+2. a child CognitoClient (owned by the Tenant, so garbage-collected with it),
+3. an OpenRemote realm and its admin user (when provisioning is enabled),
+4. one welcome email job on the queue (idempotency key from the Tenant's uid).
+
+Each step checks what exists before acting and records its result in status the moment it
+exists, so a restart resumes where the last run stopped and never repeats a side effect: a
+re-enqueued email job carries the same key and the worker sends it once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from herd_operator import aws, emailjobs, kube
+from herd_operator import conditions as cond
+from herd_operator.clients.cognito import Cognito
+from herd_operator.clients.openremote import OpenRemote
+from herd_operator.constants import API_VERSION
+from herd_operator.errors import AlreadyExists, InvalidSpec, Waiting
+from herd_operator.handlers import cognitoclient, sestemplate
+from herd_operator.handlers.common import Object
+from herd_operator.settings import Settings
+
+KIND = "Tenant"
+PLURAL = "tenants"
+USER, CLIENT, REALM, EMAIL = "CognitoUser", "AppClient", "Realm", "WelcomeEmailQueued"
+STEPS = (USER, CLIENT, REALM, EMAIL)
+
+
+def child_client_name(slug: str) -> str:
+    return f"{slug}-app"
+
+
+def client_secret_name(slug: str) -> str:
+    return f"{slug}-cognito"
+
+
+def child_client(obj: Object) -> dict[str, Any]:
+    """The tenant's app client: a public (SPA) client, code flow when callbacks are given."""
+    spec = obj.spec
+    child: dict[str, Any] = {
+        "clientName": f"tenant-{spec['slug']}",
+        "generateSecret": False,
+        "explicitAuthFlows": ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        "secretName": client_secret_name(spec["slug"]),
+        # A retained Tenant keeps its app client too.
+        "deletionPolicy": spec.get("deletionPolicy", "Delete"),
+    }
+    if spec.get("callbackURLs"):
+        child.update(
+            allowedOAuthFlows=["code"],
+            allowedOAuthScopes=["openid", "email"],
+            callbackURLs=spec["callbackURLs"],
+        )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": cognitoclient.KIND,
+        "metadata": {
+            "name": child_client_name(spec["slug"]),
+            "namespace": obj.namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "herd-operator",
+                "platform.herd-itt.com/tenant": spec["slug"],
+            },
+            "ownerReferences": [obj.owner_reference()],
+        },
+        "spec": child,
+    }
+
+
+def reconcile(obj: Object, settings: Settings) -> str:
+    spec = obj.spec
+    if obj.namespace != settings.tenants_namespace:
+        raise InvalidSpec(f"Tenants live in namespace {settings.tenants_namespace}")
+    if not settings.cognito_user_pool_id:
+        raise InvalidSpec("the operator has no platform user pool (HERD_COGNITO_USER_POOL_ID)")
+    if obj.status.get("phase") in (None, "Pending", "Failed"):
+        obj.patch_status(phase="Provisioning")
+    ensure_user(obj, settings)
+    ensure_client(obj)
+    ensure_realm(obj, settings)
+    ensure_welcome_email(obj, settings)
+    obj.patch_status(phase="Ready", loginURL=login_url(spec["slug"], settings))
+    return f"tenant {spec['slug']} is provisioned"
+
+
+def login_url(slug: str, settings: Settings) -> str:
+    return settings.login_url_template.format(slug=slug)
+
+
+def _step(obj: Object, step: str, ok: bool | None, reason: str, message: str) -> None:
+    obj.set_conditions((step, ok, reason, message))
+
+
+def ensure_user(obj: Object, settings: Settings) -> None:
+    spec, status = obj.spec, obj.status
+    pool, email = str(settings.cognito_user_pool_id), spec["adminEmail"]
+    cognito = Cognito(settings)
+    user = cognito.get_user(pool, email)
+    if user is None:
+        cognito.create_user(
+            pool, email, {"email": email, "email_verified": "true", "custom:tenant": spec["slug"]}
+        )
+        obj.event("CognitoUserCreated", f"created Cognito user for the admin of {spec['slug']}")
+    elif status.get("cognitoUsername") != email:
+        attrs = {a["Name"]: a["Value"] for a in user.get("UserAttributes", [])}
+        if attrs.get("custom:tenant") != spec["slug"]:
+            raise AlreadyExists(
+                f"the admin email is already the Cognito user of another "
+                f"tenant ({attrs.get('custom:tenant') or 'none'})"
+            )
+    if status.get("cognitoUsername") != email:
+        obj.patch_status(cognitoUsername=email)
+        _step(obj, USER, True, "Created", "Cognito user exists; invitation suppressed")
+
+
+def ensure_client(obj: Object) -> None:
+    body = child_client(obj)
+    name = body["metadata"]["name"]
+    current = kube.get_object(cognitoclient.PLURAL, obj.namespace, name)
+    if current is None:
+        try:
+            kube.custom().create_namespaced_custom_object(
+                body["apiVersion"].split("/")[0],
+                body["apiVersion"].split("/")[1],
+                obj.namespace,
+                cognitoclient.PLURAL,
+                body,
+            )
+            obj.event("AppClientCreated", f"created CognitoClient {name}")
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        current = kube.get_object(cognitoclient.PLURAL, obj.namespace, name)
+    elif current.get("spec", {}) != {**current.get("spec", {}), **body["spec"]}:
+        group, version = body["apiVersion"].split("/")
+        kube.custom().patch_namespaced_custom_object(
+            group, version, obj.namespace, cognitoclient.PLURAL, name, {"spec": body["spec"]}
+        )
+    conditions = (current or {}).get("status", {}).get("conditions")
+    ready = cond.get(conditions, cond.READY)
+    if not cond.is_true(conditions, cond.READY):
+        reason = (ready or {}).get("reason", "Creating")
+        message = (ready or {}).get("message", "waiting for the app client")
+        _step(obj, CLIENT, False, reason, f"CognitoClient {name}: {message}")
+        if reason in (cond.INVALID_SPEC, cond.ALREADY_EXISTS):
+            raise InvalidSpec(f"CognitoClient {name}: {message}")
+        raise Waiting(f"waiting for CognitoClient {name}")
+    if obj.status.get("clientSecretName") != body["spec"]["secretName"] or not cond.is_true(
+        obj.status.get("conditions"), CLIENT
+    ):
+        obj.patch_status(clientSecretName=body["spec"]["secretName"])
+        _step(obj, CLIENT, True, "Ready", f"credentials in Secret {body['spec']['secretName']}")
+
+
+def ensure_realm(obj: Object, settings: Settings) -> None:
+    spec, status = obj.spec, obj.status
+    if not settings.openremote_enabled:
+        if cond.get(status.get("conditions"), REALM) is None:
+            _step(obj, REALM, True, "Disabled", "OpenRemote provisioning is off")
+        return
+    realm = spec["slug"]
+    if status.get("realmAdminId") and cond.is_true(status.get("conditions"), REALM):
+        return
+    openremote = OpenRemote(settings)
+    if status.get("realm") != realm:
+        if openremote.realm_exists(realm):
+            raise AlreadyExists(f"OpenRemote realm {realm} already exists")
+        obj.patch_status(realm=realm)  # claim before creating: a restart knows it is ours
+    openremote.create_realm(realm, spec["displayName"])
+    user_id = status.get("realmAdminId") or openremote.create_user(
+        realm, "admin", spec["adminEmail"]
+    )
+    obj.patch_status(realmAdminId=user_id)
+    openremote.set_roles(realm, user_id, settings.openremote_admin_roles)
+    obj.event("RealmProvisioned", f"OpenRemote realm {realm} with its admin user")
+    _step(obj, REALM, True, "Created", f"OpenRemote realm {realm} and admin user")
+
+
+def welcome_template(obj: Object, settings: Settings) -> str:
+    """The SES name of the welcome SESTemplate, once it is Ready."""
+    name = obj.spec.get("welcomeTemplate") or settings.welcome_template
+    template = kube.get_object(sestemplate.PLURAL, obj.namespace, name)
+    status = (template or {}).get("status", {})
+    if template is None or not cond.is_true(status.get("conditions"), cond.READY):
+        _step(obj, EMAIL, False, "TemplateNotReady", f"SESTemplate {name} is missing or not Ready")
+        raise Waiting(f"waiting for SESTemplate {name}")
+    return str(status["templateName"])
+
+
+def ensure_welcome_email(obj: Object, settings: Settings) -> None:
+    if (obj.status.get("welcomeEmail") or {}).get("queuedAt"):
+        return
+    if not settings.email_queue_url:
+        raise InvalidSpec("the operator has no email queue (HERD_EMAIL_QUEUE_URL)")
+    spec = obj.spec
+    job = emailjobs.EmailJob(
+        idempotency_key=f"welcome-{obj.uid}",
+        template=welcome_template(obj, settings),
+        to=spec["adminEmail"],
+        data={
+            "displayName": spec["displayName"],
+            "slug": spec["slug"],
+            "plan": spec["plan"],
+            "loginURL": login_url(spec["slug"], settings),
+        },
+        report=emailjobs.Report(namespace=obj.namespace, name=obj.name, uid=obj.uid),
+    )
+    emailjobs.enqueue(aws.client("sqs", settings), settings.email_queue_url, job)
+    # A crash right here re-enqueues on restart: same key, so the worker sends once.
+    # (Merge patch: the worker's sentAt/messageId beside queuedAt are kept.)
+    obj.patch_status(welcomeEmail={"queuedAt": cond.now()})
+    _step(obj, EMAIL, True, "Queued", "welcome email queued")
+    obj.event("WelcomeEmailQueued", "welcome email queued")
+
+
+def delete(obj: Object, settings: Settings) -> None:
+    spec, status = obj.spec, obj.status
+    obj.patch_status(phase="Deleting")
+    if spec.get("deletionPolicy") == "Retain":
+        obj.event("Retained", "deletionPolicy Retain: Cognito user and realm kept")
+        return
+    if status.get("cognitoUsername") and settings.cognito_user_pool_id:
+        Cognito(settings).delete_user(settings.cognito_user_pool_id, status["cognitoUsername"])
+        obj.event("CognitoUserDeleted", "deleted the admin's Cognito user")
+    if status.get("realm") and settings.openremote_enabled:
+        OpenRemote(settings).delete_realm(status["realm"])
+        obj.event("RealmDeleted", f"deleted OpenRemote realm {status['realm']}")

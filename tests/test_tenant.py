@@ -1,0 +1,311 @@
+"""Tenant end to end: embedded control plane + moto + the operator and worker processes +
+the OpenRemote stub. A Tenant turns Ready, its admin gets exactly one welcome email, and
+deleting it leaves nothing behind — also when the operator is SIGKILLed mid-way."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from herd_operator import aws
+from herd_operator.local.moto_server import MotoServer
+from herd_operator.settings import Settings
+
+from .faultproxy import FaultProxy
+from .helpers import Custom, OperatorProcess, WorkerProcess, events, wait_for
+from .openremote_stub import OpenRemoteStub
+
+KIND, PLURAL = "Tenant", "tenants"
+pytestmark = pytest.mark.usefixtures("live_operator", "worker")
+
+
+@pytest.fixture
+def tenants(api: ApiClient, tenants_ns: str) -> Custom:
+    return Custom(api, tenants_ns)
+
+
+def new_tenant(tenants: Custom, **extra: Any) -> tuple[str, str]:
+    slug = f"acme-{uuid.uuid4().hex[:8]}"
+    email = f"admin@{slug}.example.com"
+    tenants.create(
+        KIND,
+        PLURAL,
+        slug,
+        {
+            "displayName": "Acme Farms",
+            "slug": slug,
+            "adminEmail": email,
+            "plan": "standard",
+            **extra,
+        },
+    )
+    return slug, email
+
+
+def emails_to(moto: MotoServer, address: str) -> list[dict[str, Any]]:
+    return [
+        m
+        for m in moto.data()["ses"]["TemplateMessage"]
+        if address in m["destinations"]["ToAddresses"]
+    ]
+
+
+def cognito_user(settings: Settings, pool: str, email: str) -> dict[str, Any] | None:
+    idp = aws.client("cognito-idp", settings)
+    try:
+        return idp.admin_get_user(UserPoolId=pool, Username=email)  # type: ignore[no-any-return]
+    except idp.exceptions.UserNotFoundException:
+        return None
+
+
+def app_clients(settings: Settings, pool: str, slug: str) -> list[str]:
+    found = aws.client("cognito-idp", settings).list_user_pool_clients(
+        UserPoolId=pool, MaxResults=60
+    )["UserPoolClients"]
+    return [c["ClientId"] for c in found if c["ClientName"] == f"tenant-{slug}"]
+
+
+def assert_provisioned_once(
+    tenants: Custom,
+    slug: str,
+    email: str,
+    moto: MotoServer,
+    settings: Settings,
+    pool: str,
+    openremote: OpenRemoteStub,
+) -> None:
+    tenants.wait_condition(PLURAL, slug, timeout=90)
+    tenants.wait_condition(PLURAL, slug, "WelcomeEmailSent", timeout=60)
+    status = tenants.get(PLURAL, slug)["status"]
+    assert status["phase"] == "Ready"
+    assert status["loginURL"] == f"https://platform-test.herd-itt.com/manager/?realm={slug}"
+    assert status["clientSecretName"] == f"{slug}-cognito"
+    assert set(status["welcomeEmail"]) == {"queuedAt", "sentAt", "messageId"}
+    for step in ("CognitoUser", "AppClient", "Realm", "WelcomeEmailQueued"):
+        assert tenants.condition(PLURAL, slug, step).get("status") == "True", (step, status)
+
+    # Exactly one welcome email, to the admin, with the template's subject filled in.
+    sent = emails_to(moto, email)
+    assert len(sent) == 1, sent
+    assert sent[0]["template"] == "welcome"
+    rendered = aws.client("ses", settings).test_render_template(
+        TemplateName="welcome", TemplateData=sent[0]["template_data"]
+    )["RenderedTemplate"]
+    assert "Subject: Welcome to Herd, Acme Farms" in rendered
+    assert json.loads(sent[0]["template_data"])["slug"] == slug
+
+    user = cognito_user(settings, pool, email)
+    assert user is not None
+    attrs = {a["Name"]: a["Value"] for a in user["UserAttributes"]}
+    assert attrs["custom:tenant"] == slug
+    assert len(app_clients(settings, pool, slug)) == 1
+    realm = openremote.realms[slug]
+    assert [(u["username"], u["email"], u["roles"]) for u in realm.users.values()] == [
+        ("admin", email, ["read", "write"])
+    ]
+
+
+def assert_cleaned_up(
+    tenants: Custom,
+    slug: str,
+    email: str,
+    settings: Settings,
+    pool: str,
+    openremote: OpenRemoteStub,
+) -> None:
+    tenants.delete(PLURAL, slug)
+    tenants.wait_gone(PLURAL, slug, timeout=60)
+    assert cognito_user(settings, pool, email) is None
+    assert slug not in openremote.realms
+    # The child CognitoClient goes by garbage collection, then its finalizer removes the
+    # app client from Cognito.
+    tenants.wait_gone("cognitoclients", f"{slug}-app", timeout=90)
+    wait_for(lambda: app_clients(settings, pool, slug) == [], 30, "app client deleted")
+
+
+def test_signup_to_ready_to_deleted(
+    tenants: Custom,
+    moto: MotoServer,
+    aws_settings: Settings,
+    user_pool: str,
+    openremote: OpenRemoteStub,
+    api: ApiClient,
+) -> None:
+    slug, email = new_tenant(tenants)
+    assert_provisioned_once(tenants, slug, email, moto, aws_settings, user_pool, openremote)
+    reasons = {r for _, r, _ in events(api, tenants.namespace, slug)}
+    assert {
+        "CognitoUserCreated",
+        "AppClientCreated",
+        "RealmProvisioned",
+        "WelcomeEmailQueued",
+    } <= reasons
+    assert_cleaned_up(tenants, slug, email, aws_settings, user_pool, openremote)
+
+
+# Points at which the test SIGKILLs the operator, each right after a side effect took place
+# and before the operator could record it.
+KILL_POINTS: dict[str, Callable[[FaultProxy, OpenRemoteStub, str, Callable[[], None]], None]] = {
+    "after Cognito AdminCreateUser": lambda p, o, slug, kill: p.after(
+        "AdminCreateUser", kill, contains=slug
+    ),
+    "after Cognito CreateUserPoolClient": lambda p, o, slug, kill: p.after(
+        "CreateUserPoolClient", kill, contains=slug
+    ),
+    "after OpenRemote realm create": lambda p, o, slug, kill: o.after("realm", kill),
+    "after OpenRemote admin user create": lambda p, o, slug, kill: o.after("user", kill),
+    "after OpenRemote role assignment": lambda p, o, slug, kill: o.after("roles", kill),
+    "after the welcome email job is queued": lambda p, o, slug, kill: p.after(
+        "SendMessage", kill, contains=slug
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_operator_killed_mid_reconcile(
+    point: str,
+    tenants: Custom,
+    moto: MotoServer,
+    aws_settings: Settings,
+    user_pool: str,
+    openremote: OpenRemoteStub,
+    proxy: FaultProxy,
+    live_operator: OperatorProcess,
+) -> None:
+    slug = f"kill-{uuid.uuid4().hex[:8]}"
+    email = f"admin@{slug}.example.com"
+    KILL_POINTS[point](proxy, openremote, slug, live_operator.kill)
+    try:
+        tenants.create(
+            KIND,
+            PLURAL,
+            slug,
+            {"displayName": "Acme Farms", "slug": slug, "adminEmail": email, "plan": "starter"},
+        )
+        wait_for(lambda: not live_operator.running(), 60, f"operator killed {point}")
+    finally:
+        proxy.clear()
+        openremote.hooks.clear()
+    live_operator.start()
+    assert_provisioned_once(tenants, slug, email, moto, aws_settings, user_pool, openremote)
+    assert_cleaned_up(tenants, slug, email, aws_settings, user_pool, openremote)
+
+
+def test_email_used_by_another_tenant_fails_clearly(tenants: Custom) -> None:
+    slug, email = new_tenant(tenants)
+    tenants.wait_condition(PLURAL, slug, timeout=90)
+    other = f"other-{uuid.uuid4().hex[:8]}"
+    tenants.create(
+        KIND,
+        PLURAL,
+        other,
+        {"displayName": "Other", "slug": other, "adminEmail": email, "plan": "starter"},
+    )
+    cond = tenants.wait_condition(PLURAL, other, "Ready", "False", reason="AlreadyExists")
+    assert slug in cond["message"]
+    wait_for(
+        lambda: tenants.get(PLURAL, other)["status"].get("phase") == "Failed", 30, "phase Failed"
+    )
+
+
+def test_retain_keeps_identity(
+    tenants: Custom, aws_settings: Settings, user_pool: str, openremote: OpenRemoteStub
+) -> None:
+    slug, email = new_tenant(tenants, deletionPolicy="Retain")
+    tenants.wait_condition(PLURAL, slug, timeout=90)
+    tenants.delete(PLURAL, slug)
+    tenants.wait_gone(PLURAL, slug)
+    tenants.wait_gone("cognitoclients", f"{slug}-app", timeout=90)
+    assert cognito_user(aws_settings, user_pool, email) is not None
+    assert slug in openremote.realms
+    assert len(app_clients(aws_settings, user_pool, slug)) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"slug": "renamed"}, "spec.slug is immutable"),
+        ({"adminEmail": "new@example.com"}, "spec.adminEmail is immutable"),
+        ({"plan": "platinum"}, "spec.plan"),
+    ],
+)
+def test_immutable_and_invalid_updates_are_rejected(
+    tenants: Custom, change: dict[str, Any], message: str
+) -> None:
+    slug, _ = new_tenant(tenants)
+    with pytest.raises(ApiException) as err:
+        tenants.patch(PLURAL, slug, change)
+    assert err.value.status == 422
+    assert message in err.value.body
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"slug": "Not_DNS"}, "spec.slug"),
+        ({"adminEmail": "not-an-email"}, "spec.adminEmail"),
+        ({"callbackURLs": ["http://example.com"]}, "must be https"),
+    ],
+)
+def test_bad_tenants_are_rejected(tenants: Custom, spec: dict[str, Any], message: str) -> None:
+    slug = spec.get("slug", f"bad-{uuid.uuid4().hex[:6]}")
+    body = {"displayName": "Bad", "slug": slug, "adminEmail": "a@b.co", "plan": "starter", **spec}
+    with pytest.raises(ApiException) as err:
+        tenants.create(KIND, PLURAL, slug.lower().replace("_", "-"), body)
+    assert err.value.status == 422
+    assert message in err.value.body
+
+
+def test_worker_sends_a_redelivered_job_once(
+    worker: WorkerProcess, moto: MotoServer, aws_settings: Settings, aws_env: Any
+) -> None:
+    from herd_operator.emailjobs import EmailJob, enqueue
+
+    to = f"dup-{uuid.uuid4().hex[:8]}@example.com"
+    job = EmailJob(
+        idempotency_key=f"test-{to}",
+        template="welcome",
+        to=to,
+        data={"displayName": "Dup", "slug": "dup", "loginURL": "https://x"},
+    )
+    sqs = aws.client("sqs", aws_settings)
+    enqueue(sqs, aws_env.email_queue_url, job)
+    enqueue(sqs, aws_env.email_queue_url, job)  # the same job delivered twice
+    wait_for(lambda: len(emails_to(moto, to)) == 1, 30, "one email")
+
+    def drained() -> bool:
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=aws_env.email_queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return (
+            attrs["ApproximateNumberOfMessages"]
+            == attrs["ApproximateNumberOfMessagesNotVisible"]
+            == "0"
+        )
+
+    wait_for(drained, 30, "both deliveries consumed")
+    assert len(emails_to(moto, to)) == 1
+
+
+def test_poison_message_lands_in_the_dlq(
+    worker: WorkerProcess, aws_settings: Settings, aws_env: Any
+) -> None:
+    sqs = aws.client("sqs", aws_settings)
+    marker = f"poison-{uuid.uuid4().hex}"
+    sqs.send_message(QueueUrl=aws_env.email_queue_url, MessageBody=f"not json {marker}")
+
+    def in_dlq() -> bool:
+        got = sqs.receive_message(
+            QueueUrl=aws_env.email_dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+        ).get("Messages", [])
+        return any(marker in m["Body"] for m in got)
+
+    wait_for(in_dlq, 90, "poison message in the DLQ")
