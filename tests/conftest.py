@@ -13,6 +13,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client import ApiClient
 
+from herd_operator import aws
 from herd_operator.local import bootstrap
 from herd_operator.local.controlplane import ControlPlane
 from herd_operator.local.gitrepo import Repo
@@ -21,7 +22,7 @@ from herd_operator.local.process import free_port, wait_until
 from herd_operator.settings import Settings, get_settings
 
 from .faultproxy import FaultProxy
-from .helpers import Custom, OperatorProcess, WorkerProcess, apply_crds
+from .helpers import ApiProcess, Custom, OperatorProcess, WorkerProcess, apply_crds
 from .openremote_stub import CLIENT_ID as STUB_CLIENT_ID
 from .openremote_stub import CLIENT_SECRET as STUB_CLIENT_SECRET
 from .openremote_stub import OpenRemoteStub
@@ -230,3 +231,53 @@ def live_operator(operator: OperatorProcess) -> OperatorProcess:
 @pytest.fixture
 def objects(api: ApiClient, namespace: str) -> Custom:
     return Custom(api, namespace)
+
+
+# -- the signup API as a real uvicorn process ---------------------------------------------
+ADMIN = ("boss@herd-itt.com", "Adm1n-Passw0rd!")
+MEMBER = ("member@herd-itt.com", "Memb3r-Passw0rd!")
+
+
+def _user(settings: Settings, pool: str, who: tuple[str, str], groups: tuple[str, ...]) -> None:
+    idp = aws.client("cognito-idp", settings)
+    idp.admin_create_user(
+        UserPoolId=pool,
+        Username=who[0],
+        MessageAction="SUPPRESS",
+        UserAttributes=[{"Name": "email", "Value": who[0]}],
+    )
+    idp.admin_set_user_password(UserPoolId=pool, Username=who[0], Password=who[1], Permanent=True)
+    for group in groups:
+        idp.admin_add_user_to_group(UserPoolId=pool, Username=who[0], GroupName=group)
+
+
+@pytest.fixture(scope="session")
+def api_env(cluster: Cluster, moto: MotoServer, aws_env: bootstrap.Environment) -> dict[str, str]:
+    return {
+        **_base_env(cluster, moto.url, aws_env),
+        "HERD_TENANTS_NAMESPACE": TENANTS,
+        "HERD_JWKS_URL": f"{moto.url}/{aws_env.user_pool_id}/.well-known/jwks.json",
+        "HERD_SIGNUP_BURST": "100000",
+        "HERD_CORS_ORIGINS": '["https://console.herd-itt.com"]',
+    }
+
+
+@pytest.fixture(scope="session")
+def api_server(
+    api_env: dict[str, str], tenants_ns: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiProcess]:
+    proc = ApiProcess(env=api_env, log=tmp_path_factory.mktemp("api") / "api.log")
+    proc.env["HERD_PUBLIC_URL"] = proc.url
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def users(moto: MotoServer, aws_env: bootstrap.Environment) -> dict[str, tuple[str, str]]:
+    settings = get_settings().model_copy(
+        update={"aws_endpoint_url": moto.url, "aws_max_attempts": 1}
+    )
+    _user(settings, aws_env.user_pool_id, ADMIN, ("admins",))
+    _user(settings, aws_env.user_pool_id, MEMBER, ())
+    return {"admin": ADMIN, "member": MEMBER}

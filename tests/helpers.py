@@ -183,3 +183,13 @@ class OperatorProcess(HerdProcess):
 class WorkerProcess(HerdProcess):
     args: tuple[str, ...] = ("worker", "run")
     port_variable: str = "HERD_WORKER_PORT"
+
+
+@dataclass
+class ApiProcess(HerdProcess):
+    args: tuple[str, ...] = ("api", "run", "--host", "127.0.0.1")
+    port_variable: str = "HERD_API_PORT"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.health_port}"

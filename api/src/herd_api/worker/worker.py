@@ -22,9 +22,9 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from herd_api.core.config import Settings
+from herd_api.core.ratelimit import TokenBucket
 from herd_api.worker import report
 from herd_api.worker.claims import Claims
-from herd_api.worker.ratelimit import TokenBucket
 from herd_operator import aws
 from herd_operator.clients.ses import SES
 from herd_operator.emailjobs import EmailJob, mask_email

@@ -26,6 +26,7 @@ class Environment:
     email_dlq_url: str
     email_jobs_table: str
     email_sender: str
+    admin_client_id: str
 
     def env(self) -> dict[str, str]:
         """As the HERD_* variables the operator, API and worker read."""
@@ -34,6 +35,7 @@ class Environment:
             "HERD_EMAIL_QUEUE_URL": self.email_queue_url,
             "HERD_EMAIL_JOBS_TABLE": self.email_jobs_table,
             "HERD_EMAIL_SENDER": self.email_sender,
+            "HERD_ADMIN_CLIENT_ID": self.admin_client_id,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -42,8 +44,10 @@ class Environment:
 
 def bootstrap(settings: Settings) -> Environment:
     prefix = settings.aws_name_prefix
+    pool = _user_pool(settings, f"{prefix}herd-platform")
     return Environment(
-        user_pool_id=_user_pool(settings, f"{prefix}herd-platform"),
+        user_pool_id=pool,
+        admin_client_id=_admin_client(settings, pool),
         **_queues(settings, f"{prefix}herd-emails"),
         email_jobs_table=_table(settings, f"{prefix}{settings.email_jobs_table}"),
         email_sender=_sender(settings),
@@ -70,6 +74,19 @@ def _user_pool(settings: Settings, name: str) -> str:
         if err.response["Error"]["Code"] != "GroupExistsException":
             raise
     return str(pool_id)
+
+
+def _admin_client(settings: Settings, pool_id: str) -> str:
+    """The app client of the admin page's sign-in (no secret; password auth via the API)."""
+    idp = aws.client("cognito-idp", settings)
+    clients = idp.list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]
+    found = next((c["ClientId"] for c in clients if c["ClientName"] == "herd-admin"), None)
+    if found is None:
+        found = idp.create_user_pool_client(
+            UserPoolId=pool_id, ClientName="herd-admin", GenerateSecret=False,
+            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        )["UserPoolClient"]["ClientId"]
+    return str(found)
 
 
 def _queues(settings: Settings, name: str) -> dict[str, str]:

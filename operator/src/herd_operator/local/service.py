@@ -27,6 +27,9 @@ class Service:
     def info(self) -> dict[str, object]:
         return read_state(self.state_file)[1]
 
+    def pids(self) -> list[int]:
+        return [r.pid for r in read_state(self.state_file)[0]]
+
     def running(self) -> bool:
         records, extra = read_state(self.state_file)
         return bool(records) and all(alive(r) for r in records) and _ok(str(extra.get("health")))

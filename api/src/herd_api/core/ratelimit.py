@@ -37,3 +37,22 @@ class TokenBucket:
                 return False
             if stop is None:
                 time.sleep(wait)
+
+
+class KeyedLimiter:
+    """One bucket per client (an IP address), for per-client rate limits."""
+
+    def __init__(self, rate: float, burst: int, max_clients: int = 10_000) -> None:
+        self.rate, self.burst, self.max_clients = rate, burst, max_clients
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> float:
+        """0.0 when allowed; else seconds until the client may try again."""
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                if len(self._buckets) >= self.max_clients:
+                    self._buckets.clear()  # bounded memory under a flood of addresses
+                bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+        return bucket.try_take()

@@ -1,0 +1,89 @@
+"""Dependencies of the routes, as Annotated aliases."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request, status
+
+from herd_api.core.config import Settings, get_settings
+from herd_api.core.ratelimit import KeyedLimiter
+from herd_api.core.security import InvalidToken, Principal, Verifier
+from herd_api.tenants import TenantStore
+from herd_operator.settings import Settings as PlatformSettings
+from herd_operator.settings import get_settings as get_platform_settings
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PlatformDep = Annotated[PlatformSettings, Depends(get_platform_settings)]
+
+
+@lru_cache
+def get_store() -> TenantStore:
+    return TenantStore(get_platform_settings().tenants_namespace)
+
+
+StoreDep = Annotated[TenantStore, Depends(get_store)]
+
+
+@lru_cache
+def get_verifier() -> Verifier:
+    s, p = get_settings(), get_platform_settings()
+    if not p.cognito_user_pool_id:
+        raise RuntimeError("HERD_COGNITO_USER_POOL_ID is not set")
+    return Verifier.for_pool(
+        p.aws_region,
+        p.cognito_user_pool_id,
+        s.admin_client_id,
+        issuer=s.jwt_issuer,
+        jwks_url=s.jwks_url,
+    )
+
+
+@lru_cache
+def get_signup_limiter() -> KeyedLimiter:
+    s = get_settings()
+    return KeyedLimiter(s.signup_rate, s.signup_burst)
+
+
+def client_address(request: Request, settings: SettingsDep) -> str:
+    if settings.trust_forwarded_for and (fwd := request.headers.get("x-forwarded-for")):
+        return fwd.split(",")[0].strip()
+    return request.client.host if request.client else "unknown"
+
+
+def rate_limited(request: Request, settings: SettingsDep) -> None:
+    wait = get_signup_limiter().check(client_address(request, settings))
+    if wait:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail="too many requests; try again shortly",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+
+
+def admin(authorization: Annotated[str | None, Header()] = None) -> Principal:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="a Bearer token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        principal = get_verifier().verify(authorization[7:].strip())
+    except InvalidToken as err:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail=f"invalid token: {err}",
+            headers={"WWW-Authenticate": "Bearer"},
+        ) from err
+    if get_settings().admin_group not in principal.groups:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"requires membership of the {get_settings().admin_group} group",
+        )
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(admin)]
+RateLimited = Depends(rate_limited)

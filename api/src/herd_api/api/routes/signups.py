@@ -1,0 +1,100 @@
+"""Public signup: POST creates a Tenant, GET reads its progress."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, status
+from kubernetes.client.exceptions import ApiException
+
+from herd_api.api.deps import RateLimited, SettingsDep, StoreDep
+from herd_api.core.metrics import SIGNUPS
+from herd_api.models import Condition, SignupAccepted, SignupCreate, SignupStatus
+from herd_api.tenants import EMAIL_LABEL, KEY_LABEL, REQUEST_ANNOTATION, request_hash
+from herd_operator.emailjobs import mask_email
+
+router = APIRouter(prefix="/v1/signups", tags=["signups"])
+log = logging.getLogger("herd.api.signups")
+
+CONFLICT_RESPONSES: dict[int | str, dict[str, str]] = {
+    409: {"description": "The slug or the admin email is already signed up"},
+    422: {"description": "Invalid input, or an Idempotency-Key reused for another request"},
+    429: {"description": "Too many signups from this client"},
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SignupAccepted,
+    responses=CONFLICT_RESPONSES,
+    dependencies=[RateLimited],
+)
+def create_signup(
+    body: SignupCreate,
+    store: StoreDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
+) -> SignupAccepted:
+    """Accept a signup: creates the Tenant that the operator provisions."""
+    spec = body.model_dump()
+    spec["adminEmail"] = spec["adminEmail"].lower()
+    accepted = SignupAccepted(
+        slug=body.slug, status=f"{settings.public_url.rstrip('/')}/v1/signups/{body.slug}"
+    )
+    if idempotency_key:
+        for earlier in store.find(KEY_LABEL, idempotency_key):
+            if earlier["metadata"].get("annotations", {}).get(REQUEST_ANNOTATION) != request_hash(
+                spec
+            ):
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_ENTITY,
+                    detail="Idempotency-Key was already used for a different signup",
+                )
+            SIGNUPS.labels("replayed").inc()
+            return SignupAccepted(slug=earlier["spec"]["slug"], status=accepted.status)
+    if store.get(body.slug) is not None:
+        SIGNUPS.labels("conflict").inc()
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"the slug '{body.slug}' is already taken"
+        )
+    if store.find(EMAIL_LABEL, spec["adminEmail"]):
+        SIGNUPS.labels("conflict").inc()
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail="this admin email has already signed up"
+        )
+    try:
+        store.create(spec, idempotency_key)
+    except ApiException as err:
+        if err.status == 409:  # lost a race: the same slug was created a moment ago
+            SIGNUPS.labels("conflict").inc()
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, detail=f"the slug '{body.slug}' is already taken"
+            ) from err
+        if err.status == 422:  # the CRD schema refused what pydantic let through
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                detail=f"rejected by the platform: {err.reason}",
+            ) from err
+        raise
+    SIGNUPS.labels("accepted").inc()
+    log.info(
+        "signup accepted",
+        extra={"slug": body.slug, "plan": body.plan, "admin": mask_email(spec["adminEmail"])},
+    )
+    return accepted
+
+
+@router.get("/{slug}", response_model=SignupStatus, responses={404: {"description": "Unknown"}})
+def get_signup(slug: str, store: StoreDep) -> SignupStatus:
+    """Where a signup stands: the Tenant's phase and conditions."""
+    obj = store.get(slug)
+    if obj is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no signup '{slug}'")
+    st = obj.get("status") or {}
+    return SignupStatus(
+        slug=slug,
+        phase=st.get("phase") or "Pending",
+        conditions=[Condition.model_validate(c) for c in st.get("conditions") or []],
+    )

@@ -1,0 +1,63 @@
+"""The FastAPI application: routes, CORS, metrics, request logs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import make_asgi_app
+
+from herd_api.api.main import api_router
+from herd_api.core.config import get_settings
+from herd_api.core.metrics import LATENCY, REQUESTS
+from herd_operator import kube
+from herd_operator.settings import get_settings as get_platform_settings
+
+log = logging.getLogger("herd.api")
+
+
+def create_app() -> FastAPI:
+    kube.load_config(get_platform_settings())
+    app = FastAPI(
+        title="Herd signup API",
+        version="1.0.0",
+        description="Sign up for Herd, follow the signup, administer tenants.",
+    )
+    app.include_router(api_router)
+    app.mount("/metrics", make_asgi_app())
+    settings = get_settings()
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        elapsed = time.perf_counter() - started
+        REQUESTS.labels(request.method, path, response.status_code).inc()
+        LATENCY.labels(request.method, path).observe(elapsed)
+        if path != "/healthz":
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "route": path,
+                    "status": response.status_code,
+                    "ms": round(elapsed * 1000, 1),
+                },
+            )
+        return response
+
+    return app

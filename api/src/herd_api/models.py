@@ -1,0 +1,99 @@
+"""Request and response schemas (Base / Create / Public, as the template splits them)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+Plan = Literal["starter", "standard", "enterprise"]
+SLUG = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Names the platform itself uses (OpenRemote's master realm, our own hosts).
+RESERVED_SLUGS = {"master", "admin", "api", "auth", "www", "herd", "manager", "system"}
+
+
+class SignupBase(BaseModel):
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    displayName: str = Field(min_length=1, max_length=100, examples=["Acme Farms"])
+    slug: str = Field(min_length=3, max_length=40, examples=["acme"])
+    adminEmail: EmailStr = Field(max_length=254, examples=["admin@acme.example.com"])
+    plan: Plan
+
+    @field_validator("slug")
+    @classmethod
+    def slug_rules(cls, value: str) -> str:
+        if not SLUG.match(value):
+            raise ValueError(
+                "lowercase letters, digits and '-', starting and ending with a letter or digit"
+            )
+        if value in RESERVED_SLUGS:
+            raise ValueError(f"'{value}' is reserved")
+        return value
+
+
+class SignupCreate(SignupBase):
+    pass
+
+
+class SignupAccepted(BaseModel):
+    slug: str
+    status: str = Field(description="URL of the signup's status")
+
+
+class Condition(BaseModel):
+    type: str
+    status: str
+    reason: str | None = None
+    message: str | None = None
+    lastTransitionTime: str | None = None
+
+
+class SignupStatus(BaseModel):
+    slug: str
+    phase: str
+    conditions: list[Condition]
+
+
+class TenantPublic(BaseModel):
+    slug: str
+    displayName: str
+    adminEmail: str
+    plan: str
+    phase: str
+    createdAt: str
+    loginURL: str | None = None
+
+
+class TenantList(BaseModel):
+    items: list[TenantPublic]
+    continue_: str | None = Field(
+        None, alias="continue", description="Pass as ?continue= for the next page"
+    )
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=256, repr=False)
+
+
+class Token(BaseModel):
+    idToken: str
+    accessToken: str
+    expiresIn: int
+
+
+def tenant_public(obj: dict[str, Any]) -> TenantPublic:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return TenantPublic(
+        slug=spec.get("slug", obj["metadata"]["name"]),
+        displayName=spec.get("displayName", ""),
+        adminEmail=spec.get("adminEmail", ""),
+        plan=spec.get("plan", ""),
+        phase=status.get("phase") or "Pending",
+        createdAt=obj["metadata"]["creationTimestamp"],
+        loginURL=status.get("loginURL"),
+    )

@@ -1,0 +1,92 @@
+"""Tenants as the API sees them: Tenant custom resources in the tenants namespace.
+
+Idempotency and uniqueness live on the objects themselves (labels hold hashes of the
+Idempotency-Key and of the admin email), so the API keeps no state and scales out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from herd_operator.constants import API_VERSION, GROUP, VERSION
+
+PLURAL = "tenants"
+KEY_LABEL = f"{GROUP}/idempotency-key"
+EMAIL_LABEL = f"{GROUP}/admin-email"
+REQUEST_ANNOTATION = f"{GROUP}/request-hash"
+
+
+def digest(value: str) -> str:
+    """A label-safe (63 chars max) fingerprint; never the raw email or key."""
+    return hashlib.sha256(value.encode()).hexdigest()[:40]
+
+
+class TenantStore:
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.api = client.CustomObjectsApi()
+
+    def get(self, slug: str) -> dict[str, Any] | None:
+        try:
+            obj = self.api.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, slug
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], obj)
+
+    def find(self, label: str, value: str) -> list[dict[str, Any]]:
+        found: dict[str, Any] = self.api.list_namespaced_custom_object(  # type: ignore[assignment]
+            GROUP, VERSION, self.namespace, PLURAL, label_selector=f"{label}={digest(value)}"
+        )
+        return list(found["items"])
+
+    def create(self, spec: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+        labels = {EMAIL_LABEL: digest(spec["adminEmail"].lower())}
+        annotations = {REQUEST_ANNOTATION: request_hash(spec)}
+        if idempotency_key:
+            labels[KEY_LABEL] = digest(idempotency_key)
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "Tenant",
+            "metadata": {"name": spec["slug"], "labels": labels, "annotations": annotations},
+            "spec": spec,
+        }
+        obj = self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+        return cast(dict[str, Any], obj)
+
+    def list(self, limit: int, continue_: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        kwargs: dict[str, Any] = {"limit": limit}
+        if continue_:
+            kwargs["_continue"] = continue_
+        found: dict[str, Any] = self.api.list_namespaced_custom_object(  # type: ignore[assignment]
+            GROUP, VERSION, self.namespace, PLURAL, **kwargs
+        )
+        return list(found["items"]), found["metadata"].get("continue") or None
+
+    def delete(self, slug: str) -> bool:
+        try:
+            self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, slug)
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    def reachable(self) -> bool:
+        try:
+            self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, limit=1)
+        except Exception:
+            return False
+        return True
+
+
+def request_hash(spec: dict[str, Any]) -> str:
+    return digest(json.dumps(spec, sort_keys=True))

@@ -1,0 +1,270 @@
+"""The signup API as a real uvicorn process against the embedded cluster and moto."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from herd_operator import aws
+from herd_operator.local import bootstrap
+from herd_operator.settings import Settings
+
+from .helpers import ApiProcess, Custom, wait_for
+
+pytestmark = pytest.mark.usefixtures("live_operator", "worker")
+
+
+def signup(**overrides: Any) -> dict[str, Any]:
+    slug = f"co-{uuid.uuid4().hex[:8]}"
+    return {
+        "displayName": "Acme Farms",
+        "slug": slug,
+        "adminEmail": f"owner@{slug}.example.com",
+        "plan": "starter",
+        **overrides,
+    }
+
+
+def post(api: ApiProcess, body: dict[str, Any], key: str | None = None) -> httpx.Response:
+    headers = {"Idempotency-Key": key} if key else {}
+    return httpx.post(f"{api.url}/v1/signups", json=body, headers=headers, timeout=30)
+
+
+def token(api: ApiProcess, who: tuple[str, str]) -> str:
+    response = httpx.post(
+        f"{api.url}/v1/auth/token", json={"username": who[0], "password": who[1]}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["idToken"])
+
+
+def test_signup_creates_a_tenant(api_server: ApiProcess, api: Any, tenants_ns: str) -> None:
+    body = signup()
+    response = post(api_server, body)
+    assert response.status_code == 202, response.text
+    assert response.json() == {
+        "slug": body["slug"],
+        "status": f"{api_server.url}/v1/signups/{body['slug']}",
+    }
+    tenant = Custom(api, tenants_ns).get("tenants", body["slug"])
+    assert tenant["spec"] == {**body, "deletionPolicy": "Delete"}
+
+    status = httpx.get(response.json()["status"], timeout=10)
+    assert status.status_code == 200
+    assert set(status.json()) == {"slug", "phase", "conditions"}
+    # The operator provisions it; the status endpoint follows along to Ready.
+    wait_for(
+        lambda: httpx.get(response.json()["status"], timeout=10).json()["phase"] == "Ready",
+        90,
+        "signup Ready",
+    )
+    conditions = httpx.get(response.json()["status"], timeout=10).json()["conditions"]
+    assert {"type": "Ready", "status": "True"}.items() <= next(
+        c for c in conditions if c["type"] == "Ready"
+    ).items()
+
+
+def test_idempotency_key_makes_retries_safe(
+    api_server: ApiProcess, api: Any, tenants_ns: str
+) -> None:
+    body, key = signup(), str(uuid.uuid4())
+    first, again = post(api_server, body, key), post(api_server, body, key)
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    items = Custom(api, tenants_ns).api.list_namespaced_custom_object(
+        "platform.herd-itt.com", "v1alpha1", tenants_ns, "tenants"
+    )["items"]
+    assert [t["metadata"]["name"] for t in items].count(body["slug"]) == 1
+
+    other = post(api_server, signup(), key)  # same key, another signup
+    assert other.status_code == 422
+    assert "Idempotency-Key" in other.json()["detail"]
+
+
+def test_duplicates_answer_409(api_server: ApiProcess) -> None:
+    body = signup()
+    assert post(api_server, body).status_code == 202
+    same_slug = post(api_server, signup(slug=body["slug"]))
+    assert same_slug.status_code == 409
+    assert same_slug.json() == {"detail": f"the slug '{body['slug']}' is already taken"}
+    same_email = post(api_server, signup(adminEmail=body["adminEmail"].upper()))
+    assert same_email.status_code == 409
+    assert "email" in same_email.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("adminEmail", "not-an-email"),
+        ("slug", "Has_Caps"),
+        ("slug", "-dash"),
+        ("slug", "ab"),
+        ("slug", "admin"),
+        ("plan", "platinum"),
+        ("displayName", ""),
+        ("displayName", "x" * 101),
+    ],
+)
+def test_bad_input_answers_422(api_server: ApiProcess, field: str, value: str) -> None:
+    response = post(api_server, signup(**{field: value}))
+    assert response.status_code == 422
+    assert field in str(response.json()["detail"])
+
+
+def test_unknown_signup_is_404(api_server: ApiProcess) -> None:
+    response = httpx.get(f"{api_server.url}/v1/signups/nobody-here", timeout=10)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "no signup 'nobody-here'"}
+
+
+def test_admin_endpoints_need_an_admin_token(
+    api_server: ApiProcess,
+    users: dict[str, tuple[str, str]],
+    aws_settings: Settings,
+    aws_env: bootstrap.Environment,
+) -> None:
+    url = f"{api_server.url}/v1/tenants"
+    assert httpx.get(url, timeout=10).status_code == 401
+    assert httpx.delete(f"{url}/x", timeout=10).status_code == 401
+    garbage = httpx.get(url, headers={"Authorization": "Bearer not.a.jwt"}, timeout=10)
+    assert garbage.status_code == 401
+
+    # Signed by someone else's key, with the right issuer: still refused.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = jwt.encode(
+        {
+            "iss": f"https://cognito-idp.eu-west-1.amazonaws.com/{aws_env.user_pool_id}",
+            "token_use": "id",
+            "aud": aws_env.admin_client_id,
+            "exp": 4102444800,
+            "cognito:groups": ["admins"],
+        },
+        key,
+        algorithm="RS256",
+        headers={"kid": "dummy"},
+    )
+    assert (
+        httpx.get(url, headers={"Authorization": f"Bearer {forged}"}, timeout=10).status_code == 401
+    )
+
+    member = token(api_server, users["member"])
+    refused = httpx.get(url, headers={"Authorization": f"Bearer {member}"}, timeout=10)
+    assert refused.status_code == 403
+    assert "admins" in refused.json()["detail"]
+
+    # A real admin token issued to another app client is refused too.
+    idp = aws.client("cognito-idp", aws_settings)
+    other = idp.create_user_pool_client(
+        UserPoolId=aws_env.user_pool_id,
+        ClientName="other",
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"],
+    )
+    result = idp.initiate_auth(
+        ClientId=other["UserPoolClient"]["ClientId"],
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": users["admin"][0], "PASSWORD": users["admin"][1]},
+    )
+    wrong = httpx.get(
+        url,
+        headers={"Authorization": "Bearer " + result["AuthenticationResult"]["IdToken"]},
+        timeout=10,
+    )
+    assert wrong.status_code == 401
+    assert "another app client" in wrong.json()["detail"]
+
+
+def test_admin_lists_pages_and_deletes(
+    api_server: ApiProcess, users: dict[str, tuple[str, str]], api: Any, tenants_ns: str
+) -> None:
+    bodies = [signup(), signup()]
+    for body in bodies:
+        assert post(api_server, body).status_code == 202
+    auth = {"Authorization": f"Bearer {token(api_server, users['admin'])}"}
+    seen: list[str] = []
+    url: str | None = f"{api_server.url}/v1/tenants?limit=1"
+    while url:
+        page = httpx.get(url, headers=auth, timeout=10)
+        assert page.status_code == 200, page.text
+        assert len(page.json()["items"]) <= 1
+        seen += [t["slug"] for t in page.json()["items"]]
+        cont = page.json()["continue"]
+        url = f"{api_server.url}/v1/tenants?limit=1&continue={cont}" if cont else None
+    assert {b["slug"] for b in bodies} <= set(seen)
+    assert len(seen) == len(set(seen))
+
+    gone = bodies[0]["slug"]
+    response = httpx.delete(f"{api_server.url}/v1/tenants/{gone}", headers=auth, timeout=10)
+    assert response.status_code == 202
+    Custom(api, tenants_ns).wait_gone("tenants", gone, timeout=90)
+    assert (
+        httpx.delete(f"{api_server.url}/v1/tenants/{gone}", headers=auth, timeout=10).status_code
+        == 404
+    )
+
+
+def test_sign_in_with_a_wrong_password(
+    api_server: ApiProcess, users: dict[str, tuple[str, str]]
+) -> None:
+    response = httpx.post(
+        f"{api_server.url}/v1/auth/token",
+        json={"username": users["admin"][0], "password": "wrong"},
+        timeout=10,
+    )
+    assert response.status_code == 401
+    assert response.json() == {"detail": "wrong username or password"}
+
+
+def test_probes_metrics_cors(api_server: ApiProcess) -> None:
+    assert httpx.get(f"{api_server.url}/healthz", timeout=10).json() == {"status": "ok"}
+    assert httpx.get(f"{api_server.url}/readyz", timeout=10).json() == {"status": "ready"}
+    metrics = httpx.get(f"{api_server.url}/metrics/", timeout=10).text
+    assert 'herd_api_requests_total{method="GET",route="/readyz",status="200"}' in metrics
+    preflight = httpx.options(
+        f"{api_server.url}/v1/signups",
+        timeout=10,
+        headers={"Origin": "https://console.herd-itt.com", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.headers["access-control-allow-origin"] == "https://console.herd-itt.com"
+    evil = httpx.options(
+        f"{api_server.url}/v1/signups",
+        timeout=10,
+        headers={"Origin": "https://evil.example.com", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in evil.headers
+
+
+def test_logs_are_json_without_emails(api_server: ApiProcess) -> None:
+    body = signup()
+    assert post(api_server, body).status_code == 202
+    import json
+
+    lines = [
+        json.loads(line) for line in api_server.log_text().splitlines() if line.startswith("{")
+    ]
+    assert any(
+        rec.get("message") == "signup accepted" and rec.get("slug") == body["slug"] for rec in lines
+    )
+    assert body["adminEmail"] not in api_server.log_text()
+
+
+def test_signups_are_rate_limited_per_client(
+    api_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    limited = ApiProcess(
+        env={**api_env, "HERD_SIGNUP_BURST": "2", "HERD_SIGNUP_RATE": "0.01"},
+        log=tmp_path_factory.mktemp("api-limited") / "api.log",
+    ).start()
+    try:
+        codes = [post(limited, signup(plan="bogus")).status_code for _ in range(3)]
+        assert codes[:2] == [422, 422]  # counted before validation answers
+        assert codes[2] == 429
+        third = post(limited, signup())
+        assert third.status_code == 429
+        assert int(third.headers["Retry-After"]) >= 1
+    finally:
+        limited.stop()
