@@ -34,7 +34,15 @@ help: ## Display this help.
 ##@ Development
 
 .PHONY: setup
-setup: uv tools sync ## Install everything the tests and `make up` need (idempotent).
+setup: uv tools sync system-deps ## Install everything the tests and `make up` need (idempotent).
+
+.PHONY: system-deps
+system-deps: ## Debian packages the tests need: chromium for the browser test.
+	@if ! command -v chromium >/dev/null; then \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 .PHONY: sync
 sync: uv ## Install the Python workspace from uv.lock into .venv.

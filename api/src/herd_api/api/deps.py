@@ -5,15 +5,18 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, Header, HTTPException, Path, Request, status
 
 from herd_api.core.config import Settings, get_settings
 from herd_api.core.ratelimit import KeyedLimiter
 from herd_api.core.security import InvalidToken, Principal, Verifier
+from herd_api.models import SLUG
 from herd_api.tenants import TenantStore
 from herd_operator.settings import Settings as PlatformSettings
 from herd_operator.settings import get_settings as get_platform_settings
 
+# Checked before any Kubernetes call: the API server answers 400 to some odd names.
+SlugPath = Annotated[str, Path(pattern=SLUG.pattern, min_length=1, max_length=40)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PlatformDep = Annotated[PlatformSettings, Depends(get_platform_settings)]
 

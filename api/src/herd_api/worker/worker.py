@@ -55,7 +55,7 @@ class Worker:
         )
         rate = self.settings.worker_max_send_rate or self.ses.max_send_rate()
         self.bucket = TokenBucket(rate, burst=max(1.0, rate))
-        log.info("worker ready: queue %s, %.1f emails/s", self.queue_url.rsplit("/", 1)[-1], rate)
+        log.info("worker ready: queue %s, %.3g emails/s", self.queue_url.rsplit("/", 1)[-1], rate)
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):

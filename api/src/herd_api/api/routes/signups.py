@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, status
 from kubernetes.client.exceptions import ApiException
 
-from herd_api.api.deps import RateLimited, SettingsDep, StoreDep
+from herd_api.api.deps import RateLimited, SettingsDep, SlugPath, StoreDep
 from herd_api.core.metrics import SIGNUPS
 from herd_api.models import Condition, SignupAccepted, SignupCreate, SignupStatus
 from herd_api.tenants import EMAIL_LABEL, KEY_LABEL, REQUEST_ANNOTATION, request_hash
@@ -87,7 +87,7 @@ def create_signup(
 
 
 @router.get("/{slug}", response_model=SignupStatus, responses={404: {"description": "Unknown"}})
-def get_signup(slug: str, store: StoreDep) -> SignupStatus:
+def get_signup(slug: SlugPath, store: StoreDep) -> SignupStatus:
     """Where a signup stands: the Tenant's phase and conditions."""
     obj = store.get(slug)
     if obj is None:

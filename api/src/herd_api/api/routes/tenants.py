@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from herd_api.api.deps import AdminDep, StoreDep
+from herd_api.api.deps import AdminDep, SlugPath, StoreDep
 from herd_api.models import TenantList, tenant_public
 
 router = APIRouter(prefix="/v1/tenants", tags=["admin"])
@@ -42,7 +42,7 @@ def list_tenants(
     status_code=status.HTTP_202_ACCEPTED,
     responses={**AUTH_RESPONSES, 404: {"description": "Unknown tenant"}},
 )
-def delete_tenant(slug: str, store: StoreDep, principal: AdminDep) -> dict[str, str]:
+def delete_tenant(slug: SlugPath, store: StoreDep, principal: AdminDep) -> dict[str, str]:
     """Start the deletion of a tenant (identity, app client, realm go with it)."""
     if not store.delete(slug):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no tenant '{slug}'")

@@ -1,0 +1,152 @@
+"""Signup API throughput and latency at fixed concurrency; worker emails/s against a
+configured SES send rate.
+
+    uv run python bench/api.py [--requests 400] [--concurrency 8] [--emails 200] [--rate 50]
+
+Runs its own embedded control plane, moto, API (uvicorn) and worker, all on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from kubernetes import client, config
+from rich.console import Console
+from rich.table import Table
+
+from herd_operator import aws
+from herd_operator.emailjobs import EmailJob, enqueue
+from herd_operator.local import bootstrap, crds
+from herd_operator.local.controlplane import ControlPlane
+from herd_operator.local.moto_server import MotoServer
+from herd_operator.local.process import free_port, wait_until
+from herd_operator.local.service import Service
+from herd_operator.settings import get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+HERD = [sys.executable, "-m", "herd_operator"]
+console = Console()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--emails", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=50.0, help="configured emails/s")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="herd-bench-api-"))
+    settings = get_settings().model_copy(update={"state_dir": tmp})
+    cp, moto = ControlPlane.named("bench", settings=settings), MotoServer(root=tmp / "moto")
+    api_svc, worker_svc = Service("api", tmp / "services"), Service("worker", tmp / "services")
+    try:
+        with console.status("starting control plane, moto, API"):
+            cp.start()
+            moto.start()
+            os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+            aws_settings = settings.model_copy(update={"aws_endpoint_url": moto.url})
+            resources = bootstrap.bootstrap(aws_settings)
+            kube = config.new_client_from_config(config_file=str(cp.kubeconfig))
+            crds.install(kube, ROOT / "charts" / "herd-operator" / "crds")
+            client.CoreV1Api(kube).create_namespace({"metadata": {"name": "tenants"}})
+            env = {
+                **os.environ,
+                **resources.env(),
+                "KUBECONFIG": str(cp.kubeconfig),
+                "AWS_ENDPOINT_URL": moto.url,
+                "HERD_SIGNUP_BURST": "1000000",
+            }
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            api_svc.start([*HERD, "api", "run", "--port", str(port)], env, health=f"{url}/healthz")
+
+        def signup(_: int) -> float:
+            slug = f"b-{uuid.uuid4().hex[:12]}"
+            t0 = time.perf_counter()
+            response = http.post(
+                f"{url}/v1/signups",
+                json={
+                    "displayName": "Bench",
+                    "slug": slug,
+                    "adminEmail": f"a@{slug}.example.com",
+                    "plan": "starter",
+                },
+            )
+            assert response.status_code == 202, response.text
+            return time.perf_counter() - t0
+
+        with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=64)) as http:
+            for i in range(20):  # warm-up
+                signup(i)
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                latencies = sorted(pool.map(signup, range(args.requests)))
+            wall = time.perf_counter() - t0
+
+        sqs = aws.client("sqs", aws_settings)
+        ses = aws.client("ses", aws_settings)
+        ses.create_template(
+            Template={"TemplateName": "bench", "SubjectPart": "Hi {{n}}", "TextPart": "Hello {{n}}"}
+        )
+        with console.status(f"queueing {args.emails} email jobs"):
+            for i in range(args.emails):
+                enqueue(
+                    sqs,
+                    resources.email_queue_url,
+                    EmailJob(
+                        idempotency_key=f"bench-{i}",
+                        template="bench",
+                        to=f"u{i}@example.com",
+                        data={"n": i},
+                    ),
+                )
+        port = free_port()
+        t0 = time.perf_counter()
+        worker_svc.start(
+            [*HERD, "worker", "run"],
+            env
+            | {
+                "HERD_WORKER_PORT": str(port),
+                "HERD_WORKER_WAIT_SECONDS": "1",
+                "HERD_WORKER_MAX_SEND_RATE": str(args.rate),
+            },
+            health=f"http://127.0.0.1:{port}/healthz",
+        )
+
+        def sent() -> int:
+            return len(moto.data()["ses"]["TemplateMessage"])
+
+        with console.status(f"worker sending {args.emails} emails"):
+            wait_until(lambda: sent() >= args.emails, 3600, interval=0.5)
+        email_wall = time.perf_counter() - t0
+
+        def pct(p: float) -> float:
+            return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+
+        table = Table("figure", "value", title="signup API and email worker")
+        table.add_row("signups", f"{args.requests} at concurrency {args.concurrency}")
+        table.add_row("signups/s", f"{args.requests / wall:.0f}")
+        table.add_row("latency p50 / p99 (ms)", f"{pct(0.50):.0f} / {pct(0.99):.0f}")
+        table.add_row("latency mean (ms)", f"{statistics.mean(latencies) * 1000:.0f}")
+        table.add_row("emails", f"{args.emails} at a configured {args.rate:g}/s")
+        table.add_row("emails/s (incl. worker start)", f"{args.emails / email_wall:.1f}")
+        table.add_row("emails sent (must equal jobs)", str(sent()))
+        console.print(table)
+    finally:
+        worker_svc.stop()
+        api_svc.stop()
+        moto.stop()
+        cp.stop()
+
+
+if __name__ == "__main__":
+    main()
