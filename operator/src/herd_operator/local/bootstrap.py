@@ -83,7 +83,9 @@ def _admin_client(settings: Settings, pool_id: str) -> str:
     found = next((c["ClientId"] for c in clients if c["ClientName"] == "herd-admin"), None)
     if found is None:
         found = idp.create_user_pool_client(
-            UserPoolId=pool_id, ClientName="herd-admin", GenerateSecret=False,
+            UserPoolId=pool_id,
+            ClientName="herd-admin",
+            GenerateSecret=False,
             ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
         )["UserPoolClient"]["ClientId"]
     return str(found)
