@@ -57,7 +57,15 @@ lint: sync ## ruff, mypy on both packages, helm lint of every chart.
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy
-	@for chart in charts/*/; do [ -f $$chart/Chart.yaml ] || continue; $(HERD_HELM) lint --strict $$chart; done
+	@for chart in charts/*/; do \
+	  [ -f $$chart/Chart.yaml ] || continue; \
+	  $(HERD_HELM) lint --strict $$chart; \
+	  for f in $$chart/ci/*-values.yaml; do [ -f $$f ] && $(HERD_HELM) lint --strict $$chart -f $$f; done; \
+	done
+
+.PHONY: validate
+validate: setup ## Render every app of dev and prod into .herd/rendered/ and validate it.
+	$(UV) run herd validate
 
 .PHONY: fmt
 fmt: sync ## Format and auto-fix with ruff.

@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from herd_operator.cli import cluster, operator, platform
+from herd_operator.cli import cluster, operator, platform, validate
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -21,6 +21,7 @@ app.add_typer(operator.app, name="operator")
 app.add_typer(platform.aws_app, name="aws")
 app.command("up")(platform.up)
 app.command("down")(platform.down)
+app.command("validate")(validate.validate)
 
 for ep in entry_points(group="herd.cli"):
     app.add_typer(ep.load(), name=ep.name)
@@ -28,4 +29,6 @@ for ep in entry_points(group="herd.cli"):
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     app()

@@ -1,0 +1,1 @@
+"""Git to cluster: fetch a revision, render it, diff, apply, prune, judge health."""

@@ -1,0 +1,84 @@
+"""Server-side apply, dry runs, reads and deletes of arbitrary objects (dynamic client)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.resource import Resource
+
+from herd_operator.constants import FIELD_MANAGER
+
+
+class ApplyError(Exception):
+    pass
+
+
+def describe(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{obj.get('kind')} {where}{meta.get('name')}"
+
+
+def api_message(err: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(err.body).get("message") or err.reason)
+    except (TypeError, ValueError):
+        return str(err.reason)
+
+
+class Applier:
+    def __init__(self, api: ApiClient, field_manager: str = FIELD_MANAGER) -> None:
+        self.dyn = DynamicClient(api)
+        self.field_manager = field_manager
+
+    def resource(self, api_version: str, kind: str) -> Resource:
+        for attempt in range(2):
+            try:
+                return self.dyn.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                if attempt == 0:
+                    self.dyn.resources.invalidate_cache()  # a CRD may have just arrived
+        raise ApplyError(f"the cluster has no kind {kind} in {api_version}")
+
+    def namespaced(self, obj: dict[str, Any]) -> bool:
+        return bool(self.resource(obj["apiVersion"], obj["kind"]).namespaced)
+
+    def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        try:
+            out = res.server_side_apply(
+                body=obj, name=meta["name"],
+                namespace=meta.get("namespace") if res.namespaced else None,
+                field_manager=self.field_manager, force_conflicts=True,
+                dry_run="All" if dry_run else None)
+        except ApiException as err:
+            raise ApplyError(f"{describe(obj)}: {api_message(err)}") from err
+        return dict(out.to_dict())
+
+    def get(self, api_version: str, kind: str, name: str,
+            namespace: str | None) -> dict[str, Any] | None:
+        res = self.resource(api_version, kind)
+        try:
+            return dict(res.get(name=name, namespace=namespace if res.namespaced else None)
+                        .to_dict())
+        except NotFoundError:
+            return None
+
+    def list(self, api_version: str, kind: str, label_selector: str) -> list[dict[str, Any]]:
+        res = self.resource(api_version, kind)
+        return [dict(i.to_dict()) for i in res.get(label_selector=label_selector).items]
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
+        res = self.resource(api_version, kind)
+        try:
+            res.delete(name=name, namespace=namespace if res.namespaced else None,
+                       body={"propagationPolicy": "Foreground"})
+        except NotFoundError:
+            pass

@@ -1,0 +1,161 @@
+"""Charts: lint, schema, render for dev and prod, validate against the real API server,
+install and uninstall, and a policy check over everything rendered."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+from kubernetes import client
+from kubernetes.client import ApiClient
+
+from .charts import (
+    CHARTS,
+    OURS,
+    ci_values,
+    component,
+    containers,
+    helm,
+    readme_exceptions,
+    template,
+    violations,
+)
+from .conftest import Cluster
+from .helpers import ROOT, wait_for
+
+RECOMMENDED = (
+    "helm.sh/chart",
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+)
+
+
+def test_every_chart_has_the_helm_create_shape() -> None:
+    assert {"herd-api", "herd-workers", "herd-operator", "openremote"} <= set(CHARTS)
+    for chart in CHARTS:
+        folder = ROOT / "charts" / chart
+        for required in (
+            "Chart.yaml",
+            "values.yaml",
+            "values.schema.json",
+            "README.md",
+            "templates/_helpers.tpl",
+            "templates/NOTES.txt",
+        ):
+            assert (folder / required).is_file(), f"{chart} lacks {required}"
+        assert {p.name for p in ci_values(chart)} >= {"dev-values.yaml", "prod-values.yaml"}
+
+
+@pytest.mark.parametrize("chart", CHARTS)
+def test_lint_strict(chart: str) -> None:
+    for args in ([], *[["-f", str(f)] for f in ci_values(chart)]):
+        result = helm("lint", "--strict", f"charts/{chart}", *args, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("chart", CHARTS)
+def test_rendered_objects_carry_the_recommended_labels(chart: str) -> None:
+    for values in ci_values(chart):
+        for obj in template(chart, "-f", str(values)):
+            labels = obj["metadata"].get("labels") or {}
+            missing = [k for k in RECOMMENDED if k not in labels]
+            assert not missing, f"{chart} {obj['kind']}/{obj['metadata']['name']}: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("chart", "bad", "message"),
+    [
+        ("herd-api", "replicaCount=0", "/replicaCount"),
+        ("herd-workers", "config.waitSeconds=99", "/config/waitSeconds"),
+        ("herd-operator", "rbac.syncRules[0].apiGroups[0]=*", "/rbac/syncRules/0/apiGroups/0"),
+        ("herd-api", "typoKey=1", "typoKey"),
+        ("openremote", "manager.replicaCount=2", "/manager/replicaCount"),
+    ],
+)
+def test_schema_refuses_bad_values(chart: str, bad: str, message: str) -> None:
+    result = helm("template", "t", f"charts/{chart}", "--set", bad, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_make_validate_renders_and_validates_both_environments(tmp_path: object) -> None:
+    out = ROOT / ".herd" / "rendered"
+    result = subprocess.run(
+        [sys.executable, "-m", "herd_operator", "validate", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for env in ("dev", "prod"):
+        for app in ("root", "platform", "herd-operator", "herd-api", "herd-workers", "openremote"):
+            assert (out / env / f"{app}.yaml").is_file(), f"{env}/{app}"
+    assert "valid for dev, prod" in result.stdout
+    dev = (out / "dev" / "herd-api.yaml").read_text()
+    prod = (out / "prod" / "herd-api.yaml").read_text()
+    assert "api.platform-dev.herd-itt.com" in dev and "111111111111" in dev
+    assert "api.platform.herd-itt.com" in prod and "222222222222" in prod
+
+
+@pytest.mark.parametrize("chart", CHARTS)
+def test_policy_non_root_read_only_and_resources(chart: str) -> None:
+    allowed = readme_exceptions(chart)
+    if chart in OURS:
+        assert allowed == set(), "our own programs take no exceptions"
+    seen = set()
+    for values in ci_values(chart):
+        for obj in template(chart, "-f", str(values)):
+            for pod, c in containers(obj):
+                name = f"{obj['kind']}/{obj['metadata']['name']}/{c['name']}"
+                resources = c.get("resources") or {}
+                for kind in ("requests", "limits"):
+                    for res in ("cpu", "memory"):
+                        assert (resources.get(kind) or {}).get(res), f"{name}: no {kind}.{res}"
+                for setting in violations(pod, c):
+                    row = (component(obj), c["name"], setting)
+                    assert row in allowed, (
+                        f"{name}: {setting} not hardened and not listed in charts/{chart}/README.md"
+                    )
+                    seen.add(row)
+    assert seen == allowed, f"README lists exceptions that do not exist: {allowed - seen}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chart", CHARTS)
+def test_install_and_uninstall_into_the_api_server(
+    chart: str, cluster: Cluster, api: ApiClient
+) -> None:
+    ns = f"chart-{uuid.uuid4().hex[:8]}"
+    release = f"r{uuid.uuid4().hex[:6]}"
+    kube = ["--kubeconfig", str(cluster.kubeconfig), "-n", ns]
+    values = ["-f", str(ci_values(chart)[0])]
+    result = helm(
+        "install", release, f"charts/{chart}", *kube, "--create-namespace", *values, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    try:
+        listed = helm("get", "manifest", release, *kube).stdout
+        assert "kind: Deployment" in listed or "kind: StatefulSet" in listed
+        deployments = client.AppsV1Api(api).list_namespaced_deployment(ns).items
+        statefulsets = client.AppsV1Api(api).list_namespaced_stateful_set(ns).items
+        assert deployments or statefulsets
+    finally:
+        result = helm("uninstall", release, *kube, "--wait", "--timeout", "2m", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for(
+        lambda: (
+            not client.AppsV1Api(api).list_namespaced_deployment(ns).items
+            and not client.AppsV1Api(api).list_namespaced_stateful_set(ns).items
+        ),
+        60,
+        "workloads gone after uninstall",
+    )
+    client.CoreV1Api(api).delete_namespace(ns)

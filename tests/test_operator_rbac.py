@@ -1,0 +1,148 @@
+"""The operator chart's RBAC is enough and no wider than needed: the operator runs with a
+token of the chart's ServiceAccount (TokenRequest) and reconciles every kind, on a control
+plane of its own where nothing else has admin rights."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client import ApiClient
+
+from herd_operator.local.controlplane import ControlPlane
+from herd_operator.settings import get_settings
+
+from .charts import helm
+from .conftest import TENANTS, WELCOME_TEMPLATE
+from .helpers import Custom, OperatorProcess
+
+SA, NS = "herd-operator", "herd-system"
+SA_USER = f"system:serviceaccount:{NS}:{SA}"
+
+
+@pytest.fixture(scope="module")
+def rbac_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    if get_settings().use_existing_cluster:
+        pytest.skip("needs a control plane of its own")
+    settings = get_settings().model_copy(update={"state_dir": tmp_path_factory.mktemp("rbac")})
+    cp = ControlPlane.named("rbac", settings=settings).start()
+    yield cp
+    cp.stop()
+
+
+def sa_kubeconfig(cp: ControlPlane, api: ApiClient, path: Path) -> Path:
+    token = (
+        client.CoreV1Api(api)
+        .create_namespaced_service_account_token(
+            SA,
+            NS,
+            client.AuthenticationV1TokenRequest(
+                spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+            ),
+        )
+        .status.token
+    )
+    admin = yaml.safe_load(cp.kubeconfig.read_text())
+    admin["users"] = [{"name": "operator", "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = "operator"
+    path.write_text(yaml.safe_dump(admin))
+    return path
+
+
+def allowed(api: ApiClient, verb: str, group: str, resource: str, namespace: str = "") -> bool:
+    review = client.AuthorizationV1Api(api).create_subject_access_review(
+        client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=SA_USER,
+                groups=["system:serviceaccounts", f"system:serviceaccounts:{NS}"],
+                resource_attributes=client.V1ResourceAttributes(
+                    verb=verb, group=group, resource=resource, namespace=namespace or None
+                ),
+            )
+        )
+    )
+    return bool(review.status.allowed)
+
+
+@pytest.mark.slow
+def test_operator_reconciles_every_kind_with_its_own_service_account(
+    rbac_cluster: ControlPlane,
+    operator_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    kube = ["--kubeconfig", str(rbac_cluster.kubeconfig), "-n", NS]
+    result = helm(
+        "install",
+        SA,
+        "charts/herd-operator",
+        *kube,
+        "--create-namespace",
+        "-f",
+        "charts/herd-operator/ci/dev-values.yaml",
+        "--set",
+        "fullnameOverride=herd-operator",
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    with config.new_client_from_config(config_file=str(rbac_cluster.kubeconfig)) as api:
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=TENANTS))
+        )
+        env = {
+            **operator_env,
+            "KUBECONFIG": str(sa_kubeconfig(rbac_cluster, api, tmp_path / "sa.kubeconfig")),
+            "HERD_PEERING": "herd-operator",
+        }
+        operator = OperatorProcess(env=env, log=tmp_path / "operator.log").start()
+        try:
+            objects = Custom(api, TENANTS)
+            objects.create("SESTemplate", "sestemplates", "welcome", WELCOME_TEMPLATE)
+            name = f"rbac-{uuid.uuid4().hex[:8]}"
+            objects.create(
+                "CognitoClient",
+                "cognitoclients",
+                name,
+                {"clientName": name, "secretName": f"{name}-creds"},
+            )
+            slug = f"rbac-{uuid.uuid4().hex[:8]}"
+            objects.create(
+                "Tenant",
+                "tenants",
+                slug,
+                {
+                    "displayName": "RBAC Co",
+                    "slug": slug,
+                    "adminEmail": f"admin@{slug}.example.com",
+                    "plan": "starter",
+                },
+            )
+            objects.wait_condition("sestemplates", "welcome", timeout=60)
+            objects.wait_condition("cognitoclients", name, timeout=60)
+            objects.wait_condition("tenants", slug, timeout=90)
+            objects.delete("tenants", slug)
+            objects.wait_gone("tenants", slug, timeout=60)
+            objects.delete("cognitoclients", name)
+            objects.wait_gone("cognitoclients", name, timeout=60)
+            log = operator.log_text()
+            assert "Forbidden" not in log and " 403 " not in log, log[-3000:]
+        finally:
+            operator.stop()
+
+        # And no wider than needed.
+        assert allowed(api, "patch", "platform.herd-itt.com", "tenants", TENANTS)
+        assert allowed(api, "create", "", "secrets", TENANTS)
+        for verb, group, resource, namespace in [
+            ("create", "", "pods", TENANTS),
+            ("get", "", "nodes", ""),
+            ("delete", "", "namespaces", ""),
+            ("create", "", "pods/exec", TENANTS),
+            ("create", "certificates.k8s.io", "certificatesigningrequests", ""),
+            ("delete", "apiextensions.k8s.io", "customresourcedefinitions", ""),
+            ("impersonate", "", "users", ""),
+            ("*", "*", "*", ""),
+        ]:
+            assert not allowed(api, verb, group, resource, namespace), (verb, resource)
