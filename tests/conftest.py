@@ -28,6 +28,7 @@ from .openremote_stub import CLIENT_SECRET as STUB_CLIENT_SECRET
 from .openremote_stub import OpenRemoteStub
 
 TENANTS = "tenants"
+WEBHOOK_PORT, WEBHOOK_SECRET = free_port(), "webhook-test-secret"
 WELCOME_TEMPLATE = {
     "subject": "Welcome to Herd, {{displayName}}",
     "text": "Hello {{displayName}}, your tenant {{slug}} is ready: {{loginURL}}",
@@ -154,6 +155,7 @@ def _base_env(cluster: Cluster, endpoint: str, aws_env: bootstrap.Environment) -
 
 @pytest.fixture(scope="session")
 def operator_env(
+    tmp_path_factory: pytest.TempPathFactory,
     cluster: Cluster,
     proxy: FaultProxy,
     aws_env: bootstrap.Environment,
@@ -172,6 +174,11 @@ def operator_env(
         "HERD_OPENREMOTE_URL": openremote.url,
         "HERD_OPENREMOTE_CLIENT_ID": STUB_CLIENT_ID,
         "HERD_OPENREMOTE_CLIENT_SECRET": STUB_CLIENT_SECRET,
+        "HERD_STATE_DIR": str(tmp_path_factory.mktemp("operator-state")),
+        "HERD_APP_TICK": "1",
+        "HERD_APP_POLL_INTERVAL": "2",
+        "HERD_WEBHOOK_PORT": str(WEBHOOK_PORT),
+        "HERD_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
 
 

@@ -5,14 +5,22 @@ Run with `herd operator run`.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import shutil
+from pathlib import Path
 from typing import Any, cast
 
 import kopf
+from kubernetes import client
 
+from herd_operator import conditions as cond
 from herd_operator import kube, metrics
 from herd_operator.constants import FINALIZER, GROUP, VERSION
-from herd_operator.handlers import cognitoclient, sestemplate, tenant
+from herd_operator.gitops import webhook
+from herd_operator.gitops.engine import Engine
+from herd_operator.gitops.git import RepoCache
+from herd_operator.handlers import application, cognitoclient, sestemplate, tenant
 from herd_operator.handlers.common import Object, exclusive, forget, fresh, guard, reconcile
 from herd_operator.settings import get_settings
 
@@ -20,7 +28,7 @@ S = get_settings()
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Finalizer and progress bookkeeping under our own group, not kopf.zalando.org.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -37,6 +45,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 32
     kube.load_config(S)
     metrics.serve(S.metrics_port)
+    if S.webhook_port:
+        if not S.webhook_secret:
+            raise kopf.PermanentError("HERD_WEBHOOK_PORT is set but HERD_WEBHOOK_SECRET is not")
+        await webhook.serve(S.webhook_port, S.webhook_secret, refresh_applications)
     logging.getLogger(__name__).info("herd operator ready (environment %s)", S.environment)
 
 
@@ -150,3 +162,62 @@ def tenant_delete(body: kopf.Body, retry: int, **_: Any) -> None:
     with exclusive(obj.uid):
         guard(obj, retry, S, lambda: tenant.delete(obj, S))
     forget(obj.uid)
+
+
+# -- Application --------------------------------------------------------------------------
+REFRESH_ANNOTATION = application.REFRESH_ANNOTATION
+_engine: Engine | None = None
+
+
+def engine() -> Engine:
+    global _engine
+    if _engine is None:
+        helm = S.helm or Path(shutil.which("helm") or "helm")
+        if not S.helm and not shutil.which("helm"):
+            from herd_operator.local.tools import binary
+
+            helm = binary("helm", S)
+        cache = RepoCache(root=(S.state_dir / "git").absolute(), rewrites=S.git_url_rewrites)
+        _engine = Engine(client.ApiClient(), cache, helm, wave_health_gate=S.wave_health_gate)
+    return _engine
+
+
+@kopf.on.resume(GROUP, VERSION, application.PLURAL)
+@kopf.on.create(GROUP, VERSION, application.PLURAL)
+@kopf.on.update(GROUP, VERSION, application.PLURAL)
+def application_reconcile(body: kopf.Body, **_: Any) -> None:
+    obj = Object(application.KIND, application.PLURAL, body)
+    with exclusive(obj.uid):
+        current = fresh(obj)
+        if current is not None:
+            application.reconcile(current, engine(), S)
+
+
+@kopf.timer(GROUP, VERSION, application.PLURAL, interval=S.app_tick, initial_delay=S.app_tick)
+def application_poll(body: kopf.Body, **_: Any) -> None:
+    with exclusive(body["metadata"]["uid"]):
+        obj = fresh(Object(application.KIND, application.PLURAL, body))
+        if obj is not None and application.due(obj, S, dt.datetime.now(dt.UTC)):
+            application.reconcile(obj, engine(), S)
+
+
+def refresh_applications(urls: set[str], branch: str, default_branch: str | None) -> list[str]:
+    """Called by the webhook: mark matching Applications for an immediate reconcile."""
+    api = client.CustomObjectsApi()
+    found: list[dict[str, Any]] = api.list_cluster_custom_object(  # type: ignore[index]
+        GROUP, VERSION, application.PLURAL
+    )["items"]
+    names = []
+    for app in found:
+        if webhook.matches(app, urls, branch, default_branch):
+            meta = app["metadata"]
+            api.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                application.PLURAL,
+                meta["name"],
+                {"metadata": {"annotations": {REFRESH_ANNOTATION: cond.now()}}},
+            )
+            names.append(f"{meta['namespace']}/{meta['name']}")
+    return names

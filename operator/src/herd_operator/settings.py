@@ -69,6 +69,19 @@ class Settings(BaseSettings):
     openremote_client_secret: str | None = Field(None, repr=False)
     openremote_admin_roles: list[str] = Field(default_factory=lambda: ["read", "write"])
 
+    # Applications (git -> cluster)
+    app_poll_interval: float = Field(60.0, gt=0, description="Default git poll interval, s")
+    app_tick: float = Field(5.0, gt=0, description="How often due Applications are checked")
+    git_url_rewrites: dict[str, str] = Field(
+        default_factory=dict, description="git insteadOf: {new URL: URL in the Application}"
+    )
+    wave_health_gate: bool = Field(
+        True, description="Later sync waves wait for earlier ones to be healthy"
+    )
+    history_limit: int = Field(10, ge=1, description="Sync history entries kept in status")
+    webhook_port: int = Field(0, ge=0, description="GitHub push webhook port; 0: off")
+    webhook_secret: str | None = Field(None, repr=False, description="GitHub webhook secret")
+
     # Local platform: binaries built by `make tools`, state of `herd cluster up`.
     tools_dir: Path = Field(Path.home() / ".cache" / "herd" / "tools")
     kubebuilder_assets: Path | None = Field(

@@ -15,7 +15,7 @@ app = typer.Typer(no_args_is_help=True, help="The Herd operator.")
 
 @app.command()
 def run(
-    namespace: list[str] = typer.Option(  # noqa: B008 - typer's idiom
+    namespace: list[str] = typer.Option(
         [], "--namespace", "-n", help="Watch only these namespaces (default: all)"
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),

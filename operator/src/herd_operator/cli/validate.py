@@ -20,8 +20,9 @@ console = Console()
 
 def validate(
     out: Path = typer.Option(Path(".herd/rendered"), help="Where rendered apps are written"),
-    kubeconfig: Path | None = typer.Option(None, help="Validate against this cluster instead "
-                                           "of a throwaway embedded one"),
+    kubeconfig: Path | None = typer.Option(
+        None, help="Validate against this cluster instead of a throwaway embedded one"
+    ),
 ) -> None:
     """Render every app of every environment to .herd/rendered/<env>/<app>.yaml and
     validate each object against the API server (server-side dry run)."""
@@ -50,5 +51,6 @@ def validate(
         for error in errors:
             console.print(f"[red]✗[/] {error}")
         raise typer.Exit(1)
-    console.print(f"[green]✓[/] {count} objects in {len(apps)} apps valid for "
-                  f"{', '.join(v.ENVIRONMENTS)}")
+    console.print(
+        f"[green]✓[/] {count} objects in {len(apps)} apps valid for {', '.join(v.ENVIRONMENTS)}"
+    )

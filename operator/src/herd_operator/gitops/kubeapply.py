@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from kubernetes.client import ApiClient
@@ -27,20 +28,21 @@ def api_message(err: ApiException) -> str:
     import json
 
     try:
-        return str(json.loads(err.body).get("message") or err.reason)
+        return str(json.loads(err.body or "").get("message") or err.reason)
     except (TypeError, ValueError):
         return str(err.reason)
 
 
 class Applier:
     def __init__(self, api: ApiClient, field_manager: str = FIELD_MANAGER) -> None:
-        self.dyn = DynamicClient(api)
+        self.dyn = DynamicClient(api)  # type: ignore[no-untyped-call]
         self.field_manager = field_manager
 
     def resource(self, api_version: str, kind: str) -> Resource:
         for attempt in range(2):
             try:
-                return self.dyn.resources.get(api_version=api_version, kind=kind)
+                resource: Resource = self.dyn.resources.get(api_version=api_version, kind=kind)
+                return resource
             except ResourceNotFoundError:
                 if attempt == 0:
                     self.dyn.resources.invalidate_cache()  # a CRD may have just arrived
@@ -54,20 +56,25 @@ class Applier:
         meta = obj["metadata"]
         try:
             out = res.server_side_apply(
-                body=obj, name=meta["name"],
+                body=obj,
+                name=meta["name"],
                 namespace=meta.get("namespace") if res.namespaced else None,
-                field_manager=self.field_manager, force_conflicts=True,
-                dry_run="All" if dry_run else None)
+                field_manager=self.field_manager,
+                force_conflicts=True,
+                dry_run="All" if dry_run else None,
+            )
         except ApiException as err:
             raise ApplyError(f"{describe(obj)}: {api_message(err)}") from err
         return dict(out.to_dict())
 
-    def get(self, api_version: str, kind: str, name: str,
-            namespace: str | None) -> dict[str, Any] | None:
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> dict[str, Any] | None:
         res = self.resource(api_version, kind)
         try:
-            return dict(res.get(name=name, namespace=namespace if res.namespaced else None)
-                        .to_dict())
+            return dict(
+                res.get(name=name, namespace=namespace if res.namespaced else None).to_dict()
+            )
         except NotFoundError:
             return None
 
@@ -77,8 +84,9 @@ class Applier:
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
         res = self.resource(api_version, kind)
-        try:
-            res.delete(name=name, namespace=namespace if res.namespaced else None,
-                       body={"propagationPolicy": "Foreground"})
-        except NotFoundError:
-            pass
+        with contextlib.suppress(NotFoundError):
+            res.delete(
+                name=name,
+                namespace=namespace if res.namespaced else None,
+                body={"propagationPolicy": "Foreground"},
+            )

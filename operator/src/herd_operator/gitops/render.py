@@ -37,9 +37,13 @@ class Source:
     def from_spec(cls, spec: Mapping[str, Any], name: str) -> Source:
         src = spec.get("source") or {}
         helm = src.get("helm") or {}
-        return cls(path=src.get("path", "."), value_files=tuple(helm.get("valueFiles") or ()),
-                   values=helm.get("values"), values_object=helm.get("valuesObject") or {},
-                   release_name=helm.get("releaseName") or name)
+        return cls(
+            path=src.get("path", "."),
+            value_files=tuple(helm.get("valueFiles") or ()),
+            values=helm.get("values"),
+            values_object=helm.get("valuesObject") or {},
+            release_name=helm.get("releaseName") or name,
+        )
 
 
 def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,8 +64,9 @@ def inside(root: Path, relative: str | Path, base: Path | None = None) -> Path:
     return path
 
 
-def render(repo: Path, source: Source, namespace: str, helm: Path,
-           include_crds: bool = True) -> list[dict[str, Any]]:
+def render(
+    repo: Path, source: Source, namespace: str, helm: Path, include_crds: bool = True
+) -> list[dict[str, Any]]:
     folder = inside(repo, source.path)
     if not folder.is_dir():
         raise RenderError(f"path {source.path} is not a folder at this revision")
@@ -70,10 +75,16 @@ def render(repo: Path, source: Source, namespace: str, helm: Path,
     else:
         objects = _load_manifests(folder)
     for obj in objects:
-        if not isinstance(obj, dict) or not obj.get("apiVersion") or not obj.get("kind") or \
-                not (obj.get("metadata") or {}).get("name"):
-            raise RenderError(f"{source.path}: an object without apiVersion, kind or name: "
-                              f"{json.dumps(obj)[:200]}")
+        if (
+            not isinstance(obj, dict)
+            or not obj.get("apiVersion")
+            or not obj.get("kind")
+            or not (obj.get("metadata") or {}).get("name")
+        ):
+            raise RenderError(
+                f"{source.path}: an object without apiVersion, kind or name: "
+                f"{json.dumps(obj)[:200]}"
+            )
     return objects
 
 
@@ -99,15 +110,17 @@ def _values(repo: Path, folder: Path, source: Source) -> dict[str, Any]:
     return merge(values, source.values_object)
 
 
-def _render_chart(repo: Path, folder: Path, source: Source, namespace: str, helm: Path,
-                  include_crds: bool) -> list[dict[str, Any]]:
+def _render_chart(
+    repo: Path, folder: Path, source: Source, namespace: str, helm: Path, include_crds: bool
+) -> list[dict[str, Any]]:
     values = _values(repo, folder, source)
 
     async def run() -> list[dict[str, Any]]:
         client = Client(executable=str(helm))
         chart = await client.get_chart(folder)
-        docs = await client.template_resources(chart, source.release_name, values,
-                                               namespace=namespace, include_crds=include_crds)
+        docs = await client.template_resources(
+            chart, source.release_name, values, namespace=namespace, include_crds=include_crds
+        )
         return [d for d in docs if d]
 
     try:

@@ -31,8 +31,9 @@ def environment_apps(repo: Path, env: str, helm: Path) -> list[RenderedApp]:
     """The root Application of clusters/<env>, then every Application it renders."""
     root = yaml.safe_load((repo / "clusters" / env / "root.yaml").read_text())
     apps = [RenderedApp(env, "root", root["spec"]["destination"]["namespace"], [root])]
-    children = render(repo, Source.from_spec(root["spec"], "root"),
-                      root["spec"]["destination"]["namespace"], helm)
+    children = render(
+        repo, Source.from_spec(root["spec"], "root"), root["spec"]["destination"]["namespace"], helm
+    )
     for child in children:
         if child["kind"] != "Application" or not child["apiVersion"].startswith(GROUP):
             continue
@@ -66,8 +67,13 @@ def dry_run(api: ApiClient, apps: list[RenderedApp]) -> list[str]:
                 continue  # installed from charts/herd-operator/crds before the run
             try:
                 if applier.namespaced(obj):
-                    obj = {**obj, "metadata": {**obj["metadata"], "namespace":
-                                               obj["metadata"].get("namespace") or app.namespace}}
+                    obj = {
+                        **obj,
+                        "metadata": {
+                            **obj["metadata"],
+                            "namespace": obj["metadata"].get("namespace") or app.namespace,
+                        },
+                    }
                     _ensure_namespace(core, obj["metadata"]["namespace"])
                 applier.apply(obj, dry_run=True)
             except ApplyError as err:

@@ -60,6 +60,14 @@ class Object:
     def patch_status(self, **fields: Any) -> None:
         kube.patch_status(self.plural, self.namespace, self.name, fields)
 
+    def body_patch(self, **fields: Any) -> None:
+        """Merge-patch top-level fields outside spec and status (e.g. Argo's `operation`)."""
+        from herd_operator.constants import GROUP, VERSION
+
+        kube.custom().patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, self.plural, self.name, fields
+        )
+
     def event(self, reason: str, message: str, warning: bool = False) -> None:
         (kopf.warn if warning else kopf.info)(self.body, reason=reason, message=message)
 

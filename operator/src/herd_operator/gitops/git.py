@@ -1,0 +1,176 @@
+"""Fetch a revision of a repository into a local cache: one bare mirror per repository,
+one checkout per commit (reused), so a resync of an unchanged commit costs one fetch.
+
+Credentials come from a Secret: `username` + `password` (HTTPS, sent as a header, never in
+the URL or on disk) or `sshPrivateKey` (SSH). URL rewrites (git's insteadOf) let `make up`
+point the GitHub URL in clusters/ at a local bare repository.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+class GitError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ssh_private_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_secret(cls, data: Mapping[str, str]) -> Credentials:
+        def get(key: str) -> str | None:
+            value = data.get(key)
+            return base64.b64decode(value).decode() if value else None
+
+        return cls(get("username"), get("password"), get("sshPrivateKey"))
+
+
+@dataclass
+class RepoCache:
+    root: Path
+    rewrites: Mapping[str, str] = field(default_factory=dict)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _git(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        creds: Credentials | None = None,
+        timeout: float = 120,
+    ) -> str:
+        config: list[str] = ["-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false"]
+        for new, old in self.rewrites.items():
+            config += ["-c", f"url.{new}.insteadOf={old}"]
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"}
+        key_file = None
+        if creds and creds.username and creds.password:
+            token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+            # Through the environment, so the credential never shows in a process listing.
+            env |= {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "http.extraHeader",
+                "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}",
+            }
+        if creds and creds.ssh_private_key:
+            fd, name = tempfile.mkstemp(prefix="herd-key-")
+            with os.fdopen(fd, "w") as f:
+                f.write(creds.ssh_private_key.strip() + "\n")
+            key_file = name
+            env["GIT_SSH_COMMAND"] = (
+                f"ssh -i {name} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new"
+            )
+        try:
+            result = subprocess.run(
+                ["git", *config, *args],
+                cwd=cwd,
+                env=env,
+                text=True,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as err:
+            raise GitError(f"git {args[0]} timed out") from err
+        finally:
+            if key_file:
+                os.unlink(key_file)
+        if result.returncode != 0:
+            raise GitError(f"git {args[0]} failed: {result.stderr.strip()[-500:]}")
+        return result.stdout.strip()
+
+    def mirror(self, url: str) -> Path:
+        return self.root / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+    def fetch(self, url: str, creds: Credentials | None = None) -> Path:
+        mirror = self.mirror(url)
+        with self._lock(url):
+            if not (mirror / "HEAD").exists():
+                mirror.parent.mkdir(parents=True, exist_ok=True)
+                tmp = mirror.with_suffix(".tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                self._git("clone", "--mirror", "--quiet", url, str(tmp), creds=creds)
+                tmp.rename(mirror)
+            else:
+                self._git(
+                    "fetch",
+                    "--prune",
+                    "--quiet",
+                    "--force",
+                    "origin",
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                    cwd=mirror,
+                    creds=creds,
+                )
+        return mirror
+
+    def resolve(self, url: str, revision: str, creds: Credentials | None = None) -> str:
+        """The commit `revision` (branch, tag, commit, HEAD) points at now."""
+        mirror = self.fetch(url, creds)
+        refs = (
+            [revision]
+            if SHA.match(revision)
+            else [f"refs/heads/{revision}", f"refs/tags/{revision}", revision]
+        )
+        for ref in refs:
+            try:
+                return self._git(
+                    "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=mirror
+                )
+            except GitError:
+                continue
+        raise GitError(f"revision {revision} not found in {url}")
+
+    def checkout(self, url: str, sha: str) -> Path:
+        """A read-only tree of `sha` (made once per commit, then reused)."""
+        tree = self.root / "trees" / hashlib.sha256(url.encode()).hexdigest()[:16] / sha
+        if tree.exists():
+            return tree
+        with self._lock(f"{url}@{sha}"):
+            if tree.exists():
+                return tree
+            tmp = Path(tempfile.mkdtemp(dir=self.root))
+            try:
+                self._git(
+                    f"--work-tree={tmp}",
+                    "checkout",
+                    "--force",
+                    sha,
+                    "--",
+                    ".",
+                    cwd=self.mirror(url),
+                )
+                tree.parent.mkdir(parents=True, exist_ok=True)
+                tmp.rename(tree)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            self._prune_trees(tree.parent, keep=tree)
+        return tree
+
+    def _prune_trees(self, folder: Path, keep: Path, max_trees: int = 5) -> None:
+        trees = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        for old in trees[:-max_trees]:
+            if old != keep:
+                shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,227 @@
+"""Application: Argo-style sync of a git revision + path into this cluster."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from herd_operator import conditions as cond
+from herd_operator.gitops import health
+from herd_operator.gitops.engine import (
+    OUT_OF_SYNC,
+    SYNCED,
+    UNKNOWN,
+    Application,
+    Comparison,
+    ComparisonError,
+    Engine,
+    SyncError,
+)
+from herd_operator.handlers.common import Object
+from herd_operator.settings import Settings
+
+KIND = "Application"
+PLURAL = "applications"
+_DURATION = re.compile(r"^(\d+)(s|m|h)$")
+# Argo's own refresh annotation (the webhook and `herd app sync` set it; so can kubectl).
+# Not under our group: Kopf ignores changes to annotations under its storage prefix.
+REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
+
+
+def seconds(value: str | None, default: float) -> float:
+    match = _DURATION.match(value or "")
+    if not match:
+        return default
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _parse(ts: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+
+
+def due(obj: Object, settings: Settings, now: dt.datetime) -> bool:
+    """Whether the poll timer should reconcile now."""
+    status = obj.status
+    op = status.get("operationState") or {}
+    if op.get("phase") == "Running":
+        return True  # a later wave waits for an earlier one
+    retry_at = _parse(op.get("nextRetryAt"))
+    if retry_at and retry_at <= now:
+        return True
+    last = _parse(status.get("reconciledAt"))
+    refresh = (obj.body["metadata"].get("annotations") or {}).get(REFRESH_ANNOTATION)
+    if refresh and last is not None and refresh > status.get("reconciledAt", ""):
+        return True
+    interval = seconds(obj.spec.get("pollInterval"), settings.app_poll_interval)
+    return last is None or (now - last).total_seconds() >= interval
+
+
+def engine_app(obj: Object) -> Application:
+    return Application(
+        name=obj.name,
+        namespace=obj.namespace,
+        spec=obj.spec,
+        inventory=list(obj.status.get("resources") or []),
+    )
+
+
+def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
+    status, spec = obj.status, obj.spec
+    started = cond.now()
+    app = engine_app(obj)
+    requested = obj.body.get("operation")
+    try:
+        comparison = engine.compare(app)
+    except ComparisonError as err:
+        message = str(err)
+        patch: dict[str, Any] = {
+            "sync": {"status": UNKNOWN, "revision": (status.get("sync") or {}).get("revision")},
+            "conditions": [_condition("ComparisonError", message)],
+            "reconciledAt": started,
+            "observedGeneration": obj.generation,
+        }
+        if requested:
+            patch["operationState"] = _operation("Failed", message, started, None)
+            obj.body_patch(operation=None)
+        if message != _condition_message(status, "ComparisonError"):
+            obj.event("ComparisonError", message, warning=True)
+        obj.patch_status(**patch)
+        return
+
+    automated = (spec.get("syncPolicy") or {}).get("automated")
+    op = status.get("operationState") or {}
+    new_revision = comparison.revision != (op.get("syncResult") or {}).get("revision")
+    should_sync = bool(requested)
+    if not requested and automated is not None and not comparison.in_sync:
+        if op.get("phase") == "Failed" and not new_revision:
+            retry_at = _parse(op.get("nextRetryAt"))  # None: retries exhausted
+            should_sync = retry_at is not None and retry_at <= _now()
+        else:
+            # A new commit always syncs; drift of the same commit only with selfHeal.
+            should_sync = (
+                new_revision or bool(automated.get("selfHeal")) or op.get("phase") == "Running"
+            )
+
+    conditions: list[dict[str, Any]] = []
+    operation = op or None
+    history = list(status.get("history") or [])
+    if should_sync:
+        prune = bool(requested and (requested.get("sync") or {}).get("prune")) or bool(
+            automated and automated.get("prune")
+        )
+        try:
+            phase, message = engine.sync(app, comparison, prune)
+        except SyncError as err:
+            phase, message = "Failed", str(err)
+            conditions.append(_condition("SyncError", message))
+            obj.event("SyncError", message, warning=True)
+        operation = _operation(phase, message, started, comparison.revision)
+        if phase == "Failed":
+            operation.update(_retry(spec, op, new_revision))
+        if phase == "Succeeded":
+            if not history or history[-1].get("revision") != comparison.revision:
+                history.append(
+                    {
+                        "id": (history[-1]["id"] + 1) if history else 0,
+                        "revision": comparison.revision,
+                        "deployedAt": cond.now(),
+                        "source": {
+                            "repoURL": spec["source"]["repoURL"],
+                            "path": spec["source"].get("path"),
+                            "targetRevision": spec["source"].get("targetRevision"),
+                        },
+                    }
+                )
+                history = history[-settings.history_limit :]
+            obj.event("Synced", f"synced {comparison.revision[:8]}: {message}")
+        if requested:
+            obj.body_patch(operation=None)
+        comparison = _after_sync(engine, app, comparison, phase)
+    resources, worst, worst_message = _resources(engine, comparison, refreshed=should_sync)
+    sync_status = SYNCED if comparison.in_sync else OUT_OF_SYNC
+    obj.patch_status(
+        sync={"status": sync_status, "revision": comparison.revision},
+        health={"status": worst, "message": worst_message},
+        resources=resources,
+        operationState=operation,
+        history=history,
+        conditions=conditions,
+        reconciledAt=started,
+        observedGeneration=obj.generation,
+    )
+
+
+def _after_sync(engine: Engine, app: Application, before: Comparison, phase: str) -> Comparison:
+    if phase == "Failed":
+        return before
+    try:
+        return engine.compare(app)
+    except ComparisonError:
+        return before
+
+
+def _resources(
+    engine: Engine, comparison: Comparison, refreshed: bool
+) -> tuple[list[dict[str, Any]], str, str]:
+    out: list[dict[str, Any]] = []
+    statuses: list[str] = []
+    worst_message = ""
+    for item in comparison.items:
+        status, message = (
+            health.of(item.live)
+            if item.live is not None or not refreshed
+            else engine.health(item.key)
+        )
+        statuses.append(status)
+        entry = {
+            **item.key.as_status(),
+            "status": SYNCED if item.in_sync else OUT_OF_SYNC,
+            "health": {"status": status, **({"message": message} if message else {})},
+        }
+        out.append(entry)
+        if status == health.worst(statuses) and status != health.HEALTHY and not worst_message:
+            worst_message = f"{item.key}: {message or status}"
+    for key, _ in comparison.prune:
+        out.append({**key.as_status(), "status": OUT_OF_SYNC, "requiresPruning": True})
+    worst = health.worst(statuses)
+    return out, worst, "" if worst == health.HEALTHY else worst_message
+
+
+def _retry(spec: dict[str, Any], previous: dict[str, Any], new_revision: bool) -> dict[str, Any]:
+    retry = (spec.get("syncPolicy") or {}).get("retry") or {}
+    limit = int(retry.get("limit", 5))
+    count = 0 if new_revision else int(previous.get("retryCount", 0)) + 1
+    if count >= limit:
+        return {"retryCount": count, "nextRetryAt": None}
+    backoff = retry.get("backoff") or {}
+    delay = min(
+        seconds(backoff.get("duration"), 5) * int(backoff.get("factor", 2)) ** count,
+        seconds(backoff.get("maxDuration"), 180),
+    )
+    at = (_now() + dt.timedelta(seconds=delay)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"retryCount": count, "nextRetryAt": at}
+
+
+def _operation(phase: str, message: str, started: str, revision: str | None) -> dict[str, Any]:
+    return {
+        "phase": phase,
+        "message": message,
+        "startedAt": started,
+        "finishedAt": None if phase == "Running" else cond.now(),
+        "syncResult": {"revision": revision} if revision else None,
+    }
+
+
+def _condition(type_: str, message: str) -> dict[str, Any]:
+    return {"type": type_, "message": message, "lastTransitionTime": cond.now()}
+
+
+def _condition_message(status: dict[str, Any], type_: str) -> str | None:
+    return next(
+        (c.get("message") for c in status.get("conditions") or [] if c.get("type") == type_), None
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,436 @@
+"""Application: git -> cluster sync through the real parts (a real bare repository, the
+operator process, the API server): apply, update, prune, selfHeal, broken commits, the allow
+list, Helm sources, waves gated on health, app of apps, and the push webhook."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from herd_operator.constants import TRACKING_ANNOTATION
+from herd_operator.local.gitrepo import Repo
+
+from .conftest import WEBHOOK_PORT, WEBHOOK_SECRET
+from .helpers import Custom, wait_for
+
+pytestmark = pytest.mark.usefixtures("live_operator")
+PLURAL = "applications"
+
+
+def configmap(
+    name: str,
+    data: dict[str, str],
+    namespace: str = "",
+    wave: int | None = None,
+) -> str:
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    if wave is not None:
+        meta["annotations"] = {"argocd.argoproj.io/sync-wave": str(wave)}
+    return (
+        json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}) + "\n"
+    )
+
+
+def application(
+    objects: Custom,
+    name: str,
+    repo: Repo,
+    path: str,
+    namespace: str,
+    *,
+    branch: str = "dev",
+    prune: bool = True,
+    self_heal: bool = True,
+    poll: str = "2s",
+    **extra: Any,
+) -> None:
+    source: dict[str, Any] = {"repoURL": repo.url, "targetRevision": branch, "path": path}
+    if "helm" in extra:
+        source["helm"] = extra.pop("helm")
+    spec: dict[str, Any] = {
+        "source": source,
+        "destination": {"namespace": namespace},
+        "syncPolicy": {"automated": {"prune": prune, "selfHeal": self_heal}},
+        "pollInterval": poll,
+        **extra,
+    }
+    objects.create("Application", PLURAL, name, spec)
+
+
+def app_status(objects: Custom, name: str) -> dict[str, Any]:
+    return dict(objects.get(PLURAL, name).get("status") or {})
+
+
+def synced_at(objects: Custom, name: str, sha: str, timeout: float = 60) -> dict[str, Any]:
+    def ok() -> dict[str, Any] | None:
+        st = app_status(objects, name)
+        if (st.get("sync") or {}).get("status") == "Synced" and st["sync"].get("revision") == sha:
+            return st
+        return None
+
+    return wait_for(ok, timeout, f"Application {name} Synced at {sha[:8]}")
+
+
+def cm_data(api: ApiClient, namespace: str, name: str) -> dict[str, str] | None:
+    try:
+        return dict(client.CoreV1Api(api).read_namespaced_config_map(name, namespace).data or {})
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+@pytest.fixture
+def gitrepo(tmp_path: Path) -> Repo:
+    return Repo.create(tmp_path / "repo", {"README.md": "# apps\n"})
+
+
+def test_sync_update_prune_and_self_heal(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    sha = gitrepo.commit(
+        "dev",
+        "two configmaps",
+        {
+            "manifests/a.yaml": configmap("a", {"k": "1"}),
+            "manifests/b.yaml": configmap("b", {"k": "1"}),
+        },
+    )
+    application(objects, "plain", gitrepo, "manifests", namespace)
+    st = synced_at(objects, "plain", sha)
+    assert st["health"]["status"] == "Healthy"
+    assert st["operationState"]["phase"] == "Succeeded"
+    assert [h["revision"] for h in st["history"]] == [sha]
+    assert sorted((r["kind"], r["name"], r["status"]) for r in st["resources"]) == [
+        ("ConfigMap", "a", "Synced"),
+        ("ConfigMap", "b", "Synced"),
+    ]
+    live = client.CoreV1Api(api).read_namespaced_config_map("a", namespace)
+    assert (
+        live.metadata.annotations[TRACKING_ANNOTATION]
+        == f"{namespace}_plain:/ConfigMap:{namespace}/a"
+    )
+
+    sha2 = gitrepo.commit(
+        "dev",
+        "change a, drop b",
+        {"manifests/a.yaml": configmap("a", {"k": "2"})},
+        remove=("manifests/b.yaml",),
+    )
+    st = synced_at(objects, "plain", sha2)
+    assert cm_data(api, namespace, "a") == {"k": "2"}
+    wait_for(lambda: cm_data(api, namespace, "b") is None, 30, "b pruned")
+    assert [h["revision"] for h in st["history"]] == [sha, sha2]
+
+    # Someone edits the live object by hand: selfHeal puts git's version back.
+    client.CoreV1Api(api).patch_namespaced_config_map("a", namespace, {"data": {"k": "hand"}})
+    wait_for(lambda: cm_data(api, namespace, "a") == {"k": "2"}, 30, "hand edit reverted")
+
+
+def test_without_self_heal_drift_is_reported_not_reverted(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    sha = gitrepo.commit("dev", "a", {"m/a.yaml": configmap("a", {"k": "1"})})
+    application(objects, "noheal", gitrepo, "m", namespace, self_heal=False, prune=False)
+    synced_at(objects, "noheal", sha)
+    client.CoreV1Api(api).patch_namespaced_config_map("a", namespace, {"data": {"k": "hand"}})
+    wait_for(
+        lambda: app_status(objects, "noheal")["sync"]["status"] == "OutOfSync", 30, "OutOfSync"
+    )
+    assert cm_data(api, namespace, "a") == {"k": "hand"}
+    # Without prune, a removed object is reported, not deleted.
+    sha2 = gitrepo.commit(
+        "dev", "drop a", {"m/keep.yaml": configmap("keep", {})}, remove=("m/a.yaml",)
+    )
+    st = wait_for(
+        lambda: (
+            (s := app_status(objects, "noheal"))["sync"]["revision"] == sha2
+            and any(r.get("requiresPruning") for r in s["resources"])
+            and s
+        ),
+        30,
+        "requiresPruning",
+    )
+    assert any(r["name"] == "a" and r["requiresPruning"] for r in st["resources"])
+    assert cm_data(api, namespace, "a") is not None
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ({"m/a.yaml": "kind: ConfigMap\n  bad: [yaml\n"}, "not valid YAML"),
+        (
+            {
+                "m/a.yaml": json.dumps(
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "metadata": {"name": "d"},
+                        "spec": {"replicas": "many"},
+                    }
+                )
+            },
+            "Deployment",
+        ),
+        (
+            {
+                "m/a.yaml": json.dumps(
+                    {"apiVersion": "v1", "kind": "Nope", "metadata": {"name": "x"}}
+                )
+            },
+            "no kind Nope",
+        ),
+    ],
+)
+def test_broken_commit_changes_nothing(
+    objects: Custom,
+    api: ApiClient,
+    gitrepo: Repo,
+    namespace: str,
+    broken: dict[str, str],
+    message: str,
+) -> None:
+    sha = gitrepo.commit(
+        "dev",
+        "good",
+        {"m/a.yaml": configmap("a", {"k": "good"}), "m/b.yaml": configmap("b", {"k": "good"})},
+    )
+    application(objects, "broken", gitrepo, "m", namespace)
+    synced_at(objects, "broken", sha)
+    # One bad file beside a good change: neither is applied.
+    gitrepo.commit("dev", "bad", {**broken, "m/b.yaml": configmap("b", {"k": "changed"})})
+
+    def comparison_error() -> str | None:
+        conds = app_status(objects, "broken").get("conditions") or []
+        return next((c["message"] for c in conds if c["type"] == "ComparisonError"), None)
+
+    assert message in wait_for(comparison_error, 30, "ComparisonError")
+    assert cm_data(api, namespace, "a") == {"k": "good"}
+    assert cm_data(api, namespace, "b") == {"k": "good"}
+    st = app_status(objects, "broken")
+    assert st["sync"]["status"] == "Unknown"
+    assert st["operationState"]["syncResult"]["revision"] == sha
+    # The next good commit syncs normally and clears the condition.
+    fixed = gitrepo.commit("dev", "fix", {"m/a.yaml": configmap("a", {"k": "fixed"})})
+    st = synced_at(objects, "broken", fixed)
+    assert not [c for c in st.get("conditions") or [] if c["type"] == "ComparisonError"]
+    assert cm_data(api, namespace, "a") == {"k": "fixed"}
+    assert cm_data(api, namespace, "b") == {"k": "changed"}
+
+
+def test_allow_list_is_enforced_before_anything_is_applied(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    gitrepo.commit(
+        "dev",
+        "escape",
+        {
+            "m/ok.yaml": configmap("ok", {}),
+            "m/elsewhere.yaml": configmap("elsewhere", {}, namespace="kube-system"),
+        },
+    )
+    application(objects, "fenced", gitrepo, "m", namespace)
+
+    def error() -> str | None:
+        conds = app_status(objects, "fenced").get("conditions") or []
+        return next((c["message"] for c in conds if c["type"] == "ComparisonError"), None)
+
+    assert "namespace kube-system is not in the allow list" in wait_for(error, 30, "refused")
+    assert cm_data(api, namespace, "ok") is None
+    assert cm_data(api, "kube-system", "elsewhere") is None
+
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": f"sneaky-{uuid.uuid4().hex[:6]}"},
+        "rules": [],
+    }
+    gitrepo.commit(
+        "dev", "cluster role", {"m/role.yaml": json.dumps(role)}, remove=("m/elsewhere.yaml",)
+    )
+    wait_for(
+        lambda: "ClusterRole is not in the allow list" in (error() or ""),
+        30,
+        "cluster-scoped kind refused",
+    )
+    with pytest.raises(ApiException):
+        client.RbacAuthorizationV1Api(api).read_cluster_role(role["metadata"]["name"])
+
+
+CHART = {
+    "charts/demo/Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+    "charts/demo/values.yaml": "greeting: hello\ntag: base\nlist: [a, b]\n",
+    "charts/demo/templates/cm.yaml": (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-demo\n"
+        "data:\n  greeting: {{ .Values.greeting | quote }}\n  tag: {{ .Values.tag | quote }}\n"
+        '  list: {{ .Values.list | join "," | quote }}\n'
+    ),
+    "apps/demo/values.yaml": "tag: v1\nlist: [x]\n",
+    "clusters/dev/values/demo.yaml": "greeting: hi-dev\n",
+}
+
+
+def test_helm_source_with_value_files_from_apps_and_the_environment(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    sha = gitrepo.commit("dev", "chart", CHART)
+    application(
+        objects,
+        "demo",
+        gitrepo,
+        "charts/demo",
+        namespace,
+        helm={
+            "releaseName": "web",
+            "valueFiles": ["../../apps/demo/values.yaml", "../../clusters/dev/values/demo.yaml"],
+            "values": "extra: ignored\n",
+        },
+    )
+    synced_at(objects, "demo", sha)
+    # Later files win; lists are replaced, not merged (Helm's semantics).
+    assert cm_data(api, namespace, "web-demo") == {"greeting": "hi-dev", "tag": "v1", "list": "x"}
+    tag = gitrepo.commit("dev", "bump", {"apps/demo/values.yaml": "tag: v2\nlist: [x]\n"})
+    synced_at(objects, "demo", tag)
+    assert cm_data(api, namespace, "web-demo")["tag"] == "v2"  # type: ignore[index]
+
+
+def test_waves_wait_for_health(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "annotations": {"argocd.argoproj.io/sync-wave": "0"}},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "manual",
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    sha = gitrepo.commit(
+        "dev", "waves", {"m/pvc.yaml": json.dumps(pvc), "m/cm.yaml": configmap("after", {}, wave=1)}
+    )
+    application(objects, "waves", gitrepo, "m", namespace)
+
+    def running() -> dict[str, Any] | None:
+        op = app_status(objects, "waves").get("operationState") or {}
+        return op if op.get("phase") == "Running" else None
+
+    op = wait_for(running, 30, "sync waiting on wave 1")
+    assert "waiting for wave 1 of 2" in op["message"]
+    assert "PersistentVolumeClaim" in op["message"]
+    assert cm_data(api, namespace, "after") is None
+    # A volume appears; the controller binds the claim; the next wave goes ahead.
+    pv_name = f"pv-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(api).create_persistent_volume(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv_name},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "manual",
+                "hostPath": {"path": "/tmp/herd-pv"},
+                "claimRef": {"namespace": namespace, "name": "data"},
+            },
+        }
+    )
+    try:
+        wait_for(lambda: cm_data(api, namespace, "after") is not None, 60, "wave 1 applied")
+        st = synced_at(objects, "waves", sha)
+        assert st["operationState"]["phase"] == "Succeeded"
+        assert st["health"]["status"] == "Healthy"
+    finally:
+        client.CoreV1Api(api).delete_persistent_volume(pv_name)
+
+
+def test_custom_resource_health_and_app_of_apps(
+    objects: Custom, gitrepo: Repo, namespace: str, tenants_ns: str
+) -> None:
+    child = {
+        "apiVersion": "platform.herd-itt.com/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "child", "namespace": namespace},
+        "spec": {
+            "source": {"repoURL": gitrepo.url, "targetRevision": "dev", "path": "child"},
+            "destination": {"namespace": namespace},
+            "pollInterval": "2s",
+            "syncPolicy": {"automated": {"prune": True}},
+        },
+    }
+    template = {
+        "apiVersion": "platform.herd-itt.com/v1alpha1",
+        "kind": "SESTemplate",
+        "metadata": {"name": f"t-{uuid.uuid4().hex[:6]}"},
+        "spec": {"subject": "s", "text": "t"},
+    }
+    sha = gitrepo.commit(
+        "dev",
+        "app of apps",
+        {"root/child.yaml": json.dumps(child), "child/template.yaml": json.dumps(template)},
+    )
+    application(objects, "root", gitrepo, "root", namespace)
+    synced_at(objects, "root", sha)
+    st = synced_at(objects, "child", sha)
+    # The child's SESTemplate counts through its Ready condition.
+    wait_for(
+        lambda: app_status(objects, "child")["health"]["status"] == "Healthy", 60, "child Healthy"
+    )
+    wait_for(
+        lambda: app_status(objects, "root")["health"]["status"] == "Healthy",
+        60,
+        "root Healthy through its child",
+    )
+    assert st["resources"][0]["kind"] == "SESTemplate"
+
+
+def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def test_webhook_push_syncs_at_once(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    sha = gitrepo.commit("dev", "a", {"m/a.yaml": configmap("a", {"k": "1"})})
+    application(objects, "hooked", gitrepo, "m", namespace, poll="1h")
+    synced_at(objects, "hooked", sha)
+    sha2 = gitrepo.commit("dev", "a2", {"m/a.yaml": configmap("a", {"k": "2"})})
+    body = json.dumps(
+        {
+            "ref": "refs/heads/dev",
+            "after": sha2,
+            "repository": {"clone_url": gitrepo.url, "default_branch": "main"},
+        }
+    ).encode()
+    url = f"http://127.0.0.1:{WEBHOOK_PORT}/webhooks/github"
+    bad = httpx.post(
+        url,
+        content=body,
+        timeout=10,
+        headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sign(body, "wrong")},
+    )
+    assert bad.status_code == 401
+    response = httpx.post(
+        url,
+        content=body,
+        timeout=10,
+        headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sign(body)},
+    )
+    assert response.status_code == 200
+    assert f"{namespace}/hooked" in response.json()["refreshed"]
+    # Within seconds, although the poll interval is an hour.
+    synced_at(objects, "hooked", sha2, timeout=15)
+    assert cm_data(api, namespace, "a") == {"k": "2"}
