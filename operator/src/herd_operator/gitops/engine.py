@@ -166,15 +166,18 @@ class Engine:
             for ns in {o["metadata"].get("namespace") for o in objects}
             if ns and not self._namespace_exists(ns)
         }
+        # Namespaces this sync itself creates: CreateNamespace, or a Namespace in the source.
+        planned = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"
+                   and o["apiVersion"] == "v1"} | ({app.destination} if create_ns else set())
         items, errors = [], []
         for obj in objects:
             key = Key.of(obj)
             live = self.applier.get(key.api_version, key.kind, key.name, key.namespace or None)
             dry = None
             if key.namespace in missing_ns:
-                if not (create_ns and key.namespace == app.destination):
+                if key.namespace not in planned:
                     errors.append(f"{key}: namespace {key.namespace} does not exist")
-                # Validated when its namespace exists, at sync time.
+                # Otherwise validated at sync time, once its namespace exists.
             else:
                 try:
                     dry = self.applier.apply(obj, dry_run=True)

@@ -1,0 +1,178 @@
+"""Branch-to-cluster end to end: two embedded clusters (dev, prod), one real bare repository
+seeded from this working tree, each cluster's root Application from clusters/<env>/.
+A commit to dev reaches dev and not prod; merging dev into main brings it to prod."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client import ApiClient
+
+from herd_operator.local.controlplane import ControlPlane
+from herd_operator.local.gitops import bootstrap_cluster, seed_origin, url_rewrites
+from herd_operator.local.gitrepo import Repo
+from herd_operator.local.process import free_port
+from herd_operator.settings import get_settings
+
+from .helpers import ROOT, Custom, OperatorProcess, wait_for
+
+SYSTEM = "herd-system"
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Env:
+    name: str
+    plane: ControlPlane
+    api: ApiClient
+    operator: OperatorProcess
+
+    @property
+    def apps(self) -> Custom:
+        return Custom(self.api, SYSTEM)
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    return seed_origin(ROOT, tmp_path_factory.mktemp("origin"))
+
+
+@pytest.fixture(scope="module")
+def envs(
+    origin: Repo, operator_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Env]]:
+    if get_settings().use_existing_cluster:
+        pytest.skip("needs two clusters of its own")
+    out: dict[str, Env] = {}
+    try:
+        for name in ("dev", "prod"):
+            state = tmp_path_factory.mktemp(f"e2e-{name}")
+            plane = ControlPlane.named(
+                name, settings=get_settings().model_copy(update={"state_dir": state})
+            ).start()
+            api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+            bootstrap_cluster(api, ROOT, name)
+            env = {
+                **operator_env,
+                "KUBECONFIG": str(plane.kubeconfig),
+                "HERD_STATE_DIR": str(state / "operator"),
+                "HERD_AWS_NAME_PREFIX": f"e2e-{name}-",
+                "HERD_METRICS_PORT": "0",
+                "HERD_WEBHOOK_PORT": "0",
+                "HERD_GIT_URL_REWRITES": json.dumps(url_rewrites(origin)),
+                # No kubelet here: Deployments never turn available, so waves do not wait.
+                "HERD_WAVE_HEALTH_GATE": "false",
+            }
+            operator = OperatorProcess(
+                env=env, log=state / "operator.log", health_port=free_port()
+            ).start()
+            out[name] = Env(name, plane, api, operator)
+        yield out
+    finally:
+        for env in out.values():
+            env.operator.stop()
+            env.plane.stop()
+
+
+def synced(env: Env, app: str, revision: str, timeout: float = 90) -> dict[str, Any]:
+    def ok() -> dict[str, Any] | None:
+        st = env.apps.get("applications", app).get("status") or {}
+        sync = st.get("sync") or {}
+        return st if sync.get("status") == "Synced" and sync.get("revision") == revision else None
+
+    return wait_for(ok, timeout, f"{env.name}: {app} Synced at {revision[:8]}")
+
+
+def api_image(env: Env) -> str:
+    dep = client.AppsV1Api(env.api).read_namespaced_deployment("herd-api", SYSTEM)
+    return str(dep.spec.template.spec.containers[0].image)
+
+
+def tag_values(tag: str) -> str:
+    values = yaml.safe_load((ROOT / "apps" / "herd-api" / "values.yaml").read_text())
+    values["image"]["tag"] = tag
+    return yaml.safe_dump(values, sort_keys=False)
+
+
+def test_dev_then_promotion_to_prod(envs: dict[str, Env], origin: Repo) -> None:
+    dev, prod = envs["dev"], envs["prod"]
+    start_dev, start_main = origin.head("dev"), origin.head("main")
+    for env, head in ((dev, start_dev), (prod, start_main)):
+        synced(env, "root", head)
+        for app in ("platform", "herd-operator", "herd-api", "herd-workers", "openremote"):
+            synced(env, app, head)
+    base = yaml.safe_load((ROOT / "apps" / "herd-api" / "values.yaml").read_text())
+    assert api_image(dev).endswith(f":{base['image']['tag']}")
+    assert "111111111111" in api_image(dev) and "222222222222" in api_image(prod)
+
+    # A commit to dev that changes an image tag in apps/ reaches dev, and not prod.
+    bump = origin.commit(
+        "dev", "herd-api 9.9.9", {"apps/herd-api/values.yaml": tag_values("9.9.9")}
+    )
+    synced(dev, "herd-api", bump)
+    assert api_image(dev).endswith(":9.9.9")
+    synced(prod, "herd-api", start_main)  # prod polls main: unchanged
+    assert api_image(prod).endswith(f":{base['image']['tag']}")
+
+    # Merging dev into main is the promotion.
+    merged = origin.merge("dev", "main")
+    synced(prod, "herd-api", merged)
+    assert api_image(prod).endswith(":9.9.9")
+    assert prod.apps.get("applications", "herd-api")["status"]["history"][-1]["revision"] == merged
+
+
+def test_prune_self_heal_and_a_broken_commit(envs: dict[str, Env], origin: Repo) -> None:
+    dev = envs["dev"]
+    apps_api = client.AppsV1Api(dev.api)
+    synced(dev, "herd-api", origin.head("dev"))
+
+    # Editing a live object by hand is reverted (selfHeal).
+    want = api_image(dev)
+    apps_api.patch_namespaced_deployment(
+        "herd-api",
+        SYSTEM,
+        {
+            "spec": {
+                "template": {
+                    "spec": {"containers": [{"name": "api", "image": "evil/image:latest"}]}
+                }
+            }
+        },
+    )
+    wait_for(lambda: api_image(dev) == want, 60, "hand edit reverted")
+
+    # Removing an object from git prunes it.
+    tenants = Custom(dev.api, "tenants")
+    wait_for(lambda: tenants.exists("sestemplates", "welcome"), 60, "welcome template")
+    removed = origin.commit(
+        "dev", "drop the welcome template", remove=("apps/platform/welcome-template.yaml",)
+    )
+    synced(dev, "platform", removed)
+    tenants.wait_gone("sestemplates", "welcome", timeout=60)
+
+    # A commit that does not render leaves the cluster as it was, and says why.
+    before = apps_api.read_namespaced_deployment("herd-api", SYSTEM).metadata.resource_version
+    broken = yaml.safe_load(tag_values("1.0.0"))
+    broken["replicaCount"] = 0  # refused by charts/herd-api/values.schema.json
+    origin.commit("dev", "broken values", {"apps/herd-api/values.yaml": yaml.safe_dump(broken)})
+
+    def comparison_error() -> str | None:
+        st = dev.apps.get("applications", "herd-api").get("status") or {}
+        return next(
+            (c["message"] for c in st.get("conditions") or [] if c["type"] == "ComparisonError"),
+            None,
+        )
+
+    assert "replicaCount" in wait_for(comparison_error, 60, "ComparisonError")
+    assert (
+        apps_api.read_namespaced_deployment("herd-api", SYSTEM).metadata.resource_version == before
+    )
+    fixed = origin.commit("dev", "fixed", {"apps/herd-api/values.yaml": tag_values("1.0.1")})
+    synced(dev, "herd-api", fixed)
+    assert api_image(dev).endswith(":1.0.1")
