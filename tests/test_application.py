@@ -434,3 +434,53 @@ def test_webhook_push_syncs_at_once(
     # Within seconds, although the poll interval is an hour.
     synced_at(objects, "hooked", sha2, timeout=15)
     assert cm_data(api, namespace, "a") == {"k": "2"}
+
+
+def test_manual_sync_of_an_app_without_automation(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str, cluster: Any
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    sha = gitrepo.commit("dev", "a", {"m/a.yaml": configmap("a", {"k": "1"})})
+    objects.create(
+        "Application",
+        PLURAL,
+        "manual",
+        {
+            "source": {"repoURL": gitrepo.url, "targetRevision": "dev", "path": "m"},
+            "destination": {"namespace": namespace},
+            "pollInterval": "2s",
+        },
+    )
+    wait_for(
+        lambda: (app_status(objects, "manual").get("sync") or {}).get("status") == "OutOfSync",
+        30,
+        "OutOfSync without automation",
+    )
+    assert cm_data(api, namespace, "a") is None
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "herd_operator",
+            "app",
+            "sync",
+            "manual",
+            "-n",
+            namespace,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Succeeded" in result.stdout
+    assert cm_data(api, namespace, "a") == {"k": "1"}
+    synced_at(objects, "manual", sha)
+    assert "operation" not in objects.get(PLURAL, "manual")

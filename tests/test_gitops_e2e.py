@@ -5,6 +5,9 @@ A commit to dev reaches dev and not prod; merging dev into main brings it to pro
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +83,19 @@ def envs(
             env.plane.stop()
 
 
+def herd(*args: str, env: dict[str, Env]) -> subprocess.CompletedProcess[str]:
+    rewrites = env["dev"].operator.env["HERD_GIT_URL_REWRITES"]
+    return subprocess.run(
+        [sys.executable, "-m", "herd_operator", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "HERD_GIT_URL_REWRITES": rewrites, "COLUMNS": "250"},
+    )
+
+
 def synced(env: Env, app: str, revision: str, timeout: float = 90) -> dict[str, Any]:
     def ok() -> dict[str, Any] | None:
         st = env.apps.get("applications", app).get("status") or {}
@@ -120,8 +136,23 @@ def test_dev_then_promotion_to_prod(envs: dict[str, Env], origin: Repo) -> None:
     synced(prod, "herd-api", start_main)  # prod polls main: unchanged
     assert api_image(prod).endswith(f":{base['image']['tag']}")
 
-    # Merging dev into main is the promotion.
-    merged = origin.merge("dev", "main")
+    # `herd app diff` on dev: in sync; `herd app status` lists both clusters' apps.
+    assert (
+        herd(
+            "app", "diff", "herd-api", "--kubeconfig", str(dev.plane.kubeconfig), env=envs
+        ).returncode
+        == 0
+    )
+    listing = herd("app", "status", "--kubeconfig", str(prod.plane.kubeconfig), env=envs)
+    assert "herd-system/herd-api" in listing.stdout and "Synced" in listing.stdout
+
+    # `herd promote` merges dev into main and shows what prod will change.
+    promoted = herd("promote", "--repo", origin.url, env=envs)
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    out = promoted.stdout.replace("\n  ", " ")
+    assert "herd-api: Deployment herd-api: spec.template.spec.containers[0].image" in out
+    merged = origin.head("main")
+    assert merged != start_main
     synced(prod, "herd-api", merged)
     assert api_image(prod).endswith(":9.9.9")
     assert prod.apps.get("applications", "herd-api")["status"]["history"][-1]["revision"] == merged

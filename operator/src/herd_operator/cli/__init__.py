@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 
 import typer
 
+from herd_operator.cli import app as app_cli
 from herd_operator.cli import cluster, operator, platform, validate
 
 app = typer.Typer(
@@ -17,6 +18,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(app_cli.app, name="app")
+app.command("promote")(app_cli.promote)
 app.add_typer(operator.app, name="operator")
 app.add_typer(platform.aws_app, name="aws")
 app.command("up")(platform.up)

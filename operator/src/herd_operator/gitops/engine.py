@@ -167,8 +167,11 @@ class Engine:
             if ns and not self._namespace_exists(ns)
         }
         # Namespaces this sync itself creates: CreateNamespace, or a Namespace in the source.
-        planned = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"
-                   and o["apiVersion"] == "v1"} | ({app.destination} if create_ns else set())
+        planned = {
+            o["metadata"]["name"]
+            for o in objects
+            if o["kind"] == "Namespace" and o["apiVersion"] == "v1"
+        } | ({app.destination} if create_ns else set())
         items, errors = [], []
         for obj in objects:
             key = Key.of(obj)

@@ -1,0 +1,234 @@
+"""Unit tests of the sync engine's pure parts: health, waves, allow list, webhook, merges."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import pytest
+
+from herd_operator.gitops import health
+from herd_operator.gitops.plan import Key, NotAllowed, check_allowed, comparable, order
+from herd_operator.gitops.render import merge
+from herd_operator.gitops.webhook import matches, normalize, push_target, signature_ok
+
+
+def deploy(replicas: int = 2, **status: Any) -> dict[str, Any]:
+    return {
+        "kind": "Deployment",
+        "metadata": {"generation": 2},
+        "spec": {"replicas": replicas},
+        "status": {"observedGeneration": 2, **status},
+    }
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        (None, health.MISSING),
+        (deploy(updatedReplicas=2, availableReplicas=2), health.HEALTHY),
+        (deploy(updatedReplicas=2, availableReplicas=1), health.PROGRESSING),
+        ({**deploy(), "status": {"observedGeneration": 1}}, health.PROGRESSING),
+        ({**deploy(), "spec": {"paused": True}}, health.SUSPENDED),
+        (
+            deploy(conditions=[{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]),
+            health.DEGRADED,
+        ),
+        (
+            {
+                "kind": "StatefulSet",
+                "metadata": {},
+                "spec": {"replicas": 1},
+                "status": {"readyReplicas": 1},
+            },
+            health.HEALTHY,
+        ),
+        (
+            {
+                "kind": "DaemonSet",
+                "metadata": {},
+                "status": {
+                    "desiredNumberScheduled": 3,
+                    "updatedNumberScheduled": 3,
+                    "numberAvailable": 2,
+                },
+            },
+            health.PROGRESSING,
+        ),
+        (
+            {
+                "kind": "Job",
+                "metadata": {},
+                "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+            },
+            health.HEALTHY,
+        ),
+        (
+            {
+                "kind": "Job",
+                "metadata": {},
+                "status": {"conditions": [{"type": "Failed", "status": "True"}]},
+            },
+            health.DEGRADED,
+        ),
+        (
+            {"kind": "PersistentVolumeClaim", "metadata": {}, "status": {"phase": "Pending"}},
+            health.PROGRESSING,
+        ),
+        (
+            {"kind": "PersistentVolumeClaim", "metadata": {}, "status": {"phase": "Bound"}},
+            health.HEALTHY,
+        ),
+        (
+            {"kind": "Service", "metadata": {}, "spec": {"type": "LoadBalancer"}, "status": {}},
+            health.PROGRESSING,
+        ),
+        ({"kind": "Service", "metadata": {}, "spec": {"type": "ClusterIP"}}, health.HEALTHY),
+        (
+            {
+                "kind": "Ingress",
+                "metadata": {},
+                "status": {"loadBalancer": {"ingress": [{"hostname": "x"}]}},
+            },
+            health.HEALTHY,
+        ),
+        (
+            {
+                "kind": "Tenant",
+                "metadata": {},
+                "status": {
+                    "conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec"}]
+                },
+            },
+            health.DEGRADED,
+        ),
+        (
+            {
+                "kind": "Tenant",
+                "metadata": {},
+                "status": {
+                    "conditions": [{"type": "Ready", "status": "False", "reason": "Waiting"}]
+                },
+            },
+            health.PROGRESSING,
+        ),
+        ({"kind": "ConfigMap", "metadata": {}}, health.HEALTHY),
+    ],
+)
+def test_health(obj: dict[str, Any] | None, expected: str) -> None:
+    assert health.of(obj)[0] == expected
+
+
+def test_the_app_takes_the_worst() -> None:
+    assert (
+        health.worst([health.HEALTHY, health.PROGRESSING, health.SUSPENDED]) == health.PROGRESSING
+    )
+    assert health.worst([health.MISSING, health.DEGRADED]) == health.DEGRADED
+    assert health.worst([]) == health.HEALTHY
+
+
+def obj(kind: str, name: str, wave: int | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if wave is not None:
+        meta["annotations"] = {"argocd.argoproj.io/sync-wave": str(wave)}
+    return {"apiVersion": "v1", "kind": kind, "metadata": meta}
+
+
+def test_waves_then_argo_kind_order() -> None:
+    waves = order(
+        [
+            obj("Deployment", "d"),
+            obj("ConfigMap", "c"),
+            obj("Namespace", "n"),
+            obj("Service", "late", wave=2),
+            obj("Secret", "early", wave=-1),
+            obj("Widget", "w"),
+        ]
+    )
+    assert [[o["metadata"]["name"] for o in w] for w in waves] == [
+        ["early"],
+        ["n", "c", "d", "w"],
+        ["late"],
+    ]
+
+
+def test_allow_list() -> None:
+    spec = {
+        "destination": {"namespace": "apps"},
+        "allow": {
+            "namespaces": ["apps", "team-*"],
+            "clusterResources": [{"group": "", "kind": "Namespace"}],
+        },
+    }
+    check_allowed(Key("", "v1", "ConfigMap", "team-a", "x"), True, spec)
+    check_allowed(Key("", "v1", "Namespace", "", "x"), False, spec)
+    with pytest.raises(NotAllowed, match="kube-system"):
+        check_allowed(Key("", "v1", "ConfigMap", "kube-system", "x"), True, spec)
+    with pytest.raises(NotAllowed, match="ClusterRole"):
+        check_allowed(Key("rbac.authorization.k8s.io", "v1", "ClusterRole", "", "x"), False, spec)
+    # Default: only the destination namespace, no cluster-scoped kinds.
+    bare = {"destination": {"namespace": "apps"}}
+    check_allowed(Key("", "v1", "ConfigMap", "apps", "x"), True, bare)
+    with pytest.raises(NotAllowed):
+        check_allowed(Key("", "v1", "ConfigMap", "other", "x"), True, bare)
+
+
+def test_comparable_drops_what_the_server_sets() -> None:
+    live = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "data": {"a": "1"},
+        "status": {"x": 1},
+        "metadata": {
+            "name": "c",
+            "uid": "u",
+            "resourceVersion": "9",
+            "managedFields": [],
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+        },
+    }
+    assert comparable(live) == {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "data": {"a": "1"},
+        "metadata": {"name": "c"},
+    }
+
+
+def test_helm_value_merge_replaces_lists() -> None:
+    assert merge({"a": {"b": 1, "l": [1, 2]}, "k": "v"}, {"a": {"c": 2, "l": [3]}}) == {
+        "a": {"b": 1, "c": 2, "l": [3]},
+        "k": "v",
+    }
+
+
+def test_webhook_signature_and_matching() -> None:
+    body = b'{"ref": "refs/heads/dev"}'
+    good = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert signature_ok("s3cret", body, good)
+    assert not signature_ok("other", body, good)
+    assert not signature_ok("s3cret", body, None)
+    assert not signature_ok("s3cret", body + b" ", good)
+
+    assert (
+        normalize("git@github.com:Herd-ITT/herd.git")
+        == normalize("https://github.com/herd-itt/herd")
+        == "github.com/herd-itt/herd"
+    )
+    urls, branch = push_target(
+        {
+            "ref": "refs/heads/dev",
+            "repository": {
+                "clone_url": "https://github.com/herd-itt/herd.git",
+                "default_branch": "main",
+            },
+        }
+    )
+    app = {
+        "spec": {"source": {"repoURL": "git@github.com:herd-itt/herd.git", "targetRevision": "dev"}}
+    }
+    assert branch == "dev" and matches(app, urls, "dev", "main")
+    assert not matches(app, urls, "main", "main")
+    head = {"spec": {"source": {"repoURL": "https://github.com/herd-itt/herd"}}}
+    assert matches(head, urls, "main", "main") and not matches(head, urls, "dev", "main")
