@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     cognito_user_pool_id: str | None = Field(None, description="Default pool for CognitoClients")
     email_sender: str = Field("noreply@herd-itt.com", description="Verified SES sender")
     email_queue_url: str | None = Field(None, description="SQS queue of email jobs")
-    email_jobs_table: str = Field("herd-email-jobs", description="DynamoDB idempotency table")
+    email_jobs_table: str = Field(
+        "herd-email-jobs", description="DynamoDB idempotency table (full name, prefix included)"
+    )
     drift_interval: float = Field(300.0, gt=0, description="Seconds between drift checks")
     metrics_port: int = Field(9300, ge=0, description="Prometheus metrics port; 0 turns it off")
     health_port: int = Field(8081, ge=0, description="Liveness endpoint port; 0 turns it off")

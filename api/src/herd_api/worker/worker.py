@@ -49,9 +49,10 @@ class Worker:
         self.queue_url: str = self.aws_settings.email_queue_url
         self.sqs: Any = aws.client("sqs", self.aws_settings)
         self.ses = SES(self.aws_settings)
-        table = f"{self.aws_settings.aws_name_prefix}{self.aws_settings.email_jobs_table}"
         self.claims = Claims(
-            aws.client("dynamodb", self.aws_settings), table, self.settings.worker_claim_lease
+            aws.client("dynamodb", self.aws_settings),
+            self.aws_settings.email_jobs_table,  # full name, environment prefix included
+            self.settings.worker_claim_lease,
         )
         rate = self.settings.worker_max_send_rate or self.ses.max_send_rate()
         self.bucket = TokenBucket(rate, burst=max(1.0, rate))

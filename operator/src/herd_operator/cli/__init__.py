@@ -24,6 +24,8 @@ app.add_typer(operator.app, name="operator")
 app.add_typer(platform.aws_app, name="aws")
 app.command("up")(platform.up)
 app.command("down")(platform.down)
+app.command("status")(platform.status)
+app.command("mail")(platform.mail)
 app.command("validate")(validate.validate)
 
 for ep in entry_points(group="herd.cli"):

@@ -1,15 +1,22 @@
-"""`herd up` / `herd down` (what `make up` / `make down` run) and `herd aws bootstrap`."""
+"""`herd up` / `herd down` / `herd status` / `herd mail` (what `make up` and friends run)
+and `herd aws bootstrap`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
+from herd_operator import aws
+from herd_operator.cli.app import status_table
+from herd_operator.cli.context import local_env
 from herd_operator.local import bootstrap
-from herd_operator.local.platform import Platform
+from herd_operator.local.moto_server import MotoServer
+from herd_operator.local.platform import ENVIRONMENTS, Platform
 from herd_operator.settings import get_settings
 
 console = Console()
@@ -25,17 +32,94 @@ def _say(message: str) -> None:
 
 
 def up() -> None:
-    """Start the local platform: clusters dev and prod, moto, CRDs, one operator each."""
-    with console.status("starting the local platform"):
-        env = _platform().up(_say)
-    console.print(f"\nEnvironment written to {get_settings().state_dir / 'env'}. Try:")
-    console.print(f"  kubectl --kubeconfig {env['KUBECONFIG_DEV']} apply -f examples/")
-    console.print(f"  kubectl --kubeconfig {env['KUBECONFIG_DEV']} get herd -A")
+    """Start the local platform: clusters dev and prod following git, moto, one operator per
+    cluster, the signup API and the email worker. Idempotent."""
+    env = _platform().up(_say)
+    state = get_settings().state_dir
+    console.print(f"\nEverything is in {state}/env (logs in {state}/logs). Try:")
+    console.print(
+        f"  1. sign up at {env['HERD_API_URL']}/  — then `uv run herd mail` shows the welcome email"
+    )
+    console.print(f"  2. kubectl --kubeconfig {env['KUBECONFIG_DEV']} get tenants,applications -A")
+    console.print(
+        "  3. commit to dev in the origin, then `uv run herd promote` to bring it to "
+        f"prod (origin: {env['HERD_ORIGIN_REPO']})"
+    )
+    console.print("Then `uv run herd status`; `make down` stops it all.")
 
 
 def down() -> None:
     """Stop everything `herd up` started."""
     _platform().down(_say)
+
+
+def status() -> None:
+    """All of the local platform: processes, clusters, Applications. Exit 1 if unhealthy."""
+    platform = _platform()
+    bad = False
+    table = Table("part", "state", "where")
+    moto = platform.moto()
+    for name, running, where in [
+        ("moto", moto.running(), str(moto.state_file.parent)),
+        *[
+            (f"cluster {e}", platform.cluster(e).running(), str(platform.cluster(e).kubeconfig))
+            for e in ENVIRONMENTS
+        ],
+        *[(s.name, s.running(), str(s.log)) for s in platform.services()],
+    ]:
+        bad |= not running
+        table.add_row(name, "[green]running[/]" if running else "[red]down[/]", where)
+    console.print(table)
+    if not local_env() or bad:
+        console.print("[red]the platform is not (fully) up: `make up`[/]")
+        raise typer.Exit(1)
+    apps, unhealthy = status_table()
+    console.print(apps)
+    console.print("(no kubelet locally: Deployments stay Progressing; that is not a failure)")
+    raise typer.Exit(1 if unhealthy else 0)
+
+
+def mail() -> None:
+    """The emails the platform sent (moto's SES), with their rendered subjects."""
+    env = local_env()
+    if "AWS_ENDPOINT_URL" not in env:
+        console.print("[red]no local platform: `make up`[/]")
+        raise typer.Exit(1)
+    settings = get_settings().model_copy(update={"aws_endpoint_url": env["AWS_ENDPOINT_URL"]})
+    moto = MotoServer(root=get_settings().state_dir.absolute() / "moto")
+    ses: Any = aws.client("ses", settings)
+    table = Table("to", "template", "subject", "message id")
+    sent = moto.data()["ses"]
+    for message in sent.get("TemplateMessage", []):
+        subject = ""
+        try:
+            rendered = ses.test_render_template(
+                TemplateName=message["template"], TemplateData=message["template_data"]
+            )
+            subject = next(
+                (
+                    line[9:]
+                    for line in rendered["RenderedTemplate"].splitlines()
+                    if line.startswith("Subject: ")
+                ),
+                "",
+            )
+        except Exception as err:
+            subject = f"(not rendered: {err})"
+        table.add_row(
+            ", ".join(message["destinations"]["ToAddresses"]),
+            message["template"],
+            subject,
+            message["id"],
+        )
+    for message in sent.get("Message", []):
+        table.add_row(
+            ", ".join(message["destinations"]["ToAddresses"]),
+            "-",
+            str(message.get("subject", "")),
+            message["id"],
+        )
+    console.print(table)
 
 
 @aws_app.command("bootstrap")
