@@ -5,6 +5,11 @@ K8S_VERSION  ?= 1.36.3# kube-apiserver, kube-controller-manager, kubectl (built 
 ETCD_VERSION ?= 3.6.16# etcd (built from Go modules)
 HELM_VERSION ?= 4.2.4# helm v4 (built from Go modules)
 UV_VERSION   ?= 0.13.8# uv (from PyPI)
+ACTIONLINT_VERSION ?= 1.7.12# actionlint (built from Go modules), for make lint
+KIND_VERSION ?= 0.33.0# kind (built from Go modules), only for make up CLUSTER=kind
+
+# make up runs the embedded control planes; CLUSTER=kind runs real pods in kind (needs Docker).
+CLUSTER ?= embedded
 
 # Cache outside the repo, keyed by version (as setup-envtest does); reused across clones.
 TOOLS_DIR ?= $(HOME)/.cache/herd/tools
@@ -16,6 +21,8 @@ BUILD_K8S := true
 KUBEBUILDER_ASSETS := $(TOOLS_DIR)/k8s/$(K8S_VERSION)-$(PLATFORM)
 endif
 HERD_HELM ?= $(TOOLS_DIR)/helm/$(HELM_VERSION)-$(PLATFORM)/helm
+ACTIONLINT ?= $(TOOLS_DIR)/actionlint/$(ACTIONLINT_VERSION)/actionlint
+KIND ?= $(TOOLS_DIR)/kind/$(KIND_VERSION)/kind
 UV        ?= $(TOOLS_DIR)/uv/$(UV_VERSION)/bin/uv
 export KUBEBUILDER_ASSETS HERD_HELM
 export UV_PYTHON_DOWNLOADS := never
@@ -53,7 +60,7 @@ test: setup ## Run the whole test suite against real parts (control plane, moto,
 	$(UV) run pytest $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: sync ## ruff, mypy on both packages, helm lint of every chart.
+lint: sync $(ACTIONLINT) ## ruff, mypy on both packages, helm lint of every chart, actionlint.
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy
@@ -62,6 +69,7 @@ lint: sync ## ruff, mypy on both packages, helm lint of every chart.
 	  $(HERD_HELM) lint --strict $$chart; \
 	  for f in $$chart/ci/*-values.yaml; do [ -f $$f ] && $(HERD_HELM) lint --strict $$chart -f $$f; done; \
 	done
+	$(ACTIONLINT) -color .github/workflows/*.yml
 
 .PHONY: validate
 validate: setup ## Render every app of dev and prod into .herd/rendered/ and validate it.
@@ -75,12 +83,25 @@ fmt: sync ## Format and auto-fix with ruff.
 ##@ Local platform
 
 .PHONY: up
-up: setup ## Run the platform locally: clusters dev and prod, moto (AWS).
+up: setup ## Run the platform locally (CLUSTER=kind: in kind, needs Docker).
+ifeq ($(CLUSTER),kind)
+up: $(KIND)
+	KIND=$(KIND) HELM=$(HERD_HELM) KUBECTL=$(KUBEBUILDER_ASSETS)/kubectl HERD="$(UV) run herd" hack/kind-up.sh
+else
 	$(UV) run herd up
+endif
 
 .PHONY: down
-down: ## Stop everything `make up` started.
+down: ## Stop everything `make up` started (CLUSTER=kind: delete the kind cluster).
+ifeq ($(CLUSTER),kind)
+	$(KIND) delete cluster --name herd
+else
 	@if [ -x $(UV) ]; then $(UV) run herd down; fi
+endif
+
+.PHONY: status
+status: ## What runs locally and the Applications of both clusters (exit 1 if unhealthy).
+	$(UV) run herd status
 
 ##@ Tools
 
@@ -88,6 +109,12 @@ down: ## Stop everything `make up` started.
 tools: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl and helm from Go modules.
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) HELM_VERSION=$(HELM_VERSION) \
 	  TOOLS_DIR=$(TOOLS_DIR) BUILD_K8S=$(BUILD_K8S) hack/build-tools.sh
+
+$(ACTIONLINT):
+	GOBIN=$(dir $(ACTIONLINT)) GOTOOLCHAIN=local go install github.com/rhysd/actionlint/cmd/actionlint@v$(ACTIONLINT_VERSION)
+
+$(KIND):
+	GOBIN=$(dir $(KIND)) GOTOOLCHAIN=local go install sigs.k8s.io/kind@v$(KIND_VERSION)
 
 .PHONY: uv
 uv: $(UV) ## Install the pinned uv (from PyPI, into the tools cache).
