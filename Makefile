@@ -75,6 +75,11 @@ lint: sync $(ACTIONLINT) ## ruff, mypy on both packages, helm lint of every char
 validate: setup ## Render every app of dev and prod into .herd/rendered/ and validate it.
 	$(UV) run herd validate
 
+.PHONY: bootstrap
+bootstrap: setup ## Hand the cluster KUBECONFIG reaches to git: CRDs, operator chart, root Application of ENV=dev|prod.
+	@test -n "$(ENV)" || { echo "usage: make bootstrap ENV=dev|prod" >&2; exit 2; }
+	$(UV) run herd bootstrap --env $(ENV)
+
 .PHONY: fmt
 fmt: sync ## Format and auto-fix with ruff.
 	$(UV) run ruff format .

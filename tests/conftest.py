@@ -4,6 +4,7 @@ server; a fresh namespace and fresh git repositories per test."""
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from .openremote_stub import CLIENT_SECRET as STUB_CLIENT_SECRET
 from .openremote_stub import OpenRemoteStub
 
 TENANTS = "tenants"
+# Every AWS call of the operator, API and worker processes (tests/test_zz_iam.py reads it).
+AWS_CALLS = Path(tempfile.gettempdir()) / f"herd-aws-calls-{os.getpid()}"
+AWS_CALLS.mkdir(parents=True, exist_ok=True)
 WEBHOOK_PORT, WEBHOOK_SECRET = free_port(), "webhook-test-secret"
 WELCOME_TEMPLATE = {
     "subject": "Welcome to Herd, {{displayName}}",
@@ -175,6 +179,7 @@ def operator_env(
         "HERD_OPENREMOTE_CLIENT_ID": STUB_CLIENT_ID,
         "HERD_OPENREMOTE_CLIENT_SECRET": STUB_CLIENT_SECRET,
         "HERD_STATE_DIR": str(tmp_path_factory.mktemp("operator-state")),
+        "HERD_AWS_CALL_LOG": str(AWS_CALLS / "operator.jsonl"),
         "HERD_APP_TICK": "1",
         "HERD_APP_POLL_INTERVAL": "2",
         "HERD_WEBHOOK_PORT": str(WEBHOOK_PORT),
@@ -189,7 +194,8 @@ def worker_env(
     return {
         **_base_env(cluster, moto.url, aws_env),
         "HERD_WORKER_WAIT_SECONDS": "1",
-        "HERD_WORKER_MAX_SEND_RATE": "50",
+        # No HERD_WORKER_MAX_SEND_RATE: the worker reads SES's quota (moto: 1/s).
+        "HERD_AWS_CALL_LOG": str(AWS_CALLS / "worker.jsonl"),
         "HERD_WORKER_RETRY_BASE": "0.25",
     }
 
@@ -265,6 +271,7 @@ def api_env(cluster: Cluster, moto: MotoServer, aws_env: bootstrap.Environment) 
         "HERD_TENANTS_NAMESPACE": TENANTS,
         "HERD_JWKS_URL": f"{moto.url}/{aws_env.user_pool_id}/.well-known/jwks.json",
         "HERD_SIGNUP_BURST": "100000",
+        "HERD_AWS_CALL_LOG": str(AWS_CALLS / "api.jsonl"),
         "HERD_CORS_ORIGINS": '["https://console.herd-itt.com"]',
     }
 

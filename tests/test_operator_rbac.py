@@ -14,11 +14,12 @@ from kubernetes import client, config
 from kubernetes.client import ApiClient
 
 from herd_operator.local.controlplane import ControlPlane
+from herd_operator.local.gitrepo import Repo
 from herd_operator.settings import get_settings
 
 from .charts import helm
 from .conftest import TENANTS, WELCOME_TEMPLATE
-from .helpers import Custom, OperatorProcess
+from .helpers import Custom, OperatorProcess, wait_for
 
 SA, NS = "herd-operator", "herd-system"
 SA_USER = f"system:serviceaccount:{NS}:{SA}"
@@ -96,6 +97,10 @@ def test_operator_reconciles_every_kind_with_its_own_service_account(
             **operator_env,
             "KUBECONFIG": str(sa_kubeconfig(rbac_cluster, api, tmp_path / "sa.kubeconfig")),
             "HERD_PEERING": "herd-operator",
+            # Its own ports and git cache: the session operator runs beside it.
+            "HERD_WEBHOOK_PORT": "0",
+            "HERD_METRICS_PORT": "0",
+            "HERD_STATE_DIR": str(tmp_path / "operator-state"),
         }
         operator = OperatorProcess(env=env, log=tmp_path / "operator.log").start()
         try:
@@ -123,6 +128,37 @@ def test_operator_reconciles_every_kind_with_its_own_service_account(
             objects.wait_condition("sestemplates", "welcome", timeout=60)
             objects.wait_condition("cognitoclients", name, timeout=60)
             objects.wait_condition("tenants", slug, timeout=90)
+
+            # An Application applies what the chart's syncRules allow, with the same token.
+            repo = Repo.create(
+                tmp_path / "repo",
+                {
+                    "m/cm.yaml": (
+                        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: synced\n"
+                        "data:\n  k: v\n"
+                    )
+                },
+            )
+            Custom(api, NS).create(
+                "Application",
+                "applications",
+                "rbac",
+                {
+                    "source": {"repoURL": repo.url, "targetRevision": "dev", "path": "m"},
+                    "destination": {"namespace": TENANTS},
+                    "pollInterval": "2s",
+                    "allow": {"namespaces": [TENANTS]},
+                    "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
+                },
+            )
+
+            def synced() -> bool:
+                st = Custom(api, NS).get("applications", "rbac").get("status") or {}
+                return (st.get("sync") or {}).get("status") == "Synced"
+
+            wait_for(synced, 60, "Application Synced with the ServiceAccount's token")
+            cm = client.CoreV1Api(api).read_namespaced_config_map("synced", TENANTS)
+            assert cm.data == {"k": "v"}
             objects.delete("tenants", slug)
             objects.wait_gone("tenants", slug, timeout=60)
             objects.delete("cognitoclients", name)

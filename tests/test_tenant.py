@@ -309,3 +309,32 @@ def test_poison_message_lands_in_the_dlq(
         return any(marker in m["Body"] for m in got)
 
     wait_for(in_dlq, 90, "poison message in the DLQ")
+
+
+def test_failed_sends_are_retried_then_dead_lettered(
+    worker: WorkerProcess, aws_settings: Settings, aws_env: Any
+) -> None:
+    from herd_operator.emailjobs import EmailJob, enqueue
+
+    to = f"nobody-{uuid.uuid4().hex[:8]}@example.com"
+    enqueue(
+        aws.client("sqs", aws_settings),
+        aws_env.email_queue_url,
+        EmailJob(idempotency_key=f"missing-{to}", template="no-such-template", to=to, data={}),
+    )
+    sqs = aws.client("sqs", aws_settings)
+
+    def in_dlq() -> bool:
+        got = sqs.receive_message(
+            QueueUrl=aws_env.email_dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+        ).get("Messages", [])
+        return any(to in m["Body"] for m in got)
+
+    wait_for(in_dlq, 120, "failing job in the DLQ after its retries")
+    # Each failure gave its claim back, so nothing blocks a later retry of the same key.
+    ddb = aws.client("dynamodb", aws_settings)
+    item = ddb.get_item(
+        TableName=aws_env.email_jobs_table, Key={"key": {"S": f"missing-{to}"}}
+    ).get("Item")
+    assert item is None
+    assert "send of job missing-" in worker.log_text()

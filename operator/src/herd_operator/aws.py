@@ -2,28 +2,62 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore import UNSIGNED
 from botocore.config import Config
 
 from herd_operator.settings import Settings, get_settings
 
+# Parameters that name the resource a call acts on (for the IAM least-privilege test).
+_RESOURCE_PARAMS = (
+    "QueueUrl",
+    "TableName",
+    "TemplateName",
+    "Template",
+    "UserPoolId",
+    "Source",
+    "ClientId",
+)
+_log_lock = threading.Lock()
 
-def client(service: str, settings: Settings | None = None, region: str | None = None) -> Any:
+
+def _record(path: Path, service: str, params: dict[str, Any], model: Any, **_: Any) -> None:
+    named = {k: params[k] for k in _RESOURCE_PARAMS if k in params}
+    if isinstance(named.get("Template"), dict):
+        named["TemplateName"] = named.pop("Template").get("TemplateName")
+    line = json.dumps({"service": service, "operation": model.name, "params": named})
+    with _log_lock, path.open("a") as f:
+        f.write(line + "\n")
+
+
+def client(
+    service: str,
+    settings: Settings | None = None,
+    region: str | None = None,
+    unsigned: bool = False,
+) -> Any:
     """A boto3 client honouring AWS_ENDPOINT_URL, the region and standard-mode retries.
 
     Standard mode retries throttling and 5xx with exponential backoff and jitter, so callers
-    never write their own retry loops.
+    never write their own retry loops. Unsigned clients call public APIs without credentials.
     """
     s = settings or get_settings()
-    return boto3.client(
-        service,
-        region_name=region or s.aws_region,
-        endpoint_url=s.aws_endpoint_url,
-        config=Config(
-            retries={"mode": "standard", "total_max_attempts": s.aws_max_attempts},
-            connect_timeout=5,
-            read_timeout=30,
-        ),
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": s.aws_max_attempts},
+        connect_timeout=5,
+        read_timeout=30,
+        # Public APIs (Cognito InitiateAuth) need no credentials, so no IAM permission.
+        **({"signature_version": UNSIGNED} if unsigned else {}),
     )
+    c = boto3.client(
+        service, region_name=region or s.aws_region, endpoint_url=s.aws_endpoint_url, config=config
+    )
+    if s.aws_call_log and not unsigned:
+        c.meta.events.register("before-parameter-build", partial(_record, s.aws_call_log, service))
+    return c

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
         "eu-west-1",
         validation_alias=AliasChoices("HERD_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
     )
+    aws_call_log: Path | None = Field(
+        None, description="Append every AWS call (JSON lines) here; the IAM test reads it"
+    )
     aws_max_attempts: int = Field(
         5, ge=1, description="Total attempts per AWS call (first try included); tests use 1"
     )

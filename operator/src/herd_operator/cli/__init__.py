@@ -10,7 +10,7 @@ from importlib.metadata import entry_points
 import typer
 
 from herd_operator.cli import app as app_cli
-from herd_operator.cli import cluster, operator, platform, validate
+from herd_operator.cli import bootstrap, cluster, operator, platform, validate
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -27,6 +27,7 @@ app.command("down")(platform.down)
 app.command("status")(platform.status)
 app.command("mail")(platform.mail)
 app.command("validate")(validate.validate)
+app.command("bootstrap")(bootstrap.bootstrap)
 
 for ep in entry_points(group="herd.cli"):
     app.add_typer(ep.load(), name=ep.name)

@@ -89,6 +89,3 @@ class Cognito:
         except ClientError as err:
             if not is_not_found(err):
                 raise
-
-    def add_to_group(self, pool_id: str, username: str, group: str) -> None:
-        self._c.admin_add_user_to_group(UserPoolId=pool_id, Username=username, GroupName=group)

@@ -27,7 +27,7 @@ def token(body: LoginRequest, settings: SettingsDep, platform: PlatformDep) -> T
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail="admin sign-in is not configured"
         )
-    idp: Any = aws.client("cognito-idp", platform)
+    idp: Any = aws.client("cognito-idp", platform, unsigned=True)
     try:
         result = idp.initiate_auth(
             ClientId=settings.admin_client_id,

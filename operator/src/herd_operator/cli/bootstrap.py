@@ -1,0 +1,70 @@
+"""`herd bootstrap --env dev|prod` (make bootstrap): hand a cluster over to git.
+
+Installs Herd's CRDs (how they get upgraded: helm never touches crds/ after the first
+install), the operator chart with the environment's values, and the environment's root
+Application. From then on the root Application syncs everything from git, the operator
+included.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import typer
+from kubernetes import config
+from rich.console import Console
+
+from herd_operator.local.gitops import bootstrap_cluster
+from herd_operator.local.tools import binary
+from herd_operator.settings import get_settings
+
+console = Console()
+
+
+def bootstrap(
+    env: str = typer.Option(..., "--env", help="dev or prod"),
+    kubeconfig: Path | None = typer.Option(None, help="Default: KUBECONFIG"),
+    set_values: list[str] = typer.Option([], "--set", help="Extra helm --set for the operator"),
+) -> None:
+    """Install the CRDs, the operator chart and ENV's root Application into a cluster."""
+    repo = Path.cwd()
+    if env not in ("dev", "prod") or not (repo / "clusters" / env / "root.yaml").is_file():
+        raise typer.BadParameter(f"no clusters/{env}/root.yaml", param_hint="--env")
+    path = kubeconfig or get_settings().kubeconfig
+    if path is None:
+        raise typer.BadParameter("set KUBECONFIG or pass --kubeconfig")
+    release = [
+        "upgrade",
+        "--install",
+        "herd-operator",
+        "charts/herd-operator",
+        "--namespace",
+        "herd-system",
+        "--create-namespace",
+        "--kubeconfig",
+        str(path),
+        "-f",
+        "apps/herd-operator/values.yaml",
+        "-f",
+        f"clusters/{env}/values/herd-operator.yaml",
+    ]
+    for value in set_values:
+        release += ["--set", value]
+    with config.new_client_from_config(config_file=str(path)) as api:  # type: ignore[no-untyped-call]
+        from herd_operator.local import crds
+
+        names = crds.install(api, repo / "charts" / "herd-operator" / "crds")
+        console.print(f"[green]✓[/] CRDs: {', '.join(names)}")
+        result = subprocess.run(
+            [str(binary("helm")), *release], cwd=repo, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            console.print(f"[red]✗[/] helm: {result.stderr.strip()}")
+            raise typer.Exit(1)
+        console.print("[green]✓[/] operator chart installed (release herd-operator in herd-system)")
+        bootstrap_cluster(api, repo, env)
+    console.print(
+        f"[green]✓[/] root Application of {env} applied: git drives the cluster now "
+        "(`herd app status`)"
+    )
