@@ -60,7 +60,7 @@ test: setup ## Run the whole test suite against real parts (control plane, moto,
 	$(UV) run pytest $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: sync $(ACTIONLINT) ## ruff, mypy on both packages, helm lint of every chart, actionlint.
+lint: sync tools $(ACTIONLINT) ## ruff, mypy on both packages, helm lint of every chart, actionlint.
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy

@@ -11,18 +11,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import rss_mib  # bench/ is on sys.path when a script runs
 from rich.console import Console
 from rich.table import Table
 
 from herd_operator.local.controlplane import ControlPlane
 from herd_operator.settings import get_settings
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main() -> None:

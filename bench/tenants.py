@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
+from common import rss_mib  # bench/ is on sys.path when a script runs
 from kubernetes import client, config
 from rich.console import Console
 from rich.table import Table
@@ -32,13 +33,6 @@ from herd_operator.settings import get_settings
 ROOT = Path(__file__).resolve().parent.parent
 HERD = [sys.executable, "-m", "herd_operator"]
 console = Console()
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main() -> None:

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from herd_operator.local.process import (
-    ProcessRecord,
-    alive,
-    free_port,
-    read_state,
-    spawn,
-    stop,
-    wait_until,
-    write_state,
-)
+from herd_operator.local.process import ProcessRecord, free_port, read_state
+from herd_operator.local.service import Service
 
 READY_TIMEOUT = 60.0
 
@@ -29,56 +20,41 @@ class MotoServer:
     root: Path
     port: int | None = None
     tie_to_parent: bool = True
-    _popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._service = Service("moto", self.root, tie_to_parent=self.tie_to_parent)
 
     @property
     def state_file(self) -> Path:
-        return self.root / "state.json"
+        return self._service.state_file
 
     @property
     def url(self) -> str:
-        _, extra = read_state(self.state_file)
-        return str(extra["url"])
+        return str(self._service.info()["url"])
 
     def running(self) -> bool:
-        records, extra = read_state(self.state_file)
-        return (
-            bool(records)
-            and all(alive(r) for r in records)
-            and _ok(f"{extra['url']}/moto-api/data.json")
-        )
+        return self._service.running()
 
     def start(self) -> MotoServer:
-        if self.running():
-            return self
-        self.stop()
+        last: Exception | None = None
         for _ in range(3):  # the port may be taken between picking and binding
-            if self._start_once(self.port or free_port()):
+            port = self.port or free_port()
+            url = f"http://127.0.0.1:{port}"
+            try:
+                self._service.start(
+                    [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                    None,
+                    health=f"{url}/moto-api/data.json",
+                    timeout=READY_TIMEOUT,
+                    url=url,
+                )
                 return self
-            self.stop()
-        raise RuntimeError(f"moto server did not start; see {self.root / 'moto.log'}")
-
-    def _start_once(self, port: int) -> bool:
-        url = f"http://127.0.0.1:{port}"
-        popen, record = spawn(
-            "moto",
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            self.root / "moto.log",
-            tie_to_parent=self.tie_to_parent,
-        )
-        self._popen = popen
-        write_state(self.state_file, [record], url=url)
-        wait_until(
-            lambda: popen.poll() is not None or _ok(f"{url}/moto-api/data.json"), READY_TIMEOUT
-        )
-        return popen.poll() is None and _ok(f"{url}/moto-api/data.json")
+            except RuntimeError as err:
+                last = err
+        raise RuntimeError(f"moto server did not start: {last}")
 
     def stop(self) -> None:
-        for record in read_state(self.state_file)[0]:
-            stop(record, self._popen)
-        self._popen = None
-        if self.state_file.exists():
-            self.state_file.unlink()
+        self._service.stop()
 
     def processes(self) -> list[ProcessRecord]:
         return read_state(self.state_file)[0]
@@ -92,10 +68,3 @@ class MotoServer:
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

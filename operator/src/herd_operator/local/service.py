@@ -1,9 +1,13 @@
-"""A detached local process (operator, API, worker) with a state file and a health URL."""
+"""A local process (moto, operator, API, worker) with a state file and a health URL.
+
+Detached processes outlive the command that started them (`make up`); tied ones die with
+their parent (tests)."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -15,6 +19,8 @@ from herd_operator.local.process import alive, read_state, spawn, stop, wait_unt
 class Service:
     name: str
     root: Path
+    tie_to_parent: bool = False
+    _popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def state_file(self) -> Path:
@@ -37,7 +43,7 @@ class Service:
     def start(
         self,
         args: Sequence[str],
-        env: Mapping[str, str],
+        env: Mapping[str, str] | None,
         health: str,
         timeout: float = 90,
         **extra: object,
@@ -46,7 +52,8 @@ class Service:
         if self.running():
             return
         self.stop()
-        popen, record = spawn(self.name, args, self.log, env=env, tie_to_parent=False)
+        popen, record = spawn(self.name, args, self.log, env=env, tie_to_parent=self.tie_to_parent)
+        self._popen = popen
         write_state(self.state_file, [record], health=health, **extra)
         if not wait_until(lambda: popen.poll() is not None or _ok(health), timeout) or (
             popen.poll() is not None
@@ -56,7 +63,8 @@ class Service:
 
     def stop(self) -> None:
         for record in read_state(self.state_file)[0]:
-            stop(record)
+            stop(record, self._popen)
+        self._popen = None
         self.state_file.unlink(missing_ok=True)
 
 
