@@ -232,3 +232,42 @@ def test_webhook_signature_and_matching() -> None:
     assert not matches(app, urls, "main", "main")
     head = {"spec": {"source": {"repoURL": "https://github.com/herd-itt/herd"}}}
     assert matches(head, urls, "main", "main") and not matches(head, urls, "dev", "main")
+
+
+def test_sync_retry_backs_off_then_stops() -> None:
+    import datetime as dt
+
+    from herd_operator.handlers.application import _retry
+
+    spec = {
+        "syncPolicy": {
+            "retry": {"limit": 3, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "12s"}}
+        }
+    }
+    first = _retry(spec, {}, new_revision=True)
+    assert first["retryCount"] == 0
+    at = dt.datetime.fromisoformat(first["nextRetryAt"].replace("Z", "+00:00"))
+    assert 3 <= (at - dt.datetime.now(dt.UTC)).total_seconds() <= 6
+    second = _retry(spec, first, new_revision=False)
+    at = dt.datetime.fromisoformat(second["nextRetryAt"].replace("Z", "+00:00"))
+    assert second["retryCount"] == 1
+    assert 8 <= (at - dt.datetime.now(dt.UTC)).total_seconds() <= 11  # 5s * 2
+    third = _retry(spec, second, new_revision=False)
+    at = dt.datetime.fromisoformat(third["nextRetryAt"].replace("Z", "+00:00"))
+    assert (at - dt.datetime.now(dt.UTC)).total_seconds() <= 12.5  # capped at maxDuration
+    assert _retry(spec, third, new_revision=False) == {"retryCount": 3, "nextRetryAt": None}
+
+
+def test_credentials_from_a_secret_never_show_in_repr() -> None:
+    import base64
+
+    from herd_operator.gitops.git import Credentials
+
+    def b64(value: str) -> str:
+        return base64.b64encode(value.encode()).decode()
+
+    creds = Credentials.from_secret({"username": b64("bot"), "password": b64("s3cret")})
+    assert (creds.username, creds.password, creds.ssh_private_key) == ("bot", "s3cret", None)
+    assert "s3cret" not in repr(creds)
+    key = Credentials.from_secret({"sshPrivateKey": b64("-----BEGIN KEY-----")})
+    assert key.ssh_private_key == "-----BEGIN KEY-----" and "BEGIN" not in repr(key)
