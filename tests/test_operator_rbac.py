@@ -101,6 +101,8 @@ def test_operator_reconciles_every_kind_with_its_own_service_account(
             "HERD_WEBHOOK_PORT": "0",
             "HERD_METRICS_PORT": "0",
             "HERD_STATE_DIR": str(tmp_path / "operator-state"),
+            # Its own AWS names: the session operator made `welcome` in the same moto.
+            "HERD_AWS_NAME_PREFIX": "rbac-",
         }
         operator = OperatorProcess(env=env, log=tmp_path / "operator.log").start()
         try:
