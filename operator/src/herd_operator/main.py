@@ -14,7 +14,6 @@ from typing import Any, cast
 import kopf
 from kubernetes import client
 
-from herd_operator import conditions as cond
 from herd_operator import kube, metrics
 from herd_operator.constants import FINALIZER, GROUP, VERSION
 from herd_operator.gitops import webhook
@@ -217,7 +216,7 @@ def refresh_applications(urls: set[str], branch: str, default_branch: str | None
                 meta["namespace"],
                 application.PLURAL,
                 meta["name"],
-                {"metadata": {"annotations": {REFRESH_ANNOTATION: cond.now()}}},
+                {"metadata": {"annotations": {REFRESH_ANNOTATION: application.stamp()}}},
             )
             names.append(f"{meta['namespace']}/{meta['name']}")
     return names

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import tempfile
 import time
@@ -20,7 +19,7 @@ from herd_operator.gitops.engine import Application, ComparisonError, Engine
 from herd_operator.gitops.git import RepoCache
 from herd_operator.gitops.plan import Key, changed_paths, comparable
 from herd_operator.gitops.validate import environment_apps
-from herd_operator.handlers.application import REFRESH_ANNOTATION
+from herd_operator.handlers.application import REFRESH_ANNOTATION, parse_time, stamp
 from herd_operator.local.gitrepo import git
 from herd_operator.local.tools import binary
 from herd_operator.settings import get_settings
@@ -91,7 +90,7 @@ def sync(
     for cluster, path in clusters(kubeconfig).items():
         with config.new_client_from_config(config_file=str(path)) as api:  # type: ignore[no-untyped-call]
             custom = client.CustomObjectsApi(api)
-            requested = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            requested = stamp()
             custom.patch_namespaced_custom_object(
                 GROUP,
                 VERSION,
@@ -112,7 +111,8 @@ def sync(
                     GROUP, VERSION, namespace, "applications", name
                 )
                 op = (obj.get("status") or {}).get("operationState") or {}
-                if not obj.get("operation") and (op.get("startedAt") or "") >= requested:
+                started = parse_time(op.get("startedAt"))
+                if not obj.get("operation") and started and started >= parse_time(requested):  # type: ignore[operator]
                     ok = op.get("phase") == "Succeeded"
                     console.print(
                         f"{'[green]✓' if ok else '[red]✗'}[/] {cluster}: {name} "

@@ -36,8 +36,16 @@ def seconds(value: str | None, default: float) -> float:
     return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
-def _parse(ts: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+def parse_time(ts: str | None) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+    except ValueError:
+        return None  # e.g. Argo's `refresh: normal`: the update event handles that one
+
+
+def stamp() -> str:
+    """A timestamp fine enough that two pushes in one second stay two refreshes."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def due(obj: Object, settings: Settings, now: dt.datetime) -> bool:
@@ -46,12 +54,12 @@ def due(obj: Object, settings: Settings, now: dt.datetime) -> bool:
     op = status.get("operationState") or {}
     if op.get("phase") == "Running":
         return True  # a later wave waits for an earlier one
-    retry_at = _parse(op.get("nextRetryAt"))
+    retry_at = parse_time(op.get("nextRetryAt"))
     if retry_at and retry_at <= now:
         return True
-    last = _parse(status.get("reconciledAt"))
-    refresh = (obj.body["metadata"].get("annotations") or {}).get(REFRESH_ANNOTATION)
-    if refresh and last is not None and refresh > status.get("reconciledAt", ""):
+    last = parse_time(status.get("reconciledAt"))
+    refresh = parse_time((obj.body["metadata"].get("annotations") or {}).get(REFRESH_ANNOTATION))
+    if refresh and (last is None or refresh > last):
         return True
     interval = seconds(obj.spec.get("pollInterval"), settings.app_poll_interval)
     return last is None or (now - last).total_seconds() >= interval
@@ -68,7 +76,7 @@ def engine_app(obj: Object) -> Application:
 
 def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
     status, spec = obj.status, obj.spec
-    started = cond.now()
+    started = stamp()
     app = engine_app(obj)
     requested = obj.body.get("operation")
     try:
@@ -95,7 +103,7 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
     should_sync = bool(requested)
     if not requested and automated is not None and not comparison.in_sync:
         if op.get("phase") == "Failed" and not new_revision:
-            retry_at = _parse(op.get("nextRetryAt"))  # None: retries exhausted
+            retry_at = parse_time(op.get("nextRetryAt"))  # None: retries exhausted
             should_sync = retry_at is not None and retry_at <= _now()
         else:
             # A new commit always syncs; drift of the same commit only with selfHeal.
