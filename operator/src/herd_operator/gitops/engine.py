@@ -220,15 +220,21 @@ class Engine:
                 client.V1Namespace(metadata=client.V1ObjectMeta(name=app.destination))
             )
         waves = order(i.desired for i in comparison.items)
+        items = {id(i.desired): i for i in comparison.items}
         prune_last = "PruneLast=true" in app.sync_options
         if prune and not prune_last:
             self._prune(comparison)
         for index, objects in enumerate(waves):
             for obj in objects:
+                item = items[id(obj)]
+                if item.in_sync:
+                    continue  # the dry run showed nothing to change (Argo's ApplyOutOfSyncOnly)
                 try:
-                    self.applier.apply(obj)
+                    applied = self.applier.apply(obj)
                 except ApplyError as err:
                     raise SyncError(str(err)) from err
+                # What the server now holds is both the live object and git's: in sync.
+                item.live = item.dry_run = applied
             if self.wave_health_gate and index < len(waves) - 1:
                 waiting = [
                     f"{Key.of(o)}: {msg or status}"
@@ -250,6 +256,7 @@ class Engine:
                 self.applier.delete(key.api_version, key.kind, key.name, key.namespace or None)
             except (ApplyError, ApiException) as err:
                 raise SyncError(f"prune {key}: {err}") from err
+        comparison.prune = []
 
     def health(self, key: Key) -> tuple[str, str]:
         try:

@@ -145,7 +145,6 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
             obj.event("Synced", f"synced {comparison.revision[:8]}: {message}")
         if requested:
             obj.body_patch(operation=None)
-        comparison = _after_sync(engine, app, comparison, phase)
     resources, worst, worst_message = _resources(engine, comparison, refreshed=should_sync)
     sync_status = SYNCED if comparison.in_sync else OUT_OF_SYNC
     obj.patch_status(
@@ -158,15 +157,6 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
         reconciledAt=started,
         observedGeneration=obj.generation,
     )
-
-
-def _after_sync(engine: Engine, app: Application, before: Comparison, phase: str) -> Comparison:
-    if phase == "Failed":
-        return before
-    try:
-        return engine.compare(app)
-    except ComparisonError:
-        return before
 
 
 def _resources(
