@@ -12,9 +12,11 @@ import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
+
+from .httpserver import LoopbackServer, reply
 
 _HOP = {
     "connection",
@@ -37,17 +39,11 @@ class Rule:
 
 
 @dataclass
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     upstream: str
     rules: list[Rule] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> FaultProxy:
         proxy = self
@@ -99,27 +95,12 @@ class FaultProxy:
                     )
 
             def _reply(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
-                self.send_response(status)
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                try:
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the caller was killed mid-call: exactly what some tests do
+                reply(self, status, body, headers)
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.serve(Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     def _match(self, action: str, body: bytes) -> Rule | None:
         with self._lock:

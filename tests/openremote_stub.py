@@ -24,8 +24,10 @@ import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .httpserver import LoopbackServer, reply
 
 CLIENT_ID, CLIENT_SECRET = "herd-provisioner", "stub-secret"
 
@@ -38,17 +40,11 @@ class Realm:
 
 
 @dataclass
-class OpenRemoteStub:
+class OpenRemoteStub(LoopbackServer):
     realms: dict[str, Realm] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
     hooks: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
-    _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def after(self, action: str, fn: Callable[[], None]) -> None:
         """Run fn once, right after the next `action` (realm, user, roles, delete-realm)."""
@@ -76,14 +72,7 @@ class OpenRemoteStub:
 
             def _send(self, code: int, payload: Any = None) -> None:
                 body = b"" if payload is None else json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                try:
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                reply(self, code, body, [("Content-Type", "application/json")])
 
             def _authorized(self) -> bool:
                 auth = self.headers.get("Authorization", "")
@@ -169,12 +158,5 @@ class OpenRemoteStub:
 
             do_GET = do_POST = do_PUT = do_DELETE = _route
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.serve(Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
