@@ -9,31 +9,21 @@ Runs its own embedded control plane, moto, API (uvicorn) and worker, all on loop
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
-from kubernetes import client, config
+from common import stack  # bench/ is on sys.path when a script runs
+from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
 from herd_operator import aws
 from herd_operator.emailjobs import EmailJob, enqueue
-from herd_operator.local import bootstrap, crds
-from herd_operator.local.controlplane import ControlPlane
-from herd_operator.local.moto_server import MotoServer
-from herd_operator.local.process import free_port, wait_until
-from herd_operator.local.service import Service
-from herd_operator.settings import get_settings
+from herd_operator.local.process import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
-HERD = [sys.executable, "-m", "herd_operator"]
 console = Console()
 
 
@@ -44,30 +34,10 @@ def main() -> None:
     parser.add_argument("--emails", type=int, default=200)
     parser.add_argument("--rate", type=float, default=50.0, help="configured emails/s")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="herd-bench-api-"))
-    settings = get_settings().model_copy(update={"state_dir": tmp})
-    cp, moto = ControlPlane.named("bench", settings=settings), MotoServer(root=tmp / "moto")
-    api_svc, worker_svc = Service("api", tmp / "services"), Service("worker", tmp / "services")
-    try:
+    with stack("herd-bench-api-") as st:
         with console.status("starting control plane, moto, API"):
-            cp.start()
-            moto.start()
-            os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-            aws_settings = settings.model_copy(update={"aws_endpoint_url": moto.url})
-            resources = bootstrap.bootstrap(aws_settings)
-            kube = config.new_client_from_config(config_file=str(cp.kubeconfig))
-            crds.install(kube, ROOT / "charts" / "herd-operator" / "crds")
-            client.CoreV1Api(kube).create_namespace({"metadata": {"name": "tenants"}})
-            env = {
-                **os.environ,
-                **resources.env(),
-                "KUBECONFIG": str(cp.kubeconfig),
-                "AWS_ENDPOINT_URL": moto.url,
-                "HERD_SIGNUP_BURST": "1000000",
-            }
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            api_svc.start([*HERD, "api", "run", "--port", str(port)], env, health=f"{url}/healthz")
+            client.CoreV1Api(st.api).create_namespace({"metadata": {"name": "tenants"}})
+            url = st.run(["api", "run"], "HERD_API_PORT", HERD_SIGNUP_BURST="1000000")
 
         def signup(_: int) -> float:
             slug = f"b-{uuid.uuid4().hex[:12]}"
@@ -92,8 +62,8 @@ def main() -> None:
                 latencies = sorted(pool.map(signup, range(args.requests)))
             wall = time.perf_counter() - t0
 
-        sqs = aws.client("sqs", aws_settings)
-        ses = aws.client("ses", aws_settings)
+        sqs = aws.client("sqs", st.aws)
+        ses = aws.client("ses", st.aws)
         ses.create_template(
             Template={"TemplateName": "bench", "SubjectPart": "Hi {{n}}", "TextPart": "Hello {{n}}"}
         )
@@ -101,7 +71,7 @@ def main() -> None:
             for i in range(args.emails):
                 enqueue(
                     sqs,
-                    resources.email_queue_url,
+                    st.resources.email_queue_url,
                     EmailJob(
                         idempotency_key=f"bench-{i}",
                         template="bench",
@@ -109,21 +79,16 @@ def main() -> None:
                         data={"n": i},
                     ),
                 )
-        port = free_port()
         t0 = time.perf_counter()
-        worker_svc.start(
-            [*HERD, "worker", "run"],
-            env
-            | {
-                "HERD_WORKER_PORT": str(port),
-                "HERD_WORKER_WAIT_SECONDS": "1",
-                "HERD_WORKER_MAX_SEND_RATE": str(args.rate),
-            },
-            health=f"http://127.0.0.1:{port}/healthz",
+        st.run(
+            ["worker", "run"],
+            "HERD_WORKER_PORT",
+            HERD_WORKER_WAIT_SECONDS="1",
+            HERD_WORKER_MAX_SEND_RATE=str(args.rate),
         )
 
         def sent() -> int:
-            return len(moto.data()["ses"]["TemplateMessage"])
+            return len(st.moto.data()["ses"]["TemplateMessage"])
 
         with console.status(f"worker sending {args.emails} emails"):
             wait_until(lambda: sent() >= args.emails, 3600, interval=0.5)
@@ -141,11 +106,6 @@ def main() -> None:
         table.add_row("emails/s (incl. worker start)", f"{args.emails / email_wall:.1f}")
         table.add_row("emails sent (must equal jobs)", str(sent()))
         console.print(table)
-    finally:
-        worker_svc.stop()
-        api_svc.stop()
-        moto.stop()
-        cp.stop()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from kubernetes import config
+from kubernetes.client import ApiClient
+
+from herd_operator.local import bootstrap, crds
+from herd_operator.local.controlplane import ControlPlane
+from herd_operator.local.moto_server import MotoServer
+from herd_operator.local.process import free_port
+from herd_operator.local.service import Service
+from herd_operator.settings import Settings, get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+HERD = [sys.executable, "-m", "herd_operator"]
 
 
 def rss_mib(pid: int) -> float:
@@ -14,3 +33,60 @@ def rss_mib(pid: int) -> float:
     except FileNotFoundError:
         pass
     return 0.0
+
+
+@dataclass
+class Stack:
+    """An embedded control plane, moto with an environment's AWS side, Herd's CRDs, and the
+    Herd processes a bench starts on top (stopped with the stack)."""
+
+    root: Path
+    plane: ControlPlane
+    moto: MotoServer
+    aws: Settings  # for the bench's own AWS calls
+    resources: bootstrap.Environment
+    api: ApiClient
+    env: dict[str, str]  # for the processes: kubeconfig, AWS endpoint, queue, pool, ...
+    services: list[Service] = field(default_factory=list)
+
+    def run(self, command: list[str], port_variable: str, **env: str) -> str:
+        """Start `herd <command>` with a free port in `port_variable`; its base URL."""
+        port = free_port()
+        service = Service(command[0], self.root / "services")
+        self.services.append(service)
+        service.start(
+            [*HERD, *command],
+            self.env | env | {port_variable: str(port)},
+            health=f"http://127.0.0.1:{port}/healthz",
+        )
+        return f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def stack(prefix: str) -> Iterator[Stack]:
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    settings = get_settings().model_copy(update={"state_dir": root})
+    plane = ControlPlane.named("bench", settings=settings)
+    moto = MotoServer(root=root / "moto")
+    services: list[Service] = []
+    try:
+        plane.start()
+        moto.start()
+        os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+        aws = settings.model_copy(update={"aws_endpoint_url": moto.url})
+        resources = bootstrap.bootstrap(aws)
+        api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+        crds.install(api, ROOT / "charts" / "herd-operator" / "crds")
+        env = {
+            **os.environ,
+            **resources.env(),
+            "KUBECONFIG": str(plane.kubeconfig),
+            "AWS_ENDPOINT_URL": moto.url,
+        }
+        s = Stack(root, plane, moto, aws, resources, api, env, services)
+        yield s
+    finally:
+        for service in services:
+            service.stop()
+        moto.stop()
+        plane.stop()

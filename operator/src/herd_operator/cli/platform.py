@@ -14,9 +14,10 @@ from rich.table import Table
 from herd_operator import aws
 from herd_operator.cli.app import status_table
 from herd_operator.cli.context import local_env
+from herd_operator.gitops.validate import ENVIRONMENTS
 from herd_operator.local import bootstrap
 from herd_operator.local.moto_server import MotoServer
-from herd_operator.local.platform import ENVIRONMENTS, Platform
+from herd_operator.local.platform import Platform
 from herd_operator.settings import get_settings
 
 console = Console()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kubernetes import config
 
+from herd_operator.gitops.validate import ENVIRONMENTS
 from herd_operator.local import bootstrap
 from herd_operator.local.controlplane import ControlPlane
 from herd_operator.local.gitops import bootstrap_cluster, seed_origin, url_rewrites
@@ -27,7 +28,6 @@ from herd_operator.local.process import free_port, wait_until
 from herd_operator.local.service import Service
 from herd_operator.settings import Settings
 
-ENVIRONMENTS = ("dev", "prod")
 HERD = [sys.executable, "-m", "herd_operator"]
 WEBHOOK_SECRET = "local-webhook-secret"  # only on loopback; real clusters take it from a Secret
 
