@@ -1,9 +1,10 @@
 # Herd — `make help` lists the targets.
 
 ## Tool versions: the one place they are pinned.
-K8S_VERSION  ?= 1.36.3# kube-apiserver, kube-controller-manager, kubectl (built from Go modules)
+K8S_VERSION  ?= 1.36.3# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (built from Go modules)
 ETCD_VERSION ?= 3.6.16# etcd (built from Go modules)
 HELM_VERSION ?= 4.2.4# helm v4 (built from Go modules)
+KWOK_VERSION ?= 0.8.0# kwok (built from Go modules): fake nodes, so pods are scheduled and turn Ready
 UV_VERSION   ?= 0.13.8# uv (from PyPI)
 ACTIONLINT_VERSION ?= 1.7.12# actionlint (built from Go modules), for make lint
 KIND_VERSION ?= 0.33.0# kind (built from Go modules), only for make up CLUSTER=kind
@@ -111,8 +112,8 @@ status: ## What runs locally and the Applications of both clusters (exit 1 if un
 ##@ Tools
 
 .PHONY: tools
-tools: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl and helm from Go modules.
-	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) HELM_VERSION=$(HELM_VERSION) \
+tools: ## Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm from Go modules.
+	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) HELM_VERSION=$(HELM_VERSION) KWOK_VERSION=$(KWOK_VERSION) \
 	  TOOLS_DIR=$(TOOLS_DIR) BUILD_K8S=$(BUILD_K8S) hack/build-tools.sh
 
 $(ACTIONLINT):

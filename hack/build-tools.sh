@@ -6,18 +6,20 @@
 #   K8S_VERSION=1.36.3 ETCD_VERSION=3.6.16 HELM_VERSION=4.2.4 TOOLS_DIR=~/.cache/herd/tools hack/build-tools.sh
 #
 # Result:
-#   $TOOLS_DIR/k8s/$K8S_VERSION-linux-amd64/{etcd,kube-apiserver,kube-controller-manager,kubectl}
+#   $TOOLS_DIR/k8s/$K8S_VERSION-linux-amd64/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,kubectl}
 #   $TOOLS_DIR/helm/$HELM_VERSION-linux-amd64/helm
+#   $TOOLS_DIR/kwok/$KWOK_VERSION-linux-amd64/{kwok,stages.yaml}   (pods without a kubelet)
 # Each binary is skipped when it exists and reports the pinned version.
 set -euo pipefail
 
-: "${K8S_VERSION:?}" "${ETCD_VERSION:?}" "${HELM_VERSION:?}" "${TOOLS_DIR:?}"
+: "${K8S_VERSION:?}" "${ETCD_VERSION:?}" "${HELM_VERSION:?}" "${KWOK_VERSION:?}" "${TOOLS_DIR:?}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 platform="$(go env GOOS)-$(go env GOARCH)"
 k8s_dir="$TOOLS_DIR/k8s/$K8S_VERSION-$platform"
 helm_dir="$TOOLS_DIR/helm/$HELM_VERSION-$platform"
+kwok_dir="$TOOLS_DIR/kwok/$KWOK_VERSION-$platform"
 work="$TOOLS_DIR/.build"
-mkdir -p "$k8s_dir" "$helm_dir" "$work"
+mkdir -p "$k8s_dir" "$helm_dir" "$kwok_dir" "$work"
 
 log() { printf '\033[1m[tools]\033[0m %s\n' "$*" >&2; }
 
@@ -33,10 +35,11 @@ staging_version="v0.${K8S_VERSION#*.}"
 build_kubernetes() {
   if has "$k8s_dir/kube-apiserver" "v$K8S_VERSION" "$k8s_dir/kube-apiserver" --version &&
      has "$k8s_dir/kube-controller-manager" "v$K8S_VERSION" "$k8s_dir/kube-controller-manager" --version &&
+     has "$k8s_dir/kube-scheduler" "v$K8S_VERSION" "$k8s_dir/kube-scheduler" --version &&
      has "$k8s_dir/kubectl" "v$K8S_VERSION" "$k8s_dir/kubectl" version --client; then
     log "kubernetes v$K8S_VERSION: cached in $k8s_dir"; return
   fi
-  log "kubernetes v$K8S_VERSION: building kube-apiserver, kube-controller-manager, kubectl (several minutes on a cold cache)"
+  log "kubernetes v$K8S_VERSION: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (several minutes on a cold cache)"
   local mod="$work/kubernetes-$K8S_VERSION"
   rm -rf "$mod"; mkdir -p "$mod"
   # k8s.io/kubernetes requires its staging modules at v0.0.0 through replace
@@ -61,6 +64,7 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
@@ -74,6 +78,7 @@ GO
   (cd "$mod" && go build -trimpath -ldflags "$ld" -o "$k8s_dir/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler \
     k8s.io/kubernetes/cmd/kubectl)
 }
 
@@ -102,11 +107,36 @@ build_helm() {
       -o "$helm_dir/helm" helm.sh/helm/v4/cmd/helm)
 }
 
+# kwok plays the kubelet for fake nodes (pods scheduled, Ready, Jobs complete; no
+# containers). Standalone kwok needs Stage objects: the fast node and pod stages ship in
+# its module under kustomize/stage/, concatenated into one --config file here.
+build_kwok() {
+  if has "$kwok_dir/kwok" "$KWOK_VERSION" "$kwok_dir/kwok" --version && [[ -s $kwok_dir/stages.yaml ]]; then
+    log "kwok v$KWOK_VERSION: cached"; return
+  fi
+  log "kwok v$KWOK_VERSION: building"
+  GOBIN="$kwok_dir" go install -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" \
+    "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
+  local src
+  src=$(cd "$work" && go mod download -json "sigs.k8s.io/kwok@v$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  local out="$kwok_dir/stages.yaml.tmp"
+  : >"$out"
+  for f in node-fast/node-initialize.yaml node-heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod-fast/pod-ready.yaml pod-fast/pod-complete.yaml pod-fast/pod-delete.yaml; do
+    local path
+    path=$(find "$src/kustomize/stage" -path "*$f" | head -1)
+    [[ -n $path ]] || { log "kwok: stage $f not found under $src/kustomize/stage"; exit 1; }
+    { echo "---"; cat "$path"; } >>"$out"
+  done
+  mv "$out" "$kwok_dir/stages.yaml"
+}
+
 build_helm
 if [[ ${BUILD_K8S:-true} == true ]]; then
   build_etcd
   build_kubernetes
+  build_kwok
 else
   log "KUBEBUILDER_ASSETS is set: using the control-plane binaries there"
 fi
-log "ready: KUBEBUILDER_ASSETS=$k8s_dir HELM=$helm_dir/helm"
+log "ready: KUBEBUILDER_ASSETS=$k8s_dir HELM=$helm_dir/helm KWOK=$kwok_dir"
