@@ -38,11 +38,12 @@ WELCOME_TEMPLATE = {
     "text": "Hello {{displayName}}, your tenant {{slug}} is ready: {{loginURL}}",
 }
 
-# Never real AWS from a test run: every client goes to moto with dummy credentials.
-os.environ.update(
-    AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="eu-west-1"
-)
-os.environ.pop("AWS_PROFILE", None)
+# Never real AWS from a test run: the shell's AWS credentials are dropped (never added), every
+# client of the tests goes to moto with moto's local keys (MotoServer.settings), and each
+# program gets its AWS variables from its fixture. Nothing is set process-wide: the product
+# must bring its own credentials where it is responsible for them.
+for _var in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+    os.environ.pop(_var, None)
 
 
 @dataclass
@@ -98,9 +99,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
 @pytest.fixture
 def aws_settings(moto: MotoServer) -> Settings:
     """Settings for the tests' own AWS calls: straight to moto, no retries of moto's 500s."""
-    return get_settings().model_copy(
-        update={"aws_endpoint_url": moto.url, "aws_region": "eu-west-1", "aws_max_attempts": 1}
-    )
+    return moto.settings(get_settings(), aws_region="eu-west-1", aws_max_attempts=1)
 
 
 @pytest.fixture
@@ -126,10 +125,7 @@ def proxy(moto: MotoServer) -> Iterator[FaultProxy]:
 def aws_env(moto: MotoServer) -> bootstrap.Environment:
     """The AWS side of an environment, as `herd aws bootstrap` makes it (made once; tests
     use unique names instead of resets)."""
-    settings = get_settings().model_copy(
-        update={"aws_endpoint_url": moto.url, "aws_max_attempts": 1}
-    )
-    return bootstrap.bootstrap(settings)
+    return bootstrap.bootstrap(moto.settings(get_settings(), aws_max_attempts=1))
 
 
 @pytest.fixture(scope="session")
@@ -289,9 +285,7 @@ def api_server(
 
 @pytest.fixture(scope="session")
 def users(moto: MotoServer, aws_env: bootstrap.Environment) -> dict[str, tuple[str, str]]:
-    settings = get_settings().model_copy(
-        update={"aws_endpoint_url": moto.url, "aws_max_attempts": 1}
-    )
+    settings = moto.settings(get_settings(), aws_max_attempts=1)
     _user(settings, aws_env.user_pool_id, ADMIN, ("admins",))
     _user(settings, aws_env.user_pool_id, MEMBER, ())
     return {"admin": ADMIN, "member": MEMBER}

@@ -43,11 +43,11 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 32
     kube.load_config(S)
-    metrics.serve(S.metrics_port)
+    metrics.serve(S.metrics_port, S.listen_host)
     if S.webhook_port:
         if not S.webhook_secret:
             raise kopf.PermanentError("HERD_WEBHOOK_PORT is set but HERD_WEBHOOK_SECRET is not")
-        await webhook.serve(S.webhook_port, S.webhook_secret, refresh_applications)
+        await webhook.serve(S.listen_host, S.webhook_port, S.webhook_secret, refresh_applications)
     logging.getLogger(__name__).info("herd operator ready (environment %s)", S.environment)
 
 

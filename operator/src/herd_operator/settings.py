@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     aws_call_log: Path | None = Field(
         None, description="Append every AWS call (JSON lines) here; the IAM test reads it"
     )
+    # Explicit keys only for moto (tests, `make up`): real environments use the default
+    # credential chain (IRSA on EKS), which these never override when unset.
+    aws_access_key_id: str | None = Field(None, description="Static key id, moto only")
+    aws_secret_access_key: SecretStr | None = Field(None, description="Static secret, moto only")
     aws_max_attempts: int = Field(
         5, ge=1, description="Total attempts per AWS call (first try included); tests use 1"
     )
@@ -46,6 +50,9 @@ class Settings(BaseSettings):
     drift_interval: float = Field(300.0, gt=0, description="Seconds between drift checks")
     metrics_port: int = Field(9300, ge=0, description="Prometheus metrics port; 0 turns it off")
     health_port: int = Field(8081, ge=0, description="Liveness endpoint port; 0 turns it off")
+    listen_host: str = Field(
+        "0.0.0.0", description="Address the webhook, metrics and health servers bind (locally 127.0.0.1)"
+    )
     retry_backoff_base: float = Field(2.0, gt=0, description="First retry delay, seconds")
     waiting_delay: float = Field(2.0, gt=0, description="Recheck of a pending dependency, s")
     retry_backoff_max: float = Field(300.0, gt=0, description="Longest retry delay, seconds")

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
         None, gt=0, description="Emails per second; default SES GetSendQuota's MaxSendRate"
     )
     worker_port: int = Field(8090, ge=0, description="Worker /healthz and /metrics; 0: off")
+    listen_host: str = Field("0.0.0.0", description="Address the worker's server binds")
 
 
 @lru_cache
