@@ -3,6 +3,7 @@ server; a fresh namespace and fresh git repositories per test."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -19,7 +20,7 @@ from herd_operator.local import bootstrap
 from herd_operator.local.controlplane import ControlPlane
 from herd_operator.local.gitrepo import Repo
 from herd_operator.local.moto_server import MotoServer
-from herd_operator.local.process import free_port, wait_until
+from herd_operator.local.process import SPAWNED, alive, free_port, read_state, stop, wait_until
 from herd_operator.settings import Settings, get_settings
 
 from .faultproxy import FaultProxy
@@ -289,3 +290,23 @@ def users(moto: MotoServer, aws_env: bootstrap.Environment) -> dict[str, tuple[s
     _user(settings, aws_env.user_pool_id, ADMIN, ("admins",))
     _user(settings, aws_env.user_pool_id, MEMBER, ())
     return {"admin": ADMIN, "member": MEMBER}
+
+
+# -- nothing left running ---------------------------------------------------------------------
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every fixture is torn down: no process the suite started may still run. That
+    covers what this process spawned and what detached `herd` commands recorded under the
+    suite's temporary folders. A leftover is killed, named, and fails the run."""
+    records = list(SPAWNED)
+    basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    for state in basetemp.rglob("*.json"):
+        with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError, OSError):
+            records += read_state(state)[0]
+    left = {r.pid: r for r in records if alive(r)}
+    for record in left.values():
+        with contextlib.suppress(RuntimeError):
+            stop(record, grace=5)
+    if left:
+        names = ", ".join(f"{r.name} (pid {r.pid}, log {r.log})" for r in left.values())
+        session.config.get_terminal_writer().line(f"processes left running: {names}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
