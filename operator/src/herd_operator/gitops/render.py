@@ -121,12 +121,19 @@ def _render_chart(
         docs = await client.template_resources(
             chart, source.release_name, values, namespace=namespace, include_crds=include_crds
         )
-        return [d for d in docs if d]
+        # `helm test` pods are for `helm test`, never part of what is installed (as with
+        # `helm install`): applying them would run the chart's tests on every sync.
+        return [d for d in docs if d and not _is_helm_test(d)]
 
     try:
         return asyncio.run(run())
     except HelmError as err:
         raise RenderError(f"helm template {source.path} failed: {str(err).strip()}") from err
+
+
+def _is_helm_test(doc: dict[str, Any]) -> bool:
+    hooks = ((doc.get("metadata") or {}).get("annotations") or {}).get("helm.sh/hook", "")
+    return any(h.strip().startswith("test") for h in str(hooks).split(","))
 
 
 def _load_manifests(folder: Path) -> list[dict[str, Any]]:

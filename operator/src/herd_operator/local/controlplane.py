@@ -266,6 +266,9 @@ class ControlPlane:
                     f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
                     f"--server-address=127.0.0.1:{kwok_port}",
                     "--node-ip=127.0.0.1",
+                    # Node leases, as kubelets renew them: without them the node controller
+                    # marks the nodes unreachable after 40 s and every pod NotReady.
+                    "--node-lease-duration-seconds=40",
                     # Pod IPs outside the service range (10.0.0.0/24).
                     "--cidr=10.244.0.1/16",
                 ],
