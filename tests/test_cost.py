@@ -99,8 +99,10 @@ def test_herd_cost_of_each_environment(env: str) -> None:
 
     total = Decimal(str(est["total"]))
     assert total == sum(Decimal(str(i["monthly"])) for i in est["items"])
-    # The billing alarm must not go off on the bill we expect.
+    # The billing alarm must not go off on the bill we expect; the README shows this total.
     assert config.load(ROOT, env).billing_alarm.threshold_usd > total
+    readme = (ROOT / "README.md").read_text()
+    assert "| **total a month** |" in readme and f"**${total:,.2f}**" in readme
 
     text = herd("cost", "--env", env)
     assert text.returncode == 0, text.stderr
