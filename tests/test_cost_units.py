@@ -4,6 +4,8 @@ inventory reads from eksctl configs and rendered objects. Pure: no helm, no clus
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -282,3 +284,13 @@ def test_what_cannot_be_priced_is_refused_with_its_name() -> None:
     with pytest.raises(InventoryError, match="'lots' is not a quantity"):
         gib("lots")
     assert (gib("1"), gib("1Gi"), gib("1.5Gi"), gib("2Ti")) == (1, 1, 2, 2048)
+
+
+def test_the_operator_never_loads_the_cost_code() -> None:
+    """`herd operator run` imports the whole CLI; the cost package must stay out of it."""
+    code = (
+        "import sys, herd_operator.cli, herd_operator.main; "
+        "print([m for m in sys.modules if m.startswith('herd_operator.cost')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
