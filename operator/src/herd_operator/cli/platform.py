@@ -128,7 +128,26 @@ def mail() -> None:
 
 
 @aws_app.command("bootstrap")
-def aws_bootstrap() -> None:
-    """Create (idempotently) the user pool, SES sender, email queue + DLQ, jobs table."""
-    resources = bootstrap.bootstrap(get_settings())
+def aws_bootstrap(
+    env: str = typer.Option(
+        None,
+        "--env",
+        help="dev or prod: adds the billing alarm at clusters/<env>/cost.yaml's threshold",
+    ),
+) -> None:
+    """Create (idempotently) the user pool, SES sender, email queue + DLQ, jobs table and,
+    with --env, the billing alarm."""
+    threshold = None
+    if env is not None:
+        from herd_operator.cost import config  # not at the top: the operator never loads it
+
+        if env not in ENVIRONMENTS:
+            raise typer.BadParameter(
+                f"expected one of {', '.join(ENVIRONMENTS)}", param_hint="--env"
+            )
+        try:
+            threshold = config.load(Path.cwd(), env).billing_alarm.threshold_usd
+        except config.ConfigError as err:
+            raise typer.BadParameter(str(err), param_hint="--env") from err
+    resources = bootstrap.bootstrap(get_settings(), billing_threshold=threshold)
     console.print_json(json.dumps(resources.as_dict()))
