@@ -16,13 +16,14 @@ from kubernetes import client, config
 from kubernetes.client import ApiClient
 
 from herd_operator import aws
-from herd_operator.local import bootstrap
+from herd_operator.local import bootstrap, identity
 from herd_operator.local.controlplane import ControlPlane
 from herd_operator.local.gitrepo import Repo
 from herd_operator.local.moto_server import MotoServer
 from herd_operator.local.process import SPAWNED, alive, free_port, read_state, stop, wait_until
 from herd_operator.settings import Settings, get_settings
 
+from .charts import helm
 from .faultproxy import FaultProxy
 from .helpers import ApiProcess, Custom, OperatorProcess, WorkerProcess, apply_crds
 from .openremote_stub import CLIENT_ID as STUB_CLIENT_ID
@@ -184,12 +185,53 @@ def operator_env(
     }
 
 
+# -- the API and the worker under their charts' ServiceAccounts -----------------------------
+PROGRAMS_NAMESPACE = "herd-system"
+
+
+@pytest.fixture(scope="session")
+def identities(
+    api: ApiClient, cluster: Cluster, tenants_ns: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """herd-api and herd-workers installed from their charts (ServiceAccount, Role, binding),
+    and a kubeconfig with a TokenRequest token for each: the API and the worker processes of
+    the tests are judged by exactly the RBAC their charts grant, as on EKS."""
+    folder = tmp_path_factory.mktemp("identities")
+    out: dict[str, Path] = {}
+    for chart in ("herd-api", "herd-workers"):
+        helm(
+            "upgrade",
+            "--install",
+            chart,
+            f"charts/{chart}",
+            "--namespace",
+            PROGRAMS_NAMESPACE,
+            "--create-namespace",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "-f",
+            f"charts/{chart}/ci/dev-values.yaml",
+            "--set",
+            f"config.tenantsNamespace={tenants_ns}",
+            "--set",
+            f"fullnameOverride={chart}",
+        )
+        out[chart] = identity.service_account_kubeconfig(
+            api, cluster.kubeconfig, PROGRAMS_NAMESPACE, chart, folder / f"{chart}.kubeconfig"
+        )
+    return out
+
+
 @pytest.fixture(scope="session")
 def worker_env(
-    cluster: Cluster, moto: MotoServer, aws_env: bootstrap.Environment
+    cluster: Cluster,
+    moto: MotoServer,
+    aws_env: bootstrap.Environment,
+    identities: dict[str, Path],
 ) -> dict[str, str]:
     return {
         **_base_env(cluster, moto.url, aws_env),
+        "KUBECONFIG": str(identities["herd-workers"]),
         "HERD_WORKER_WAIT_SECONDS": "1",
         # No HERD_WORKER_MAX_SEND_RATE: the worker reads SES's quota (moto: 1/s).
         "HERD_AWS_CALL_LOG": str(AWS_CALLS / "worker.jsonl"),
@@ -262,9 +304,15 @@ def _user(settings: Settings, pool: str, who: tuple[str, str], groups: tuple[str
 
 
 @pytest.fixture(scope="session")
-def api_env(cluster: Cluster, moto: MotoServer, aws_env: bootstrap.Environment) -> dict[str, str]:
+def api_env(
+    cluster: Cluster,
+    moto: MotoServer,
+    aws_env: bootstrap.Environment,
+    identities: dict[str, Path],
+) -> dict[str, str]:
     return {
         **_base_env(cluster, moto.url, aws_env),
+        "KUBECONFIG": str(identities["herd-api"]),
         "HERD_TENANTS_NAMESPACE": TENANTS,
         "HERD_JWKS_URL": f"{moto.url}/{aws_env.user_pool_id}/.well-known/jwks.json",
         "HERD_SIGNUP_BURST": "100000",

@@ -33,6 +33,7 @@ def create_app() -> FastAPI:
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     settings = get_settings()
     if settings.cors_origins:
         app.add_middleware(

@@ -39,8 +39,12 @@ def up() -> None:
     state = get_settings().state_dir
     console.print(f"\nLogs are in {state}/logs. In your shell, first:\n")
     console.print(f"  set -a; . {state}/env; set +a\n")
-    console.print("(herd, kubectl, helm and uv on PATH; kubectl contexts herd-dev and herd-prod.) Then:")
-    console.print(f"  1. sign up at {env['HERD_API_URL']}/  — then `herd mail` shows the welcome email")
+    console.print(
+        "(herd, kubectl, helm and uv on PATH; kubectl contexts herd-dev and herd-prod.) Then:"
+    )
+    console.print(
+        f"  1. sign up at {env['HERD_API_URL']}/  — then `herd mail` shows the welcome email"
+    )
     console.print("  2. kubectl get tenants,applications,pods -A   (--context herd-prod for prod)")
     console.print(
         "  3. commit to dev in the origin, then `herd promote` brings it to prod "

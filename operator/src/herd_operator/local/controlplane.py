@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from herd_operator.local import certs
+from herd_operator.local import certs, tools
 from herd_operator.local.process import (
     ProcessRecord,
     alive,
@@ -35,7 +35,6 @@ from herd_operator.local.process import (
     wait_until,
     write_state,
 )
-from herd_operator.local import tools
 from herd_operator.local.tools import k8s_assets
 from herd_operator.settings import Settings, get_settings
 
@@ -295,7 +294,7 @@ class ControlPlane:
         with config.new_client_from_config(config_file=str(self.kubeconfig)) as api:  # type: ignore[no-untyped-call]
             core = client.CoreV1Api(api)
             for i in range(self.nodes):
-                core.create_node(fake_node(f"kwok-{self.name}-{i}", ZONES[i % len(ZONES)]))
+                core.create_node(fake_node(f"kwok-{self.name}-{i}", ZONES[i % len(ZONES)]))  # type: ignore[arg-type]
             client.StorageV1Api(api).create_storage_class(
                 client.V1StorageClass(
                     metadata=client.V1ObjectMeta(
@@ -311,7 +310,10 @@ class ControlPlane:
             def nodes_ready() -> bool:
                 items = core.list_node().items
                 return len(items) == self.nodes and all(
-                    any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+                    any(
+                        c.type == "Ready" and c.status == "True"
+                        for c in (n.status.conditions if n.status else None) or []
+                    )
                     for n in items
                 )
 

@@ -32,13 +32,16 @@ def service_account_kubeconfig(
     core = client.CoreV1Api(api)
     if not wait_until(lambda: _exists(core, namespace, name), 120, interval=0.5):
         raise RuntimeError(f"ServiceAccount {namespace}/{name} did not appear")
-    token = core.create_namespaced_service_account_token(
+    status = core.create_namespaced_service_account_token(
         name,
         namespace,
         client.AuthenticationV1TokenRequest(
             spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds)
         ),
-    ).status.token
+    ).status
+    if status is None:
+        raise RuntimeError(f"no token for ServiceAccount {namespace}/{name}")
+    token = status.token
     config = yaml.safe_load(admin_kubeconfig.read_text())
     user = f"system:serviceaccount:{namespace}:{name}"
     config["users"] = [{"name": user, "user": {"token": token}}]
@@ -74,7 +77,7 @@ def merged_kubeconfig(kubeconfigs: list[Path], current: str, dest: Path) -> Path
     for path in kubeconfigs:
         one = yaml.safe_load(path.read_text())
         for key in ("clusters", "users", "contexts"):
-            merged[key] += one[key]  # type: ignore[operator]
+            merged[key] += one[key]
     dest.touch(mode=0o600)
     dest.write_text(yaml.safe_dump(merged, sort_keys=False))
     return dest

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client import ApiClient
@@ -258,21 +259,21 @@ class Platform:
         }
         self.service(name).start(args, environ, health=f"http://127.0.0.1:{port}/healthz")
 
-    def _applications(self, kubeconfig: Path) -> list[dict[str, object]]:
+    def _applications(self, kubeconfig: Path) -> list[dict[str, Any]]:
         with self._api(kubeconfig) as api:
-            found = client.CustomObjectsApi(api).list_cluster_custom_object(
+            found: dict[str, Any] = client.CustomObjectsApi(api).list_cluster_custom_object(  # type: ignore[assignment]
                 GROUP, VERSION, "applications"
             )
-        return list(found["items"])  # type: ignore[index]
+        return list(found["items"])
 
     def _wait_synced(self, kubeconfig: Path, app: str, say: Callable[[str], None]) -> None:
         """Until git has brought `app` (its chart, ServiceAccount and RBAC) into the cluster."""
 
         def synced() -> bool:
             for item in self._applications(kubeconfig):
-                meta, status = item["metadata"], item.get("status") or {}
-                if meta["name"] == app:  # type: ignore[index]
-                    return (status.get("sync") or {}).get("status") == "Synced"  # type: ignore[union-attr, attr-defined, no-any-return]
+                status = item.get("status") or {}
+                if item["metadata"]["name"] == app:
+                    return bool((status.get("sync") or {}).get("status") == "Synced")
             return False
 
         if not wait_until(synced, SYNC_TIMEOUT, interval=1):
@@ -289,11 +290,11 @@ class Platform:
             nonlocal last
             last = []
             for item in self._applications(kubeconfig):
-                status: dict[str, dict[str, str]] = item.get("status") or {}  # type: ignore[assignment]
+                status = item.get("status") or {}
                 sync = (status.get("sync") or {}).get("status")
                 health = (status.get("health") or {}).get("status")
                 if sync != "Synced" or health != "Healthy":
-                    last.append(f"{item['metadata']['name']}: {sync}/{health}")  # type: ignore[index]
+                    last.append(f"{item['metadata']['name']}: {sync}/{health}")
             return not last
 
         if not wait_until(healthy, SYNC_TIMEOUT, interval=1):
@@ -347,8 +348,7 @@ class Platform:
         inherited = {
             k: v
             for k, v in os.environ.items()
-            if not (k.startswith(("AWS_", "HERD_")) and k != "AWS_CA_BUNDLE")
-            and k != "KUBECONFIG"
+            if not (k.startswith(("AWS_", "HERD_")) and k != "AWS_CA_BUNDLE") and k != "KUBECONFIG"
         }
         return {
             **inherited,
