@@ -95,12 +95,18 @@ def herd(*args: str, env: dict[str, Env]) -> subprocess.CompletedProcess[str]:
 
 
 def synced(env: Env, app: str, revision: str, timeout: float = 90) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
     def ok() -> dict[str, Any] | None:
         st = env.apps.get("applications", app).get("status") or {}
+        seen.update(sync=st.get("sync"), operation=st.get("operationState"))
         sync = st.get("sync") or {}
         return st if sync.get("status") == "Synced" and sync.get("revision") == revision else None
 
-    return wait_for(ok, timeout, f"{env.name}: {app} Synced at {revision[:8]}")
+    try:
+        return wait_for(ok, timeout, f"{env.name}: {app} Synced at {revision[:8]}")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; status: {seen}") from None
 
 
 def api_image(env: Env) -> str:
