@@ -192,6 +192,23 @@ def test_without_self_heal_drift_is_reported_not_reverted(
             },
             "no kind Nope",
         ),
+        # 444 bytes of nested aliases would expand to ~80 MB: refused before expansion.
+        (
+            {
+                "m/a.yaml": "a: &a [x, x, x, x, x, x, x, x, x]\n"
+                + "".join(
+                    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n"
+                    for i in range(8)
+                )
+            },
+            "YAML aliases (*name) are not allowed",
+        ),
+        ({"m/a.yaml": "just a string\n"}, "not an object with apiVersion, kind and metadata"),
+        ({"m/a.yaml": "- a\n- b\n"}, "not an object with apiVersion, kind and metadata"),
+        (
+            {"m/a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: [x]\n"},
+            "not an object with apiVersion, kind and metadata",
+        ),
     ],
 )
 def test_broken_commit_changes_nothing(

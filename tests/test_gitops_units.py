@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from herd_operator.gitops import health
 from herd_operator.gitops.plan import Key, NotAllowed, check_allowed, comparable, order
-from herd_operator.gitops.render import merge
+from herd_operator.gitops.render import Limits, RenderError, Source, merge, render
 from herd_operator.gitops.webhook import matches, normalize, push_target, signature_ok
 
 
@@ -271,3 +273,59 @@ def test_credentials_from_a_secret_never_show_in_repr() -> None:
     assert "s3cret" not in repr(creds)
     key = Credentials.from_secret({"sshPrivateKey": b64("-----BEGIN KEY-----")})
     assert key.ssh_private_key == "-----BEGIN KEY-----" and "BEGIN" not in repr(key)
+
+
+# -- rendering: hostile sources ---------------------------------------------------------
+def _manifests(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (tmp_path / "m" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "m" / name).write_text(text)
+    return tmp_path
+
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {}\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "limits", "message"),
+    [
+        ({"a.yaml": "x: &x [1, 2]\ny: *x\n"}, Limits(), "YAML aliases"),
+        ({"a.yaml": "42\n"}, Limits(), "not an object"),
+        ({"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n"}, Limits(), "not an object"),
+        ({"a.yaml": "apiVersion: 1\nkind: X\nmetadata: {name: a}\n"}, Limits(), "not an object"),
+        (
+            {"a.yaml": "---\n".join(CM.format(f"c{i}") for i in range(4))},
+            Limits(max_objects=3),
+            "renders 4 objects, more than the limit of 3",
+        ),
+        (
+            {"a.yaml": CM.format("big") + "data:\n  k: " + "x" * 500 + "\n"},
+            Limits(max_bytes=100),
+            "larger than the limit of 100 bytes",
+        ),
+        (
+            {"a.yaml": "apiVersion: v1\nkind: List\nitems: [7]\n"},
+            Limits(),
+            "not an object",
+        ),
+    ],
+)
+def test_hostile_manifests_are_refused(
+    tmp_path: Path, files: dict[str, str], limits: Limits, message: str
+) -> None:
+    repo = _manifests(tmp_path, files)
+    with pytest.raises(RenderError, match=re.escape(message)):
+        render(repo, Source(path="m"), "ns", Path("/nonexistent/helm"), limits=limits)
+
+
+def test_lists_and_plain_objects_render(tmp_path: Path) -> None:
+    repo = _manifests(
+        tmp_path,
+        {
+            "a.yaml": CM.format("a") + "---\n" + CM.format("b"),
+            "l.yaml": "apiVersion: v1\nkind: List\nitems:\n- "
+            + CM.format("c").replace("\n", "\n  "),
+        },
+    )
+    objects = render(repo, Source(path="m"), "ns", Path("/nonexistent/helm"))
+    assert [o["metadata"]["name"] for o in objects] == ["a", "b", "c"]

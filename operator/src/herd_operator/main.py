@@ -19,6 +19,7 @@ from herd_operator.constants import FINALIZER, GROUP, VERSION
 from herd_operator.gitops import webhook
 from herd_operator.gitops.engine import Engine
 from herd_operator.gitops.git import RepoCache
+from herd_operator.gitops.render import Limits
 from herd_operator.handlers import application, cognitoclient, sestemplate, tenant
 from herd_operator.handlers.common import Object, exclusive, forget, fresh, guard, reconcile
 from herd_operator.settings import get_settings
@@ -177,7 +178,13 @@ def engine() -> Engine:
 
             helm = binary("helm", S)
         cache = RepoCache(root=(S.state_dir / "git").absolute(), rewrites=S.git_url_rewrites)
-        _engine = Engine(client.ApiClient(), cache, helm, wave_health_gate=S.wave_health_gate)
+        _engine = Engine(
+            client.ApiClient(),
+            cache,
+            helm,
+            wave_health_gate=S.wave_health_gate,
+            limits=Limits(max_bytes=S.app_max_rendered_bytes, max_objects=S.app_max_objects),
+        )
     return _engine
 
 

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
         True, description="Later sync waves wait for earlier ones to be healthy"
     )
     history_limit: int = Field(10, ge=1, description="Sync history entries kept in status")
+    app_max_rendered_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="Largest rendered source of one Application, bytes"
+    )
+    app_max_objects: int = Field(2000, gt=0, description="Most objects one Application renders")
     webhook_port: int = Field(0, ge=0, description="GitHub push webhook port; 0: off")
     webhook_secret: str | None = Field(None, repr=False, description="GitHub webhook secret")
 

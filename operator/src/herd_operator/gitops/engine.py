@@ -33,7 +33,7 @@ from herd_operator.gitops.plan import (
     tracked_by,
     tracking_id,
 )
-from herd_operator.gitops.render import Source, render
+from herd_operator.gitops.render import Limits, Source, render
 
 SYNCED, OUT_OF_SYNC, UNKNOWN = "Synced", "OutOfSync", "Unknown"
 
@@ -103,9 +103,15 @@ class Application:
 
 class Engine:
     def __init__(
-        self, api: client.ApiClient, cache: RepoCache, helm: Path, wave_health_gate: bool = True
+        self,
+        api: client.ApiClient,
+        cache: RepoCache,
+        helm: Path,
+        wave_health_gate: bool = True,
+        limits: Limits = Limits(),  # noqa: B008 - frozen
     ) -> None:
         self.api = api
+        self.limits = limits
         self.applier = Applier(api)
         self.core = client.CoreV1Api(api)
         self.cache = cache
@@ -131,7 +137,13 @@ class Engine:
         from herd_operator.gitops.render import RenderError
 
         try:
-            objects = render(tree, Source.from_spec(app.spec, app.name), app.destination, self.helm)
+            objects = render(
+                tree,
+                Source.from_spec(app.spec, app.name),
+                app.destination,
+                self.helm,
+                limits=self.limits,
+            )
         except RenderError as err:
             raise ComparisonError(str(err)) from err
         out = []

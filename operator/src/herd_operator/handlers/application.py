@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from typing import Any
 
@@ -21,6 +22,7 @@ from herd_operator.gitops.engine import (
 from herd_operator.handlers.common import Object
 from herd_operator.settings import Settings
 
+log = logging.getLogger(__name__)
 KIND = "Application"
 PLURAL = "applications"
 _DURATION = re.compile(r"^(\d+)(s|m|h)$")
@@ -80,9 +82,17 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
     app = engine_app(obj)
     requested = obj.body.get("operation")
     try:
-        comparison = engine.compare(app)
+        try:
+            comparison = engine.compare(app)
+        except ComparisonError:
+            raise
+        except Exception as err:
+            # Whatever git made us trip over is the source's fault until shown otherwise: it
+            # must show on the Application, never pass in silence.
+            log.exception("comparing %s/%s", obj.namespace, obj.name)
+            raise ComparisonError(f"unexpected {type(err).__name__}: {err}") from err
     except ComparisonError as err:
-        message = str(err)
+        message = str(err)[:4000]
         patch: dict[str, Any] = {
             "sync": {"status": UNKNOWN, "revision": (status.get("sync") or {}).get("revision")},
             "conditions": [_condition("ComparisonError", message)],
