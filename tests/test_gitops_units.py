@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from herd_operator.gitops import health
-from herd_operator.gitops.plan import Key, NotAllowed, check_allowed, comparable, order
+from herd_operator.gitops.plan import Key, NotAllowed, comparable, order
+from herd_operator.gitops.project import (
+    InvalidProject,
+    Project,
+    check_repo_url,
+    credentials_match,
+    impersonated_user,
+)
 from herd_operator.gitops.render import Limits, RenderError, Source, merge, render
 from herd_operator.gitops.webhook import matches, normalize, push_target, signature_ok
 
@@ -155,25 +162,86 @@ def test_waves_then_argo_kind_order() -> None:
     ]
 
 
-def test_allow_list() -> None:
-    spec = {
-        "destination": {"namespace": "apps"},
-        "allow": {
-            "namespaces": ["apps", "team-*"],
-            "clusterResources": [{"group": "", "kind": "Namespace"}],
+def test_project_checks() -> None:
+    project = Project(
+        "apps",
+        {
+            "sourceRepos": ["https://github.com/herd-itt/*"],
+            "destinations": [{"namespace": "apps"}, {"namespace": "team-*"}],
+            "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}],
+            "namespaceResourceBlacklist": [{"group": "", "kind": "Secret"}],
+            "destinationServiceAccounts": [
+                {"namespace": "team-*", "defaultServiceAccount": "platform:teams"},
+                {"namespace": "*", "defaultServiceAccount": "deployer"},
+            ],
         },
-    }
-    check_allowed(Key("", "v1", "ConfigMap", "team-a", "x"), True, spec)
-    check_allowed(Key("", "v1", "Namespace", "", "x"), False, spec)
-    with pytest.raises(NotAllowed, match="kube-system"):
-        check_allowed(Key("", "v1", "ConfigMap", "kube-system", "x"), True, spec)
-    with pytest.raises(NotAllowed, match="ClusterRole"):
-        check_allowed(Key("rbac.authorization.k8s.io", "v1", "ClusterRole", "", "x"), False, spec)
-    # Default: only the destination namespace, no cluster-scoped kinds.
-    bare = {"destination": {"namespace": "apps"}}
-    check_allowed(Key("", "v1", "ConfigMap", "apps", "x"), True, bare)
-    with pytest.raises(NotAllowed):
-        check_allowed(Key("", "v1", "ConfigMap", "other", "x"), True, bare)
+    )
+    project.check_object(Key("", "v1", "ConfigMap", "team-a", "x"), True)
+    project.check_object(Key("", "v1", "Namespace", "", "x"), False)
+    with pytest.raises(NotAllowed, match="kube-system is not a destination"):
+        project.check_object(Key("", "v1", "ConfigMap", "kube-system", "x"), True)
+    with pytest.raises(NotAllowed, match="ClusterRole is not in the clusterResourceWhitelist"):
+        project.check_object(Key("rbac.authorization.k8s.io", "v1", "ClusterRole", "", "x"), False)
+    with pytest.raises(NotAllowed, match="blacklisted"):
+        project.check_object(Key("", "v1", "Secret", "apps", "x"), True)
+    project.check_source("https://github.com/herd-itt/herd.git")
+    with pytest.raises(InvalidProject, match="not permitted"):
+        project.check_source("https://github.com/evil/herd.git")
+    with pytest.raises(InvalidProject, match="kube-system"):
+        project.check_destination("kube-system")
+    # First match wins; `ns:name` names another namespace, a bare name the destination's.
+    assert project.service_account("team-a") == ("platform", "teams")
+    assert project.service_account("apps") == ("apps", "deployer")
+    assert impersonated_user(("apps", "deployer")) == "system:serviceaccount:apps:deployer"
+    with pytest.raises(InvalidProject, match="no destinationServiceAccounts"):
+        Project("empty", {}).service_account("apps")
+
+
+@pytest.mark.parametrize(
+    ("url", "local", "ok"),
+    [
+        ("https://github.com/herd-itt/herd.git", False, True),
+        ("ssh://git@github.com/herd-itt/herd.git", False, True),
+        ("git@github.com:herd-itt/herd.git", False, True),
+        ("file:///var/cache/herd/git/repos/0123", False, False),
+        ("/var/cache/herd/git/repos/0123", False, False),
+        ("http://github.com/herd-itt/herd.git", False, False),
+        ("file:///tmp/repo/origin.git", True, True),
+        ("--upload-pack=touch /tmp/x", True, False),
+    ],
+)
+def test_repository_urls_outside_local_mode(url: str, local: bool, ok: bool) -> None:
+    if ok:
+        check_repo_url(url, local)
+    else:
+        with pytest.raises(InvalidProject):
+            check_repo_url(url, local)
+
+
+@pytest.mark.parametrize(
+    ("secret_url", "repo_url", "ok"),
+    [
+        ("https://github.com/herd-itt", "https://github.com/herd-itt/herd.git", True),
+        ("https://github.com/herd-itt/", "https://github.com/herd-itt/herd.git", True),
+        ("https://github.com/herd-itt/herd.git", "https://github.com/herd-itt/herd.git", True),
+        ("https://github.com/herd-itt", "https://github.com/herd-itt-evil/x.git", False),
+        ("https://github.com/herd-itt", "https://evil.example/herd-itt/x.git", False),
+        ("git@github.com:", "git@github.com:herd-itt/herd.git", True),
+        (None, "https://github.com/herd-itt/herd.git", False),
+    ],
+)
+def test_credentials_only_go_to_the_host_their_secret_names(
+    secret_url: str | None, repo_url: str, ok: bool
+) -> None:
+    assert credentials_match(secret_url, repo_url) is ok
+
+
+def test_inventory_identity_ignores_the_version() -> None:
+    v1 = Key("autoscaling", "v1", "HorizontalPodAutoscaler", "apps", "web")
+    v2 = Key("autoscaling", "v2", "HorizontalPodAutoscaler", "apps", "web")
+    assert v1 == v2
+    assert v2 in {v1}
+    assert v1 != Key("autoscaling", "v2", "HorizontalPodAutoscaler", "apps", "api")
 
 
 def test_comparable_drops_what_the_server_sets() -> None:

@@ -43,6 +43,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.connect_timeout = 30
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 32
+    # Server-side filter: only the CognitoClients' labelled Secrets stream to us, never the
+    # cluster's others (the handler's `labels=` alone filters after they arrived).
+    settings.watching.label_selectors["", "v1", "secrets"] = cognitoclient.SECRET_LABEL
     kube.load_config(S)
     metrics.serve(S.metrics_port)
     if S.webhook_port:
@@ -184,13 +187,24 @@ def engine() -> Engine:
             helm,
             wave_health_gate=S.wave_health_gate,
             limits=Limits(max_bytes=S.app_max_rendered_bytes, max_objects=S.app_max_objects),
+            local_sources=S.local_sources,
         )
     return _engine
 
 
-@kopf.on.resume(GROUP, VERSION, application.PLURAL)
-@kopf.on.create(GROUP, VERSION, application.PLURAL)
-@kopf.on.update(GROUP, VERSION, application.PLURAL)
+def application_in_scope(namespace: str | None, **_: Any) -> bool:
+    """Applications are reconciled only in the configured namespaces (Argo's
+    application.namespaces): who may create an Application elsewhere gets nothing from it."""
+    return application.in_scope(namespace or "", S)
+
+
+def application_cascades(namespace: str | None, body: kopf.Body, **_: Any) -> bool:
+    return application_in_scope(namespace) and application.cascades(body)
+
+
+@kopf.on.resume(GROUP, VERSION, application.PLURAL, when=application_in_scope)
+@kopf.on.create(GROUP, VERSION, application.PLURAL, when=application_in_scope)
+@kopf.on.update(GROUP, VERSION, application.PLURAL, when=application_in_scope)
 def application_reconcile(body: kopf.Body, **_: Any) -> None:
     obj = Object(application.KIND, application.PLURAL, body)
     with exclusive(obj.uid):
@@ -199,12 +213,29 @@ def application_reconcile(body: kopf.Body, **_: Any) -> None:
             application.reconcile(current, engine(), S)
 
 
-@kopf.timer(GROUP, VERSION, application.PLURAL, interval=S.app_tick, initial_delay=S.app_tick)
+@kopf.timer(
+    GROUP,
+    VERSION,
+    application.PLURAL,
+    interval=S.app_tick,
+    initial_delay=S.app_tick,
+    when=application_in_scope,
+)
 def application_poll(body: kopf.Body, **_: Any) -> None:
     with exclusive(body["metadata"]["uid"]):
         obj = fresh(Object(application.KIND, application.PLURAL, body))
         if obj is not None and application.due(obj, S, dt.datetime.now(dt.UTC)):
             application.reconcile(obj, engine(), S)
+
+
+@kopf.on.delete(GROUP, VERSION, application.PLURAL, when=application_cascades)
+def application_delete(body: kopf.Body, **_: Any) -> None:
+    """Cascade delete, only with Argo's resources finalizer (ours or Argo's name) on the
+    Application: what it tracks goes first, then the finalizer, then the Application."""
+    obj = Object(application.KIND, application.PLURAL, body)
+    with exclusive(obj.uid):
+        application.cascade_delete(obj, engine())
+    forget(obj.uid)
 
 
 def refresh_applications(urls: set[str], branch: str, default_branch: str | None) -> list[str]:
@@ -215,7 +246,9 @@ def refresh_applications(urls: set[str], branch: str, default_branch: str | None
     )["items"]
     names = []
     for app in found:
-        if webhook.matches(app, urls, branch, default_branch):
+        if application_in_scope(app["metadata"]["namespace"]) and webhook.matches(
+            app, urls, branch, default_branch
+        ):
             meta = app["metadata"]
             api.patch_namespaced_custom_object(
                 GROUP,

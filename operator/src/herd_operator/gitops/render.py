@@ -40,7 +40,7 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(
                 None, None, "YAML aliases (*name) are not allowed", event.start_mark
             )
@@ -49,11 +49,11 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 def load_all(text: str) -> Iterator[Any]:
     """Every document of `text`, without anchors' aliases (yaml.YAMLError otherwise)."""
-    return iter(yaml.load_all(text, Loader=_NoAliasLoader))  # noqa: S506 - a SafeLoader
+    return iter(yaml.load_all(text, Loader=_NoAliasLoader))
 
 
 def load(text: str) -> Any:
-    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
+    return yaml.load(text, Loader=_NoAliasLoader)
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def render(
     namespace: str,
     helm: Path,
     include_crds: bool = True,
-    limits: Limits = Limits(),  # noqa: B008 - frozen
+    limits: Limits = Limits(),
 ) -> list[dict[str, Any]]:
     folder = inside(repo, source.path)
     if not folder.is_dir():

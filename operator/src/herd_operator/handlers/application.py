@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import logging
 import re
 from typing import Any
 
+import kopf
+
 from herd_operator import conditions as cond
+from herd_operator.constants import CASCADE_FINALIZERS
 from herd_operator.gitops import health
 from herd_operator.gitops.engine import (
     OUT_OF_SYNC,
@@ -48,6 +52,40 @@ def parse_time(ts: str | None) -> dt.datetime | None:
 def stamp() -> str:
     """A timestamp fine enough that two pushes in one second stay two refreshes."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def in_scope(namespace: str, settings: Settings) -> bool:
+    patterns = settings.application_namespaces or [settings.operator_namespace]
+    return any(fnmatch.fnmatchcase(namespace, p) for p in patterns)
+
+
+def cascades(body: Any) -> bool:
+    finalizers = (body.get("metadata") or {}).get("finalizers") or []
+    return any(f in finalizers for f in CASCADE_FINALIZERS)
+
+
+def cascade_delete(obj: Object, engine: Engine) -> None:
+    """Delete what the Application tracks; once all of it is gone, drop the cascade finalizer
+    (Kopf then drops its own and the Application goes)."""
+    try:
+        remaining = engine.cascade(engine_app(obj))
+    except (ComparisonError, SyncError) as err:
+        obj.event("DeletionError", str(err), warning=True)
+        raise kopf.TemporaryError(f"cascade delete: {err}", delay=10) from err
+    if remaining:
+        raise kopf.TemporaryError(
+            f"waiting for {len(remaining)} objects to go, e.g. {remaining[0]}", delay=2
+        )
+    finalizers = [
+        f for f in obj.body["metadata"].get("finalizers") or [] if f not in CASCADE_FINALIZERS
+    ]
+    # The resourceVersion makes this a compare-and-swap: a concurrent change means retry.
+    obj.body_patch(
+        metadata={
+            "finalizers": finalizers,
+            "resourceVersion": obj.body["metadata"]["resourceVersion"],
+        }
+    )
 
 
 def due(obj: Object, settings: Settings, now: dt.datetime) -> bool:
@@ -95,15 +133,15 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
         message = str(err)[:4000]
         patch: dict[str, Any] = {
             "sync": {"status": UNKNOWN, "revision": (status.get("sync") or {}).get("revision")},
-            "conditions": [_condition("ComparisonError", message)],
+            "conditions": [_condition(err.condition, message)],
             "reconciledAt": started,
             "observedGeneration": obj.generation,
         }
         if requested:
             patch["operationState"] = _operation("Failed", message, started, None)
             obj.body_patch(operation=None)
-        if message != _condition_message(status, "ComparisonError"):
-            obj.event("ComparisonError", message, warning=True)
+        if message != _condition_message(status, err.condition):
+            obj.event(err.condition, message, warning=True)
         obj.patch_status(**patch)
         return
 
@@ -179,7 +217,7 @@ def _resources(
         status, message = (
             health.of(item.live)
             if item.live is not None or not refreshed
-            else engine.health(item.key)
+            else engine.health(item.key, comparison.user)
         )
         statuses.append(status)
         entry = {
