@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from herd_operator.gitops import health
 from herd_operator.gitops.plan import Key, NotAllowed, comparable, order
@@ -19,8 +20,16 @@ from herd_operator.gitops.project import (
     credentials_match,
     impersonated_user,
 )
-from herd_operator.gitops.render import Limits, RenderError, Source, merge, render
+from herd_operator.gitops.render import (
+    Limits,
+    RenderError,
+    Source,
+    load_all_capped,
+    merge,
+    render,
+)
 from herd_operator.gitops.webhook import matches, normalize, push_target, signature_ok
+from herd_operator.local.tools import binary
 
 
 def deploy(replicas: int = 2, **status: Any) -> dict[str, Any]:
@@ -397,3 +406,39 @@ def test_lists_and_plain_objects_render(tmp_path: Path) -> None:
     )
     objects = render(repo, Source(path="m"), "ns", Path("/nonexistent/helm"))
     assert [o["metadata"]["name"] for o in objects] == ["a", "b", "c"]
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+)
+
+
+def test_helm_output_may_use_anchors_but_not_explode(tmp_path: Path) -> None:
+    # Our own CRD schemas use anchors: Helm output keeps them, under a node cap.
+    chart = tmp_path / "c"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        CM.format("anchored") + "data:\n  a: &v hello\n  b: *v\n"
+    )
+    helm = binary("helm")
+    objects = render(tmp_path, Source(path="c", release_name="r"), "ns", helm)
+    assert objects[0]["data"] == {"a": "hello", "b": "hello"}
+    # 380 bytes of nested aliases expand to 387 million nodes: Helm refuses them itself (Go
+    # yaml's alias limit); our own cap is the second fence, should a Helm let them through.
+    (chart / "templates" / "bomb.yaml").write_text(
+        CM.format("bomb") + "data:\n  " + BOMB.replace("\n", "\n  ")
+    )
+    with pytest.raises(RenderError, match=r"excessive aliasing|YAML expands to more than"):
+        render(tmp_path, Source(path="c", release_name="r"), "ns", helm)
+    with pytest.raises(yaml.YAMLError, match="YAML expands to more than 1000000 nodes"):
+        list(load_all_capped(BOMB, 1_000_000))
+    assert list(load_all_capped("a: &x {k: [1, 2]}\nb: *x\n", 13)) == [
+        {"a": {"k": [1, 2]}, "b": {"k": [1, 2]}}
+    ]
+    with pytest.raises(yaml.YAMLError, match="more than 12 nodes"):
+        list(load_all_capped("a: &x {k: [1, 2]}\nb: *x\n", 12))
+    # Value files and inline values: no aliases at all.
+    (chart / "templates" / "bomb.yaml").unlink()
+    with pytest.raises(RenderError, match="YAML aliases"):
+        render(tmp_path, Source(path="c", release_name="r", values="x: &x 1\ny: *x\n"), "ns", helm)

@@ -43,6 +43,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.connect_timeout = 30
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 32
+    # A deleted Application waits for its poll timer to exit; check every second, not 60.
+    settings.background.cancellation_polling = 1
     # Server-side filter: only the CognitoClients' labelled Secrets stream to us, never the
     # cluster's others (the handler's `labels=` alone filters after they arrived).
     settings.watching.label_selectors["", "v1", "secrets"] = cognitoclient.SECRET_LABEL
@@ -228,14 +230,17 @@ def application_poll(body: kopf.Body, **_: Any) -> None:
             application.reconcile(obj, engine(), S)
 
 
-@kopf.on.delete(GROUP, VERSION, application.PLURAL, when=application_cascades)
-def application_delete(body: kopf.Body, **_: Any) -> None:
+@kopf.on.event(GROUP, VERSION, application.PLURAL, when=application_cascades)
+def application_cascade(type: str, body: kopf.Body, **_: Any) -> None:
     """Cascade delete, only with Argo's resources finalizer (ours or Argo's name) on the
-    Application: what it tracks goes first, then the finalizer, then the Application."""
+    Application: what it tracks goes first, then the finalizer, then the Application.
+    A raw event handler, not on.delete: that one needs Kopf's own finalizer in place, which a
+    merge patch or `kubectl apply` of `finalizers` silently drops."""
+    if type == "DELETED" or not body["metadata"].get("deletionTimestamp"):
+        return
     obj = Object(application.KIND, application.PLURAL, body)
     with exclusive(obj.uid):
         application.cascade_delete(obj, engine())
-    forget(obj.uid)
 
 
 def refresh_applications(urls: set[str], branch: str, default_branch: str | None) -> list[str]:

@@ -32,6 +32,7 @@ class Limits:
 
     max_bytes: int = 16 * 1024 * 1024
     max_objects: int = 2000
+    max_nodes: int = 2_000_000  # YAML nodes of Helm's output, aliases expanded
     helm_timeout: float = 120
 
 
@@ -47,9 +48,49 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+class _CountingLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting the nodes a document expands to (each alias counts its
+    anchor's whole subtree) and refusing past a cap, before anything is expanded. For Helm
+    output, where anchors are legitimate (CRD schemas use them)."""
+
+    max_nodes = 1_000_000
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._weights: dict[int, int] = {}
+        self._total = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        alias = self.check_event(yaml.AliasEvent)
+        node = super().compose_node(parent, index)
+        if not alias:  # an alias is its anchor's node, weighed already
+            children: list[Any] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            self._weights[id(node)] = 1 + sum(self._weights.get(id(c), 1) for c in children)
+        if parent is None:  # a document's root: what constructing it would expand to
+            self._total += self._weights.get(id(node), 1)
+            if self._total > self.max_nodes:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"YAML expands to more than {self.max_nodes} nodes",
+                    getattr(node, "start_mark", None),
+                )
+        return node
+
+
 def load_all(text: str) -> Iterator[Any]:
-    """Every document of `text`, without anchors' aliases (yaml.YAMLError otherwise)."""
+    """Every document of `text`, refusing aliases (yaml.YAMLError otherwise)."""
     return iter(yaml.load_all(text, Loader=_NoAliasLoader))
+
+
+def load_all_capped(text: str, max_nodes: int) -> Iterator[Any]:
+    """Every document of `text`; aliases allowed while the expansion stays under `max_nodes`."""
+    loader = type("_Capped", (_CountingLoader,), {"max_nodes": max_nodes})
+    return iter(yaml.load_all(text, Loader=loader))
 
 
 def load(text: str) -> Any:
@@ -202,7 +243,7 @@ def _render_chart(
             f"{limits.max_bytes}"
         )
     try:
-        return [d for d in load_all(result.stdout.decode()) if d]
+        return [d for d in load_all_capped(result.stdout.decode(), limits.max_nodes) if d]
     except yaml.YAMLError as err:
         raise RenderError(f"helm template {source.path}: output is not valid YAML: {err}") from err
 

@@ -6,12 +6,14 @@ import datetime as dt
 import fnmatch
 import logging
 import re
+import time
 from typing import Any
 
-import kopf
+from kubernetes.client.exceptions import ApiException
 
 from herd_operator import conditions as cond
-from herd_operator.constants import CASCADE_FINALIZERS
+from herd_operator import kube
+from herd_operator.constants import CASCADE_FINALIZERS, GROUP, VERSION
 from herd_operator.gitops import health
 from herd_operator.gitops.engine import (
     OUT_OF_SYNC,
@@ -33,6 +35,8 @@ _DURATION = re.compile(r"^(\d+)(s|m|h)$")
 # Argo's own refresh annotation (the webhook and `herd app sync` set it; so can kubectl).
 # Not under our group: Kopf ignores changes to annotations under its storage prefix.
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
+# Touched while a cascade delete waits, so that its next event resumes it.
+CASCADE_RETRY_ANNOTATION = f"{GROUP}/cascade-retry"
 
 
 def seconds(value: str | None, default: float) -> float:
@@ -64,28 +68,41 @@ def cascades(body: Any) -> bool:
     return any(f in finalizers for f in CASCADE_FINALIZERS)
 
 
-def cascade_delete(obj: Object, engine: Engine) -> None:
+def cascade_delete(obj: Object, engine: Engine, timeout: float = 60) -> None:
     """Delete what the Application tracks; once all of it is gone, drop the cascade finalizer
-    (Kopf then drops its own and the Application goes)."""
-    try:
-        remaining = engine.cascade(engine_app(obj))
-    except (ComparisonError, SyncError) as err:
-        obj.event("DeletionError", str(err), warning=True)
-        raise kopf.TemporaryError(f"cascade delete: {err}", delay=10) from err
-    if remaining:
-        raise kopf.TemporaryError(
-            f"waiting for {len(remaining)} objects to go, e.g. {remaining[0]}", delay=2
-        )
-    finalizers = [
-        f for f in obj.body["metadata"].get("finalizers") or [] if f not in CASCADE_FINALIZERS
-    ]
-    # The resourceVersion makes this a compare-and-swap: a concurrent change means retry.
-    obj.body_patch(
-        metadata={
-            "finalizers": finalizers,
-            "resourceVersion": obj.body["metadata"]["resourceVersion"],
-        }
+    and the Application goes. Still waiting after `timeout`: touch the Application, whose next
+    event brings us back (a raw event handler has no retries of its own)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            remaining: list[str] | None = engine.cascade(engine_app(obj))
+        except (ComparisonError, SyncError) as err:
+            obj.event("DeletionError", str(err), warning=True)
+            remaining = None
+        if remaining == [] and _drop_cascade_finalizer(obj):
+            return
+        if time.monotonic() > deadline:
+            obj.body_patch(metadata={"annotations": {CASCADE_RETRY_ANNOTATION: stamp()}})
+            return
+        time.sleep(1 if remaining is not None else 10)
+
+
+def _drop_cascade_finalizer(obj: Object) -> bool:
+    current = kube.custom().get_namespaced_custom_object(
+        GROUP, VERSION, obj.namespace, PLURAL, obj.name
     )
+    meta = current["metadata"]  # type: ignore[index]
+    finalizers = [f for f in meta.get("finalizers") or [] if f not in CASCADE_FINALIZERS]
+    try:
+        # The resourceVersion makes this a compare-and-swap: a concurrent change means retry.
+        obj.body_patch(
+            metadata={"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}
+        )
+    except ApiException as err:
+        if err.status == 409:
+            return False
+        raise
+    return True
 
 
 def due(obj: Object, settings: Settings, now: dt.datetime) -> bool:
