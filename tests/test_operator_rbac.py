@@ -210,6 +210,7 @@ def test_operator_reconciles_every_kind_with_its_own_service_account(
         assert allowed(api, "patch", "platform.herd-itt.com", "tenants", TENANTS)
         assert allowed(api, "create", "", "secrets", TENANTS)
         assert allowed(api, "impersonate", "", "serviceaccounts", NS)
+        assert allowed(api, "get", "", "secrets", NS)  # repository credentials, here only
         for verb, group, resource, namespace in [
             ("create", "", "pods", TENANTS),
             ("get", "", "nodes", ""),
@@ -219,6 +220,10 @@ def test_operator_reconciles_every_kind_with_its_own_service_account(
             ("delete", "apiextensions.k8s.io", "customresourcedefinitions", ""),
             ("impersonate", "", "users", ""),
             ("impersonate", "", "groups", ""),
+            # Secrets: written, never read, outside the Application namespaces.
+            ("get", "", "secrets", TENANTS),
+            ("list", "", "secrets", ""),
+            ("watch", "", "secrets", ""),
             # What Applications apply is their ServiceAccount's business, not the operator's.
             ("create", "", "configmaps", TENANTS),
             ("create", "apps", "deployments", TENANTS),

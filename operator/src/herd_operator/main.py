@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from kubernetes import client
@@ -45,9 +45,6 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 32
     # A deleted Application waits for its poll timer to exit; check every second, not 60.
     settings.background.cancellation_polling = 1
-    # Server-side filter: only the CognitoClients' labelled Secrets stream to us, never the
-    # cluster's others (the handler's `labels=` alone filters after they arrived).
-    settings.watching.label_selectors["", "v1", "secrets"] = cognitoclient.SECRET_LABEL
     kube.load_config(S)
     metrics.serve(S.metrics_port)
     if S.webhook_port:
@@ -129,25 +126,6 @@ def cognitoclient_delete(body: kopf.Body, retry: int, **_: Any) -> None:
     forget(obj.uid)
 
 
-@kopf.on.event("", "v1", "secrets", labels={cognitoclient.SECRET_LABEL: kopf.PRESENT})
-def cognitoclient_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    """A credentials Secret was deleted by hand: write it again at once."""
-    if event["type"] != "DELETED":
-        return
-    meta = body["metadata"]
-    owner = kube.get_object(
-        cognitoclient.PLURAL, meta["namespace"], meta["labels"][cognitoclient.SECRET_LABEL]
-    )
-    if owner is None or owner["metadata"].get("deletionTimestamp"):
-        return  # the owner is going too: garbage collection, not an accident
-    if owner.get("spec", {}).get("secretName") != meta["name"]:
-        return
-    obj = Object(cognitoclient.KIND, cognitoclient.PLURAL, kopf.Body(cast(Any, owner)))
-    with exclusive(obj.uid):
-        cognitoclient.restore_secret(obj, S)
-
-
-# -- Tenant -------------------------------------------------------------------------------
 @kopf.on.resume(GROUP, VERSION, tenant.PLURAL)
 @kopf.on.create(GROUP, VERSION, tenant.PLURAL)
 @kopf.on.update(GROUP, VERSION, tenant.PLURAL)
