@@ -731,3 +731,54 @@ def test_applications_outside_the_configured_namespaces_are_ignored(
         assert "status" not in Custom(api, other).get(PLURAL, "outside")
     finally:
         core.delete_namespace(other)
+
+
+def test_credentials_only_from_labelled_secrets_and_only_for_their_url(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    gitrepo.commit("dev", "a", {"m/a.yaml": configmap("a", {})})
+    core = client.CoreV1Api(api)
+    # Any Secret of the namespace, named by an Application: not repository credentials.
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="creds"),
+            string_data={"username": "u", "password": "p", "url": gitrepo.url},
+        ),
+    )
+    objects.create(
+        "Application",
+        PLURAL,
+        "creds",
+        {
+            "project": f"p-{namespace}",
+            "source": {
+                "repoURL": gitrepo.url,
+                "targetRevision": "dev",
+                "path": "m",
+                "credentials": {"secretName": "creds"},
+            },
+            "destination": {"namespace": namespace},
+            "syncPolicy": {"automated": {}},
+        },
+    )
+    assert "lacks the label platform.herd-itt.com/secret-type=repository" in wait_for(
+        lambda: condition(objects, "creds"), 30, "unlabelled Secret refused"
+    )
+    # Labelled, but for another host: the password is never sent to this one.
+    core.patch_namespaced_secret(
+        "creds",
+        namespace,
+        {
+            "metadata": {"labels": {"platform.herd-itt.com/secret-type": "repository"}},
+            "stringData": {"url": "https://git.example.test/other"},
+        },
+    )
+    wait_for(
+        lambda: (
+            "is for https://git.example.test/other, not for" in (condition(objects, "creds") or "")
+        ),
+        30,
+        "credentials for another URL refused",
+    )
+    assert cm_data(api, namespace, "a") is None
