@@ -3,12 +3,14 @@ And the operator's repository cache, against them: concurrency, credentials, sym
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from herd_operator.gitops.git import Credentials, GitError, RepoCache
+from herd_operator.gitops.git import Credentials, GitError, RepoCache, ssh_command
 from herd_operator.local.gitrepo import Repo, git
 
 
@@ -80,3 +82,36 @@ def test_a_symlink_out_of_the_tree_refuses_the_checkout(repo: Repo, tmp_path: Pa
     repo.commit("dev", "drop the bad link", remove=("sub/up",))
     tree = cache.checkout(repo.url, cache.resolve(repo.url, "dev"))
     assert (tree / "inside").read_text() == "# test repo\n"
+
+
+def test_ssh_trusts_only_the_configured_host_keys(tmp_path: Path) -> None:
+    # What the real ssh makes of the command git gets (`ssh -G` prints the effective config).
+    known = tmp_path / "ssh_known_hosts"
+    known.write_text(
+        "github.com ssh-ed25519 "
+        "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
+    )
+    for hosts, expected in ((known, str(known)), (tmp_path / "missing", "/dev/null")):
+        command = shlex.split(ssh_command("/tmp/key", hosts))
+        effective = subprocess.run(
+            [*command, "-G", "github.com"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        assert "stricthostkeychecking true" in effective
+        assert "batchmode yes" in effective
+        assert f"userknownhostsfile {expected}" in effective
+        assert "globalknownhostsfile /dev/null" in effective
+        assert "identitiesonly yes" in effective
+
+
+def test_basic_credentials_never_follow_a_redirect(repo: Repo, tmp_path: Path) -> None:
+    # git's own view of the configuration our credentials bring (no HTTP server here).
+    cache = RepoCache(root=tmp_path / "cache")
+    out = cache._git(
+        "config",
+        "--get-regexp",
+        "^http\\.",
+        creds=Credentials("u", "p", url=repo.url),
+        cwd=repo.work,
+    )
+    assert "http.followredirects false" in out
+    assert "http.extraheader Authorization: Basic" in out

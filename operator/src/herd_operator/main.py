@@ -160,7 +160,11 @@ def engine() -> Engine:
             from herd_operator.local.tools import binary
 
             helm = binary("helm", S)
-        cache = RepoCache(root=(S.state_dir / "git").absolute(), rewrites=S.git_url_rewrites)
+        cache = RepoCache(
+            root=(S.state_dir / "git").absolute(),
+            rewrites=S.git_url_rewrites,
+            known_hosts=S.ssh_known_hosts,
+        )
         _engine = Engine(
             client.ApiClient(),
             cache,

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         description="Namespaces (globs) whose Applications are reconciled; empty: the "
         "operator's own (Argo's application.namespaces)",
     )
+    ssh_known_hosts: Path = Field(
+        Path("/etc/herd/ssh/ssh_known_hosts"),
+        description="SSH host keys for git (the chart mounts its ConfigMap here); missing: "
+        "every SSH host is refused",
+    )
     local_sources: bool = Field(
         False,
         description="Local mode: Applications may use file://, local paths and http:// "

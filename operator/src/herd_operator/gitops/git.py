@@ -1,6 +1,6 @@
 """Fetch a revision of a repository into a local cache: one bare mirror per repository and
 credentials, one checkout per commit (reused), so a resync of an unchanged commit costs one
-fetch.
+fetch. SSH host keys come only from the operator's known_hosts file (no trust on first use).
 
 A mirror fetched with one set of credentials is never served to a request with others (or
 none): the cache key is the URL and a digest of the credentials. Every checkout has its own
@@ -19,6 +19,7 @@ import base64
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -60,6 +61,22 @@ def cache_key(url: str, creds: Credentials | None) -> str:
     return hashlib.sha256(f"{url}\0{creds.digest() if creds else ''}".encode()).hexdigest()[:16]
 
 
+def ssh_command(key_file: str | None, known_hosts: Path | None) -> str:
+    """ssh for git: host keys only from `known_hosts` (no trust on first use, not the
+    user's or the system's files), never a prompt."""
+    hosts = str(known_hosts) if known_hosts and known_hosts.is_file() else "/dev/null"
+    parts = [
+        "ssh",
+        "-o BatchMode=yes",
+        "-o StrictHostKeyChecking=yes",
+        f"-o UserKnownHostsFile={shlex.quote(hosts)}",
+        "-o GlobalKnownHostsFile=/dev/null",
+    ]
+    if key_file:
+        parts += [f"-i {shlex.quote(key_file)}", "-o IdentitiesOnly=yes"]
+    return " ".join(parts)
+
+
 def escaping_symlinks(tree: Path) -> list[str]:
     """Symlinks under `tree` that resolve outside it (or loop), relative to `tree`."""
     root = tree.resolve()
@@ -83,6 +100,7 @@ def escaping_symlinks(tree: Path) -> list[str]:
 class RepoCache:
     root: Path
     rewrites: Mapping[str, str] = field(default_factory=dict)
+    known_hosts: Path | None = None  # SSH host keys (a ConfigMap's file); none: SSH refused
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -110,20 +128,21 @@ class RepoCache:
         key_file = None
         if creds and creds.username and creds.password:
             token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
-            # Through the environment, so the credential never shows in a process listing.
+            # Through the environment, so the credential never shows in a process listing; no
+            # redirects, which would carry the header to another host.
             env |= {
-                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_COUNT": "2",
                 "GIT_CONFIG_KEY_0": "http.extraHeader",
                 "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}",
+                "GIT_CONFIG_KEY_1": "http.followRedirects",
+                "GIT_CONFIG_VALUE_1": "false",
             }
         if creds and creds.ssh_private_key:
             fd, name = tempfile.mkstemp(prefix="herd-key-")
             with os.fdopen(fd, "w") as f:
                 f.write(creds.ssh_private_key.strip() + "\n")
             key_file = name
-            env["GIT_SSH_COMMAND"] = (
-                f"ssh -i {name} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new"
-            )
+        env["GIT_SSH_COMMAND"] = ssh_command(key_file, self.known_hosts)
         try:
             result = subprocess.run(
                 ["git", *config, *args],
