@@ -289,10 +289,12 @@ class Engine:
             )
         # Identity without the version: an apiVersion bump of an object is the same object.
         wanted = {i.key for i in items}
-        prune = [(key, live) for key, live in self.tracked(app, applier) if key not in wanted]
+        prune = self.tracked(app, applier, skip=wanted)
         return Comparison(sha, items, prune, create_ns, user)
 
-    def tracked(self, app: Application, applier: Applier) -> list[tuple[Key, dict[str, Any]]]:
+    def tracked(
+        self, app: Application, applier: Applier, skip: set[Key] | None = None
+    ) -> list[tuple[Key, dict[str, Any]]]:
         """The live objects of the inventory that still carry this Application's tracking
         annotation (so never an object someone else owns now)."""
         out = []
@@ -306,6 +308,8 @@ class Engine:
                 entry.get("namespace", ""),
                 entry["name"],
             )
+            if skip and key in skip:
+                continue
             try:
                 live = applier.get(key.api_version, key.kind, key.name, key.namespace or None)
             except ApplyError:
