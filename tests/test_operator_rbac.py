@@ -177,12 +177,15 @@ def test_operator_reconciles_every_kind_with_its_own_service_account(
                 conds = (apps.get("applications", "local").get("status") or {}).get(
                     "conditions"
                 ) or []
-                return next((c["message"] for c in conds if c["type"] == "InvalidSpecError"), None)
+                return next((c["message"] for c in conds if c["type"] == "ComparisonError"), None)
 
             wait_for(synced, 60, "Application Synced with the ServiceAccount's token")
             cm = client.CoreV1Api(api).read_namespaced_config_map("synced", TENANTS)
             assert cm.data == {"k": "v"}
             assert "file://" in wait_for(refused, 30, "a local repository refused")
+            local = apps.get("applications", "local")["status"]
+            assert local["sync"]["status"] == "Unknown"
+            assert not local.get("operationState") and not local.get("resources")
             # Cascade delete, as the ServiceAccount too.
             client.CustomObjectsApi(api).patch_namespaced_custom_object(
                 "platform.herd-itt.com",

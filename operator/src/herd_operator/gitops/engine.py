@@ -186,6 +186,9 @@ class Engine:
         project = self.project(app)
         try:
             check_repo_url(app.spec["source"]["repoURL"], self.local_sources)
+        except InvalidProject as err:
+            raise ComparisonError(str(err)) from err  # the operator's policy, not the Project's
+        try:
             project.check_source(app.spec["source"]["repoURL"])
             project.check_destination(app.destination)
             account = project.service_account(app.destination)
