@@ -182,6 +182,9 @@ def operator_env(
         "HERD_APP_POLL_INTERVAL": "2",
         "HERD_WEBHOOK_PORT": str(WEBHOOK_PORT),
         "HERD_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        # Tests' Applications live in their fresh t-* namespaces and read local repositories.
+        "HERD_APPLICATION_NAMESPACES": '["t-*", "herd-system"]',
+        "HERD_LOCAL_SOURCES": "true",
     }
 
 

@@ -72,7 +72,7 @@ def test_rendered_objects_carry_the_recommended_labels(chart: str) -> None:
     [
         ("herd-api", "replicaCount=0", "/replicaCount"),
         ("herd-workers", "config.waitSeconds=99", "/config/waitSeconds"),
-        ("herd-operator", "rbac.syncRules[0].apiGroups[0]=*", "/rbac/syncRules/0/apiGroups/0"),
+        ("herd-operator", "config.applicationNamespaces[0]=", "/config/applicationNamespaces/0"),
         ("herd-api", "typoKey=1", "typoKey"),
         ("openremote", "manager.replicaCount=2", "/manager/replicaCount"),
     ],

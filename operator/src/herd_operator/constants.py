@@ -8,3 +8,9 @@ API_VERSION = f"{GROUP}/{VERSION}"
 FIELD_MANAGER = "herd-operator"
 FINALIZER = f"{GROUP}/finalizer"
 TRACKING_ANNOTATION = f"{GROUP}/tracking-id"
+
+# GitOps: Projects, the cascade-delete finalizers (ours and Argo's), repository Secrets.
+PROJECTS = "projects"
+CASCADE_FINALIZERS = (f"resources-finalizer.{GROUP}", "resources-finalizer.argocd.argoproj.io")
+REPO_SECRET_LABEL = f"{GROUP}/secret-type"
+REPO_SECRET_TYPE = "repository"

@@ -8,7 +8,7 @@ from typing import Any, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator.constants import GROUP, VERSION
+from herd_operator.constants import FIELD_MANAGER, GROUP, VERSION
 from herd_operator.settings import Settings, get_settings
 
 
@@ -54,29 +54,30 @@ def apply_secret(
     data: dict[str, str],
     labels: dict[str, str],
     owner: dict[str, Any],
-) -> bool:
-    """Create the Secret or bring its data and owner back; True when something was written."""
-    body = client.V1Secret(
-        metadata=client.V1ObjectMeta(
-            name=name, namespace=namespace, labels=labels, owner_references=[owner]
-        ),
-        string_data=data,
-        type="Opaque",
+) -> None:
+    """Create the Secret or bring its data and owner back: one server-side apply, without
+    reading it first (the operator may write Secrets, not read them). A no-op apply writes
+    nothing."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner],
+        },
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+    core().patch_namespaced_secret(
+        name,
+        namespace,
+        body,
+        field_manager=FIELD_MANAGER,
+        force=True,
+        _content_type="application/apply-patch+yaml",
     )
-    api = core()
-    try:
-        current = api.read_namespaced_secret(name, namespace)
-    except ApiException as err:
-        if err.status != 404:
-            raise
-        api.create_namespaced_secret(namespace, body)
-        return True
-    current_data = {k: base64.b64decode(v).decode() for k, v in (current.data or {}).items()}
-    owners = [o.uid for o in (current.metadata and current.metadata.owner_references) or []]
-    if current_data == data and owners == [owner["uid"]]:
-        return False
-    api.replace_namespaced_secret(name, namespace, body)
-    return True
 
 
 def update_conditions(

@@ -92,6 +92,26 @@ class Settings(BaseSettings):
         True, description="Later sync waves wait for earlier ones to be healthy"
     )
     history_limit: int = Field(10, ge=1, description="Sync history entries kept in status")
+    app_max_rendered_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="Largest rendered source of one Application, bytes"
+    )
+    app_max_objects: int = Field(2000, gt=0, description="Most objects one Application renders")
+    operator_namespace: str = Field("herd-system", description="The operator's own namespace")
+    application_namespaces: list[str] = Field(
+        default_factory=list,
+        description="Namespaces (globs) whose Applications are reconciled; empty: the "
+        "operator's own (Argo's application.namespaces)",
+    )
+    ssh_known_hosts: Path = Field(
+        Path("/etc/herd/ssh/ssh_known_hosts"),
+        description="SSH host keys for git (the chart mounts its ConfigMap here); missing: "
+        "every SSH host is refused",
+    )
+    local_sources: bool = Field(
+        False,
+        description="Local mode: Applications may use file://, local paths and http:// "
+        "repositories (tests and `make up` only; they read the operator's own disk)",
+    )
     webhook_port: int = Field(0, ge=0, description="GitHub push webhook port; 0: off")
     webhook_secret: str | None = Field(None, repr=False, description="GitHub webhook secret")
 

@@ -130,8 +130,14 @@ def sync(
 def _engine(api: client.ApiClient) -> Engine:
     s = get_settings()
     rewrites = s.git_url_rewrites or json.loads(local_env().get("HERD_GIT_URL_REWRITES", "{}"))
-    cache = RepoCache(root=(s.state_dir / "cli-git").absolute(), rewrites=rewrites)
-    return Engine(api, cache, binary("helm", s))
+    cache = RepoCache(
+        root=(s.state_dir / "cli-git").absolute(),
+        rewrites=rewrites,
+        known_hosts=s.ssh_known_hosts,
+    )
+    # As the operator would: the Project's checks, its ServiceAccount impersonated (the
+    # caller needs `impersonate` on it, as cluster admins have).
+    return Engine(api, cache, binary("helm", s), local_sources=s.local_sources)
 
 
 @app.command()

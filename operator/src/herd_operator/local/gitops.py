@@ -73,11 +73,20 @@ def install_operator_chart(
         raise RuntimeError(f"helm: {result.stderr.strip()}")
 
 
+# The platform Project and the ServiceAccount its Applications act as: applied before the
+# root Application (which names the Project), then kept by the `platform` Application.
+PLATFORM_PROJECT = Path("apps") / "platform" / "project.yaml"
+
+
 def bootstrap_cluster(api: ApiClient, repo_root: Path, env: str) -> dict[str, object]:
-    """Install the CRDs and apply the environment's root Application; git does the rest."""
+    """Install the CRDs, the platform Project and the environment's root Application; git
+    does the rest."""
     crds.install(api, repo_root / "charts" / "herd-operator" / "crds")
     root = yaml.safe_load((repo_root / "clusters" / env / "root.yaml").read_text())
     applier = Applier(api, field_manager="herd-bootstrap")
     namespace = root["metadata"]["namespace"]
     applier.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    for obj in yaml.safe_load_all((repo_root / PLATFORM_PROJECT).read_text()):
+        if obj:
+            applier.apply(obj)
     return applier.apply(root)
