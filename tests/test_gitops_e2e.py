@@ -100,6 +100,7 @@ def synced(env: Env, app: str, revision: str, timeout: float = 90) -> dict[str, 
     def ok() -> dict[str, Any] | None:
         st = env.apps.get("applications", app).get("status") or {}
         seen.update(sync=st.get("sync"), operation=st.get("operationState"))
+        seen.update(conditions=st.get("conditions"), reconciled=st.get("reconciledAt"))
         sync = st.get("sync") or {}
         return st if sync.get("status") == "Synced" and sync.get("revision") == revision else None
 
@@ -226,12 +227,26 @@ def gate_files(node_selector: dict[str, str]) -> dict[str, str]:
         },
         "spec": {
             "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
+            "selector": {"matchLabels": dict(labels)},  # copies: a shared dict dumps as an
+            "template": {  # alias, which the engine refuses in plain manifests
+                "metadata": {"labels": dict(labels)},
                 "spec": {
                     "nodeSelector": node_selector,
-                    "containers": [{"name": "gate", "image": "registry.k8s.io/pause:3.10"}],
+                    # The tenants namespace enforces the restricted Pod Security Standard.
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "gate",
+                            "image": "registry.k8s.io/pause:3.10",
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
                 },
             },
         },
@@ -272,13 +287,20 @@ def test_a_later_wave_waits_for_the_pods_of_an_earlier_one(
     # No node matches: the pod stays Pending, the Deployment Progressing, wave 2 waits.
     origin.commit("dev", "gated", gate_files({"herd-test/no-such-node": "true"}))
 
+    seen: dict[str, Any] = {}
+
     def waiting() -> str | None:
         st = dev.apps.get("applications", "platform").get("status") or {}
         op = st.get("operationState") or {}
+        seen.update(op=op, conditions=st.get("conditions"))
         message = str(op.get("message", ""))
         return message if op.get("phase") == "Running" and "waiting for wave" in message else None
 
-    assert "Deployment" in wait_for(waiting, 90, "platform sync waiting on the gate")
+    try:
+        message = wait_for(waiting, 90, "platform sync waiting on the gate")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; status: {seen}") from None
+    assert "Deployment" in message
     assert not after_gate()
 
     # Pods that can be scheduled: kwok runs them, the Deployment turns available, wave 2 goes.
