@@ -42,14 +42,14 @@ help: ## Display this help.
 ##@ Development
 
 .PHONY: setup
-setup: uv tools sync system-deps ## Install everything the tests and `make up` need (idempotent).
+setup: system-deps uv tools sync ## Install everything the tests and `make up` need (idempotent).
 
 .PHONY: system-deps
-system-deps: ## Debian packages the tests need: chromium for the browser test.
-	@if ! command -v chromium >/dev/null; then \
+system-deps: ## Debian packages the tests need: chromium for the browser test, python3-venv.
+	@if ! command -v chromium >/dev/null || ! python3 -c 'import ensurepip' 2>/dev/null; then \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$sudo apt-get update -qq; \
-	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium python3-venv >/dev/null; \
 	fi
 
 .PHONY: sync
@@ -129,6 +129,6 @@ $(KIND):
 
 .PHONY: uv
 uv: $(UV) ## Install the pinned uv (from PyPI, into the tools cache).
-$(UV):
+$(UV): | system-deps
 	python3 -m venv $(TOOLS_DIR)/uv/$(UV_VERSION)
 	$(TOOLS_DIR)/uv/$(UV_VERSION)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)

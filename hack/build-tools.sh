@@ -111,12 +111,13 @@ build_helm() {
 # containers). Standalone kwok needs Stage objects: the fast node and pod stages ship in
 # its module under kustomize/stage/, concatenated into one --config file here.
 build_kwok() {
-  if has "$kwok_dir/kwok" "$KWOK_VERSION" "$kwok_dir/kwok" --version && [[ -s $kwok_dir/stages.yaml ]]; then
-    log "kwok v$KWOK_VERSION: cached"; return
+  if has "$kwok_dir/kwok" "$KWOK_VERSION" "$kwok_dir/kwok" --version; then
+    log "kwok v$KWOK_VERSION: cached"
+  else
+    log "kwok v$KWOK_VERSION: building"
+    GOBIN="$kwok_dir" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
   fi
-  log "kwok v$KWOK_VERSION: building"
-  GOBIN="$kwok_dir" go install -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" \
-    "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
+  [[ -s $kwok_dir/stages.yaml ]] && return
   local src
   src=$(cd "$work" && go mod download -json "sigs.k8s.io/kwok@v$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
   local out="$kwok_dir/stages.yaml.tmp"

@@ -27,8 +27,10 @@ from .helpers import ROOT, wait_for
 pytestmark = pytest.mark.slow
 
 # What a newcomer's shell does not have: credentials, regions and endpoints of AWS (the CA
-# bundle is the machine's and stays), a cluster, our settings, the test runner's own state.
-_NOT_A_NEWCOMERS = ("HERD_", "UV_", "PYTEST_", "VIRTUAL_ENV", "KUBE", "USE_EXISTING_CLUSTER")
+# bundle is the machine's and stays), a cluster, our settings, what uv, make and pytest set
+# for the test run itself. uv's own settings (package index, TLS) are the machine's and stay.
+_NOT_A_NEWCOMERS = ("HERD_", "PYTEST_", "VIRTUAL_ENV", "KUBE", "USE_EXISTING_CLUSTER", "MAKE")
+_RUN_STATE = {"UV", "UV_RUN_RECURSION_DEPTH", "MFLAGS", "COLUMNS"}
 
 
 def newcomer_env() -> dict[str, str]:
@@ -37,8 +39,15 @@ def newcomer_env() -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(_NOT_A_NEWCOMERS)
+        and k not in _RUN_STATE
         and not (k.startswith("AWS_") and k != "AWS_CA_BUNDLE")
     }
+    # Nor a ~/.aws of credentials or a metadata service to fall back on.
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
     env["PATH"] = os.pathsep.join(
         p
         for p in os.environ["PATH"].split(os.pathsep)
@@ -115,9 +124,13 @@ def test_newcomer_make_up_signup_promote_make_down(tmp_path: Path) -> None:
         assert env["AWS_REGION"] and env["AWS_ACCESS_KEY_ID"] and env["AWS_ENDPOINT_URL"]
         assert json.loads(env["HERD_GIT_URL_REWRITES"])
         assert env["PATH"].startswith(str(state / "bin"))
-        tools = shell(clone, "command -v herd kubectl helm uv; kubectl config get-contexts -o name")
+        tools = shell(clone, "command -v herd kubectl helm uv")
         assert tools.returncode == 0, tools.stderr
-        assert {"herd-dev", "herd-prod"} <= set(tools.stdout.split())
+        assert all(p.startswith(str(state / "bin")) for p in tools.stdout.split()), tools.stdout
+        contexts = shell(
+            clone, "kubectl config get-contexts -o name; kubectl config current-context"
+        )
+        assert contexts.stdout.split() == ["herd-dev", "herd-prod", "herd-dev"], contexts.stdout
 
         # Idempotent: a second `make up` keeps what runs.
         pids = sorted(r.pid for r in records(state))  # type: ignore[attr-defined]

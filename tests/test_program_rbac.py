@@ -29,7 +29,11 @@ def allowed(
                 user=f"system:serviceaccount:{PROGRAMS_NAMESPACE}:{account}",
                 groups=["system:serviceaccounts", f"system:serviceaccounts:{PROGRAMS_NAMESPACE}"],
                 resource_attributes=client.V1ResourceAttributes(
-                    verb=verb, group=group, resource=resource, namespace=namespace or None
+                    verb=verb,
+                    group=group,
+                    resource=resource.split("/")[0],
+                    subresource=resource.partition("/")[2] or None,
+                    namespace=namespace or None,
                 ),
             )
         )

@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9300, ge=0, description="Prometheus metrics port; 0 turns it off")
     health_port: int = Field(8081, ge=0, description="Liveness endpoint port; 0 turns it off")
     listen_host: str = Field(
-        "0.0.0.0",
-        description="Address the webhook, metrics and health servers bind (locally 127.0.0.1)",
+        "127.0.0.1",
+        description="Address the webhook, metrics and health servers bind; 0.0.0.0 in a pod",
     )
     retry_backoff_base: float = Field(2.0, gt=0, description="First retry delay, seconds")
     waiting_delay: float = Field(2.0, gt=0, description="Recheck of a pending dependency, s")

@@ -37,7 +37,9 @@ class Settings(BaseSettings):
         None, gt=0, description="Emails per second; default SES GetSendQuota's MaxSendRate"
     )
     worker_port: int = Field(8090, ge=0, description="Worker /healthz and /metrics; 0: off")
-    listen_host: str = Field("0.0.0.0", description="Address the worker's server binds")
+    listen_host: str = Field(
+        "127.0.0.1", description="Address the worker's server binds; 0.0.0.0 in a pod"
+    )
 
 
 @lru_cache

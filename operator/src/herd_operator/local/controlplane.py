@@ -31,7 +31,7 @@ from herd_operator.local.process import (
     free_port,
     read_state,
     spawn,
-    stop,
+    stop_all,
     wait_until,
     write_state,
 )
@@ -124,9 +124,9 @@ class ControlPlane:
 
     def stop(self) -> None:
         records, _ = read_state(self.state_file)
-        # Reverse start order: controller-manager, apiserver, then etcd.
-        for record in reversed(records):
-            stop(record, self._popens.pop(record.pid, None))
+        # All at once: a process that will not die must not keep etcd running.
+        stop_all(records, self._popens)
+        self._popens.clear()
         if self.state_file.exists():
             self.state_file.unlink()
 

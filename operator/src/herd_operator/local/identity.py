@@ -8,6 +8,7 @@ program.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -48,10 +49,20 @@ def service_account_kubeconfig(
     for context in config["contexts"]:
         context["context"]["user"] = user
         context["context"]["namespace"] = namespace
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.touch(mode=0o600)
-    dest.write_text(yaml.safe_dump(config, sort_keys=False))
+    write_private(dest, yaml.safe_dump(config, sort_keys=False))
     return dest
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a credentials file only its owner may read (0600, in a 0700 folder), also when it
+    existed before with wider permissions."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def _exists(core: client.CoreV1Api, namespace: str, name: str) -> bool:
@@ -78,6 +89,5 @@ def merged_kubeconfig(kubeconfigs: list[Path], current: str, dest: Path) -> Path
         one = yaml.safe_load(path.read_text())
         for key in ("clusters", "users", "contexts"):
             merged[key] += one[key]
-    dest.touch(mode=0o600)
-    dest.write_text(yaml.safe_dump(merged, sort_keys=False))
+    write_private(dest, yaml.safe_dump(merged, sort_keys=False))
     return dest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,13 @@ from herd_operator.local.service import Service
 from herd_operator.settings import Settings
 
 READY_TIMEOUT = 60.0
+
+
+def _aws_identity(name: str) -> bool:
+    """AWS variables that name an account, a region or an endpoint (not the CA bundle)."""
+    return name.startswith("AWS_") and name != "AWS_CA_BUNDLE"
+
+
 # moto accepts any keys; these are what the local platform hands its programs and writes to
 # .herd/env, so nothing depends on credentials in the user's shell (and none leak to moto).
 LOCAL_KEY_ID, LOCAL_SECRET = "local", "local"
@@ -68,7 +76,8 @@ class MotoServer:
             try:
                 self._service.start(
                     [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                    None,
+                    # No AWS credentials of the shell reach moto (it would record them).
+                    {k: v for k, v in os.environ.items() if not _aws_identity(k)},
                     health=f"{url}/moto-api/data.json",
                     timeout=READY_TIMEOUT,
                     url=url,

@@ -192,6 +192,7 @@ class Platform:
 
     # -- the shell's view: .herd/env, .herd/kubeconfig, .herd/bin ------------------------------
     def _write_env(self, out: dict[str, str]) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
         kubeconfig = identity.merged_kubeconfig(
             [Path(out[f"KUBECONFIG_{env.upper()}"]) for env in ENVIRONMENTS],
             "herd-dev",
@@ -203,6 +204,8 @@ class Platform:
             "KUBECONFIG": str(kubeconfig),
             "HERD_STATE_DIR": str(self.state),
         }
+        if any("\n" in v for v in values.values()):
+            raise ValueError("a value of .herd/env holds a newline")
         lines = [
             "# The local platform, for a shell: set -a; . .herd/env  (written by `make up`)",
             *(f"{key}={shlex.quote(value)}" for key, value in values.items()),
@@ -327,15 +330,24 @@ class Platform:
         say("dev synced from git: tenants namespace and welcome email template Ready")
 
     def down(self, say: Callable[[str], None]) -> None:
+        """Stop everything, each part even when another would not stop; then say which."""
+        failed: list[str] = []
+
+        def attempt(what: str, stop: Callable[[], None]) -> None:
+            try:
+                stop()
+                say(f"{what} stopped")
+            except RuntimeError as err:
+                failed.append(f"{what}: {err}")
+
         for service in self.services():
-            service.stop()
-        say("operators, API and worker stopped")
+            attempt(service.name, service.stop)
         clusters = self.state / "clusters"
         for folder in sorted(p for p in clusters.glob("*") if p.is_dir()):
-            self.cluster(folder.name).stop()
-            say(f"cluster {folder.name} stopped")
-        self.moto().stop()
-        say("moto stopped")
+            attempt(f"cluster {folder.name}", self.cluster(folder.name).stop)
+        attempt("moto", self.moto().stop)
+        if failed:
+            raise RuntimeError("; ".join(failed))
 
     def aws_settings(self, env: str, moto: MotoServer) -> Settings:
         return moto.settings(self.settings, aws_name_prefix=f"{env}-", environment=env)

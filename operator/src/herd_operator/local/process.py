@@ -82,16 +82,33 @@ def stop(
     record: ProcessRecord, popen: subprocess.Popen[bytes] | None = None, grace: float = 15
 ) -> None:
     """SIGTERM the process group, wait up to `grace` seconds, then SIGKILL it."""
-    if not alive(record):
-        if popen is not None:
-            popen.poll()
-        return
+    stop_all([record], {record.pid: popen} if popen is not None else {}, grace)
+
+
+def stop_all(
+    records: Sequence[ProcessRecord],
+    popens: Mapping[int, subprocess.Popen[bytes]] | None = None,
+    grace: float = 15,
+) -> None:
+    """Stop every process group at once: SIGTERM all, wait up to `grace` seconds, SIGKILL
+    whatever is left and wait again. One that will not die never spares the others (a slow
+    machine once kept an etcd alive that way); the survivors are named at the end."""
+    popens = popens or {}
+
+    def running() -> list[ProcessRecord]:
+        return [r for r in records if _running(r, popens.get(r.pid))]
+
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(record.pid, sig)
-        if wait_until(lambda: not _running(record, popen), wait):
+        left = running()
+        if not left:
             return
-    raise RuntimeError(f"{record.name} (pid {record.pid}) did not stop")
+        for record in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(record.pid, sig)
+        wait_until(lambda: not running(), wait)
+    if left := running():
+        names = ", ".join(f"{r.name} (pid {r.pid})" for r in left)
+        raise RuntimeError(f"{names} did not stop")
 
 
 def _running(record: ProcessRecord, popen: subprocess.Popen[bytes] | None) -> bool:

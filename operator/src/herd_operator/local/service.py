@@ -12,7 +12,14 @@ from pathlib import Path
 
 import httpx
 
-from herd_operator.local.process import alive, read_state, spawn, stop, wait_until, write_state
+from herd_operator.local.process import (
+    alive,
+    read_state,
+    spawn,
+    stop_all,
+    wait_until,
+    write_state,
+)
 
 
 @dataclass
@@ -67,8 +74,8 @@ class Service:
         write_state(self.state_file, records, **{**current, **extra})
 
     def stop(self) -> None:
-        for record in read_state(self.state_file)[0]:
-            stop(record, self._popen)
+        records = read_state(self.state_file)[0]
+        stop_all(records, {r.pid: self._popen for r in records if self._popen is not None})
         self._popen = None
         self.state_file.unlink(missing_ok=True)
 
