@@ -22,9 +22,23 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     signup_rate: float = Field(1.0, gt=0, description="Signups per second per client")
     signup_burst: int = Field(10, ge=1, description="Signups a client may make at once")
-    trust_forwarded_for: bool = Field(False, description="Behind a load balancer (ALB)")
+    trusted_proxies: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Proxies in front that each append to X-Forwarded-For (the ALB: 1); the "
+        "client is the entry that many hops from the right. 0: the socket peer",
+    )
+    max_body_bytes: int = Field(
+        16_384, ge=1024, description="Largest request body; a larger one is 413, never parsed"
+    )
+    limiter_max_clients: int = Field(
+        10_000, ge=1, description="Clients the signup limiter remembers (least recent go first)"
+    )
     jwt_issuer: str | None = Field(None, description="Expected `iss`; default from the pool")
     jwks_url: str | None = Field(None, description="JWKS URL; default from the issuer")
+    # Required by the API (checked at start-up; the worker does not use it): without it, a
+    # token of any app client of the pool would do.
     admin_client_id: str | None = Field(None, description="App client of the admin page")
     admin_group: str = "admins"
 
