@@ -42,6 +42,7 @@ class InvalidSpec(Exception):
     """The spec cannot work as written: terminal until the spec changes."""
 
     reason = "InvalidSpec"
+    terminal = True  # False: retried with backoff, as a human may clear the obstacle
 
 
 class Waiting(Exception):
@@ -56,6 +57,21 @@ class AlreadyExists(InvalidSpec):
     """An AWS object of that name exists and adoption was not asked for."""
 
     reason = "AlreadyExists"
+
+
+class AdoptionRefused(InvalidSpec):
+    """Adoption was asked for, but the object is another resource's or the namespace may
+    not adopt (HERD_ADOPTION_NAMESPACES)."""
+
+    reason = "AdoptionRefused"
+
+
+class SecretConflict(InvalidSpec):
+    """The Secret to write exists and is not ours: it is never overwritten. Retried with
+    backoff: deleting that Secret is enough to go on."""
+
+    reason = "SecretConflict"
+    terminal = False
 
 
 def code(err: ClientError) -> str:

@@ -55,7 +55,14 @@ def apply_secret(
     labels: dict[str, str],
     owner: dict[str, Any],
 ) -> bool:
-    """Create the Secret or bring its data and owner back; True when something was written."""
+    """Create the Secret or bring its data back; True when something was written.
+
+    A Secret that exists without `owner` among its owners is someone else's: SecretConflict,
+    and nothing is written (replacing it would drop its keys and hand it to our owner's
+    garbage collection).
+    """
+    from herd_operator.errors import SecretConflict
+
     body = client.V1Secret(
         metadata=client.V1ObjectMeta(
             name=name, namespace=namespace, labels=labels, owner_references=[owner]
@@ -71,12 +78,43 @@ def apply_secret(
             raise
         api.create_namespaced_secret(namespace, body)
         return True
-    current_data = {k: base64.b64decode(v).decode() for k, v in (current.data or {}).items()}
     owners = [o.uid for o in (current.metadata and current.metadata.owner_references) or []]
+    if owner["uid"] not in owners:
+        raise SecretConflict(
+            f"Secret {name} already exists and is not this {owner['kind']}'s; it is left "
+            "untouched: choose another secretName or delete that Secret"
+        )
+    current_data = {k: base64.b64decode(v).decode() for k, v in (current.data or {}).items()}
     if current_data == data and owners == [owner["uid"]]:
         return False
+    # Conditional on what was read: a Secret that changed hands meanwhile is not replaced.
+    if body.metadata is not None and current.metadata is not None:
+        body.metadata.resource_version = current.metadata.resource_version
     api.replace_namespaced_secret(name, namespace, body)
     return True
+
+
+def secret_owned_by(namespace: str, name: str, uid: str) -> bool | None:
+    """None when the Secret does not exist; else whether `uid` is among its owners."""
+    try:
+        current = core().read_namespaced_secret(name, namespace)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return uid in [o.uid for o in (current.metadata and current.metadata.owner_references) or []]
+
+
+def holders(plural: str, field: str, value: str) -> list[tuple[str, str]]:
+    """(namespace, name) of every object of `plural` whose status.<field> is `value`."""
+    found: dict[str, Any] = custom().list_cluster_custom_object(  # type: ignore[assignment]
+        GROUP, VERSION, plural
+    )
+    return [
+        (o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in found["items"]
+        if (o.get("status") or {}).get(field) == value
+    ]
 
 
 def update_conditions(

@@ -16,11 +16,20 @@ from kubernetes import client
 
 from herd_operator import kube, metrics
 from herd_operator.constants import FINALIZER, GROUP, VERSION
+from herd_operator.diffbase import DigestDiffBaseStorage
 from herd_operator.gitops import webhook
 from herd_operator.gitops.engine import Engine
 from herd_operator.gitops.git import RepoCache
 from herd_operator.handlers import application, cognitoclient, sestemplate, tenant
-from herd_operator.handlers.common import Object, exclusive, forget, fresh, guard, reconcile
+from herd_operator.handlers.common import (
+    Object,
+    exclusive,
+    forget,
+    fresh,
+    guard,
+    guard_delete,
+    reconcile,
+)
 from herd_operator.settings import get_settings
 
 S = get_settings()
@@ -31,7 +40,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Finalizer and progress bookkeeping under our own group, not kopf.zalando.org.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    # Long strings (an SESTemplate's html) as digests: annotations hold 256 KiB in all.
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
     # Explicit timeouts: without them a silently dropped watch hangs forever (kopf #698).
@@ -75,7 +85,7 @@ def sestemplate_drift(body: kopf.Body, **kwargs: Any) -> None:
 def sestemplate_delete(body: kopf.Body, retry: int, **_: Any) -> None:
     obj = Object(sestemplate.KIND, sestemplate.PLURAL, body)
     with exclusive(obj.uid):
-        guard(obj, retry, S, lambda: sestemplate.delete(obj, S))
+        guard_delete(obj, retry, S, lambda: sestemplate.delete(obj, S))
     forget(obj.uid)
 
 
@@ -119,7 +129,7 @@ def cognitoclient_drift(body: kopf.Body, **kwargs: Any) -> None:
 def cognitoclient_delete(body: kopf.Body, retry: int, **_: Any) -> None:
     obj = Object(cognitoclient.KIND, cognitoclient.PLURAL, body)
     with exclusive(obj.uid):
-        guard(obj, retry, S, lambda: cognitoclient.delete(obj, S))
+        guard_delete(obj, retry, S, lambda: cognitoclient.delete(obj, S))
     forget(obj.uid)
 
 
@@ -159,7 +169,7 @@ def tenant_reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
 def tenant_delete(body: kopf.Body, retry: int, **_: Any) -> None:
     obj = Object(tenant.KIND, tenant.PLURAL, body)
     with exclusive(obj.uid):
-        guard(obj, retry, S, lambda: tenant.delete(obj, S))
+        guard_delete(obj, retry, S, lambda: tenant.delete(obj, S))
     forget(obj.uid)
 
 

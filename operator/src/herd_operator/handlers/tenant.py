@@ -148,7 +148,7 @@ def ensure_client(obj: Object) -> None:
         reason = (ready or {}).get("reason", "Creating")
         message = (ready or {}).get("message", "waiting for the app client")
         _step(obj, CLIENT, False, reason, f"CognitoClient {name}: {message}")
-        if reason in (cond.INVALID_SPEC, cond.ALREADY_EXISTS):
+        if reason in cond.TERMINAL:
             raise InvalidSpec(f"CognitoClient {name}: {message}")
         raise Waiting(f"waiting for CognitoClient {name}")
     if obj.status.get("clientSecretName") != body["spec"]["secretName"] or not cond.is_true(
