@@ -215,6 +215,7 @@ def worker_env(
         # No HERD_WORKER_MAX_SEND_RATE: the worker reads SES's quota (moto: 1/s).
         "HERD_AWS_CALL_LOG": str(AWS_CALLS / "worker.jsonl"),
         "HERD_WORKER_RETRY_BASE": "0.25",
+        "HERD_WORKER_DLQ_INTERVAL": "1",
     }
 
 

@@ -8,3 +8,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 FIELD_MANAGER = "herd-operator"
 FINALIZER = f"{GROUP}/finalizer"
 TRACKING_ANNOTATION = f"{GROUP}/tracking-id"
+
+# The worker's server-side apply field manager, and the one Tenant condition it owns (the
+# operator never writes it).
+WORKER_MANAGER = "herd-worker"
+WELCOME_EMAIL_SENT = "WelcomeEmailSent"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,13 +44,39 @@ class Settings(BaseSettings):
 
     # Worker
     worker_wait_seconds: int = Field(20, ge=0, le=20, description="SQS long-poll wait")
-    worker_visibility_timeout: int = Field(30, ge=1)
-    worker_retry_base: float = Field(2.0, gt=0, description="Backoff of a failed job, s")
-    worker_claim_lease: float = Field(300.0, gt=0, description="Seconds a send claim holds")
-    worker_max_send_rate: float | None = Field(
-        None, gt=0, description="Emails per second; default SES GetSendQuota's MaxSendRate"
+    worker_visibility_timeout: int = Field(
+        30,
+        ge=2,
+        le=43200,
+        description="Seconds a received message stays hidden (extended while its claim is held)",
     )
+    worker_retry_base: float = Field(2.0, gt=0, description="Backoff of a failed job, s")
+    worker_claim_lease: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a send claim holds unless renewed; at most the "
+        "visibility timeout, so a dead worker's claim lapses before its message shows again",
+    )
+    worker_max_send_rate: float | None = Field(
+        None,
+        gt=0,
+        description="Emails per second for all workers of the environment "
+        "together; default SES GetSendQuota's MaxSendRate",
+    )
+    worker_send_budget_key: str = Field(
+        "budget#ses-send", min_length=1, description="Item of the shared send budget (jobs table)"
+    )
+    worker_dlq_interval: float = Field(30.0, gt=0, description="Seconds between DLQ depth reads")
     worker_port: int = Field(8090, ge=0, description="Worker /healthz and /metrics; 0: off")
+
+    @model_validator(mode="after")
+    def lease_within_visibility(self) -> Settings:
+        if self.worker_claim_lease > self.worker_visibility_timeout:
+            raise ValueError(
+                "HERD_WORKER_CLAIM_LEASE must not exceed HERD_WORKER_VISIBILITY_TIMEOUT: a dead "
+                "worker's claim must lapse before its message is delivered again"
+            )
+        return self
 
 
 @lru_cache
