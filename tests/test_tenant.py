@@ -4,6 +4,7 @@ deleting it leaves nothing behind — also when the operator is SIGKILLed mid-wa
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Callable
@@ -338,3 +339,39 @@ def test_failed_sends_are_retried_then_dead_lettered(
     ).get("Item")
     assert item is None
     assert "send of job missing-" in worker.log_text()
+
+
+def test_one_writer_per_field_and_the_child_wakes_its_tenant(tenants: Custom) -> None:
+    """The Tenant waits on its CognitoClient with a 60 s backstop only: the child's change
+    wakes it. The worker's fields stay the worker's whatever the operator writes later."""
+    slug, _ = new_tenant(tenants)
+    tenants.wait_condition(PLURAL, slug, timeout=90)
+    child = tenants.condition("cognitoclients", f"{slug}-app", "Ready")
+    ready = tenants.condition(PLURAL, slug, "AppClient")
+    # No poll: the Tenant took the AppClient step within moments of its child turning Ready.
+    assert child["status"] == ready["status"] == "True"
+    seconds = (
+        dt.datetime.fromisoformat(ready["lastTransitionTime"])
+        - dt.datetime.fromisoformat(child["lastTransitionTime"])
+    ).total_seconds()
+    assert 0 <= seconds <= 5, (child, ready)
+
+    sent = tenants.wait_condition(PLURAL, slug, "WelcomeEmailSent", timeout=60)
+    # The operator writes its own conditions again (a spec change)...
+    tenants.patch(PLURAL, slug, {"displayName": "Acme Farms II"})
+    wait_for(
+        lambda: tenants.get(PLURAL, slug)["status"].get("observedGeneration") == 2,
+        60,
+        "operator reconciled the change",
+    )
+    # ...and never touches the worker's.
+    assert tenants.condition(PLURAL, slug, "WelcomeEmailSent") == sent
+    owners = {
+        m["manager"]: json.dumps(m.get("fieldsV1"))
+        for m in tenants.get(PLURAL, slug)["metadata"]["managedFields"]
+        if m.get("subresource") == "status"
+    }
+    welcome = 'k:{\\"type\\":\\"WelcomeEmailSent\\"}'
+    assert welcome in owners["herd-worker"] and '"f:messageId"' in owners["herd-worker"]
+    assert all(welcome not in fields for m, fields in owners.items() if m != "herd-worker")
+    assert '"f:messageId"' not in owners.get("herd-operator", "")

@@ -49,6 +49,11 @@ class Waiting(Exception):
     """A dependency is not ready yet: look again shortly; not an error."""
 
 
+class Pending(Exception):
+    """A dependency is not ready yet, and its own change will wake this object up: the
+    handler ends (no retry, no poll) with Ready=False, and the waker reconciles again."""
+
+
 class Recoverable(Exception):
     """Throttling, 5xx, a network fault: retried with backoff."""
 

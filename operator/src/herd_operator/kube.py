@@ -124,19 +124,24 @@ def update_conditions(
     updates: list[tuple[str, bool | None, str, str]],
     attempts: int = 8,
 ) -> None:
-    """Set conditions by read-modify-write under the object's resourceVersion.
+    """Set the operator's conditions by server-side apply under its own field manager.
 
-    Merge patches replace lists whole, and the operator and the worker both write a Tenant's
-    conditions: a stale read would drop the other's. A patch that carries resourceVersion
-    fails with 409 when the object moved on; then read again.
+    One writer per field: the operator applies every condition it owns (read, updated, applied
+    back under the object's resourceVersion, so a concurrent write of its own is never lost)
+    and never the ones another program owns (the worker's WelcomeEmailSent): with conditions a
+    map list keyed by type, those stay as their owner wrote them.
     """
     from herd_operator import conditions as cond
+    from herd_operator.constants import API_VERSION, FIELD_MANAGER, WELCOME_EMAIL_SENT
 
+    foreign = {WELCOME_EMAIL_SENT}
     for _ in range(attempts):
         obj = get_object(plural, namespace, name)
         if obj is None:
             return
-        conditions = (obj.get("status") or {}).get("conditions")
+        conditions = [
+            c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] not in foreign
+        ]
         generation = obj["metadata"].get("generation")
         for type_, status, reason, message in updates:
             conditions = cond.set_condition(conditions, type_, status, reason, message, generation)
@@ -148,9 +153,18 @@ def update_conditions(
                 plural,
                 name,
                 {
-                    "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                    "apiVersion": obj.get("apiVersion", API_VERSION),
+                    "kind": obj["kind"],
+                    "metadata": {
+                        "name": name,
+                        "namespace": namespace,
+                        "resourceVersion": obj["metadata"]["resourceVersion"],
+                    },
                     "status": {"conditions": conditions},
                 },
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
             )
             return
         except ApiException as err:

@@ -14,8 +14,9 @@ from typing import Any, cast
 import kopf
 from kubernetes import client
 
+from herd_operator import conditions as cond
 from herd_operator import kube, metrics
-from herd_operator.constants import FINALIZER, GROUP, VERSION
+from herd_operator.constants import FINALIZER, GROUP, VERSION, WAKE_ANNOTATION
 from herd_operator.diffbase import DigestDiffBaseStorage
 from herd_operator.gitops import webhook
 from herd_operator.gitops.engine import Engine
@@ -156,13 +157,56 @@ def cognitoclient_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) 
 @kopf.on.create(GROUP, VERSION, tenant.PLURAL)
 @kopf.on.update(GROUP, VERSION, tenant.PLURAL)
 def tenant_reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
-    obj = Object(tenant.KIND, tenant.PLURAL, body)
-    with exclusive(obj.uid):
+    with exclusive(body["metadata"]["uid"]):
+        # As the API server has it now: the child's handler may have moved it on meanwhile.
+        obj = fresh(Object(tenant.KIND, tenant.PLURAL, body))
+        if obj is None:
+            return
+        current = obj
         try:
-            reconcile(obj, retry, S, lambda: tenant.reconcile(obj, S))
+            reconcile(current, retry, S, lambda: tenant.reconcile(current, S))
         except kopf.PermanentError:
-            obj.patch_status(phase="Failed")
+            current.patch_status(phase="Failed")
             raise
+
+
+@kopf.on.event(GROUP, VERSION, cognitoclient.PLURAL, labels={tenant.TENANT_LABEL: kopf.PRESENT})
+def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """A Tenant's CognitoClient changed: once it is Ready (or failed for good), wake the
+    Tenant, whose handler ended Pending rather than polling its child. The wake is an
+    annotation change, so kopf's own handler (with its retries) runs the Tenant. A restart
+    resumes every Tenant and the watch replays every child, so no wake is lost. A watch
+    event, not a change handler: the child's own diff base stays as it is."""
+    if event["type"] == "DELETED":
+        return
+    ready = cond.get((body.get("status") or {}).get("conditions"), cond.READY) or {}
+    if ready.get("status") != "True" and ready.get("reason") not in cond.TERMINAL:
+        return
+    owner = next(
+        (o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == tenant.KIND),
+        None,
+    )
+    if owner is None:
+        return
+    raw = kube.get_object(tenant.PLURAL, body["metadata"]["namespace"], owner["name"])
+    if raw is None or raw["metadata"].get("uid") != owner.get("uid"):
+        return
+    if raw["metadata"].get("deletionTimestamp"):
+        return
+    step = cond.get((raw.get("status") or {}).get("conditions"), tenant.CLIENT) or {}
+    if step.get("status") == ready.get("status") and step.get("reason") != "Creating":
+        return  # the Tenant has seen this state of its child already
+    stamp = f"{body['metadata'].get('resourceVersion')}"
+    if (raw["metadata"].get("annotations") or {}).get(WAKE_ANNOTATION) == stamp:
+        return
+    kube.custom().patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        raw["metadata"]["namespace"],
+        tenant.PLURAL,
+        raw["metadata"]["name"],
+        {"metadata": {"annotations": {WAKE_ANNOTATION: stamp}}},
+    )
 
 
 @kopf.on.delete(GROUP, VERSION, tenant.PLURAL)

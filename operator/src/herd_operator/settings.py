@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     health_port: int = Field(8081, ge=0, description="Liveness endpoint port; 0 turns it off")
     retry_backoff_base: float = Field(2.0, gt=0, description="First retry delay, seconds")
     waiting_delay: float = Field(2.0, gt=0, description="Recheck of a pending dependency, s")
+    child_wait_backstop: float = Field(
+        60.0,
+        gt=0,
+        description="Recheck of a Tenant waiting for its CognitoClient, s (the "
+        "child's change wakes it at once; this is only the backstop)",
+    )
     retry_backoff_max: float = Field(300.0, gt=0, description="Longest retry delay, seconds")
     watch_namespaces: list[str] = Field(
         default_factory=list, description="Namespaces the operator watches; empty: all"

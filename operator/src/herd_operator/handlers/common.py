@@ -4,7 +4,9 @@ A reconcile function returns the Ready message or raises:
 - InvalidSpec  -> Ready=False/Synced=False reason InvalidSpec, kopf.PermanentError (terminal
   until the spec changes);
 - Recoverable (throttling, 5xx, network) -> Synced=False reason Recoverable,
-  kopf.TemporaryError with exponential backoff, so nothing loops hot.
+  kopf.TemporaryError with exponential backoff, so nothing loops hot;
+- Waiting -> Ready=False, looked at again after waiting_delay; Pending -> Ready=False and
+  the handler ends: the dependency's own change wakes the object (no poll).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from herd_operator import conditions as cond
 from herd_operator import kube, metrics
-from herd_operator.errors import InvalidSpec, Recoverable, Waiting, classify
+from herd_operator.errors import InvalidSpec, Pending, Recoverable, Waiting, classify
 from herd_operator.settings import Settings
 
 
@@ -142,6 +144,10 @@ def reconcile(obj: Object, retry: int, settings: Settings, fn: Callable[[], str]
         metrics.RECONCILES.labels(obj.kind, "waiting").inc()
         obj.set_conditions((cond.READY, False, "Waiting", str(err)))
         raise kopf.TemporaryError(str(err), delay=settings.waiting_delay) from err
+    except Pending as err:
+        metrics.RECONCILES.labels(obj.kind, "waiting").inc()
+        obj.set_conditions((cond.READY, False, "Waiting", str(err)))
+        return
     except Recoverable as err:
         metrics.RECONCILES.labels(obj.kind, "retry").inc()
         metrics.ERRORS.labels(obj.kind, cond.RECOVERABLE).inc()

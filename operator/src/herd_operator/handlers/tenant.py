@@ -20,8 +20,8 @@ from herd_operator import aws, emailjobs, kube
 from herd_operator import conditions as cond
 from herd_operator.clients.cognito import Cognito
 from herd_operator.clients.openremote import OpenRemote
-from herd_operator.constants import API_VERSION
-from herd_operator.errors import AlreadyExists, InvalidSpec, Waiting
+from herd_operator.constants import API_VERSION, GROUP
+from herd_operator.errors import AlreadyExists, InvalidSpec, Pending, Waiting
 from herd_operator.handlers import cognitoclient, sestemplate
 from herd_operator.handlers.common import Object
 from herd_operator.settings import Settings
@@ -30,6 +30,7 @@ KIND = "Tenant"
 PLURAL = "tenants"
 USER, CLIENT, REALM, EMAIL = "CognitoUser", "AppClient", "Realm", "WelcomeEmailQueued"
 STEPS = (USER, CLIENT, REALM, EMAIL)
+TENANT_LABEL = f"{GROUP}/tenant"  # on a Tenant's children
 
 
 def child_client_name(slug: str) -> str:
@@ -65,7 +66,7 @@ def child_client(obj: Object) -> dict[str, Any]:
             "namespace": obj.namespace,
             "labels": {
                 "app.kubernetes.io/managed-by": "herd-operator",
-                "platform.herd-itt.com/tenant": spec["slug"],
+                TENANT_LABEL: spec["slug"],
             },
             "ownerReferences": [obj.owner_reference()],
         },
@@ -150,7 +151,8 @@ def ensure_client(obj: Object) -> None:
         _step(obj, CLIENT, False, reason, f"CognitoClient {name}: {message}")
         if reason in cond.TERMINAL:
             raise InvalidSpec(f"CognitoClient {name}: {message}")
-        raise Waiting(f"waiting for CognitoClient {name}")
+        # No poll: the child's change wakes this Tenant (main.tenant_child_changed).
+        raise Pending(f"waiting for CognitoClient {name}")
     if obj.status.get("clientSecretName") != body["spec"]["secretName"] or not cond.is_true(
         obj.status.get("conditions"), CLIENT
     ):
