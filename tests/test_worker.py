@@ -351,3 +351,44 @@ def test_the_dead_letter_queue_depth_is_a_metric(
         QueueUrl=aws_env.email_dlq_url, MessageBody="dead letter"
     )
     wait_for(lambda: metric(worker, "herd_email_dlq_messages") >= 1, 30, "DLQ depth metric")
+
+
+@pytest.mark.slow
+def test_workers_share_one_send_budget(
+    worker_env: dict[str, str],
+    moto: MotoServer,
+    aws_settings: Settings,
+    aws_env: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two replicas at a configured 2/s send 2/s together, not 2/s each (bench/sesrate.py
+    measures three at 10/s)."""
+    sqs, queue, template, marker = own_setup(aws_settings, "budget")
+    jobs = [job(template, marker, i) for i in range(8)]
+    # One message per receive, so both replicas get some while the budget paces them.
+    env = private_env(worker_env, queue, HERD_WORKER_MAX_SEND_RATE="2", HERD_WORKER_BATCH_SIZE="1")
+    workers = [
+        WorkerProcess(env=env, log=tmp_path_factory.mktemp(f"worker-budget{i}") / "worker.log")
+        for i in range(2)
+    ]
+    try:
+        for w in workers:
+            w.start()
+        for one in jobs:
+            enqueue(sqs, queue, one)
+        wait_for(lambda: sent_to(moto, marker) == len(jobs), 60, "all sent")
+    finally:
+        for w in workers:
+            w.stop()
+    ddb = aws.client("dynamodb", aws_settings)
+    stamps = sorted(
+        float(
+            ddb.get_item(TableName=aws_env.email_jobs_table, Key={"key": {"S": j.idempotency_key}})[
+                "Item"
+            ]["sentAt"]["N"]
+        )
+        for j in jobs
+    )
+    busiest = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
+    assert busiest <= 2, stamps
+    assert all("sent job" in w.log_text() for w in workers), "both replicas took part"

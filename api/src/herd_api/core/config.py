@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         le=43200,
         description="Seconds a received message stays hidden (extended while its claim is held)",
     )
+    worker_batch_size: int = Field(
+        10, ge=1, le=10, description="Messages per receive (held hidden until handled)"
+    )
     worker_retry_base: float = Field(2.0, gt=0, description="Backoff of a failed job, s")
     worker_claim_lease: float = Field(
         30.0,

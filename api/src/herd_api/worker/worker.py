@@ -90,7 +90,7 @@ class Worker:
         try:
             messages = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
-                MaxNumberOfMessages=10,
+                MaxNumberOfMessages=self.settings.worker_batch_size,
                 WaitTimeSeconds=self.settings.worker_wait_seconds,
                 VisibilityTimeout=self.settings.worker_visibility_timeout,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
