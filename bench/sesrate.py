@@ -59,10 +59,14 @@ def main() -> None:
                 )
         t0 = time.perf_counter()
         with console.status(f"{args.workers} workers at a shared {args.rate:g}/s"):
-            for _ in range(args.workers):
+            for i in range(args.workers):
                 st.run(
                     ["worker", "run"],
                     "HERD_WORKER_PORT",
+                    name=f"worker-{i}",
+                    # One message per receive: the replicas share the queue as they share
+                    # the budget (with 10 a first worker would hold every message).
+                    HERD_WORKER_BATCH_SIZE="1",
                     HERD_WORKER_WAIT_SECONDS="1",
                     HERD_WORKER_MAX_SEND_RATE=str(args.rate),
                 )
@@ -80,18 +84,24 @@ def main() -> None:
                 if item["key"]["S"].startswith("sesrate-") and item["state"]["S"] == "sent":
                     stamps.append(float(item["sentAt"]["N"]))
         stamps.sort()
+        per_worker = [
+            (st.root / "logs" / f"worker-{i}.log").read_text().count("sent job")
+            for i in range(args.workers)
+        ]
         span = stamps[-1] - stamps[0]
         table = Table("figure", "value", title="shared SES budget")
         table.add_row("workers", str(args.workers))
         table.add_row("configured rate (all workers together)", f"{args.rate:g}/s")
         table.add_row("emails sent / jobs", f"{sent()} / {args.emails}")
         table.add_row("send records", str(len(stamps)))
+        table.add_row("sent by each worker", " / ".join(map(str, per_worker)))
         table.add_row("busiest second (sends in any [t, t+1))", str(busiest_second(stamps)))
         table.add_row("mean rate, first to last send", f"{(len(stamps) - 1) / span:.2f}/s")
         table.add_row("wall time incl. worker start", f"{wall:.1f} s")
         console.print(table)
         assert sent() == len(stamps) == args.emails, "every job sent exactly once"
         assert busiest_second(stamps) <= args.rate, "the shared budget held"
+        assert all(per_worker), "every worker took part"
 
 
 if __name__ == "__main__":
