@@ -375,3 +375,26 @@ def test_one_writer_per_field_and_the_child_wakes_its_tenant(tenants: Custom) ->
     assert welcome in owners["herd-worker"] and '"f:messageId"' in owners["herd-worker"]
     assert all(welcome not in fields for m, fields in owners.items() if m != "herd-worker")
     assert '"f:messageId"' not in owners.get("herd-operator", "")
+
+
+def test_deletion_never_orphans_the_cognito_user(
+    tenants: Custom,
+    proxy: FaultProxy,
+    aws_settings: Settings,
+    user_pool: str,
+) -> None:
+    """Cognito refuses the user's deletion with an error no retry seems to mend: the Tenant
+    keeps its finalizer and says what blocks, rather than leaving the user behind."""
+    slug, email = new_tenant(tenants)
+    tenants.wait_condition(PLURAL, slug, timeout=90)
+    refused = proxy.fail("AdminDeleteUser", times=2, fault="invalid", contains=slug)
+    try:
+        tenants.delete(PLURAL, slug)
+        cond = tenants.wait_condition(PLURAL, slug, "Ready", "False", reason="DeletionBlocked")
+        assert "InvalidParameter" in cond["message"]
+        assert cognito_user(aws_settings, user_pool, email) is not None
+        tenants.wait_gone(PLURAL, slug, timeout=60)
+    finally:
+        proxy.clear()
+    assert refused.hits == 2
+    assert cognito_user(aws_settings, user_pool, email) is None
