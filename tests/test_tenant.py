@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
@@ -398,3 +399,34 @@ def test_deletion_never_orphans_the_cognito_user(
         proxy.clear()
     assert refused.hits == 2
     assert cognito_user(aws_settings, user_pool, email) is None
+
+
+def test_a_foreign_secret_blocks_the_tenant_visibly_until_it_is_gone(
+    tenants: Custom, api: ApiClient
+) -> None:
+    slug = f"acme-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespaced_secret(
+        tenants.namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=f"{slug}-cognito"), string_data={"mine": "yes"}
+        ),
+    )
+    tenants.create(
+        KIND,
+        PLURAL,
+        slug,
+        {
+            "displayName": "Acme Farms",
+            "slug": slug,
+            "adminEmail": f"admin@{slug}.example.com",
+            "plan": "standard",
+        },
+    )
+    # The child refuses the Secret; its change wakes the Tenant, which says why it waits.
+    tenants.wait_condition(PLURAL, slug, "AppClient", "False", reason="SecretConflict")
+    assert tenants.get(PLURAL, slug)["status"]["phase"] == "Provisioning"
+    secret = core.read_namespaced_secret(f"{slug}-cognito", tenants.namespace)
+    assert secret.data == {"mine": "eWVz"} and not secret.metadata.owner_references
+    core.delete_namespaced_secret(f"{slug}-cognito", tenants.namespace)
+    tenants.wait_condition(PLURAL, slug, timeout=60)

@@ -172,16 +172,14 @@ def tenant_reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, cognitoclient.PLURAL, labels={tenant.TENANT_LABEL: kopf.PRESENT})
 def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    """A Tenant's CognitoClient changed: once it is Ready (or failed for good), wake the
-    Tenant, whose handler ended Pending rather than polling its child. The wake is an
+    """A Tenant's CognitoClient changed state (Ready, or why not): wake the Tenant, whose
+    handler ended Pending rather than polling its child. The wake is an
     annotation change, so kopf's own handler (with its retries) runs the Tenant. A restart
     resumes every Tenant and the watch replays every child, so no wake is lost. A watch
     event, not a change handler: the child's own diff base stays as it is."""
     if event["type"] == "DELETED":
         return
     ready = cond.get((body.get("status") or {}).get("conditions"), cond.READY) or {}
-    if ready.get("status") != "True" and ready.get("reason") not in cond.TERMINAL:
-        return
     owner = next(
         (o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == tenant.KIND),
         None,
@@ -194,7 +192,7 @@ def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
     if raw["metadata"].get("deletionTimestamp"):
         return
     step = cond.get((raw.get("status") or {}).get("conditions"), tenant.CLIENT) or {}
-    if step.get("status") == ready.get("status") and step.get("reason") != "Creating":
+    if tenant.client_step(ready) == tenant.client_step(step, of_tenant=True):
         return  # the Tenant has seen this state of its child already
     stamp = f"{body['metadata'].get('resourceVersion')}"
     if (raw["metadata"].get("annotations") or {}).get(WAKE_ANNOTATION) == stamp:

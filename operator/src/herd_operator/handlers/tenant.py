@@ -12,6 +12,7 @@ re-enqueued email job carries the same key and the worker sends it once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -118,6 +119,16 @@ def ensure_user(obj: Object, settings: Settings) -> None:
     if status.get("cognitoUsername") != email:
         obj.patch_status(cognitoUsername=email)
         _step(obj, USER, True, "Created", "Cognito user exists; invitation suppressed")
+
+
+def client_step(condition: Mapping[str, Any], of_tenant: bool = False) -> tuple[str, ...]:
+    """The state of the AppClient step: from the child's Ready condition, or as the Tenant
+    recorded it (ensure_client copies the child's reason while it is not Ready)."""
+    if condition.get("status") == "True":
+        return ("True",)
+    if of_tenant and not condition:
+        return ("Unknown",)
+    return ("False", str(condition.get("reason") or "Creating"))
 
 
 def ensure_client(obj: Object) -> None:
