@@ -147,6 +147,13 @@ class Worker:
                 self.claims.release(job.idempotency_key, claim.token)
                 self._hide(receipt, 0)
                 return
+            if not self.claims.renew(job.idempotency_key, claim.token):
+                # Lost while we waited (a pause longer than the lease): whoever took the key
+                # over sends it; sending here too would be the duplicate.
+                DEFERRED.inc()
+                log.warning("claim of job %s was taken over; not sending", job.idempotency_key)
+                self._retry_later(receipt, receives)
+                return
             try:
                 message_id = self.ses.send_templated(
                     self.aws_settings.email_sender, job.to, job.template, job.data
