@@ -81,6 +81,11 @@ bootstrap: setup ## Hand the cluster KUBECONFIG reaches to git: CRDs, operator c
 	@test -n "$(ENV)" || { echo "usage: make bootstrap ENV=dev|prod" >&2; exit 2; }
 	$(UV) run herd bootstrap --env $(ENV)
 
+.PHONY: cost
+cost: sync ## Monthly cost estimate of ENV=dev|prod; SINCE=<git revision>: the change since it (needs helm: make tools).
+	@test -n "$(ENV)" || { echo "usage: make cost ENV=dev|prod [SINCE=<git revision>]" >&2; exit 2; }
+	@$(UV) run herd cost --env $(ENV) $(if $(SINCE),--since $(SINCE))
+
 .PHONY: fmt
 fmt: sync ## Format and auto-fix with ruff.
 	$(UV) run ruff format .

@@ -75,8 +75,7 @@ def stack(prefix: str) -> Iterator[Stack]:
     try:
         plane.start()
         moto.start()
-        os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-        aws = settings.model_copy(update={"aws_endpoint_url": moto.url})
+        aws = moto.settings(settings)
         resources = bootstrap.bootstrap(aws)
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))
         crds.install(api, ROOT / "charts" / "herd-operator" / "crds")
@@ -84,7 +83,7 @@ def stack(prefix: str) -> Iterator[Stack]:
             **os.environ,
             **resources.env(),
             "KUBECONFIG": str(plane.kubeconfig),
-            "AWS_ENDPOINT_URL": moto.url,
+            **moto.env(settings.aws_region),
         }
         s = Stack(root, plane, moto, aws, resources, api, env, services)
         yield s

@@ -70,8 +70,40 @@ def main() -> None:
             api = config.new_client_from_config(config_file=str(cp.kubeconfig))
             crds.install(api, ROOT / "charts" / "herd-operator" / "crds")
             core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+            rbac = client.RbacAuthorizationV1Api(api)
             for ns in ("small", "big"):
                 core.create_namespace({"metadata": {"name": ns}})
+                # The Project's ServiceAccount, which the sync impersonates: admin of its ns.
+                core.create_namespaced_service_account(ns, {"metadata": {"name": "bench"}})
+                rbac.create_namespaced_role_binding(
+                    ns,
+                    {
+                        "metadata": {"name": "bench-admin"},
+                        "roleRef": {
+                            "apiGroup": "rbac.authorization.k8s.io",
+                            "kind": "ClusterRole",
+                            "name": "admin",
+                        },
+                        "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": ns}],
+                    },
+                )
+            custom.create_cluster_custom_object(
+                GROUP,
+                VERSION,
+                "projects",
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "Project",
+                    "metadata": {"name": "bench"},
+                    "spec": {
+                        "sourceRepos": ["*"],
+                        "destinations": [{"namespace": "small"}, {"namespace": "big"}],
+                        "destinationServiceAccounts": [
+                            {"namespace": "*", "defaultServiceAccount": "bench"}
+                        ],
+                    },
+                },
+            )
             health, webhook = free_port(), free_port()
             operator.start(
                 [*HERD, "operator", "run"],
@@ -84,6 +116,8 @@ def main() -> None:
                     "HERD_WEBHOOK_SECRET": SECRET,
                     "HERD_APP_TICK": "1",
                     "HERD_STATE_DIR": str(tmp / "operator"),
+                    "HERD_APPLICATION_NAMESPACES": '["small", "big"]',
+                    "HERD_LOCAL_SOURCES": "true",
                 },
                 health=f"http://127.0.0.1:{health}/healthz",
             )
@@ -106,6 +140,7 @@ def main() -> None:
                     "kind": "Application",
                     "metadata": {"name": name},
                     "spec": {
+                        "project": "bench",
                         "source": {"repoURL": repo.url, "targetRevision": "dev", "path": path},
                         "destination": {"namespace": name},
                         "pollInterval": "1h",

@@ -121,12 +121,11 @@ build_kwok() {
   src=$(cd "$work" && go mod download -json "sigs.k8s.io/kwok@v$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
   local out="$kwok_dir/stages.yaml.tmp"
   : >"$out"
-  for f in node-fast/node-initialize.yaml node-heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-           pod-fast/pod-ready.yaml pod-fast/pod-complete.yaml pod-fast/pod-delete.yaml; do
-    local path
-    path=$(find "$src/kustomize/stage" -path "*$f" | head -1)
-    [[ -n $path ]] || { log "kwok: stage $f not found under $src/kustomize/stage"; exit 1; }
-    { echo "---"; cat "$path"; } >>"$out"
+  # What kustomize/stage/fast bundles: nodes Ready at once, leases renewed, pods Ready at once.
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    [[ -f $src/kustomize/stage/$f ]] || { log "kwok: no stage $f in $src"; exit 1; }
+    { echo "---"; cat "$src/kustomize/stage/$f"; } >>"$out"
   done
   mv "$out" "$kwok_dir/stages.yaml"
 }
@@ -135,8 +134,8 @@ build_helm
 if [[ ${BUILD_K8S:-true} == true ]]; then
   build_etcd
   build_kubernetes
-  build_kwok
 else
   log "KUBEBUILDER_ASSETS is set: using the control-plane binaries there"
 fi
+build_kwok
 log "ready: KUBEBUILDER_ASSETS=$k8s_dir HELM=$helm_dir/helm KWOK=$kwok_dir"

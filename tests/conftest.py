@@ -3,6 +3,7 @@ server; a fresh namespace and fresh git repositories per test."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -15,13 +16,14 @@ from kubernetes import client, config
 from kubernetes.client import ApiClient
 
 from herd_operator import aws
-from herd_operator.local import bootstrap
+from herd_operator.local import bootstrap, identity
 from herd_operator.local.controlplane import ControlPlane
 from herd_operator.local.gitrepo import Repo
 from herd_operator.local.moto_server import MotoServer
-from herd_operator.local.process import free_port, wait_until
+from herd_operator.local.process import SPAWNED, alive, free_port, read_state, stop, wait_until
 from herd_operator.settings import Settings, get_settings
 
+from .charts import helm
 from .faultproxy import FaultProxy
 from .helpers import ApiProcess, Custom, OperatorProcess, WorkerProcess, apply_crds
 from .openremote_stub import CLIENT_ID as STUB_CLIENT_ID
@@ -39,11 +41,12 @@ WELCOME_TEMPLATE = {
     "text": "Hello {{displayName}}, your tenant {{slug}} is ready: {{loginURL}}",
 }
 
-# Never real AWS from a test run: every client goes to moto with dummy credentials.
-os.environ.update(
-    AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="eu-west-1"
-)
-os.environ.pop("AWS_PROFILE", None)
+# Never real AWS from a test run: the shell's AWS credentials are dropped (never added), every
+# client of the tests goes to moto with moto's local keys (MotoServer.settings), and each
+# program gets its AWS variables from its fixture. Nothing is set process-wide: the product
+# must bring its own credentials where it is responsible for them.
+for _var in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+    os.environ.pop(_var, None)
 
 
 @dataclass
@@ -115,9 +118,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
 @pytest.fixture
 def aws_settings(moto: MotoServer) -> Settings:
     """Settings for the tests' own AWS calls: straight to moto, no retries of moto's 500s."""
-    return get_settings().model_copy(
-        update={"aws_endpoint_url": moto.url, "aws_region": "eu-west-1", "aws_max_attempts": 1}
-    )
+    return moto.settings(get_settings(), aws_region="eu-west-1", aws_max_attempts=1)
 
 
 @pytest.fixture
@@ -143,10 +144,7 @@ def proxy(moto: MotoServer) -> Iterator[FaultProxy]:
 def aws_env(moto: MotoServer) -> bootstrap.Environment:
     """The AWS side of an environment, as `herd aws bootstrap` makes it (made once; tests
     use unique names instead of resets)."""
-    settings = get_settings().model_copy(
-        update={"aws_endpoint_url": moto.url, "aws_max_attempts": 1}
-    )
-    return bootstrap.bootstrap(settings)
+    return bootstrap.bootstrap(moto.settings(get_settings(), aws_max_attempts=1))
 
 
 @pytest.fixture(scope="session")
@@ -202,15 +200,59 @@ def operator_env(
         "HERD_WEBHOOK_PORT": str(WEBHOOK_PORT),
         "HERD_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "HERD_ADOPTION_NAMESPACES": f'["{ADOPTING}-*"]',
+        # Tests' Applications live in their fresh t-* namespaces and read local repositories.
+        "HERD_APPLICATION_NAMESPACES": '["t-*", "herd-system"]',
+        "HERD_LOCAL_SOURCES": "true",
     }
+
+
+# -- the API and the worker under their charts' ServiceAccounts -----------------------------
+PROGRAMS_NAMESPACE = "herd-system"
+
+
+@pytest.fixture(scope="session")
+def identities(
+    api: ApiClient, cluster: Cluster, tenants_ns: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """herd-api and herd-workers installed from their charts (ServiceAccount, Role, binding),
+    and a kubeconfig with a TokenRequest token for each: the API and the worker processes of
+    the tests are judged by exactly the RBAC their charts grant, as on EKS."""
+    folder = tmp_path_factory.mktemp("identities")
+    out: dict[str, Path] = {}
+    for chart in ("herd-api", "herd-workers"):
+        helm(
+            "upgrade",
+            "--install",
+            chart,
+            f"charts/{chart}",
+            "--namespace",
+            PROGRAMS_NAMESPACE,
+            "--create-namespace",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "-f",
+            f"charts/{chart}/ci/dev-values.yaml",
+            "--set",
+            f"config.tenantsNamespace={tenants_ns}",
+            "--set",
+            f"fullnameOverride={chart}",
+        )
+        out[chart] = identity.service_account_kubeconfig(
+            api, cluster.kubeconfig, PROGRAMS_NAMESPACE, chart, folder / f"{chart}.kubeconfig"
+        )
+    return out
 
 
 @pytest.fixture(scope="session")
 def worker_env(
-    cluster: Cluster, moto: MotoServer, aws_env: bootstrap.Environment
+    cluster: Cluster,
+    moto: MotoServer,
+    aws_env: bootstrap.Environment,
+    identities: dict[str, Path],
 ) -> dict[str, str]:
     return {
         **_base_env(cluster, moto.url, aws_env),
+        "KUBECONFIG": str(identities["herd-workers"]),
         "HERD_WORKER_WAIT_SECONDS": "1",
         # No HERD_WORKER_MAX_SEND_RATE: the worker reads SES's quota (moto: 1/s).
         "HERD_AWS_CALL_LOG": str(AWS_CALLS / "worker.jsonl"),
@@ -284,9 +326,15 @@ def _user(settings: Settings, pool: str, who: tuple[str, str], groups: tuple[str
 
 
 @pytest.fixture(scope="session")
-def api_env(cluster: Cluster, moto: MotoServer, aws_env: bootstrap.Environment) -> dict[str, str]:
+def api_env(
+    cluster: Cluster,
+    moto: MotoServer,
+    aws_env: bootstrap.Environment,
+    identities: dict[str, Path],
+) -> dict[str, str]:
     return {
         **_base_env(cluster, moto.url, aws_env),
+        "KUBECONFIG": str(identities["herd-api"]),
         "HERD_TENANTS_NAMESPACE": TENANTS,
         "HERD_JWKS_URL": f"{moto.url}/{aws_env.user_pool_id}/.well-known/jwks.json",
         "HERD_SIGNUP_BURST": "100000",
@@ -308,9 +356,27 @@ def api_server(
 
 @pytest.fixture(scope="session")
 def users(moto: MotoServer, aws_env: bootstrap.Environment) -> dict[str, tuple[str, str]]:
-    settings = get_settings().model_copy(
-        update={"aws_endpoint_url": moto.url, "aws_max_attempts": 1}
-    )
+    settings = moto.settings(get_settings(), aws_max_attempts=1)
     _user(settings, aws_env.user_pool_id, ADMIN, ("admins",))
     _user(settings, aws_env.user_pool_id, MEMBER, ())
     return {"admin": ADMIN, "member": MEMBER}
+
+
+# -- nothing left running ---------------------------------------------------------------------
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every fixture is torn down: no process the suite started may still run. That
+    covers what this process spawned and what detached `herd` commands recorded under the
+    suite's temporary folders. A leftover is killed, named, and fails the run."""
+    records = list(SPAWNED)
+    basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    for state in basetemp.rglob("*.json"):
+        with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError, OSError):
+            records += read_state(state)[0]
+    left = {r.pid: r for r in records if alive(r)}
+    for record in left.values():
+        with contextlib.suppress(RuntimeError):
+            stop(record, grace=5)
+    if left:
+        names = ", ".join(f"{r.name} (pid {r.pid}, log {r.log})" for r in left.values())
+        session.config.get_terminal_writer().line(f"processes left running: {names}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -193,3 +193,73 @@ class ApiProcess(HerdProcess):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.health_port}"
+
+
+def sync_project(
+    api: ApiClient,
+    namespace: str,
+    *,
+    name: str | None = None,
+    destinations: tuple[str, ...] = (),
+    cluster_resources: tuple[tuple[str, str], ...] = (),
+    source_repos: tuple[str, ...] = ("*",),
+    account: str = "sync",
+) -> str:
+    """A Project for the Applications of `namespace`: they act as ServiceAccount `account`
+    there, which may do what the built-in `admin` role allows in that namespace plus Herd's
+    own kinds. Returns the Project's name (deleted with the namespace's test by the caller)."""
+    name = name or f"p-{namespace}"
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=account))
+    )
+    subject = client.RbacV1Subject(kind="ServiceAccount", name=account, namespace=namespace)
+    for ns in (namespace, *destinations):
+        rbac.create_namespaced_role(
+            ns,
+            client.V1Role(
+                metadata=client.V1ObjectMeta(name=f"{account}-herd"),
+                rules=[client.V1PolicyRule(api_groups=[GROUP], resources=["*"], verbs=["*"])],
+            ),
+        )
+        for role_kind, role in (("ClusterRole", "admin"), ("Role", f"{account}-herd")):
+            rbac.create_namespaced_role_binding(
+                ns,
+                client.V1RoleBinding(
+                    metadata=client.V1ObjectMeta(name=f"{account}-{role}"),
+                    role_ref=client.V1RoleRef(
+                        api_group="rbac.authorization.k8s.io", kind=role_kind, name=role
+                    ),
+                    subjects=[subject],
+                ),
+            )
+    spec = {
+        "sourceRepos": list(source_repos),
+        "destinations": [{"namespace": ns} for ns in (namespace, *destinations)],
+        "clusterResourceWhitelist": [{"group": g, "kind": k} for g, k in cluster_resources],
+        "destinationServiceAccounts": [
+            {"namespace": namespace, "defaultServiceAccount": account},
+            *(
+                {"namespace": ns, "defaultServiceAccount": f"{namespace}:{account}"}
+                for ns in destinations
+            ),
+        ],
+    }
+    objects = client.CustomObjectsApi(api)
+    try:
+        objects.delete_cluster_custom_object(GROUP, VERSION, "projects", name)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+    objects.create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "projects",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Project",
+            "metadata": {"name": name},
+            "spec": spec,
+        },
+    )
+    return name

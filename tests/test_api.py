@@ -289,7 +289,9 @@ def test_sign_in_with_a_wrong_password(
 def test_probes_metrics_cors(api_server: ApiProcess) -> None:
     assert httpx.get(f"{api_server.url}/healthz", timeout=10).json() == {"status": "ok"}
     assert httpx.get(f"{api_server.url}/readyz", timeout=10).json() == {"status": "ready"}
-    metrics = httpx.get(f"{api_server.url}/metrics/", timeout=10).text
+    answer = httpx.get(f"{api_server.url}/metrics", timeout=10)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    metrics = answer.text
     assert 'herd_api_requests_total{method="GET",route="/readyz",status="200"}' in metrics
     preflight = httpx.options(
         f"{api_server.url}/v1/signups",

@@ -1,13 +1,16 @@
 """Application: git -> cluster sync through the real parts (a real bare repository, the
-operator process, the API server): apply, update, prune, selfHeal, broken commits, the allow
-list, Helm sources, waves gated on health, app of apps, and the push webhook."""
+operator process, the API server): apply, update, prune, selfHeal, broken commits, Projects and
+sync by impersonation, hostile sources, Helm sources, waves gated on health, app of apps,
+cascade delete and the push webhook."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +20,22 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator.constants import TRACKING_ANNOTATION
+from herd_operator.constants import GROUP, TRACKING_ANNOTATION, VERSION
 from herd_operator.local.gitrepo import Repo
 
 from .conftest import WEBHOOK_PORT, WEBHOOK_SECRET
-from .helpers import Custom, wait_for
+from .helpers import Custom, sync_project, wait_for
 
-pytestmark = pytest.mark.usefixtures("live_operator")
+pytestmark = pytest.mark.usefixtures("live_operator", "project")
 PLURAL = "applications"
+
+
+@pytest.fixture
+def project(api: ApiClient, namespace: str) -> Iterator[str]:
+    """The test namespace's Project: its Applications act as ServiceAccount `sync` there."""
+    name = sync_project(api, namespace)
+    yield name
+    client.CustomObjectsApi(api).delete_cluster_custom_object(GROUP, VERSION, "projects", name)
 
 
 def configmap(
@@ -53,17 +64,21 @@ def application(
     branch: str = "dev",
     prune: bool = True,
     self_heal: bool = True,
-    poll: str = "2s",
+    poll: str | None = None,
+    project: str | None = None,
     **extra: Any,
 ) -> None:
+    """An Application of the test namespace's Project; polled at the operator's interval
+    (2s in tests: below the 10s an Application may ask for)."""
     source: dict[str, Any] = {"repoURL": repo.url, "targetRevision": branch, "path": path}
     if "helm" in extra:
         source["helm"] = extra.pop("helm")
     spec: dict[str, Any] = {
+        "project": project or f"p-{objects.namespace}",
         "source": source,
         "destination": {"namespace": namespace},
         "syncPolicy": {"automated": {"prune": prune, "selfHeal": self_heal}},
-        "pollInterval": poll,
+        **({"pollInterval": poll} if poll else {}),
         **extra,
     }
     objects.create("Application", PLURAL, name, spec)
@@ -192,6 +207,23 @@ def test_without_self_heal_drift_is_reported_not_reverted(
             },
             "no kind Nope",
         ),
+        # 444 bytes of nested aliases would expand to ~80 MB: refused before expansion.
+        (
+            {
+                "m/a.yaml": "a: &a [x, x, x, x, x, x, x, x, x]\n"
+                + "".join(
+                    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n"
+                    for i in range(8)
+                )
+            },
+            "YAML aliases (*name) are not allowed",
+        ),
+        ({"m/a.yaml": "just a string\n"}, "not an object with apiVersion, kind and metadata"),
+        ({"m/a.yaml": "- a\n- b\n"}, "not an object with apiVersion, kind and metadata"),
+        (
+            {"m/a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: [x]\n"},
+            "not an object with apiVersion, kind and metadata",
+        ),
     ],
 )
 def test_broken_commit_changes_nothing(
@@ -230,7 +262,7 @@ def test_broken_commit_changes_nothing(
     assert cm_data(api, namespace, "b") == {"k": "changed"}
 
 
-def test_allow_list_is_enforced_before_anything_is_applied(
+def test_project_is_enforced_before_anything_is_applied(
     objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
 ) -> None:
     gitrepo.commit(
@@ -247,7 +279,7 @@ def test_allow_list_is_enforced_before_anything_is_applied(
         conds = app_status(objects, "fenced").get("conditions") or []
         return next((c["message"] for c in conds if c["type"] == "ComparisonError"), None)
 
-    assert "namespace kube-system is not in the allow list" in wait_for(error, 30, "refused")
+    assert "namespace kube-system is not a destination of project" in wait_for(error, 30, "refused")
     assert cm_data(api, namespace, "ok") is None
     assert cm_data(api, "kube-system", "elsewhere") is None
 
@@ -261,7 +293,7 @@ def test_allow_list_is_enforced_before_anything_is_applied(
         "dev", "cluster role", {"m/role.yaml": json.dumps(role)}, remove=("m/elsewhere.yaml",)
     )
     wait_for(
-        lambda: "ClusterRole is not in the allow list" in (error() or ""),
+        lambda: "ClusterRole is not in the clusterResourceWhitelist" in (error() or ""),
         30,
         "cluster-scoped kind refused",
     )
@@ -365,9 +397,9 @@ def test_custom_resource_health_and_app_of_apps(
         "kind": "Application",
         "metadata": {"name": "child", "namespace": namespace},
         "spec": {
+            "project": f"p-{namespace}",
             "source": {"repoURL": gitrepo.url, "targetRevision": "dev", "path": "child"},
             "destination": {"namespace": namespace},
-            "pollInterval": "2s",
             "syncPolicy": {"automated": {"prune": True}},
         },
     }
@@ -449,9 +481,9 @@ def test_manual_sync_of_an_app_without_automation(
         PLURAL,
         "manual",
         {
+            "project": f"p-{namespace}",
             "source": {"repoURL": gitrepo.url, "targetRevision": "dev", "path": "m"},
             "destination": {"namespace": namespace},
-            "pollInterval": "2s",
         },
     )
     wait_for(
@@ -484,3 +516,269 @@ def test_manual_sync_of_an_app_without_automation(
     assert cm_data(api, namespace, "a") == {"k": "1"}
     synced_at(objects, "manual", sha)
     assert "operation" not in objects.get(PLURAL, "manual")
+
+
+# -- the security boundary: Projects, impersonation, hostile sources ------------------------
+def condition(objects: Custom, name: str, type_: str = "ComparisonError") -> str | None:
+    conds = app_status(objects, name).get("conditions") or []
+    return next((c["message"] for c in conds if c["type"] == type_), None)
+
+
+@pytest.mark.parametrize("kind", ["plain", "helm"])
+def test_symlink_out_of_the_checkout_is_refused(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str, tmp_path: Path, kind: str
+) -> None:
+    # What the link points at: a file of the operator's disk (its kubeconfig, in the attack).
+    outside = tmp_path / "outside.yaml"
+    outside.write_text(configmap("stolen", {"kubeconfig": "admin-token"}))
+    if kind == "plain":
+        path, link = "m", "m/leak.yaml"
+        files = {"m/ok.yaml": configmap("ok", {})}
+        spec: dict[str, Any] = {}
+    else:
+        path, link = "charts/leak", "charts/leak/files/k"
+        files = {
+            "charts/leak/Chart.yaml": "apiVersion: v2\nname: leak\nversion: 0.1.0\n",
+            "charts/leak/templates/cm.yaml": (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stolen\n"
+                'data:\n  k: {{ .Files.Get "files/k" | quote }}\n'
+            ),
+        }
+        spec = {"helm": {"releaseName": "leak"}}
+    (gitrepo.work / link).parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(outside, gitrepo.work / link)
+    gitrepo.commit("dev", "a link out", files)
+    application(objects, "linked", gitrepo, path, namespace, **spec)
+    message = wait_for(lambda: condition(objects, "linked"), 30, "ComparisonError")
+    assert f"symlink {link} points outside the repository" in message
+    assert cm_data(api, namespace, "stolen") is None
+    assert cm_data(api, namespace, "ok") is None
+    assert app_status(objects, "linked")["sync"]["status"] == "Unknown"
+
+
+def test_service_account_rbac_bounds_what_git_can_do(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    # A Project that lets every cluster-scoped kind through: only its ServiceAccount's RBAC,
+    # which every request of the sync impersonates, stands between git and cluster-admin.
+    name = sync_project(
+        api, namespace, name=f"open-{namespace}", cluster_resources=(("*", "*"),), account="open"
+    )
+    binding = f"pwned-{uuid.uuid4().hex[:6]}"
+    crb = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": binding},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "cluster-admin",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}],
+    }
+    try:
+        gitrepo.commit(
+            "dev", "escalate", {"m/crb.yaml": json.dumps(crb), "m/ok.yaml": configmap("ok", {})}
+        )
+        application(objects, "escalate", gitrepo, "m", namespace, project=name)
+        message = wait_for(lambda: condition(objects, "escalate"), 30, "ComparisonError")
+        assert "forbidden" in message
+        assert f"system:serviceaccount:{namespace}:open" in message
+        with pytest.raises(ApiException) as err:
+            client.RbacAuthorizationV1Api(api).read_cluster_role_binding(binding)
+        assert err.value.status == 404
+        assert cm_data(api, namespace, "ok") is None
+    finally:
+        client.CustomObjectsApi(api).delete_cluster_custom_object(GROUP, VERSION, "projects", name)
+
+
+def test_missing_project_is_an_invalid_spec(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    gitrepo.commit("dev", "a", {"m/a.yaml": configmap("a", {})})
+    application(objects, "orphan", gitrepo, "m", namespace, project="no-such-project")
+    message = wait_for(lambda: condition(objects, "orphan", "InvalidSpecError"), 30, "refused")
+    assert "project no-such-project does not exist" in message
+    assert cm_data(api, namespace, "a") is None
+
+
+def test_api_version_bump_updates_and_keeps_the_object(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    def hpa(version: str, max_replicas: int) -> str:
+        spec: dict[str, Any] = {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1,
+            "maxReplicas": max_replicas,
+        }
+        if version == "v1":
+            spec["targetCPUUtilizationPercentage"] = 50
+        else:
+            spec["metrics"] = [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 50},
+                    },
+                }
+            ]
+        return json.dumps(
+            {
+                "apiVersion": f"autoscaling/{version}",
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "web"},
+                "spec": spec,
+            }
+        )
+
+    autoscaling = client.AutoscalingV2Api(api)
+    sha = gitrepo.commit("dev", "hpa v1", {"m/hpa.yaml": hpa("v1", 2)})
+    application(objects, "bump", gitrepo, "m", namespace)
+    synced_at(objects, "bump", sha)
+    uid = autoscaling.read_namespaced_horizontal_pod_autoscaler("web", namespace).metadata.uid
+    sha2 = gitrepo.commit("dev", "hpa v2", {"m/hpa.yaml": hpa("v2", 3)})
+    st = synced_at(objects, "bump", sha2)
+    live = autoscaling.read_namespaced_horizontal_pod_autoscaler("web", namespace)
+    assert live.metadata.uid == uid
+    assert live.spec.max_replicas == 3
+    assert [(r["kind"], r["version"]) for r in st["resources"]] == [
+        ("HorizontalPodAutoscaler", "v2")
+    ]
+    assert not any(r.get("requiresPruning") for r in st["resources"])
+
+
+def test_cascade_delete_only_with_the_resources_finalizer(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    sha = gitrepo.commit(
+        "dev", "two apps", {"a/a.yaml": configmap("a", {}), "b/b.yaml": configmap("b", {})}
+    )
+    custom = client.CustomObjectsApi(api)
+    for name, path, finalizers in [
+        ("cascade", "a", ["resources-finalizer.platform.herd-itt.com"]),
+        ("argo-cascade", "b", ["resources-finalizer.argocd.argoproj.io"]),
+        ("orphaning", "b2", []),
+    ]:
+        if path == "b2":
+            sha = gitrepo.commit("dev", "b2", {"b2/c.yaml": configmap("c", {})})
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Application",
+                "metadata": {"name": name, "finalizers": finalizers},
+                "spec": {
+                    "project": f"p-{namespace}",
+                    "source": {"repoURL": gitrepo.url, "targetRevision": "dev", "path": path},
+                    "destination": {"namespace": namespace},
+                    "syncPolicy": {"automated": {"prune": True}},
+                },
+            },
+        )
+    for name in ("cascade", "argo-cascade", "orphaning"):
+        synced_at(objects, name, sha)
+    for name in ("cascade", "argo-cascade", "orphaning"):
+        objects.delete(PLURAL, name)
+    for name in ("cascade", "argo-cascade", "orphaning"):
+        objects.wait_gone(PLURAL, name, timeout=60)
+    assert cm_data(api, namespace, "a") is None
+    assert cm_data(api, namespace, "b") is None
+    assert cm_data(api, namespace, "c") == {}  # no finalizer: what it made stays
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"pollInterval": "5s"}, "pollInterval must be at least 10s"),
+        ({"project": None}, "spec.project: Required value"),
+    ],
+)
+def test_admission_refuses_a_short_poll_and_a_missing_project(
+    objects: Custom, gitrepo: Repo, namespace: str, change: dict[str, Any], message: str
+) -> None:
+    spec: dict[str, Any] = {
+        "project": f"p-{namespace}",
+        "source": {"repoURL": gitrepo.url, "path": "m"},
+        "destination": {"namespace": namespace},
+    }
+    spec.update(change)
+    spec = {k: v for k, v in spec.items() if v is not None}
+    with pytest.raises(ApiException) as err:
+        objects.create("Application", PLURAL, "refused", spec)
+    assert err.value.status == 422
+    assert message in str(err.value.body)
+
+
+def test_applications_outside_the_configured_namespaces_are_ignored(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    other = f"x-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    try:
+        sha = gitrepo.commit("dev", "a", {"m/a.yaml": configmap("a", {})})
+        # Same Project, same source: only the namespace differs.
+        application(
+            Custom(api, other), "outside", gitrepo, "m", namespace, project=f"p-{namespace}"
+        )
+        application(objects, "inside", gitrepo, "m", namespace)
+        synced_at(objects, "inside", sha)
+        # The timer has ticked for both by now (same tick, same poll interval).
+        assert "status" not in Custom(api, other).get(PLURAL, "outside")
+    finally:
+        core.delete_namespace(other)
+
+
+def test_credentials_only_from_labelled_secrets_and_only_for_their_url(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    gitrepo.commit("dev", "a", {"m/a.yaml": configmap("a", {})})
+    core = client.CoreV1Api(api)
+    # Any Secret of the namespace, named by an Application: not repository credentials.
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="creds"),
+            string_data={"username": "u", "password": "p", "url": gitrepo.url},
+        ),
+    )
+    objects.create(
+        "Application",
+        PLURAL,
+        "creds",
+        {
+            "project": f"p-{namespace}",
+            "source": {
+                "repoURL": gitrepo.url,
+                "targetRevision": "dev",
+                "path": "m",
+                "credentials": {"secretName": "creds"},
+            },
+            "destination": {"namespace": namespace},
+            "syncPolicy": {"automated": {}},
+        },
+    )
+    assert "lacks the label platform.herd-itt.com/secret-type=repository" in wait_for(
+        lambda: condition(objects, "creds"), 30, "unlabelled Secret refused"
+    )
+    # Labelled, but for another host: the password is never sent to this one.
+    core.patch_namespaced_secret(
+        "creds",
+        namespace,
+        {
+            "metadata": {"labels": {"platform.herd-itt.com/secret-type": "repository"}},
+            "stringData": {"url": "https://git.example.test/other"},
+        },
+    )
+    wait_for(
+        lambda: (
+            "is for https://git.example.test/other, not for" in (condition(objects, "creds") or "")
+        ),
+        30,
+        "credentials for another URL refused",
+    )
+    assert cm_data(api, namespace, "a") is None

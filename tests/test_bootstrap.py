@@ -1,6 +1,6 @@
 """`make bootstrap ENV=dev` against a cluster KUBECONFIG reaches (an embedded control plane
 here): CRDs, the operator chart and the root Application; the Application then syncs from a
-local repository. There is no kubelet, so a local operator process stands in for the pod."""
+local repository. kwok runs no container, so a local operator process stands in for the pod."""
 
 from __future__ import annotations
 

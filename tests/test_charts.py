@@ -72,7 +72,7 @@ def test_rendered_objects_carry_the_recommended_labels(chart: str) -> None:
     [
         ("herd-api", "replicaCount=0", "/replicaCount"),
         ("herd-workers", "config.waitSeconds=99", "/config/waitSeconds"),
-        ("herd-operator", "rbac.syncRules[0].apiGroups[0]=*", "/rbac/syncRules/0/apiGroups/0"),
+        ("herd-operator", "config.applicationNamespaces[0]=", "/config/applicationNamespaces/0"),
         ("herd-api", "typoKey=1", "typoKey"),
         ("openremote", "manager.replicaCount=2", "/manager/replicaCount"),
     ],
@@ -180,3 +180,35 @@ def test_workers_alert_on_dead_letters_where_prometheus_rules_exist() -> None:
     }
     assert env["HERD_EMAIL_DLQ_URL"].endswith("/dev-herd-emails-dlq")
     assert int(env["HERD_WORKER_CLAIM_LEASE"]) <= int(env["HERD_WORKER_VISIBILITY_TIMEOUT"])
+
+
+def test_public_ingress_routes_only_pages_and_v1() -> None:
+    rendered = template("herd-api", "-f", "charts/herd-api/ci/dev-values.yaml")
+    ingress = next(o for o in rendered if o["kind"] == "Ingress")
+    paths = {
+        (p["path"], p["pathType"])
+        for rule in ingress["spec"]["rules"]
+        for p in rule["http"]["paths"]
+    }
+    assert paths == {("/", "Exact"), ("/admin", "Exact"), ("/v1", "Prefix")}
+
+
+@pytest.mark.parametrize(
+    ("chart", "open_ports"),
+    [("herd-api", {"http"}), ("herd-workers", set()), ("herd-operator", {"webhook"})],
+)
+def test_network_policies_admit_only_what_each_program_serves(
+    chart: str, open_ports: set[str]
+) -> None:
+    args = ["-f", f"charts/{chart}/ci/dev-values.yaml"]
+    if chart == "herd-operator":
+        args += ["--set", "webhook.enabled=true"]
+    rendered = template(chart, *args)
+    policy = next(o for o in rendered if o["kind"] == "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])}
+    assert ports == open_ports
+    assert all(rule.get("from") for rule in policy["spec"]["ingress"])  # never "from anywhere"
+    workload = next(o for o in rendered if o["kind"] == "Deployment")
+    selector = workload["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == selector

@@ -59,10 +59,17 @@ def test_two_named_clusters_up_and_down(tmp_path: Path) -> None:
         assert "dev" in listing.stdout and "prod" in listing.stdout
 
         records = [r for cp in planes.values() for r in cp.processes()]
-        assert {r.name for r in records} == {"etcd", "kube-apiserver", "kube-controller-manager"}
+        assert {r.name for r in records} == {
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+        }
         assert all(alive(r) for r in records)
     finally:
-        for name in planes:
+        # Every cluster this test tried to start, also one whose `up` failed half-way.
+        for name in ("dev", "prod"):
             result = herd("cluster", "down", name, state=state)
             assert result.returncode == 0, result.stderr
     assert not any(alive(r) for r in records)

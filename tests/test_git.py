@@ -1,9 +1,16 @@
-"""The git fixtures make real repositories: branches diverge and merge as on a real remote."""
+"""The git fixtures make real repositories: branches diverge and merge as on a real remote.
+And the operator's repository cache, against them: concurrency, credentials, symlinks."""
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
+from herd_operator.gitops.git import Credentials, GitError, RepoCache, ssh_command
 from herd_operator.local.gitrepo import Repo, git
 
 
@@ -34,3 +41,77 @@ def test_remove_file(repo: Repo) -> None:
     sha = repo.commit("dev", "remove", remove=("a.yaml",))
     files = git("ls-tree", "-r", "--name-only", sha, cwd=repo.origin).split()
     assert "a.yaml" not in files
+
+
+# -- the operator's repository cache (real git) -------------------------------------------
+def test_concurrent_checkouts_of_one_repository(repo: Repo, tmp_path: Path) -> None:
+    shas = [repo.commit("dev", str(i), {"f.txt": str(i)}) for i in range(6)]
+    cache = RepoCache(root=tmp_path / "cache")
+    cache.fetch(repo.url)
+    # Before each checkout had its own index, most failed with `index.lock exists`.
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        trees = list(pool.map(lambda i: (i, cache.checkout(repo.url, shas[i % 6])), range(48)))
+    for i, tree in trees:
+        assert (tree / "f.txt").read_text() == str(i % 6)
+
+
+def test_mirrors_are_keyed_by_url_and_credentials(repo: Repo, tmp_path: Path) -> None:
+    cache = RepoCache(root=tmp_path / "cache")
+    alice = Credentials("alice", "secret-a", url=repo.url)
+    bob = Credentials("bob", "secret-b", url=repo.url)
+    mirrors = {cache.mirror(repo.url), cache.mirror(repo.url, alice), cache.mirror(repo.url, bob)}
+    assert len(mirrors) == 3
+    # The key says nothing about the secret.
+    assert all("secret" not in str(m) for m in mirrors)
+    sha = cache.resolve(repo.url, "dev", alice)
+    assert cache.resolve(repo.url, "dev") == sha
+    assert cache.checkout(repo.url, sha, alice) != cache.checkout(repo.url, sha)
+
+
+def test_a_symlink_out_of_the_tree_refuses_the_checkout(repo: Repo, tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("admin token")
+    (repo.work / "inside").symlink_to("README.md")
+    (repo.work / "sub").mkdir()
+    (repo.work / "sub" / "up").symlink_to("../../secret")
+    sha = repo.commit("dev", "links", {"sub/x.yaml": "{}"})
+    cache = RepoCache(root=tmp_path / "cache")
+    cache.fetch(repo.url)
+    with pytest.raises(GitError, match="symlink sub/up points outside the repository"):
+        cache.checkout(repo.url, sha)
+    # A link that stays inside is fine.
+    repo.commit("dev", "drop the bad link", remove=("sub/up",))
+    tree = cache.checkout(repo.url, cache.resolve(repo.url, "dev"))
+    assert (tree / "inside").read_text() == "# test repo\n"
+
+
+def test_ssh_trusts_only_the_configured_host_keys(tmp_path: Path) -> None:
+    # What the real ssh makes of the command git gets (`ssh -G` prints the effective config).
+    known = tmp_path / "ssh_known_hosts"
+    known.write_text(
+        "github.com ssh-ed25519 "
+        "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
+    )
+    for hosts, expected in ((known, str(known)), (tmp_path / "missing", "/dev/null")):
+        command = shlex.split(ssh_command("/tmp/key", hosts))
+        effective = subprocess.run(
+            [*command, "-G", "github.com"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        assert "stricthostkeychecking true" in effective
+        assert "batchmode yes" in effective
+        assert f"userknownhostsfile {expected}" in effective
+        assert "globalknownhostsfile /dev/null" in effective
+        assert "identitiesonly yes" in effective
+
+
+def test_basic_credentials_never_follow_a_redirect(repo: Repo, tmp_path: Path) -> None:
+    # git's own view of the configuration our credentials bring (no HTTP server here).
+    cache = RepoCache(root=tmp_path / "cache")
+    out = cache._git(
+        "config",
+        "--get-regexp",
+        "^http\\.",
+        creds=Credentials("u", "p", url=repo.url),
+        cwd=repo.work,
+    )
+    assert "http.followredirects false" in out
+    assert "http.extraheader Authorization: Basic" in out

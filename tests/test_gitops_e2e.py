@@ -69,8 +69,6 @@ def envs(
                 "HERD_METRICS_PORT": "0",
                 "HERD_WEBHOOK_PORT": "0",
                 "HERD_GIT_URL_REWRITES": json.dumps(url_rewrites(origin)),
-                # No kubelet here: Deployments never turn available, so waves do not wait.
-                "HERD_WAVE_HEALTH_GATE": "false",
             }
             operator = OperatorProcess(
                 env=env, log=state / "operator.log", health_port=free_port()
@@ -97,12 +95,18 @@ def herd(*args: str, env: dict[str, Env]) -> subprocess.CompletedProcess[str]:
 
 
 def synced(env: Env, app: str, revision: str, timeout: float = 90) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
     def ok() -> dict[str, Any] | None:
         st = env.apps.get("applications", app).get("status") or {}
+        seen.update(sync=st.get("sync"), operation=st.get("operationState"))
         sync = st.get("sync") or {}
         return st if sync.get("status") == "Synced" and sync.get("revision") == revision else None
 
-    return wait_for(ok, timeout, f"{env.name}: {app} Synced at {revision[:8]}")
+    try:
+        return wait_for(ok, timeout, f"{env.name}: {app} Synced at {revision[:8]}")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; status: {seen}") from None
 
 
 def api_image(env: Env) -> str:
@@ -207,3 +211,84 @@ def test_prune_self_heal_and_a_broken_commit(envs: dict[str, Env], origin: Repo)
     fixed = origin.commit("dev", "fixed", {"apps/herd-api/values.yaml": tag_values("1.0.1")})
     synced(dev, "herd-api", fixed)
     assert api_image(dev).endswith(":1.0.1")
+
+
+def gate_files(node_selector: dict[str, str]) -> dict[str, str]:
+    """A wave-1 Deployment and a wave-2 ConfigMap for the platform app (namespace tenants)."""
+    labels = {"app": "gate"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "gate",
+            "namespace": "tenants",
+            "annotations": {"argocd.argoproj.io/sync-wave": "1"},
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": node_selector,
+                    "containers": [{"name": "gate", "image": "registry.k8s.io/pause:3.10"}],
+                },
+            },
+        },
+    }
+    after = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "after-gate",
+            "namespace": "tenants",
+            "annotations": {"argocd.argoproj.io/sync-wave": "2"},
+        },
+        "data": {"k": "v"},
+    }
+    return {
+        "apps/platform/gate.yaml": yaml.safe_dump(deployment),
+        "apps/platform/after-gate.yaml": yaml.safe_dump(after),
+    }
+
+
+def test_a_later_wave_waits_for_the_pods_of_an_earlier_one(
+    envs: dict[str, Env], origin: Repo
+) -> None:
+    """kwok runs pods, so the wave health gate is on: a wave waits until the Deployment of
+    the wave before it has available pods."""
+    dev = envs["dev"]
+    core = client.CoreV1Api(dev.api)
+
+    def after_gate() -> bool:
+        try:
+            core.read_namespaced_config_map("after-gate", "tenants")
+        except client.exceptions.ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    # No node matches: the pod stays Pending, the Deployment Progressing, wave 2 waits.
+    origin.commit("dev", "gated", gate_files({"herd-test/no-such-node": "true"}))
+
+    def waiting() -> str | None:
+        st = dev.apps.get("applications", "platform").get("status") or {}
+        op = st.get("operationState") or {}
+        message = str(op.get("message", ""))
+        return message if op.get("phase") == "Running" and "waiting for wave" in message else None
+
+    assert "Deployment" in wait_for(waiting, 90, "platform sync waiting on the gate")
+    assert not after_gate()
+
+    # Pods that can be scheduled: kwok runs them, the Deployment turns available, wave 2 goes.
+    opened = origin.commit("dev", "gate opens", gate_files({"kubernetes.io/os": "linux"}))
+    synced(dev, "platform", opened)
+    assert after_gate()
+    pods = core.list_namespaced_pod("tenants", label_selector="app=gate").items
+    assert pods and all(p.status.phase == "Running" for p in pods)
+
+    removed = origin.commit(
+        "dev", "no gate", remove=("apps/platform/gate.yaml", "apps/platform/after-gate.yaml")
+    )
+    synced(dev, "platform", removed)

@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from herd_operator.gitops import health
-from herd_operator.gitops.plan import Key, NotAllowed, check_allowed, comparable, order
-from herd_operator.gitops.render import merge
+from herd_operator.gitops.plan import Key, NotAllowed, comparable, order
+from herd_operator.gitops.project import (
+    InvalidProject,
+    Project,
+    check_repo_url,
+    credentials_match,
+    impersonated_user,
+)
+from herd_operator.gitops.render import (
+    Limits,
+    RenderError,
+    Source,
+    load_all_capped,
+    merge,
+    render,
+)
 from herd_operator.gitops.webhook import matches, normalize, push_target, signature_ok
+from herd_operator.local.tools import binary
 
 
 def deploy(replicas: int = 2, **status: Any) -> dict[str, Any]:
@@ -153,25 +171,86 @@ def test_waves_then_argo_kind_order() -> None:
     ]
 
 
-def test_allow_list() -> None:
-    spec = {
-        "destination": {"namespace": "apps"},
-        "allow": {
-            "namespaces": ["apps", "team-*"],
-            "clusterResources": [{"group": "", "kind": "Namespace"}],
+def test_project_checks() -> None:
+    project = Project(
+        "apps",
+        {
+            "sourceRepos": ["https://github.com/herd-itt/*"],
+            "destinations": [{"namespace": "apps"}, {"namespace": "team-*"}],
+            "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}],
+            "namespaceResourceBlacklist": [{"group": "", "kind": "Secret"}],
+            "destinationServiceAccounts": [
+                {"namespace": "team-*", "defaultServiceAccount": "platform:teams"},
+                {"namespace": "*", "defaultServiceAccount": "deployer"},
+            ],
         },
-    }
-    check_allowed(Key("", "v1", "ConfigMap", "team-a", "x"), True, spec)
-    check_allowed(Key("", "v1", "Namespace", "", "x"), False, spec)
-    with pytest.raises(NotAllowed, match="kube-system"):
-        check_allowed(Key("", "v1", "ConfigMap", "kube-system", "x"), True, spec)
-    with pytest.raises(NotAllowed, match="ClusterRole"):
-        check_allowed(Key("rbac.authorization.k8s.io", "v1", "ClusterRole", "", "x"), False, spec)
-    # Default: only the destination namespace, no cluster-scoped kinds.
-    bare = {"destination": {"namespace": "apps"}}
-    check_allowed(Key("", "v1", "ConfigMap", "apps", "x"), True, bare)
-    with pytest.raises(NotAllowed):
-        check_allowed(Key("", "v1", "ConfigMap", "other", "x"), True, bare)
+    )
+    project.check_object(Key("", "v1", "ConfigMap", "team-a", "x"), True)
+    project.check_object(Key("", "v1", "Namespace", "", "x"), False)
+    with pytest.raises(NotAllowed, match="kube-system is not a destination"):
+        project.check_object(Key("", "v1", "ConfigMap", "kube-system", "x"), True)
+    with pytest.raises(NotAllowed, match="ClusterRole is not in the clusterResourceWhitelist"):
+        project.check_object(Key("rbac.authorization.k8s.io", "v1", "ClusterRole", "", "x"), False)
+    with pytest.raises(NotAllowed, match="blacklisted"):
+        project.check_object(Key("", "v1", "Secret", "apps", "x"), True)
+    project.check_source("https://github.com/herd-itt/herd.git")
+    with pytest.raises(InvalidProject, match="not permitted"):
+        project.check_source("https://github.com/evil/herd.git")
+    with pytest.raises(InvalidProject, match="kube-system"):
+        project.check_destination("kube-system")
+    # First match wins; `ns:name` names another namespace, a bare name the destination's.
+    assert project.service_account("team-a") == ("platform", "teams")
+    assert project.service_account("apps") == ("apps", "deployer")
+    assert impersonated_user(("apps", "deployer")) == "system:serviceaccount:apps:deployer"
+    with pytest.raises(InvalidProject, match="no destinationServiceAccounts"):
+        Project("empty", {}).service_account("apps")
+
+
+@pytest.mark.parametrize(
+    ("url", "local", "ok"),
+    [
+        ("https://github.com/herd-itt/herd.git", False, True),
+        ("ssh://git@github.com/herd-itt/herd.git", False, True),
+        ("git@github.com:herd-itt/herd.git", False, True),
+        ("file:///var/cache/herd/git/repos/0123", False, False),
+        ("/var/cache/herd/git/repos/0123", False, False),
+        ("http://github.com/herd-itt/herd.git", False, False),
+        ("file:///tmp/repo/origin.git", True, True),
+        ("--upload-pack=touch /tmp/x", True, False),
+    ],
+)
+def test_repository_urls_outside_local_mode(url: str, local: bool, ok: bool) -> None:
+    if ok:
+        check_repo_url(url, local)
+    else:
+        with pytest.raises(InvalidProject):
+            check_repo_url(url, local)
+
+
+@pytest.mark.parametrize(
+    ("secret_url", "repo_url", "ok"),
+    [
+        ("https://github.com/herd-itt", "https://github.com/herd-itt/herd.git", True),
+        ("https://github.com/herd-itt/", "https://github.com/herd-itt/herd.git", True),
+        ("https://github.com/herd-itt/herd.git", "https://github.com/herd-itt/herd.git", True),
+        ("https://github.com/herd-itt", "https://github.com/herd-itt-evil/x.git", False),
+        ("https://github.com/herd-itt", "https://evil.example/herd-itt/x.git", False),
+        ("git@github.com:", "git@github.com:herd-itt/herd.git", True),
+        (None, "https://github.com/herd-itt/herd.git", False),
+    ],
+)
+def test_credentials_only_go_to_the_host_their_secret_names(
+    secret_url: str | None, repo_url: str, ok: bool
+) -> None:
+    assert credentials_match(secret_url, repo_url) is ok
+
+
+def test_inventory_identity_ignores_the_version() -> None:
+    v1 = Key("autoscaling", "v1", "HorizontalPodAutoscaler", "apps", "web")
+    v2 = Key("autoscaling", "v2", "HorizontalPodAutoscaler", "apps", "web")
+    assert v1 == v2
+    assert v2 in {v1}
+    assert v1 != Key("autoscaling", "v2", "HorizontalPodAutoscaler", "apps", "api")
 
 
 def test_comparable_drops_what_the_server_sets() -> None:
@@ -271,3 +350,95 @@ def test_credentials_from_a_secret_never_show_in_repr() -> None:
     assert "s3cret" not in repr(creds)
     key = Credentials.from_secret({"sshPrivateKey": b64("-----BEGIN KEY-----")})
     assert key.ssh_private_key == "-----BEGIN KEY-----" and "BEGIN" not in repr(key)
+
+
+# -- rendering: hostile sources ---------------------------------------------------------
+def _manifests(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (tmp_path / "m" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "m" / name).write_text(text)
+    return tmp_path
+
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {}\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "limits", "message"),
+    [
+        ({"a.yaml": "x: &x [1, 2]\ny: *x\n"}, Limits(), "YAML aliases"),
+        ({"a.yaml": "42\n"}, Limits(), "not an object"),
+        ({"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n"}, Limits(), "not an object"),
+        ({"a.yaml": "apiVersion: 1\nkind: X\nmetadata: {name: a}\n"}, Limits(), "not an object"),
+        (
+            {"a.yaml": "---\n".join(CM.format(f"c{i}") for i in range(4))},
+            Limits(max_objects=3),
+            "renders 4 objects, more than the limit of 3",
+        ),
+        (
+            {"a.yaml": CM.format("big") + "data:\n  k: " + "x" * 500 + "\n"},
+            Limits(max_bytes=100),
+            "larger than the limit of 100 bytes",
+        ),
+        (
+            {"a.yaml": "apiVersion: v1\nkind: List\nitems: [7]\n"},
+            Limits(),
+            "not an object",
+        ),
+    ],
+)
+def test_hostile_manifests_are_refused(
+    tmp_path: Path, files: dict[str, str], limits: Limits, message: str
+) -> None:
+    repo = _manifests(tmp_path, files)
+    with pytest.raises(RenderError, match=re.escape(message)):
+        render(repo, Source(path="m"), "ns", Path("/nonexistent/helm"), limits=limits)
+
+
+def test_lists_and_plain_objects_render(tmp_path: Path) -> None:
+    repo = _manifests(
+        tmp_path,
+        {
+            "a.yaml": CM.format("a") + "---\n" + CM.format("b"),
+            "l.yaml": "apiVersion: v1\nkind: List\nitems:\n- "
+            + CM.format("c").replace("\n", "\n  "),
+        },
+    )
+    objects = render(repo, Source(path="m"), "ns", Path("/nonexistent/helm"))
+    assert [o["metadata"]["name"] for o in objects] == ["a", "b", "c"]
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+)
+
+
+def test_helm_output_may_use_anchors_but_not_explode(tmp_path: Path) -> None:
+    # Our own CRD schemas use anchors: Helm output keeps them, under a node cap.
+    chart = tmp_path / "c"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        CM.format("anchored") + "data:\n  a: &v hello\n  b: *v\n"
+    )
+    helm = binary("helm")
+    objects = render(tmp_path, Source(path="c", release_name="r"), "ns", helm)
+    assert objects[0]["data"] == {"a": "hello", "b": "hello"}
+    # 380 bytes of nested aliases expand to 387 million nodes: Helm refuses them itself (Go
+    # yaml's alias limit); our own cap is the second fence, should a Helm let them through.
+    (chart / "templates" / "bomb.yaml").write_text(
+        CM.format("bomb") + "data:\n  " + BOMB.replace("\n", "\n  ")
+    )
+    with pytest.raises(RenderError, match=r"excessive aliasing|YAML expands to more than"):
+        render(tmp_path, Source(path="c", release_name="r"), "ns", helm)
+    with pytest.raises(yaml.YAMLError, match="YAML expands to more than 1000000 nodes"):
+        list(load_all_capped(BOMB, 1_000_000))
+    assert list(load_all_capped("a: &x {k: [1, 2]}\nb: *x\n", 13)) == [
+        {"a": {"k": [1, 2]}, "b": {"k": [1, 2]}}
+    ]
+    with pytest.raises(yaml.YAMLError, match="more than 12 nodes"):
+        list(load_all_capped("a: &x {k: [1, 2]}\nb: *x\n", 12))
+    # Value files and inline values: no aliases at all.
+    (chart / "templates" / "bomb.yaml").unlink()
+    with pytest.raises(RenderError, match="YAML aliases"):
+        render(tmp_path, Source(path="c", release_name="r", values="x: &x 1\ny: *x\n"), "ns", helm)

@@ -85,3 +85,42 @@ def test_stop_kills_the_whole_process_group(tmp_path: Path) -> None:
         ),
         10,
     )
+
+
+def test_env_file_is_shell_safe_and_reads_back(tmp_path: Path) -> None:
+    """What `make up` writes survives a real shell (JSON, spaces, quotes) and our own reader."""
+    import json
+    import subprocess
+
+    from herd_operator.local.platform import Platform, read_env
+
+    state = tmp_path / "state with space"
+    platform = Platform(settings=Settings(state_dir=state), repo_root=tmp_path)
+    (tmp_path / "kc").write_text(
+        "apiVersion: v1\nkind: Config\nclusters: []\nusers: []\ncontexts: []\n"
+    )
+    tricky = {
+        "HERD_GIT_URL_REWRITES": json.dumps({"file:///o r/origin.git": "https://x/y.git"}),
+        "HERD_API_URL": "http://127.0.0.1:1",
+        "ODD": "it's $HOME `x`",
+        "KUBECONFIG_DEV": str(tmp_path / "kc"),
+        "KUBECONFIG_PROD": str(tmp_path / "kc"),
+    }
+    platform._write_env(tricky)
+    shell = subprocess.run(
+        ["bash", "-c", f"set -a; . '{state}/env'; set +a; env -0"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert shell.stderr == ""
+    seen = dict(i.split("=", 1) for i in shell.stdout.split("\0") if "=" in i)
+    for key, value in tricky.items():
+        assert seen[key] == value
+    assert seen["PATH"] == f"{state}/bin:/usr/bin:/bin"
+    assert seen["KUBECONFIG"] == str(state / "kubeconfig")
+    assert read_env(state / "env") == {
+        k: v for k, v in seen.items() if k in read_env(state / "env")
+    }
+    assert read_env(state / "env")["ODD"] == tricky["ODD"]

@@ -28,9 +28,7 @@ def aws_client(service: str, settings: Settings) -> Any:
 def test_ses_templated_email_lands_in_moto_data(tmp_path: Path) -> None:
     # A moto of its own: the reset below must not wipe what other tests' operator made.
     moto = MotoServer(root=tmp_path).start()
-    settings = get_settings().model_copy(
-        update={"aws_endpoint_url": moto.url, "aws_max_attempts": 1}
-    )
+    settings = moto.settings(get_settings(), aws_max_attempts=1)
     try:
         _send_and_reset(aws_client("ses", settings), moto)
     finally:

@@ -1,9 +1,11 @@
 """The operator chart's RBAC is enough and no wider than needed: the operator runs with a
 token of the chart's ServiceAccount (TokenRequest) and reconciles every kind, on a control
-plane of its own where nothing else has admin rights."""
+plane of its own where nothing else has admin rights. Applications sync by impersonating
+their Project's ServiceAccount: the operator itself may not write what they apply."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from herd_operator.settings import get_settings
 
 from .charts import helm
 from .conftest import TENANTS, WELCOME_TEMPLATE
-from .helpers import Custom, OperatorProcess, wait_for
+from .helpers import Custom, OperatorProcess, sync_project, wait_for
 
 SA, NS = "herd-operator", "herd-system"
 SA_USER = f"system:serviceaccount:{NS}:{SA}"
@@ -93,6 +95,17 @@ def test_operator_reconciles_every_kind_with_its_own_service_account(
         client.CoreV1Api(api).create_namespace(
             client.V1Namespace(metadata=client.V1ObjectMeta(name=TENANTS))
         )
+        # An https URL git rewrites to a local repository (operator config, as in `make up`):
+        # the operator is not in local mode, so Applications may not name local paths.
+        repo = Repo.create(
+            tmp_path / "repo",
+            {
+                "m/cm.yaml": (
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: synced\ndata:\n  k: v\n"
+                )
+            },
+        )
+        upstream = "https://git.example.test/herd/rbac.git"
         env = {
             **operator_env,
             "KUBECONFIG": str(sa_kubeconfig(rbac_cluster, api, tmp_path / "sa.kubeconfig")),
@@ -103,6 +116,9 @@ def test_operator_reconciles_every_kind_with_its_own_service_account(
             "HERD_STATE_DIR": str(tmp_path / "operator-state"),
             # Its own AWS names: the session operator made `welcome` in the same moto.
             "HERD_AWS_NAME_PREFIX": "rbac-",
+            "HERD_GIT_URL_REWRITES": json.dumps({repo.url: upstream}),
+            "HERD_LOCAL_SOURCES": "false",
+            "HERD_APPLICATION_NAMESPACES": "[]",  # its own namespace only
         }
         operator = OperatorProcess(env=env, log=tmp_path / "operator.log").start()
         try:
@@ -131,36 +147,59 @@ def test_operator_reconciles_every_kind_with_its_own_service_account(
             objects.wait_condition("cognitoclients", name, timeout=60)
             objects.wait_condition("tenants", slug, timeout=90)
 
-            # An Application applies what the chart's syncRules allow, with the same token.
-            repo = Repo.create(
-                tmp_path / "repo",
-                {
-                    "m/cm.yaml": (
-                        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: synced\n"
-                        "data:\n  k: v\n"
-                    )
-                },
-            )
-            Custom(api, NS).create(
+            # An Application applies, as its Project's ServiceAccount, what that one may.
+            project = sync_project(api, NS, destinations=(TENANTS,))
+            apps = Custom(api, NS)
+            base = {
+                "project": project,
+                "destination": {"namespace": TENANTS},
+                "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
+            }
+            apps.create(
                 "Application",
                 "applications",
                 "rbac",
-                {
-                    "source": {"repoURL": repo.url, "targetRevision": "dev", "path": "m"},
-                    "destination": {"namespace": TENANTS},
-                    "pollInterval": "2s",
-                    "allow": {"namespaces": [TENANTS]},
-                    "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
-                },
+                {**base, "source": {"repoURL": upstream, "targetRevision": "dev", "path": "m"}},
+            )
+            # The same repository named by its local path: refused outside local mode.
+            apps.create(
+                "Application",
+                "applications",
+                "local",
+                {**base, "source": {"repoURL": repo.url, "targetRevision": "dev", "path": "m"}},
             )
 
             def synced() -> bool:
-                st = Custom(api, NS).get("applications", "rbac").get("status") or {}
+                st = apps.get("applications", "rbac").get("status") or {}
                 return (st.get("sync") or {}).get("status") == "Synced"
+
+            def refused() -> str | None:
+                conds = (apps.get("applications", "local").get("status") or {}).get(
+                    "conditions"
+                ) or []
+                return next((c["message"] for c in conds if c["type"] == "ComparisonError"), None)
 
             wait_for(synced, 60, "Application Synced with the ServiceAccount's token")
             cm = client.CoreV1Api(api).read_namespaced_config_map("synced", TENANTS)
             assert cm.data == {"k": "v"}
+            assert "file://" in wait_for(refused, 30, "a local repository refused")
+            local = apps.get("applications", "local")["status"]
+            assert local["sync"]["status"] == "Unknown"
+            assert not local.get("operationState") and not local.get("resources")
+            # Cascade delete, as the ServiceAccount too.
+            client.CustomObjectsApi(api).patch_namespaced_custom_object(
+                "platform.herd-itt.com",
+                "v1alpha1",
+                NS,
+                "applications",
+                "rbac",
+                {"metadata": {"finalizers": ["resources-finalizer.platform.herd-itt.com"]}},
+            )
+            apps.delete("applications", "rbac")
+            apps.wait_gone("applications", "rbac", timeout=60)
+            with pytest.raises(client.ApiException) as gone:
+                client.CoreV1Api(api).read_namespaced_config_map("synced", TENANTS)
+            assert gone.value.status == 404
             objects.delete("tenants", slug)
             objects.wait_gone("tenants", slug, timeout=60)
             objects.delete("cognitoclients", name)
@@ -173,6 +212,8 @@ def test_operator_reconciles_every_kind_with_its_own_service_account(
         # And no wider than needed.
         assert allowed(api, "patch", "platform.herd-itt.com", "tenants", TENANTS)
         assert allowed(api, "create", "", "secrets", TENANTS)
+        assert allowed(api, "impersonate", "", "serviceaccounts", NS)
+        assert allowed(api, "get", "", "secrets", NS)  # repository credentials, here only
         for verb, group, resource, namespace in [
             ("create", "", "pods", TENANTS),
             ("get", "", "nodes", ""),
@@ -181,6 +222,19 @@ def test_operator_reconciles_every_kind_with_its_own_service_account(
             ("create", "certificates.k8s.io", "certificatesigningrequests", ""),
             ("delete", "apiextensions.k8s.io", "customresourcedefinitions", ""),
             ("impersonate", "", "users", ""),
+            ("impersonate", "", "groups", ""),
+            # Secrets: written, never read, outside the Application namespaces.
+            ("get", "", "secrets", TENANTS),
+            ("list", "", "secrets", ""),
+            ("watch", "", "secrets", ""),
+            # What Applications apply is their ServiceAccount's business, not the operator's.
+            ("create", "", "configmaps", TENANTS),
+            ("create", "apps", "deployments", TENANTS),
+            ("create", "rbac.authorization.k8s.io", "clusterrolebindings", ""),
+            ("bind", "rbac.authorization.k8s.io", "clusterroles", ""),
+            ("escalate", "rbac.authorization.k8s.io", "clusterroles", ""),
+            ("create", "platform.herd-itt.com", "applications", NS),
+            ("create", "platform.herd-itt.com", "projects", ""),
             ("*", "*", "*", ""),
         ]:
             assert not allowed(api, verb, group, resource, namespace), (verb, resource)

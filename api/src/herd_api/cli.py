@@ -57,7 +57,7 @@ def worker_run() -> None:
     alive = threading.Event()
     alive.set()
     if get_settings().worker_port:
-        health.serve(get_settings().worker_port, alive)
+        health.serve(get_settings().listen_host, get_settings().worker_port, alive)
     try:
         worker.run()
     finally:

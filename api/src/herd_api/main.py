@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from herd_api.api.main import api_router
 from herd_api.core.config import Settings, get_settings
@@ -46,7 +46,13 @@ def create_app() -> FastAPI:
         max_body_size=settings.max_body_bytes,
     )
     app.include_router(api_router)
-    app.mount("/metrics", make_asgi_app())
+
+    # A route, not a mounted app: a mount answers /metrics with a redirect to /metrics/.
+    # Not for the public: the Ingress exposes only the pages and /v1 (see the chart).
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

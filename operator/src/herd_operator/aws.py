@@ -55,8 +55,18 @@ def client(
         # Public APIs (Cognito InitiateAuth) need no credentials, so no IAM permission.
         **({"signature_version": UNSIGNED} if unsigned else {}),
     )
+    keys: dict[str, str] = {}
+    if s.aws_access_key_id and s.aws_secret_access_key:
+        keys = {
+            "aws_access_key_id": s.aws_access_key_id,
+            "aws_secret_access_key": s.aws_secret_access_key.get_secret_value(),
+        }
     c = boto3.client(
-        service, region_name=region or s.aws_region, endpoint_url=s.aws_endpoint_url, config=config
+        service,
+        region_name=region or s.aws_region,
+        endpoint_url=s.aws_endpoint_url,
+        config=config,
+        **keys,
     )
     if s.aws_call_log and not unsigned:
         c.meta.events.register("before-parameter-build", partial(_record, s.aws_call_log, service))

@@ -16,3 +16,9 @@ WAKE_ANNOTATION = "wake.herd-itt.com/child"
 # operator never writes it).
 WORKER_MANAGER = "herd-worker"
 WELCOME_EMAIL_SENT = "WelcomeEmailSent"
+
+# GitOps: Projects, the cascade-delete finalizers (ours and Argo's), repository Secrets.
+PROJECTS = "projects"
+CASCADE_FINALIZERS = (f"resources-finalizer.{GROUP}", "resources-finalizer.argocd.argoproj.io")
+REPO_SECRET_LABEL = f"{GROUP}/secret-type"
+REPO_SECRET_TYPE = "repository"

@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from kubernetes import client
@@ -21,6 +21,7 @@ from herd_operator.diffbase import DigestDiffBaseStorage
 from herd_operator.gitops import webhook
 from herd_operator.gitops.engine import Engine
 from herd_operator.gitops.git import RepoCache
+from herd_operator.gitops.render import Limits
 from herd_operator.handlers import application, cognitoclient, sestemplate, tenant
 from herd_operator.handlers.common import (
     Object,
@@ -53,12 +54,14 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.connect_timeout = 30
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 32
+    # A deleted Application waits for its poll timer to exit; check every second, not 60.
+    settings.background.cancellation_polling = 1
     kube.load_config(S)
-    metrics.serve(S.metrics_port)
+    metrics.serve(S.metrics_port, S.listen_host)
     if S.webhook_port:
         if not S.webhook_secret:
             raise kopf.PermanentError("HERD_WEBHOOK_PORT is set but HERD_WEBHOOK_SECRET is not")
-        await webhook.serve(S.webhook_port, S.webhook_secret, refresh_applications)
+        await webhook.serve(S.listen_host, S.webhook_port, S.webhook_secret, refresh_applications)
     logging.getLogger(__name__).info("herd operator ready (environment %s)", S.environment)
 
 
@@ -134,25 +137,6 @@ def cognitoclient_delete(body: kopf.Body, retry: int, **_: Any) -> None:
     forget(obj.uid)
 
 
-@kopf.on.event("", "v1", "secrets", labels={cognitoclient.SECRET_LABEL: kopf.PRESENT})
-def cognitoclient_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    """A credentials Secret was deleted by hand: write it again at once."""
-    if event["type"] != "DELETED":
-        return
-    meta = body["metadata"]
-    owner = kube.get_object(
-        cognitoclient.PLURAL, meta["namespace"], meta["labels"][cognitoclient.SECRET_LABEL]
-    )
-    if owner is None or owner["metadata"].get("deletionTimestamp"):
-        return  # the owner is going too: garbage collection, not an accident
-    if owner.get("spec", {}).get("secretName") != meta["name"]:
-        return
-    obj = Object(cognitoclient.KIND, cognitoclient.PLURAL, kopf.Body(cast(Any, owner)))
-    with exclusive(obj.uid):
-        cognitoclient.restore_secret(obj, S)
-
-
-# -- Tenant -------------------------------------------------------------------------------
 @kopf.on.resume(GROUP, VERSION, tenant.PLURAL)
 @kopf.on.create(GROUP, VERSION, tenant.PLURAL)
 @kopf.on.update(GROUP, VERSION, tenant.PLURAL)
@@ -228,14 +212,35 @@ def engine() -> Engine:
             from herd_operator.local.tools import binary
 
             helm = binary("helm", S)
-        cache = RepoCache(root=(S.state_dir / "git").absolute(), rewrites=S.git_url_rewrites)
-        _engine = Engine(client.ApiClient(), cache, helm, wave_health_gate=S.wave_health_gate)
+        cache = RepoCache(
+            root=(S.state_dir / "git").absolute(),
+            rewrites=S.git_url_rewrites,
+            known_hosts=S.ssh_known_hosts,
+        )
+        _engine = Engine(
+            client.ApiClient(),
+            cache,
+            helm,
+            wave_health_gate=S.wave_health_gate,
+            limits=Limits(max_bytes=S.app_max_rendered_bytes, max_objects=S.app_max_objects),
+            local_sources=S.local_sources,
+        )
     return _engine
 
 
-@kopf.on.resume(GROUP, VERSION, application.PLURAL)
-@kopf.on.create(GROUP, VERSION, application.PLURAL)
-@kopf.on.update(GROUP, VERSION, application.PLURAL)
+def application_in_scope(namespace: str | None, **_: Any) -> bool:
+    """Applications are reconciled only in the configured namespaces (Argo's
+    application.namespaces): who may create an Application elsewhere gets nothing from it."""
+    return application.in_scope(namespace or "", S)
+
+
+def application_cascades(namespace: str | None, body: kopf.Body, **_: Any) -> bool:
+    return application_in_scope(namespace) and application.cascades(body)
+
+
+@kopf.on.resume(GROUP, VERSION, application.PLURAL, when=application_in_scope)
+@kopf.on.create(GROUP, VERSION, application.PLURAL, when=application_in_scope)
+@kopf.on.update(GROUP, VERSION, application.PLURAL, when=application_in_scope)
 def application_reconcile(body: kopf.Body, **_: Any) -> None:
     obj = Object(application.KIND, application.PLURAL, body)
     with exclusive(obj.uid):
@@ -244,12 +249,32 @@ def application_reconcile(body: kopf.Body, **_: Any) -> None:
             application.reconcile(current, engine(), S)
 
 
-@kopf.timer(GROUP, VERSION, application.PLURAL, interval=S.app_tick, initial_delay=S.app_tick)
+@kopf.timer(
+    GROUP,
+    VERSION,
+    application.PLURAL,
+    interval=S.app_tick,
+    initial_delay=S.app_tick,
+    when=application_in_scope,
+)
 def application_poll(body: kopf.Body, **_: Any) -> None:
     with exclusive(body["metadata"]["uid"]):
         obj = fresh(Object(application.KIND, application.PLURAL, body))
         if obj is not None and application.due(obj, S, dt.datetime.now(dt.UTC)):
             application.reconcile(obj, engine(), S)
+
+
+@kopf.on.event(GROUP, VERSION, application.PLURAL, when=application_cascades)
+def application_cascade(type: str, body: kopf.Body, **_: Any) -> None:
+    """Cascade delete, only with Argo's resources finalizer (ours or Argo's name) on the
+    Application: what it tracks goes first, then the finalizer, then the Application.
+    A raw event handler, not on.delete: that one needs Kopf's own finalizer in place, which a
+    merge patch or `kubectl apply` of `finalizers` silently drops."""
+    if type == "DELETED" or not body["metadata"].get("deletionTimestamp"):
+        return
+    obj = Object(application.KIND, application.PLURAL, body)
+    with exclusive(obj.uid):
+        application.cascade_delete(obj, engine())
 
 
 def refresh_applications(urls: set[str], branch: str, default_branch: str | None) -> list[str]:
@@ -260,7 +285,9 @@ def refresh_applications(urls: set[str], branch: str, default_branch: str | None
     )["items"]
     names = []
     for app in found:
-        if webhook.matches(app, urls, branch, default_branch):
+        if application_in_scope(app["metadata"]["namespace"]) and webhook.matches(
+            app, urls, branch, default_branch
+        ):
             meta = app["metadata"]
             api.patch_namespaced_custom_object(
                 GROUP,

@@ -11,6 +11,6 @@ ERRORS = Counter(
 DURATION = Histogram("herd_reconcile_duration_seconds", "Reconcile duration", ["kind"])
 
 
-def serve(port: int) -> None:
+def serve(port: int, host: str) -> None:
     if port:
-        start_http_server(port, addr="0.0.0.0")
+        start_http_server(port, addr=host)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     aws_call_log: Path | None = Field(
         None, description="Append every AWS call (JSON lines) here; the IAM test reads it"
     )
+    # Explicit keys only for moto (tests, `make up`): real environments use the default
+    # credential chain (IRSA on EKS), which these never override when unset.
+    aws_access_key_id: str | None = Field(None, description="Static key id, moto only")
+    aws_secret_access_key: SecretStr | None = Field(None, description="Static secret, moto only")
     aws_max_attempts: int = Field(
         5, ge=1, description="Total attempts per AWS call (first try included); tests use 1"
     )
@@ -54,6 +58,10 @@ class Settings(BaseSettings):
     drift_interval: float = Field(300.0, gt=0, description="Seconds between drift checks")
     metrics_port: int = Field(9300, ge=0, description="Prometheus metrics port; 0 turns it off")
     health_port: int = Field(8081, ge=0, description="Liveness endpoint port; 0 turns it off")
+    listen_host: str = Field(
+        "0.0.0.0",
+        description="Address the webhook, metrics and health servers bind (locally 127.0.0.1)",
+    )
     retry_backoff_base: float = Field(2.0, gt=0, description="First retry delay, seconds")
     waiting_delay: float = Field(2.0, gt=0, description="Recheck of a pending dependency, s")
     child_wait_backstop: float = Field(
@@ -98,6 +106,26 @@ class Settings(BaseSettings):
         True, description="Later sync waves wait for earlier ones to be healthy"
     )
     history_limit: int = Field(10, ge=1, description="Sync history entries kept in status")
+    app_max_rendered_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="Largest rendered source of one Application, bytes"
+    )
+    app_max_objects: int = Field(2000, gt=0, description="Most objects one Application renders")
+    operator_namespace: str = Field("herd-system", description="The operator's own namespace")
+    application_namespaces: list[str] = Field(
+        default_factory=list,
+        description="Namespaces (globs) whose Applications are reconciled; empty: the "
+        "operator's own (Argo's application.namespaces)",
+    )
+    ssh_known_hosts: Path = Field(
+        Path("/etc/herd/ssh/ssh_known_hosts"),
+        description="SSH host keys for git (the chart mounts its ConfigMap here); missing: "
+        "every SSH host is refused",
+    )
+    local_sources: bool = Field(
+        False,
+        description="Local mode: Applications may use file://, local paths and http:// "
+        "repositories (tests and `make up` only; they read the operator's own disk)",
+    )
     webhook_port: int = Field(0, ge=0, description="GitHub push webhook port; 0: off")
     webhook_secret: str | None = Field(None, repr=False, description="GitHub webhook secret")
 

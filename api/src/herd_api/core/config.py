@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     )
     worker_dlq_interval: float = Field(30.0, gt=0, description="Seconds between DLQ depth reads")
     worker_port: int = Field(8090, ge=0, description="Worker /healthz and /metrics; 0: off")
+    listen_host: str = Field("0.0.0.0", description="Address the worker's server binds")
 
     @model_validator(mode="after")
     def lease_within_visibility(self) -> Settings:

@@ -10,7 +10,7 @@ from importlib.metadata import entry_points
 import typer
 
 from herd_operator.cli import app as app_cli
-from herd_operator.cli import bootstrap, cluster, operator, platform, validate
+from herd_operator.cli import bootstrap, cluster, cost, operator, platform, validate
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -28,6 +28,7 @@ app.command("status")(platform.status)
 app.command("mail")(platform.mail)
 app.command("validate")(validate.validate)
 app.command("bootstrap")(bootstrap.bootstrap)
+app.command("cost")(cost.cost)
 
 for ep in entry_points(group="herd.cli"):
     app.add_typer(ep.load(), name=ep.name)
@@ -35,6 +36,6 @@ for ep in entry_points(group="herd.cli"):
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "botocore", "urllib3"):
+    for noisy in ("httpx", "httpcore", "botocore", "urllib3", "pyhelm3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     app()

@@ -130,8 +130,14 @@ def sync(
 def _engine(api: client.ApiClient) -> Engine:
     s = get_settings()
     rewrites = s.git_url_rewrites or json.loads(local_env().get("HERD_GIT_URL_REWRITES", "{}"))
-    cache = RepoCache(root=(s.state_dir / "cli-git").absolute(), rewrites=rewrites)
-    return Engine(api, cache, binary("helm", s))
+    cache = RepoCache(
+        root=(s.state_dir / "cli-git").absolute(),
+        rewrites=rewrites,
+        known_hosts=s.ssh_known_hosts,
+    )
+    # As the operator would: the Project's checks, its ServiceAccount impersonated (the
+    # caller needs `impersonate` on it, as cluster admins have).
+    return Engine(api, cache, binary("helm", s), local_sources=s.local_sources)
 
 
 @app.command()
@@ -171,7 +177,10 @@ def promote(
     target: str = typer.Option("main", help="Branch prod tracks"),
     env: str = typer.Option("prod", help="Environment whose change to show"),
 ) -> None:
-    """Merge dev into main (the promotion), push, and show what prod will change."""
+    """Merge dev into main (the promotion), push, and show what prod will change and what
+    that does to its monthly cost."""
+    from herd_operator.cost import report  # not at the top: the operator never loads it
+
     url = repo or local_env().get("HERD_ORIGIN_REPO")
     if not url:
         raise typer.BadParameter("pass --repo (make up writes HERD_ORIGIN_REPO to .herd/env)")
@@ -188,12 +197,17 @@ def promote(
         old = _tree(work, before, Path(tmp) / "old")
         new = _tree(work, after, Path(tmp) / "new")
         changes = _render_diff(old, new, env, helm)
+        cost = report.change(old, new, env, helm)
         git("push", "--quiet", "origin", f"{target}:{target}", cwd=work)
     console.print(f"[green]✓[/] merged {source} into {target}: {before[:8]} → {after[:8]}")
     if not changes:
         console.print(f"{env} will not change.")
     for line in changes:
         console.print(f"  {line}")
+    # Plain text, never wrapped: the promote workflow posts these very lines on the PR.
+    typer.echo(cost[0])
+    for line in cost[1:]:
+        typer.echo(f"  {line}")
 
 
 def _tree(work: Path, sha: str, dest: Path) -> Path:

@@ -8,15 +8,13 @@ included.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import typer
 from kubernetes import config
 from rich.console import Console
 
-from herd_operator.local.gitops import bootstrap_cluster
-from herd_operator.local.tools import binary
+from herd_operator.local.gitops import bootstrap_cluster, install_operator_chart
 from herd_operator.settings import get_settings
 
 console = Console()
@@ -34,34 +32,16 @@ def bootstrap(
     path = kubeconfig or get_settings().kubeconfig
     if path is None:
         raise typer.BadParameter("set KUBECONFIG or pass --kubeconfig")
-    release = [
-        "upgrade",
-        "--install",
-        "herd-operator",
-        "charts/herd-operator",
-        "--namespace",
-        "herd-system",
-        "--create-namespace",
-        "--kubeconfig",
-        str(path),
-        "-f",
-        "apps/herd-operator/values.yaml",
-        "-f",
-        f"clusters/{env}/values/herd-operator.yaml",
-    ]
-    for value in set_values:
-        release += ["--set", value]
     with config.new_client_from_config(config_file=str(path)) as api:  # type: ignore[no-untyped-call]
         from herd_operator.local import crds
 
         names = crds.install(api, repo / "charts" / "herd-operator" / "crds")
         console.print(f"[green]✓[/] CRDs: {', '.join(names)}")
-        result = subprocess.run(
-            [str(binary("helm")), *release], cwd=repo, capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            console.print(f"[red]✗[/] helm: {result.stderr.strip()}")
-            raise typer.Exit(1)
+        try:
+            install_operator_chart(path, repo, env, set_values)
+        except RuntimeError as err:
+            console.print(f"[red]✗[/] {err}")
+            raise typer.Exit(1) from err
         console.print("[green]✓[/] operator chart installed (release herd-operator in herd-system)")
         bootstrap_cluster(api, repo, env)
     console.print(

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from herd_operator.local.platform import read_env
 from herd_operator.settings import get_settings
 
 
 def local_env() -> dict[str, str]:
-    path = get_settings().state_dir / "env"
-    if not path.exists():
-        return {}
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k.strip(): v.strip() for k, v in pairs}
+    return read_env(get_settings().state_dir / "env")
 
 
 def clusters(kubeconfig: Path | None = None) -> dict[str, Path]:

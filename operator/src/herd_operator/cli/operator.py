@@ -36,6 +36,8 @@ def run(
             namespaces=namespaces,
             standalone=s.peering is None,
             peering_name=s.peering,
-            liveness_endpoint=f"http://0.0.0.0:{s.health_port}/healthz" if s.health_port else None,
+            liveness_endpoint=f"http://{s.listen_host}:{s.health_port}/healthz"
+            if s.health_port
+            else None,
         )
     )

@@ -37,16 +37,20 @@ def up() -> None:
     cluster, the signup API and the email worker. Idempotent."""
     env = _platform().up(_say)
     state = get_settings().state_dir
-    console.print(f"\nEverything is in {state}/env (logs in {state}/logs). Try:")
+    console.print(f"\nLogs are in {state}/logs. In your shell, first:\n")
+    console.print(f"  set -a; . {state}/env; set +a\n")
     console.print(
-        f"  1. sign up at {env['HERD_API_URL']}/  — then `uv run herd mail` shows the welcome email"
+        "(herd, kubectl, helm and uv on PATH; kubectl contexts herd-dev and herd-prod.) Then:"
     )
-    console.print(f"  2. kubectl --kubeconfig {env['KUBECONFIG_DEV']} get tenants,applications -A")
     console.print(
-        "  3. commit to dev in the origin, then `uv run herd promote` to bring it to "
-        f"prod (origin: {env['HERD_ORIGIN_REPO']})"
+        f"  1. sign up at {env['HERD_API_URL']}/  — then `herd mail` shows the welcome email"
     )
-    console.print("Then `uv run herd status`; `make down` stops it all.")
+    console.print("  2. kubectl get tenants,applications,pods -A   (--context herd-prod for prod)")
+    console.print(
+        "  3. commit to dev in the origin, then `herd promote` brings it to prod "
+        f"(origin: {env['HERD_ORIGIN_REPO']})"
+    )
+    console.print("  4. herd status  — and `make down` stops it all.")
 
 
 def down() -> None:
@@ -76,7 +80,6 @@ def status() -> None:
         raise typer.Exit(1)
     apps, unhealthy = status_table()
     console.print(apps)
-    console.print("(no kubelet locally: Deployments stay Progressing; that is not a failure)")
     raise typer.Exit(1 if unhealthy else 0)
 
 
@@ -86,8 +89,13 @@ def mail() -> None:
     if "AWS_ENDPOINT_URL" not in env:
         console.print("[red]no local platform: `make up`[/]")
         raise typer.Exit(1)
-    settings = get_settings().model_copy(update={"aws_endpoint_url": env["AWS_ENDPOINT_URL"]})
     moto = MotoServer(root=get_settings().state_dir.absolute() / "moto")
+    # moto's local keys and region from .herd/env: nothing needed from the shell.
+    settings = moto.settings(
+        get_settings(),
+        aws_endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_region=env.get("AWS_REGION", get_settings().aws_region),
+    )
     ses: Any = aws.client("ses", settings)
     table = Table("to", "template", "subject", "message id")
     sent = moto.data()["ses"]
@@ -124,7 +132,26 @@ def mail() -> None:
 
 
 @aws_app.command("bootstrap")
-def aws_bootstrap() -> None:
-    """Create (idempotently) the user pool, SES sender, email queue + DLQ, jobs table."""
-    resources = bootstrap.bootstrap(get_settings())
+def aws_bootstrap(
+    env: str = typer.Option(
+        None,
+        "--env",
+        help="dev or prod: adds the billing alarm at clusters/<env>/cost.yaml's threshold",
+    ),
+) -> None:
+    """Create (idempotently) the user pool, SES sender, email queue + DLQ, jobs table and,
+    with --env, the billing alarm."""
+    threshold = None
+    if env is not None:
+        from herd_operator.cost import config  # not at the top: the operator never loads it
+
+        if env not in ENVIRONMENTS:
+            raise typer.BadParameter(
+                f"expected one of {', '.join(ENVIRONMENTS)}", param_hint="--env"
+            )
+        try:
+            threshold = config.load(Path.cwd(), env).billing_alarm.threshold_usd
+        except config.ConfigError as err:
+            raise typer.BadParameter(str(err), param_hint="--env") from err
+    resources = bootstrap.bootstrap(get_settings(), billing_threshold=threshold)
     console.print_json(json.dumps(resources.as_dict()))

@@ -1,5 +1,12 @@
-"""Fetch a revision of a repository into a local cache: one bare mirror per repository,
-one checkout per commit (reused), so a resync of an unchanged commit costs one fetch.
+"""Fetch a revision of a repository into a local cache: one bare mirror per repository and
+credentials, one checkout per commit (reused), so a resync of an unchanged commit costs one
+fetch. SSH host keys come only from the operator's known_hosts file (no trust on first use).
+
+A mirror fetched with one set of credentials is never served to a request with others (or
+none): the cache key is the URL and a digest of the credentials. Every checkout has its own
+index file, so checkouts of one repository run side by side. A checkout with a symlink that
+resolves outside the tree is refused before anything reads it: Helm's chart loader and our
+manifest reader would otherwise follow it to any file the operator can read.
 
 Credentials come from a Secret: `username` + `password` (HTTPS, sent as a header, never in
 the URL or on disk) or `sshPrivateKey` (SSH). URL rewrites (git's insteadOf) let `make up`
@@ -12,10 +19,12 @@ import base64
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,19 +42,65 @@ class Credentials:
     password: str | None = field(default=None, repr=False)
     ssh_private_key: str | None = field(default=None, repr=False)
 
+    url: str | None = None
+
     @classmethod
     def from_secret(cls, data: Mapping[str, str]) -> Credentials:
         def get(key: str) -> str | None:
             value = data.get(key)
             return base64.b64decode(value).decode() if value else None
 
-        return cls(get("username"), get("password"), get("sshPrivateKey"))
+        return cls(get("username"), get("password"), get("sshPrivateKey"), get("url"))
+
+    def digest(self) -> str:
+        material = "\0".join([self.username or "", self.password or "", self.ssh_private_key or ""])
+        return hashlib.sha256(material.encode()).hexdigest()
+
+
+def cache_key(url: str, creds: Credentials | None) -> str:
+    return hashlib.sha256(f"{url}\0{creds.digest() if creds else ''}".encode()).hexdigest()[:16]
+
+
+def ssh_command(key_file: str | None, known_hosts: Path | None) -> str:
+    """ssh for git: host keys only from `known_hosts` (no trust on first use, not the
+    user's or the system's files), never a prompt."""
+    hosts = str(known_hosts) if known_hosts and known_hosts.is_file() else "/dev/null"
+    parts = [
+        "ssh",
+        "-o BatchMode=yes",
+        "-o StrictHostKeyChecking=yes",
+        f"-o UserKnownHostsFile={shlex.quote(hosts)}",
+        "-o GlobalKnownHostsFile=/dev/null",
+    ]
+    if key_file:
+        parts += [f"-i {shlex.quote(key_file)}", "-o IdentitiesOnly=yes"]
+    return " ".join(parts)
+
+
+def escaping_symlinks(tree: Path) -> list[str]:
+    """Symlinks under `tree` that resolve outside it (or loop), relative to `tree`."""
+    root = tree.resolve()
+    bad = []
+    for folder, dirs, files in os.walk(tree):  # does not follow symlinked folders
+        for name in dirs + files:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                continue
+            try:
+                target = path.resolve(strict=False)
+            except (OSError, RuntimeError):  # a loop
+                bad.append(str(path.relative_to(tree)))
+                continue
+            if target != root and root not in target.parents:
+                bad.append(str(path.relative_to(tree)))
+    return sorted(bad)
 
 
 @dataclass
 class RepoCache:
     root: Path
     rewrites: Mapping[str, str] = field(default_factory=dict)
+    known_hosts: Path | None = None  # SSH host keys (a ConfigMap's file); none: SSH refused
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -59,28 +114,35 @@ class RepoCache:
         cwd: Path | None = None,
         creds: Credentials | None = None,
         timeout: float = 120,
+        extra_env: Mapping[str, str] | None = None,
     ) -> str:
         config: list[str] = ["-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false"]
         for new, old in self.rewrites.items():
             config += ["-c", f"url.{new}.insteadOf={old}"]
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"}
+        env = {
+            **os.environ,
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ASKPASS": "/bin/false",
+            **(extra_env or {}),
+        }
         key_file = None
         if creds and creds.username and creds.password:
             token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
-            # Through the environment, so the credential never shows in a process listing.
+            # Through the environment, so the credential never shows in a process listing; no
+            # redirects, which would carry the header to another host.
             env |= {
-                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_COUNT": "2",
                 "GIT_CONFIG_KEY_0": "http.extraHeader",
                 "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}",
+                "GIT_CONFIG_KEY_1": "http.followRedirects",
+                "GIT_CONFIG_VALUE_1": "false",
             }
         if creds and creds.ssh_private_key:
             fd, name = tempfile.mkstemp(prefix="herd-key-")
             with os.fdopen(fd, "w") as f:
                 f.write(creds.ssh_private_key.strip() + "\n")
             key_file = name
-            env["GIT_SSH_COMMAND"] = (
-                f"ssh -i {name} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new"
-            )
+        env["GIT_SSH_COMMAND"] = ssh_command(key_file, self.known_hosts)
         try:
             result = subprocess.run(
                 ["git", *config, *args],
@@ -100,12 +162,12 @@ class RepoCache:
             raise GitError(f"git {args[0]} failed: {result.stderr.strip()[-500:]}")
         return result.stdout.strip()
 
-    def mirror(self, url: str) -> Path:
-        return self.root / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    def mirror(self, url: str, creds: Credentials | None = None) -> Path:
+        return self.root / "repos" / cache_key(url, creds)
 
     def fetch(self, url: str, creds: Credentials | None = None) -> Path:
-        mirror = self.mirror(url)
-        with self._lock(url):
+        mirror = self.mirror(url, creds)
+        with self._lock(mirror.name):
             if not (mirror / "HEAD").exists():
                 mirror.parent.mkdir(parents=True, exist_ok=True)
                 tmp = mirror.with_suffix(".tmp")
@@ -143,16 +205,20 @@ class RepoCache:
                 continue
         raise GitError(f"revision {revision} not found in {url}")
 
-    def checkout(self, url: str, sha: str) -> Path:
+    def checkout(self, url: str, sha: str, creds: Credentials | None = None) -> Path:
         """A read-only tree of `sha` (made once per commit, then reused)."""
-        tree = self.root / "trees" / hashlib.sha256(url.encode()).hexdigest()[:16] / sha
-        if tree.exists():
+        key = cache_key(url, creds)
+        tree = self.root / "trees" / key / sha
+        if self._reuse(tree):
             return tree
-        with self._lock(f"{url}@{sha}"):
-            if tree.exists():
+        with self._lock(f"{key}@{sha}"):
+            if self._reuse(tree):
                 return tree
             tmp = Path(tempfile.mkdtemp(dir=self.root))
+            index = tmp.with_name(tmp.name + ".index")
             try:
+                # An index of its own: the mirror's shared one makes concurrent checkouts of
+                # two commits fail with `index.lock exists`.
                 self._git(
                     f"--work-tree={tmp}",
                     "checkout",
@@ -160,17 +226,35 @@ class RepoCache:
                     sha,
                     "--",
                     ".",
-                    cwd=self.mirror(url),
+                    cwd=self.mirror(url, creds),
+                    extra_env={"GIT_INDEX_FILE": str(index)},
                 )
+                escaping = escaping_symlinks(tmp)
+                if escaping:
+                    raise GitError(
+                        f"symlink {escaping[0]} points outside the repository"
+                        + (f" (and {len(escaping) - 1} more)" if len(escaping) > 1 else "")
+                    )
                 tree.parent.mkdir(parents=True, exist_ok=True)
                 tmp.rename(tree)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+                index.unlink(missing_ok=True)
             self._prune_trees(tree.parent, keep=tree)
         return tree
 
-    def _prune_trees(self, folder: Path, keep: Path, max_trees: int = 5) -> None:
+    @staticmethod
+    def _reuse(tree: Path) -> bool:
+        try:
+            os.utime(tree)  # last use: pruning spares trees another reconcile is reading
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _prune_trees(self, folder: Path, keep: Path, max_trees: int = 5, idle: float = 600) -> None:
+        """Drop the least recently used trees beyond `max_trees`, once unused for `idle` s."""
+        now = time.time()
         trees = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
         for old in trees[:-max_trees]:
-            if old != keep:
+            if old != keep and now - old.stat().st_mtime > idle:
                 shutil.rmtree(old, ignore_errors=True)

@@ -35,6 +35,7 @@ def api_message(err: ApiException) -> str:
 
 class Applier:
     def __init__(self, api: ApiClient, field_manager: str = FIELD_MANAGER) -> None:
+        self.api = api
         self.dyn = DynamicClient(api)  # type: ignore[no-untyped-call]
         self.field_manager = field_manager
 

@@ -1,10 +1,9 @@
-"""Pure parts of a sync: tracking ids, the allow list, waves and their order, diffs."""
+"""Pure parts of a sync: tracking ids, waves and their order, diffs."""
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from herd_operator.constants import GROUP, TRACKING_ANNOTATION
@@ -67,8 +66,12 @@ class NotAllowed(Exception):
 
 @dataclass(frozen=True)
 class Key:
+    """An object's identity: group, kind, namespace and name. The version is carried (to
+    address the object) but is not part of the identity: an apiVersion bump of the same
+    object in git updates it, never prunes it."""
+
     group: str
-    version: str
+    version: str = field(compare=False)
     kind: str
     namespace: str
     name: str
@@ -135,28 +138,6 @@ def order(objects: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         )
 
     return [sorted(by_wave[w], key=kind_rank) for w in sorted(by_wave)]
-
-
-def check_allowed(key: Key, namespaced: bool, spec: dict[str, Any]) -> None:
-    """The Application's allow list (Argo's AppProject idea), before anything is applied."""
-    allow = spec.get("allow") or {}
-    destination = spec["destination"]["namespace"]
-    if namespaced:
-        patterns = allow.get("namespaces") or [destination]
-        if not any(fnmatch.fnmatchcase(key.namespace, p) for p in patterns):
-            raise NotAllowed(
-                f"{key}: namespace {key.namespace} is not in the allow list ({', '.join(patterns)})"
-            )
-        return
-    for entry in allow.get("clusterResources") or []:
-        if fnmatch.fnmatchcase(key.group, entry["group"] or "") and fnmatch.fnmatchcase(
-            key.kind, entry["kind"]
-        ):
-            return
-    raise NotAllowed(
-        f"{key}: cluster-scoped {key.group or 'core'}/{key.kind} is not in the "
-        "allow list (spec.allow.clusterResources)"
-    )
 
 
 def comparable(obj: dict[str, Any]) -> dict[str, Any]:

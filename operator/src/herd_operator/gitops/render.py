@@ -1,28 +1,100 @@
 """Render an Application's source folder into Kubernetes objects.
 
-A folder with a Chart.yaml is a Helm chart, rendered with `helm template` through pyhelm3
-(value files merged with Helm's semantics: maps merge, lists and scalars are replaced);
-any other folder is plain manifests (*.yaml, *.yml, *.json at its top level). Paths never
-leave the repository.
+A folder with a Chart.yaml is a Helm chart, rendered with `helm template` (value files merged
+with Helm's semantics: maps merge, lists and scalars are replaced); any other folder is plain
+manifests (*.yaml, *.yml, *.json at its top level). Paths never leave the repository.
+
+Everything here comes from git, so it is hostile until checked: YAML aliases are refused (a few
+hundred bytes of nested aliases expand to gigabytes), rendered bytes and objects are capped,
+and every document must be a mapping with apiVersion, kind and metadata.name.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-from collections.abc import Mapping
+import subprocess
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pyhelm3 import Client
-from pyhelm3.errors import Error as HelmError
 
 
 class RenderError(Exception):
     """The source does not render: the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what one Application may render (settings app_max_rendered_*)."""
+
+    max_bytes: int = 16 * 1024 * 1024
+    max_objects: int = 2000
+    max_nodes: int = 2_000_000  # YAML nodes of Helm's output, aliases expanded
+    helm_timeout: float = 120
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases before they are expanded."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting the nodes a document expands to (each alias counts its
+    anchor's whole subtree) and refusing past a cap, before anything is expanded. For Helm
+    output, where anchors are legitimate (CRD schemas use them)."""
+
+    max_nodes = 1_000_000
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._weights: dict[int, int] = {}
+        self._total = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        alias = self.check_event(yaml.AliasEvent)
+        node = super().compose_node(parent, index)
+        if not alias:  # an alias is its anchor's node, weighed already
+            children: list[Any] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            self._weights[id(node)] = 1 + sum(self._weights.get(id(c), 1) for c in children)
+        if parent is None:  # a document's root: what constructing it would expand to
+            self._total += self._weights.get(id(node), 1)
+            if self._total > self.max_nodes:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"YAML expands to more than {self.max_nodes} nodes",
+                    getattr(node, "start_mark", None),
+                )
+        return node
+
+
+def load_all(text: str) -> Iterator[Any]:
+    """Every document of `text`, refusing aliases (yaml.YAMLError otherwise)."""
+    return iter(yaml.load_all(text, Loader=_NoAliasLoader))
+
+
+def load_all_capped(text: str, max_nodes: int) -> Iterator[Any]:
+    """Every document of `text`; aliases allowed while the expansion stays under `max_nodes`."""
+    loader = type("_Capped", (_CountingLoader,), {"max_nodes": max_nodes})
+    return iter(yaml.load_all(text, Loader=loader))
+
+
+def load(text: str) -> Any:
+    return yaml.load(text, Loader=_NoAliasLoader)
 
 
 @dataclass(frozen=True)
@@ -65,27 +137,47 @@ def inside(root: Path, relative: str | Path, base: Path | None = None) -> Path:
 
 
 def render(
-    repo: Path, source: Source, namespace: str, helm: Path, include_crds: bool = True
+    repo: Path,
+    source: Source,
+    namespace: str,
+    helm: Path,
+    include_crds: bool = True,
+    limits: Limits = Limits(),
 ) -> list[dict[str, Any]]:
     folder = inside(repo, source.path)
     if not folder.is_dir():
         raise RenderError(f"path {source.path} is not a folder at this revision")
     if (folder / "Chart.yaml").is_file():
-        objects = _render_chart(repo, folder, source, namespace, helm, include_crds)
+        objects = _render_chart(repo, folder, source, namespace, helm, include_crds, limits)
     else:
-        objects = _load_manifests(folder)
+        objects = _load_manifests(folder, limits)
+    if len(objects) > limits.max_objects:
+        raise RenderError(
+            f"{source.path} renders {len(objects)} objects, more than the limit of "
+            f"{limits.max_objects}"
+        )
     for obj in objects:
-        if (
-            not isinstance(obj, dict)
-            or not obj.get("apiVersion")
-            or not obj.get("kind")
-            or not (obj.get("metadata") or {}).get("name")
-        ):
-            raise RenderError(
-                f"{source.path}: an object without apiVersion, kind or name: "
-                f"{json.dumps(obj)[:200]}"
-            )
+        check_object(obj, source.path)
     return objects
+
+
+def check_object(obj: Any, where: str) -> None:
+    """A Kubernetes object: a mapping with apiVersion, kind and metadata.name (strings)."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if (
+        not isinstance(obj, dict)
+        or not isinstance(obj.get("apiVersion"), str)
+        or not obj["apiVersion"]
+        or not isinstance(obj.get("kind"), str)
+        or not obj["kind"]
+        or not isinstance(meta, dict)
+        or not isinstance(meta.get("name"), str)
+        or not meta["name"]
+    ):
+        raise RenderError(
+            f"{where}: not an object with apiVersion, kind and metadata.name: "
+            f"{json.dumps(obj, default=str)[:200]}"
+        )
 
 
 def _values(repo: Path, folder: Path, source: Source) -> dict[str, Any]:
@@ -95,7 +187,7 @@ def _values(repo: Path, folder: Path, source: Source) -> dict[str, Any]:
         if not path.is_file():
             raise RenderError(f"value file {rel} does not exist at this revision")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise RenderError(f"value file {rel} is not valid YAML: {err}") from err
         if not isinstance(loaded, dict):
@@ -103,7 +195,7 @@ def _values(repo: Path, folder: Path, source: Source) -> dict[str, Any]:
         values = merge(values, loaded)
     if source.values:
         try:
-            inline = yaml.safe_load(source.values) or {}
+            inline = load(source.values) or {}
         except yaml.YAMLError as err:
             raise RenderError(f"helm.values is not valid YAML: {err}") from err
         values = merge(values, inline)
@@ -111,38 +203,79 @@ def _values(repo: Path, folder: Path, source: Source) -> dict[str, Any]:
 
 
 def _render_chart(
-    repo: Path, folder: Path, source: Source, namespace: str, helm: Path, include_crds: bool
+    repo: Path,
+    folder: Path,
+    source: Source,
+    namespace: str,
+    helm: Path,
+    include_crds: bool,
+    limits: Limits,
 ) -> list[dict[str, Any]]:
     values = _values(repo, folder, source)
-
-    async def run() -> list[dict[str, Any]]:
-        client = Client(executable=str(helm))
-        chart = await client.get_chart(folder)
-        docs = await client.template_resources(
-            chart, source.release_name, values, namespace=namespace, include_crds=include_crds
-        )
-        return [d for d in docs if d]
-
+    command = [
+        str(helm),
+        "template",
+        source.release_name,
+        str(folder),
+        "--include-crds" if include_crds else "--skip-crds",
+        # `helm test` pods are for `helm test`, never part of what is installed (as with
+        # `helm install`): applying them would run the chart's tests on every sync.
+        "--skip-tests",
+        "--namespace",
+        namespace,
+        "--values",
+        "-",
+    ]
     try:
-        return asyncio.run(run())
-    except HelmError as err:
-        raise RenderError(f"helm template {source.path} failed: {str(err).strip()}") from err
+        result = subprocess.run(
+            command,
+            input=json.dumps(values).encode(),
+            capture_output=True,
+            timeout=limits.helm_timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise RenderError(f"helm template {source.path} timed out") from err
+    if result.returncode != 0:
+        raise RenderError(
+            f"helm template {source.path} failed: {result.stderr.decode(errors='replace').strip()}"
+        )
+    if len(result.stdout) > limits.max_bytes:
+        raise RenderError(
+            f"{source.path} renders {len(result.stdout)} bytes, more than the limit of "
+            f"{limits.max_bytes}"
+        )
+    try:
+        return [d for d in load_all_capped(result.stdout.decode(), limits.max_nodes) if d]
+    except yaml.YAMLError as err:
+        raise RenderError(f"helm template {source.path}: output is not valid YAML: {err}") from err
 
 
-def _load_manifests(folder: Path) -> list[dict[str, Any]]:
-    objects: list[dict[str, Any]] = []
+def _load_manifests(folder: Path, limits: Limits) -> list[dict[str, Any]]:
+    objects: list[Any] = []
+    total = 0
     for path in sorted(folder.iterdir()):
         if path.suffix not in (".yaml", ".yml", ".json") or not path.is_file():
             continue
+        total += path.stat().st_size
+        if total > limits.max_bytes:
+            raise RenderError(
+                f"{folder.name}: manifests are larger than the limit of {limits.max_bytes} bytes"
+            )
         try:
-            docs = list(yaml.safe_load_all(path.read_text()))
-        except yaml.YAMLError as err:
+            docs = list(load_all(path.read_text()))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
             raise RenderError(f"{path.name} is not valid YAML: {err}") from err
         for doc in docs:
             if doc is None:
                 continue
-            if doc.get("kind", "").endswith("List") and "items" in doc:
+            if (
+                isinstance(doc, dict)
+                and str(doc.get("kind", "")).endswith("List")
+                and isinstance(doc.get("items"), list)
+            ):
                 objects.extend(doc["items"])
             else:
+                check_object(doc, path.name)
                 objects.append(doc)
     return objects

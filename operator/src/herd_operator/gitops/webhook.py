@@ -83,9 +83,9 @@ def app(secret: str, refresh: Callable[[set[str], str, str | None], list[str]]) 
 
 
 async def serve(
-    port: int, secret: str, refresh: Callable[[set[str], str, str | None], list[str]]
+    host: str, port: int, secret: str, refresh: Callable[[set[str], str, str | None], list[str]]
 ) -> web.AppRunner:
     runner = web.AppRunner(app(secret, refresh), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", port).start()
+    await web.TCPSite(runner, host, port).start()
     return runner

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
+import logging
 import re
+import time
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from herd_operator import conditions as cond
+from herd_operator import kube
+from herd_operator.constants import CASCADE_FINALIZERS, GROUP, VERSION
 from herd_operator.gitops import health
 from herd_operator.gitops.engine import (
     OUT_OF_SYNC,
@@ -21,12 +28,15 @@ from herd_operator.gitops.engine import (
 from herd_operator.handlers.common import Object
 from herd_operator.settings import Settings
 
+log = logging.getLogger(__name__)
 KIND = "Application"
 PLURAL = "applications"
 _DURATION = re.compile(r"^(\d+)(s|m|h)$")
 # Argo's own refresh annotation (the webhook and `herd app sync` set it; so can kubectl).
 # Not under our group: Kopf ignores changes to annotations under its storage prefix.
 REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
+# Touched while a cascade delete waits, so that its next event resumes it.
+CASCADE_RETRY_ANNOTATION = f"{GROUP}/cascade-retry"
 
 
 def seconds(value: str | None, default: float) -> float:
@@ -46,6 +56,53 @@ def parse_time(ts: str | None) -> dt.datetime | None:
 def stamp() -> str:
     """A timestamp fine enough that two pushes in one second stay two refreshes."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def in_scope(namespace: str, settings: Settings) -> bool:
+    patterns = settings.application_namespaces or [settings.operator_namespace]
+    return any(fnmatch.fnmatchcase(namespace, p) for p in patterns)
+
+
+def cascades(body: Any) -> bool:
+    finalizers = (body.get("metadata") or {}).get("finalizers") or []
+    return any(f in finalizers for f in CASCADE_FINALIZERS)
+
+
+def cascade_delete(obj: Object, engine: Engine, timeout: float = 60) -> None:
+    """Delete what the Application tracks; once all of it is gone, drop the cascade finalizer
+    and the Application goes. Still waiting after `timeout`: touch the Application, whose next
+    event brings us back (a raw event handler has no retries of its own)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            remaining: list[str] | None = engine.cascade(engine_app(obj))
+        except (ComparisonError, SyncError) as err:
+            obj.event("DeletionError", str(err), warning=True)
+            remaining = None
+        if remaining == [] and _drop_cascade_finalizer(obj):
+            return
+        if time.monotonic() > deadline:
+            obj.body_patch(metadata={"annotations": {CASCADE_RETRY_ANNOTATION: stamp()}})
+            return
+        time.sleep(1 if remaining is not None else 10)
+
+
+def _drop_cascade_finalizer(obj: Object) -> bool:
+    current = kube.custom().get_namespaced_custom_object(
+        GROUP, VERSION, obj.namespace, PLURAL, obj.name
+    )
+    meta = current["metadata"]  # type: ignore[index]
+    finalizers = [f for f in meta.get("finalizers") or [] if f not in CASCADE_FINALIZERS]
+    try:
+        # The resourceVersion makes this a compare-and-swap: a concurrent change means retry.
+        obj.body_patch(
+            metadata={"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}
+        )
+    except ApiException as err:
+        if err.status == 409:
+            return False
+        raise
+    return True
 
 
 def due(obj: Object, settings: Settings, now: dt.datetime) -> bool:
@@ -80,20 +137,28 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
     app = engine_app(obj)
     requested = obj.body.get("operation")
     try:
-        comparison = engine.compare(app)
+        try:
+            comparison = engine.compare(app)
+        except ComparisonError:
+            raise
+        except Exception as err:
+            # Whatever git made us trip over is the source's fault until shown otherwise: it
+            # must show on the Application, never pass in silence.
+            log.exception("comparing %s/%s", obj.namespace, obj.name)
+            raise ComparisonError(f"unexpected {type(err).__name__}: {err}") from err
     except ComparisonError as err:
-        message = str(err)
+        message = str(err)[:4000]
         patch: dict[str, Any] = {
             "sync": {"status": UNKNOWN, "revision": (status.get("sync") or {}).get("revision")},
-            "conditions": [_condition("ComparisonError", message)],
+            "conditions": [_condition(err.condition, message)],
             "reconciledAt": started,
             "observedGeneration": obj.generation,
         }
         if requested:
             patch["operationState"] = _operation("Failed", message, started, None)
             obj.body_patch(operation=None)
-        if message != _condition_message(status, "ComparisonError"):
-            obj.event("ComparisonError", message, warning=True)
+        if message != _condition_message(status, err.condition):
+            obj.event(err.condition, message, warning=True)
         obj.patch_status(**patch)
         return
 
@@ -169,7 +234,7 @@ def _resources(
         status, message = (
             health.of(item.live)
             if item.live is not None or not refreshed
-            else engine.health(item.key)
+            else engine.health(item.key, comparison.user)
         )
         statuses.append(status)
         entry = {

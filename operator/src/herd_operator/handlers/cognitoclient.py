@@ -163,9 +163,10 @@ def write_secret(
     if secret:
         data["clientSecret"] = secret
     labels = {"app.kubernetes.io/managed-by": "herd-operator", SECRET_LABEL: obj.name}
-    if kube.apply_secret(obj.namespace, spec["secretName"], data, labels, obj.owner_reference()):
-        obj.event("SecretWritten", f"wrote credentials to Secret {spec['secretName']}")
+    kube.apply_secret(obj.namespace, spec["secretName"], data, labels, obj.owner_reference())
     old = status.get("secretName")
+    if old != spec["secretName"]:
+        obj.event("SecretWritten", f"wrote credentials to Secret {spec['secretName']}")
     if old and old != spec["secretName"] and kube.secret_owned_by(obj.namespace, old, obj.uid):
         try:
             kube.core().delete_namespaced_secret(old, obj.namespace)
@@ -174,16 +175,6 @@ def write_secret(
                 raise
     if old != spec["secretName"]:
         obj.patch_status(secretName=spec["secretName"])
-
-
-def restore_secret(obj: Object, settings: Settings) -> None:
-    """Someone deleted the Secret: write it again from Cognito."""
-    client_id, pool = obj.status.get("clientId"), obj.status.get("userPoolId")
-    if not client_id or not pool:
-        return
-    have = Cognito(settings).describe_client(pool, client_id)
-    if have is not None:
-        write_secret(obj, pool, client_id, have.get("ClientSecret"), settings)
 
 
 def repair_drift(obj: Object, settings: Settings) -> bool:

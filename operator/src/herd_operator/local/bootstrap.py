@@ -1,8 +1,9 @@
 """`herd aws bootstrap`: the AWS side one environment needs, created idempotently.
 
 User pool (with the `admins` group and a `custom:tenant` attribute), a verified SES sender,
-the email queue with its dead-letter queue, and the email-jobs idempotency table. Names
-carry the environment's prefix, so dev and prod can share one moto.
+the email queue with its dead-letter queue, the email-jobs idempotency table and, given a
+threshold, a billing alarm. Names carry the environment's prefix, so dev and prod can share
+one moto.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from herd_operator import aws
 from herd_operator.settings import Settings
 
 MAX_RECEIVES = 5  # deliveries before a poison email job lands in the DLQ
+# AWS publishes EstimatedCharges only in us-east-1, whatever region the account runs in.
+BILLING_REGION = "us-east-1"
+BILLING_PERIOD = 21600  # seconds: the metric is updated a few times a day
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class Environment:
     email_jobs_table: str
     email_sender: str
     admin_client_id: str
+    billing_alarm: str = ""  # the alarm's name; empty when bootstrapped without a threshold
 
     def env(self) -> dict[str, str]:
         """As the HERD_* variables the operator, API and worker read."""
@@ -43,7 +48,8 @@ class Environment:
         return asdict(self)
 
 
-def bootstrap(settings: Settings) -> Environment:
+def bootstrap(settings: Settings, billing_threshold: float | None = None) -> Environment:
+    """`billing_threshold` (USD, the environment's clusters/<env>/cost.yaml) adds the alarm."""
     prefix = settings.aws_name_prefix
     pool = _user_pool(settings, f"{prefix}herd-platform")
     return Environment(
@@ -52,6 +58,11 @@ def bootstrap(settings: Settings) -> Environment:
         **_queues(settings, f"{prefix}herd-emails"),
         email_jobs_table=_table(settings, f"{prefix}{settings.email_jobs_table}"),
         email_sender=_sender(settings),
+        billing_alarm=(
+            _billing_alarm(settings, f"{prefix}herd-billing", billing_threshold)
+            if billing_threshold is not None
+            else ""
+        ),
     )
 
 
@@ -130,3 +141,27 @@ def _table(settings: Settings, name: str) -> str:
 def _sender(settings: Settings) -> str:
     aws.client("ses", settings).verify_email_identity(EmailAddress=settings.email_sender)
     return settings.email_sender
+
+
+def _billing_alarm(settings: Settings, name: str, threshold: float) -> str:
+    """An alarm on the account's month-to-date EstimatedCharges, notifying an SNS topic of the
+    same name (subscribe to it: docs/eks.md). PutMetricAlarm replaces an alarm of that name,
+    so a changed threshold is applied on the next run. The account must have "Receive
+    Billing Alerts" turned on, or the metric never appears and the alarm stays in
+    INSUFFICIENT_DATA (treated as not breaching)."""
+    topic = aws.client("sns", settings, region=BILLING_REGION).create_topic(Name=name)["TopicArn"]
+    aws.client("cloudwatch", settings, region=BILLING_REGION).put_metric_alarm(
+        AlarmName=name,
+        AlarmDescription=f"Month-to-date AWS charges above {threshold:,.0f} USD",
+        Namespace="AWS/Billing",
+        MetricName="EstimatedCharges",
+        Dimensions=[{"Name": "Currency", "Value": "USD"}],
+        Statistic="Maximum",
+        Period=BILLING_PERIOD,
+        EvaluationPeriods=1,
+        Threshold=float(threshold),
+        ComparisonOperator="GreaterThanThreshold",
+        TreatMissingData="notBreaching",
+        AlarmActions=[topic],
+    )
+    return name

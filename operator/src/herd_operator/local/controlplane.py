@@ -1,8 +1,12 @@
-"""A real Kubernetes control plane on loopback: etcd + kube-apiserver + kube-controller-manager.
+"""A real Kubernetes control plane on loopback: etcd + kube-apiserver + kube-controller-manager,
+and kube-scheduler + kwok so that pods are scheduled onto fake nodes and turn Ready.
 
 Started the way controller-runtime's envtest does it (see ../shared/docs/control-plane.md), with
-the controller-manager added so garbage collection and namespace deletion work. Several named
-clusters can run at once; each lives in its own folder:
+the controller-manager added so garbage collection and namespace deletion work. kwok plays the
+kubelet of a few fake nodes (pods get an IP and turn Ready, Jobs complete; no container runs)
+and the cloud's load balancers (Services of type LoadBalancer and Ingresses get an address).
+Volumes come from the controller-manager's host-path provisioner behind a default StorageClass
+named like EKS's (`gp3`). Several named clusters can run at once; each lives in its own folder:
 
     <state_dir>/clusters/<name>/{kubeconfig, state.json, pki/, etcd/, logs/}
 """
@@ -20,7 +24,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from herd_operator.local import certs
+from herd_operator.local import certs, tools
 from herd_operator.local.process import (
     ProcessRecord,
     alive,
@@ -38,6 +42,10 @@ log = logging.getLogger(__name__)
 
 START_ATTEMPTS = 3  # free ports race: a failed start is retried from scratch
 READY_TIMEOUT = 180.0
+FAKE_NODES = 3  # one per zone, so zone spread and anti-affinity schedule as on EKS
+ZONES = ("a", "b", "c")
+# The StorageClass the charts name (EKS: the EBS CSI driver's gp3); locally host-path volumes.
+STORAGE_CLASS = "gp3"
 
 
 class ControlPlaneError(RuntimeError):
@@ -50,8 +58,11 @@ class ControlPlane:
     root: Path
     assets: Path
     with_controller_manager: bool = True
+    # kube-scheduler + kwok fake nodes (0: none, pods stay Pending as without a kubelet).
+    nodes: int = FAKE_NODES
     # Tied processes die with this Python process (tests); detached ones outlive it (CLI).
     tie_to_parent: bool = True
+    kwok: tuple[Path, Path] | None = None  # (binary, stages file); None: not built
     _popens: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -62,6 +73,7 @@ class ControlPlane:
         *,
         tie_to_parent: bool = True,
         with_controller_manager: bool = True,
+        nodes: int = FAKE_NODES,
     ) -> ControlPlane:
         s = settings or get_settings()
         return cls(
@@ -70,6 +82,8 @@ class ControlPlane:
             assets=k8s_assets(s),
             tie_to_parent=tie_to_parent,
             with_controller_manager=with_controller_manager,
+            nodes=nodes if with_controller_manager else 0,
+            kwok=tools.kwok(s),
         )
 
     # -- paths ------------------------------------------------------------------------------
@@ -121,12 +135,14 @@ class ControlPlane:
 
     # -- internals ----------------------------------------------------------------------------
     def _start_once(self) -> None:
-        for sub in ("pki", "etcd", "kcm"):
+        for sub in ("pki", "etcd", "kcm", "scheduler"):
             shutil.rmtree(self.root / sub, ignore_errors=True)
         pki = self.root / "pki"
         pki.mkdir(parents=True)
         logs = self.root / "logs"
-        etcd_client, etcd_peer, api_port, kcm_port = (free_port() for _ in range(4))
+        etcd_client, etcd_peer, api_port, kcm_port, sched_port, kwok_port = (
+            free_port() for _ in range(6)
+        )
         server = f"https://127.0.0.1:{api_port}"
         self._write_pki(pki)
         self._write_kubeconfig(server, pki)
@@ -206,6 +222,8 @@ class ControlPlane:
                     "--bind-address=127.0.0.1",
                     f"--secure-port={kcm_port}",
                     "--profiling=false",
+                    # Volumes for PVCs without a cloud (see STORAGE_CLASS).
+                    "--enable-hostpath-provisioner=true",
                 ],
             )
             self._wait(
@@ -213,6 +231,94 @@ class ControlPlane:
                 records[-1],
                 lambda: _get(f"https://127.0.0.1:{kcm_port}/healthz", verify=False) == 200,
             )
+        if self.nodes and self._can_run_pods():
+            assert self.kwok is not None
+            admin = str(self.kubeconfig)
+            launch(
+                "kube-scheduler",
+                [
+                    str(self.assets / "kube-scheduler"),
+                    f"--kubeconfig={admin}",
+                    f"--authentication-kubeconfig={admin}",
+                    f"--authorization-kubeconfig={admin}",
+                    "--leader-elect=false",
+                    f"--cert-dir={self.root / 'scheduler'}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={sched_port}",
+                    "--profiling=false",
+                ],
+            )
+            self._wait(
+                "kube-scheduler",
+                records[-1],
+                lambda: _get(f"https://127.0.0.1:{sched_port}/healthz", verify=False) == 200,
+            )
+            kwok, stages = self.kwok
+            launch(
+                "kwok",
+                [
+                    str(kwok),
+                    f"--kubeconfig={admin}",
+                    f"--config={stages}",
+                    f"--config={LOAD_BALANCER_STAGES}",
+                    "--manage-all-nodes=false",
+                    f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                    f"--server-address=127.0.0.1:{kwok_port}",
+                    "--node-ip=127.0.0.1",
+                    # Node leases, as kubelets renew them: without them the node controller
+                    # marks the nodes unreachable after 40 s and every pod NotReady.
+                    "--node-lease-duration-seconds=40",
+                    # Pod IPs outside the service range (10.0.0.0/24).
+                    "--cidr=10.244.0.1/16",
+                ],
+            )
+            self._wait(
+                "kwok",
+                records[-1],
+                lambda: _get(f"http://127.0.0.1:{kwok_port}/healthz") == 200,
+            )
+            self._add_nodes_and_storage()
+
+    def _can_run_pods(self) -> bool:
+        if self.kwok is None or not (self.assets / "kube-scheduler").is_file():
+            log.warning(
+                "cluster %s: no kwok or kube-scheduler (run `make tools`): pods stay Pending",
+                self.name,
+            )
+            return False
+        return True
+
+    def _add_nodes_and_storage(self) -> None:
+        from kubernetes import client, config
+
+        with config.new_client_from_config(config_file=str(self.kubeconfig)) as api:  # type: ignore[no-untyped-call]
+            core = client.CoreV1Api(api)
+            for i in range(self.nodes):
+                core.create_node(fake_node(f"kwok-{self.name}-{i}", ZONES[i % len(ZONES)]))  # type: ignore[arg-type]
+            client.StorageV1Api(api).create_storage_class(
+                client.V1StorageClass(
+                    metadata=client.V1ObjectMeta(
+                        name=STORAGE_CLASS,
+                        annotations={"storageclass.kubernetes.io/is-default-class": "true"},
+                    ),
+                    provisioner="kubernetes.io/host-path",
+                    reclaim_policy="Delete",
+                    volume_binding_mode="Immediate",
+                )
+            )
+
+            def nodes_ready() -> bool:
+                items = core.list_node().items
+                return len(items) == self.nodes and all(
+                    any(
+                        c.type == "Ready" and c.status == "True"
+                        for c in (n.status.conditions if n.status else None) or []
+                    )
+                    for n in items
+                )
+
+            if not wait_until(nodes_ready, 60, interval=0.25):
+                raise ControlPlaneError(f"kwok nodes did not turn Ready; see {self.root / 'logs'}")
 
     def _wait(self, name: str, record: ProcessRecord, ready: object) -> None:
         def check() -> bool:
@@ -313,6 +419,48 @@ class ControlPlane:
         }
         self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
         self.kubeconfig.chmod(0o600)
+
+
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+LOAD_BALANCER_STAGES = Path(__file__).with_name("kwok-load-balancers.yaml")
+
+
+def fake_node(name: str, zone: str) -> dict[str, object]:
+    """A Node kwok manages: it turns Ready and takes pods (no taint: every pod may land)."""
+    resources = {"cpu": "32", "memory": "128Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/hostname": name,
+                "type": "kwok",
+                "topology.kubernetes.io/region": "local",
+                "topology.kubernetes.io/zone": f"local-{zone}",
+            },
+        },
+        "status": {
+            "allocatable": resources,
+            "capacity": resources,
+            # Every field, or typed clients (kubernetes' V1NodeSystemInfo) refuse the Node.
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "bootID": "",
+                "containerRuntimeVersion": "kwok",
+                "kernelVersion": "kwok",
+                "kubeProxyVersion": "kwok",
+                "kubeletVersion": "kwok",
+                "machineID": name,
+                "osImage": "kwok",
+                "systemUUID": name,
+            },
+        },
+    }
 
 
 def _get(url: str, verify: bool = True) -> int:

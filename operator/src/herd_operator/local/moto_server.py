@@ -8,11 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from herd_operator.local.process import ProcessRecord, free_port, read_state
 from herd_operator.local.service import Service
+from herd_operator.settings import Settings
 
 READY_TIMEOUT = 60.0
+# moto accepts any keys; these are what the local platform hands its programs and writes to
+# .herd/env, so nothing depends on credentials in the user's shell (and none leak to moto).
+LOCAL_KEY_ID, LOCAL_SECRET = "local", "local"
 
 
 @dataclass
@@ -34,6 +39,26 @@ class MotoServer:
 
     def running(self) -> bool:
         return self._service.running()
+
+    def env(self, region: str) -> dict[str, str]:
+        """The standard AWS variables of a program that talks to this moto."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": LOCAL_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET,
+            "AWS_REGION": region,
+        }
+
+    def settings(self, base: Settings, **update: object) -> Settings:
+        """`base` pointed at this moto with the local keys (for in-process AWS calls)."""
+        return base.model_copy(
+            update={
+                "aws_endpoint_url": self.url,
+                "aws_access_key_id": LOCAL_KEY_ID,
+                "aws_secret_access_key": SecretStr(LOCAL_SECRET),
+                **update,
+            }
+        )
 
     def start(self) -> MotoServer:
         last: Exception | None = None

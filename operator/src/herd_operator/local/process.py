@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+# Every process this Python process started (the test suite checks none is left at its end).
+SPAWNED: list[ProcessRecord] = []
 
 
 def _die_with_parent() -> None:
@@ -58,7 +60,9 @@ def spawn(
             start_new_session=True,
             preexec_fn=_die_with_parent if tie_to_parent else None,
         )
-    return proc, ProcessRecord(name=name, pid=proc.pid, exe=str(args[0]), log=str(log))
+    record = ProcessRecord(name=name, pid=proc.pid, exe=str(args[0]), log=str(log))
+    SPAWNED.append(record)
+    return proc, record
 
 
 def alive(record: ProcessRecord) -> bool:

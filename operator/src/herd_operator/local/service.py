@@ -61,6 +61,11 @@ class Service:
             self.stop()
             raise RuntimeError(f"{self.name} did not become healthy; see {self.log}")
 
+    def record(self, **extra: object) -> None:
+        """Keep `extra` (e.g. a port) in the state file, beside what `start` wrote."""
+        records, current = read_state(self.state_file)
+        write_state(self.state_file, records, **{**current, **extra})
+
     def stop(self) -> None:
         for record in read_state(self.state_file)[0]:
             stop(record, self._popen)

@@ -1,7 +1,9 @@
 """Where the binaries built by `make tools` live (hack/build-tools.sh writes this layout).
 
-    <tools_dir>/k8s/<version>-<os>-<arch>/{etcd,kube-apiserver,kube-controller-manager,kubectl}
+    <tools_dir>/k8s/<version>-<os>-<arch>/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,kubectl}
     <tools_dir>/helm/<version>-<os>-<arch>/helm
+    <tools_dir>/kwok/<version>-<os>-<arch>/{kwok,stages.yaml}
+    <tools_dir>/uv/<version>/bin/uv
 
 KUBEBUILDER_ASSETS, when set, wins for the Kubernetes binaries (the envtest convention).
 Otherwise the newest version in the cache is used, so the CLI works without make.
@@ -23,6 +25,11 @@ class ToolsMissing(RuntimeError):
 def _version_key(path: Path) -> tuple[int, ...]:
     version = path.name.split("-", 1)[0]
     return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def _newest_uv(folder: Path) -> Path | None:
+    candidates = [d for d in folder.glob("*") if (d / "bin" / "uv").is_file()]
+    return max(candidates, key=_version_key) / "bin" / "uv" if candidates else None
 
 
 def _newest(folder: Path, binary: str) -> Path | None:
@@ -48,8 +55,18 @@ def k8s_assets(settings: Settings | None = None) -> Path:
     return folder
 
 
+def kwok(settings: Settings | None = None) -> tuple[Path, Path] | None:
+    """kwok and its stages file (fake nodes and pods), or None when not built."""
+    s = settings or get_settings()
+    found = _newest(s.tools_dir / "kwok", "kwok")
+    if found is None or not (found / "stages.yaml").is_file():
+        return None
+    return found / "kwok", found / "stages.yaml"
+
+
 def binary(name: str, settings: Settings | None = None) -> Path:
-    """Path to etcd, kube-apiserver, kube-controller-manager, kubectl or helm."""
+    """Path to etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, helm
+    or uv."""
     s = settings or get_settings()
     if name == "helm":
         if s.helm:
@@ -58,6 +75,11 @@ def binary(name: str, settings: Settings | None = None) -> Path:
         if found is None:
             raise ToolsMissing(f"no helm under {s.tools_dir / 'helm'}: run `make tools`")
         return found / "helm"
+    if name == "uv":
+        found = _newest_uv(s.tools_dir / "uv")
+        if found is None:
+            raise ToolsMissing(f"no uv under {s.tools_dir / 'uv'}: run `make uv`")
+        return found
     path = k8s_assets(s) / name
     if not path.is_file():
         raise ToolsMissing(f"{path} is missing: run `make tools`")
