@@ -49,10 +49,13 @@ class Stack:
     env: dict[str, str]  # for the processes: kubeconfig, AWS endpoint, queue, pool, ...
     services: list[Service] = field(default_factory=list)
 
-    def run(self, command: list[str], port_variable: str, **env: str) -> str:
-        """Start `herd <command>` with a free port in `port_variable`; its base URL."""
+    def run(
+        self, command: list[str], port_variable: str, name: str | None = None, **env: str
+    ) -> str:
+        """Start `herd <command>` with a free port in `port_variable`; its base URL. `name`
+        (default: the command) must differ between processes of the same command."""
         port = free_port()
-        service = Service(command[0], self.root / "services")
+        service = Service(name or command[0], self.root / "services")
         self.services.append(service)
         service.start(
             [*HERD, *command],

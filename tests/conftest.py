@@ -7,7 +7,7 @@ import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from .openremote_stub import CLIENT_SECRET as STUB_CLIENT_SECRET
 from .openremote_stub import OpenRemoteStub
 
 TENANTS = "tenants"
+ADOPTING = "adopt"  # namespaces named adopt-* may adopt AWS objects (HERD_ADOPTION_NAMESPACES)
 # Every AWS call of the operator, API and worker processes (tests/test_zz_iam.py reads it).
 AWS_CALLS = Path(tempfile.gettempdir()) / f"herd-aws-calls-{os.getpid()}"
 AWS_CALLS.mkdir(parents=True, exist_ok=True)
@@ -87,6 +88,22 @@ def namespace(api: ApiClient) -> Iterator[str]:
     wait_until(lambda: bool(core.list_namespaced_service_account(name).items), 30)
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture
+def make_namespace(api: ApiClient) -> Iterator[Callable[[str], str]]:
+    """More fresh namespaces, named `<prefix>-<random>`, deleted afterwards."""
+    core, made = client.CoreV1Api(api), []
+
+    def make(prefix: str) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        core.delete_namespace(name)
 
 
 @pytest.fixture(scope="session")
@@ -182,6 +199,7 @@ def operator_env(
         "HERD_APP_POLL_INTERVAL": "2",
         "HERD_WEBHOOK_PORT": str(WEBHOOK_PORT),
         "HERD_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "HERD_ADOPTION_NAMESPACES": f'["{ADOPTING}-*"]',
         # Tests' Applications live in their fresh t-* namespaces and read local repositories.
         "HERD_APPLICATION_NAMESPACES": '["t-*", "herd-system"]',
         "HERD_LOCAL_SOURCES": "true",
@@ -239,6 +257,7 @@ def worker_env(
         # No HERD_WORKER_MAX_SEND_RATE: the worker reads SES's quota (moto: 1/s).
         "HERD_AWS_CALL_LOG": str(AWS_CALLS / "worker.jsonl"),
         "HERD_WORKER_RETRY_BASE": "0.25",
+        "HERD_WORKER_DLQ_INTERVAL": "1",
     }
 
 

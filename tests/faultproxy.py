@@ -32,7 +32,7 @@ _HOP = {
 class Rule:
     action: str
     times: int
-    fault: str  # "throttle", "unavailable" or "after"
+    fault: str  # "throttle", "unavailable", "invalid" or "after"
     callback: Callable[[], None] | None = None
     contains: bytes = b""  # only requests whose body holds this (e.g. an object's name)
     hits: int = 0
@@ -61,7 +61,7 @@ class FaultProxy(LoopbackServer):
                 target = self.headers.get("X-Amz-Target")
                 action = target.rsplit(".", 1)[-1] if target else _form_action(body, self.path)
                 rule = proxy._match(action, body)
-                if rule is not None and rule.fault in ("throttle", "unavailable"):
+                if rule is not None and rule.fault in ("throttle", "unavailable", "invalid"):
                     self._fail(rule.fault, json_protocol=target is not None)
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
@@ -79,6 +79,21 @@ class FaultProxy(LoopbackServer):
             def _fail(self, fault: str, json_protocol: bool) -> None:
                 if fault == "unavailable":
                     self._reply(503, b"", [])
+                elif fault == "invalid":  # an error that no retry mends, as AWS sees it
+                    if json_protocol:
+                        self._reply(
+                            400,
+                            b'{"__type":"InvalidParameterException","message":"refused"}',
+                            [("Content-Type", "application/x-amz-json-1.1")],
+                        )
+                    else:
+                        self._reply(
+                            400,
+                            b"<ErrorResponse><Error><Type>Sender</Type><Code>"
+                            b"InvalidParameterValue</Code><Message>refused</Message></Error>"
+                            b"<RequestId>fault</RequestId></ErrorResponse>",
+                            [("Content-Type", "text/xml")],
+                        )
                 elif json_protocol:
                     self._reply(
                         400,

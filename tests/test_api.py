@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import subprocess
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from herd_operator import aws
+from herd_operator.constants import GROUP, VERSION
 from herd_operator.local import bootstrap
+from herd_operator.local.process import free_port
 from herd_operator.settings import Settings
 
-from .helpers import ApiProcess, Custom, wait_for
+from .helpers import HERD, ApiProcess, Custom, wait_for
 
 pytestmark = pytest.mark.usefixtures("live_operator", "worker")
 
@@ -86,15 +93,75 @@ def test_idempotency_key_makes_retries_safe(
     assert "Idempotency-Key" in other.json()["detail"]
 
 
-def test_duplicates_answer_409(api_server: ApiProcess) -> None:
+def test_duplicates_answer_409_for_a_slug_and_never_reveal_an_email(
+    api_server: ApiProcess, api: Any, tenants_ns: str
+) -> None:
     body = signup()
     assert post(api_server, body).status_code == 202
     same_slug = post(api_server, signup(slug=body["slug"]))
     assert same_slug.status_code == 409
     assert same_slug.json() == {"detail": f"the slug '{body['slug']}' is already taken"}
-    same_email = post(api_server, signup(adminEmail=body["adminEmail"].upper()))
-    assert same_email.status_code == 409
-    assert "email" in same_email.json()["detail"]
+
+    # An email that has signed up gets the very answer a new one gets; nothing is created.
+    copy = signup(adminEmail=body["adminEmail"].upper())
+    fresh = signup()
+    same_email, new_email = post(api_server, copy), post(api_server, fresh)
+    assert same_email.status_code == new_email.status_code == 202
+    assert same_email.headers.keys() == new_email.headers.keys()
+    assert same_email.json() == {
+        "slug": copy["slug"],
+        "status": f"{api_server.url}/v1/signups/{copy['slug']}",
+    }
+    assert not Custom(api, tenants_ns).exists("tenants", copy["slug"])
+    assert Custom(api, tenants_ns).exists("tenants", fresh["slug"])
+
+
+def test_public_status_shows_phase_and_condition_reasons_only(
+    api_server: ApiProcess, api: Any, tenants_ns: str
+) -> None:
+    body = signup()
+    assert post(api_server, body).status_code == 202
+    url = f"{api_server.url}/v1/signups/{body['slug']}"
+    wait_for(lambda: httpx.get(url, timeout=10).json()["conditions"], 60, "conditions")
+    # A condition message as a failing step writes it: raw AWS text, another tenant's name.
+    leak = {
+        "type": "Probe",
+        "status": "False",
+        "reason": "Failed",
+        "message": "AccessDenied for arn:aws:iam::1:role/x; tenant other-co",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+
+    def plant() -> bool:
+        objects = client.CustomObjectsApi(api)
+        tenant = objects.get_namespaced_custom_object(
+            GROUP, VERSION, tenants_ns, "tenants", body["slug"]
+        )
+        conditions = [*(tenant.get("status") or {}).get("conditions", []), leak]
+        try:
+            objects.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                tenants_ns,
+                "tenants",
+                body["slug"],
+                {
+                    "metadata": {"resourceVersion": tenant["metadata"]["resourceVersion"]},
+                    "status": {"conditions": conditions},
+                },
+            )
+        except ApiException as err:
+            if err.status == 409:  # the operator wrote meanwhile: read again
+                return False
+            raise
+        return True
+
+    wait_for(plant, 30, "condition planted")
+    status = httpx.get(url, timeout=10).json()
+    assert set(status) == {"slug", "phase", "conditions"}
+    assert all(set(c) == {"type", "status", "reason"} for c in status["conditions"])
+    assert {"type": "Probe", "status": "False", "reason": "Failed"} in status["conditions"]
+    assert "other-co" not in httpx.get(url, timeout=10).text
 
 
 @pytest.mark.parametrize(
@@ -270,3 +337,103 @@ def test_signups_are_rate_limited_per_client(
         assert int(third.headers["Retry-After"]) >= 1
     finally:
         limited.stop()
+
+
+def test_spoofed_forwarded_for_is_still_rate_limited(
+    api_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Behind one proxy (the ALB) the client writes the left of X-Forwarded-For and the
+    proxy appends the address it saw: only that right-most entry counts."""
+    limited = ApiProcess(
+        env={
+            **api_env,
+            "HERD_SIGNUP_BURST": "2",
+            "HERD_SIGNUP_RATE": "0.01",
+            "HERD_TRUSTED_PROXIES": "1",
+        },
+        log=tmp_path_factory.mktemp("api-proxied") / "api.log",
+    ).start()
+    try:
+
+        def via_alb(spoofed: str, seen_by_alb: str) -> int:
+            response = httpx.post(
+                f"{limited.url}/v1/signups",
+                json=signup(plan="bogus"),
+                headers={"X-Forwarded-For": f"{spoofed}, {seen_by_alb}"},
+                timeout=30,
+            )
+            return response.status_code
+
+        codes = [via_alb(f"198.51.100.{i}", "203.0.113.7") for i in range(20)]
+        assert codes[:2] == [422, 422]
+        assert set(codes[2:]) == {429}
+        # Another client behind the same ALB has a bucket of its own.
+        assert via_alb("198.51.100.1", "203.0.113.8") == 422
+        # An IPv6 client cannot vary its address within its /64 either.
+        v6 = [via_alb("198.51.100.1", f"2001:db8:1:2::{i:x}") for i in range(4)]
+        assert v6 == [422, 422, 429, 429]
+    finally:
+        limited.stop()
+
+
+def test_without_trusted_proxies_the_header_is_ignored(
+    api_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    limited = ApiProcess(
+        env={**api_env, "HERD_SIGNUP_BURST": "2", "HERD_SIGNUP_RATE": "0.01"},
+        log=tmp_path_factory.mktemp("api-direct") / "api.log",
+    ).start()
+    try:
+        codes = [
+            httpx.post(
+                f"{limited.url}/v1/signups",
+                json=signup(plan="bogus"),
+                headers={"X-Forwarded-For": f"198.51.100.{i}"},
+                timeout=30,
+            ).status_code
+            for i in range(4)
+        ]
+        assert codes == [422, 422, 429, 429]
+    finally:
+        limited.stop()
+
+
+def test_large_bodies_are_refused_before_they_are_read(api_server: ApiProcess) -> None:
+    big = b'{"displayName": "' + b"x" * (1024 * 1024) + b'"}'
+    response = httpx.post(
+        f"{api_server.url}/v1/signups",
+        content=big,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        yield b'{"displayName": "'
+        for _ in range(64):
+            yield b"x" * 16384
+        yield b'"}'
+
+    chunked = httpx.post(
+        f"{api_server.url}/v1/signups",
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert chunked.status_code == 413
+    # A body under the limit is read and validated as always.
+    assert post(api_server, signup(plan="bogus")).status_code == 422
+
+
+def test_the_api_refuses_to_start_without_the_admin_client(
+    api_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [HERD, "api", "run", "--port", str(free_port())],
+        env={**api_env, "HERD_ADMIN_CLIENT_ID": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "HERD_ADMIN_CLIENT_ID is required" in result.stderr

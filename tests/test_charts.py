@@ -161,6 +161,27 @@ def test_install_and_uninstall_into_the_api_server(
     client.CoreV1Api(api).delete_namespace(ns)
 
 
+def test_workers_alert_on_dead_letters_where_prometheus_rules_exist() -> None:
+    values = str(ROOT / "charts" / "herd-workers" / "ci" / "dev-values.yaml")
+    assert not [o for o in template("herd-workers", "-f", values) if o["kind"] == "PrometheusRule"]
+    rendered = template(
+        "herd-workers", "-f", values, "--api-versions", "monitoring.coreos.com/v1/PrometheusRule"
+    )
+    rules = [o for o in rendered if o["kind"] == "PrometheusRule"]
+    assert len(rules) == 1
+    alert = rules[0]["spec"]["groups"][0]["rules"][0]
+    assert alert["alert"] == "HerdEmailJobsDeadLettered"
+    assert "herd_email_dlq_messages" in alert["expr"]
+    env = {
+        e["name"]: e.get("value")
+        for o in rendered
+        if o["kind"] == "Deployment"
+        for e in o["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["HERD_EMAIL_DLQ_URL"].endswith("/dev-herd-emails-dlq")
+    assert int(env["HERD_WORKER_CLAIM_LEASE"]) <= int(env["HERD_WORKER_VISIBILITY_TIMEOUT"])
+
+
 def test_public_ingress_routes_only_pages_and_v1() -> None:
     rendered = template("herd-api", "-f", "charts/herd-api/ci/dev-values.yaml")
     ingress = next(o for o in rendered if o["kind"] == "Ingress")

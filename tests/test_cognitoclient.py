@@ -6,6 +6,7 @@ import base64
 import json
 import subprocess
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from herd_operator import aws
 from herd_operator.local.tools import binary
 from herd_operator.settings import Settings
 
-from .conftest import Cluster
+from .conftest import ADOPTING, Cluster
 from .faultproxy import FaultProxy
 from .helpers import Custom, OperatorProcess, events, wait_for
 
@@ -202,7 +203,13 @@ def test_delete_and_retain(
     )
 
 
-def test_adoption_is_explicit(objects: Custom, aws_settings: Settings, user_pool: str) -> None:
+def test_adoption_is_explicit_and_only_where_allowed(
+    objects: Custom,
+    api: ApiClient,
+    aws_settings: Settings,
+    user_pool: str,
+    make_namespace: Callable[[str], str],
+) -> None:
     name = unique()
     existing = idp(aws_settings).create_user_pool_client(UserPoolId=user_pool, ClientName=name)[
         "UserPoolClient"
@@ -210,10 +217,99 @@ def test_adoption_is_explicit(objects: Custom, aws_settings: Settings, user_pool
     objects.create(KIND, PLURAL, name, spec(name))
     cond = objects.wait_condition(PLURAL, name, "Ready", "False", reason="AlreadyExists")
     assert "spec.adopt" in cond["message"]
+    # Asking is not enough: this namespace may not adopt what Herd did not create for it.
     objects.patch(PLURAL, name, {"adopt": True})
-    objects.wait_condition(PLURAL, name)
-    assert objects.get(PLURAL, name)["status"]["clientId"] == existing
+    cond = objects.wait_condition(PLURAL, name, "Ready", "False", reason="AdoptionRefused")
+    assert "HERD_ADOPTION_NAMESPACES" in cond["message"]
+    assert "clientId" not in objects.get(PLURAL, name)["status"]
+    objects.delete(PLURAL, name)
+    objects.wait_gone(PLURAL, name)
     assert clients_named(aws_settings, user_pool, name) == [existing]
+
+    allowed = Custom(api, make_namespace(ADOPTING))
+    allowed.create(KIND, PLURAL, name, spec(name, adopt=True))
+    allowed.wait_condition(PLURAL, name)
+    assert allowed.get(PLURAL, name)["status"]["clientId"] == existing
+    assert clients_named(aws_settings, user_pool, name) == [existing]
+
+
+def test_another_namespace_never_adopts_a_held_client(
+    objects: Custom,
+    api: ApiClient,
+    aws_settings: Settings,
+    user_pool: str,
+    make_namespace: Callable[[str], str],
+) -> None:
+    """Even a namespace allowed to adopt cannot take a client another resource holds."""
+    name = unique()
+    objects.create(
+        KIND,
+        PLURAL,
+        name,
+        spec(
+            name,
+            callbackURLs=["https://a.example.com/cb"],
+            allowedOAuthFlows=["code"],
+            allowedOAuthScopes=["openid"],
+        ),
+    )
+    objects.wait_condition(PLURAL, name)
+    held = objects.get(PLURAL, name)["status"]["clientId"]
+
+    thief = Custom(api, make_namespace(ADOPTING))
+    thief.create(
+        KIND,
+        PLURAL,
+        name,
+        spec(
+            name,
+            adopt=True,
+            callbackURLs=["https://evil.example.com/cb"],
+            allowedOAuthFlows=["code"],
+            allowedOAuthScopes=["openid"],
+        ),
+    )
+    cond = thief.wait_condition(PLURAL, name, "Ready", "False", reason="AdoptionRefused")
+    assert f"{objects.namespace}/{name}" in cond["message"]
+    assert secret_data(api, thief.namespace, f"{name}-credentials") is None
+    described = idp(aws_settings).describe_user_pool_client(UserPoolId=user_pool, ClientId=held)
+    assert described["UserPoolClient"]["CallbackURLs"] == ["https://a.example.com/cb"]
+    # Deleting the refused one deletes nothing in Cognito.
+    thief.delete(PLURAL, name)
+    thief.wait_gone(PLURAL, name)
+    assert clients_named(aws_settings, user_pool, name) == [held]
+    objects.wait_condition(PLURAL, name)
+
+
+def test_a_foreign_secret_is_never_overwritten(
+    objects: Custom, api: ApiClient, aws_settings: Settings, user_pool: str
+) -> None:
+    name = unique()
+    core = client.CoreV1Api(api)
+    core.create_namespaced_secret(
+        objects.namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="db-credentials"),
+            string_data={"password": "hunter2", "username": "app"},
+        ),
+    )
+    objects.create(KIND, PLURAL, name, {**spec(name), "secretName": "db-credentials"})
+    cond = objects.wait_condition(PLURAL, name, "Ready", "False", reason="SecretConflict")
+    assert "db-credentials" in cond["message"]
+    secret = core.read_namespaced_secret("db-credentials", objects.namespace)
+    assert secret_data(api, objects.namespace, "db-credentials") == {
+        "password": "hunter2",
+        "username": "app",
+    }
+    assert not secret.metadata.owner_references
+    # Checked before anything in AWS: no app client was made for it.
+    assert clients_named(aws_settings, user_pool, name) == []
+
+    # Once the foreign Secret is gone, the retry goes on by itself.
+    core.delete_namespaced_secret("db-credentials", objects.namespace)
+    objects.wait_condition(PLURAL, name, timeout=60)
+    data = secret_data(api, objects.namespace, "db-credentials")
+    assert data is not None and data["clientId"] == objects.get(PLURAL, name)["status"]["clientId"]
 
 
 def test_transient_failures_then_success(

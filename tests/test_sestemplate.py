@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -11,8 +12,10 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from herd_operator import aws
+from herd_operator.constants import GROUP
 from herd_operator.settings import Settings
 
+from .conftest import ADOPTING
 from .faultproxy import FaultProxy
 from .helpers import Custom, OperatorProcess, events, wait_for
 
@@ -112,7 +115,9 @@ def test_drift_is_repaired(objects: Custom, aws_settings: Settings, api: ApiClie
     )
 
 
-def test_adoption_is_explicit(objects: Custom, aws_settings: Settings) -> None:
+def test_adoption_is_explicit_and_only_where_allowed(
+    objects: Custom, api: ApiClient, aws_settings: Settings, make_namespace: Callable[[str], str]
+) -> None:
     name = unique()
     aws.client("ses", aws_settings).create_template(
         Template={"TemplateName": name, "SubjectPart": "old", "TextPart": "old"}
@@ -120,10 +125,34 @@ def test_adoption_is_explicit(objects: Custom, aws_settings: Settings) -> None:
     objects.create(KIND, PLURAL, name, SPEC)
     cond = objects.wait_condition(PLURAL, name, "Ready", "False", reason="AlreadyExists")
     assert "spec.adopt" in cond["message"]
-    assert ses_template(aws_settings, name)["SubjectPart"] == "old"  # type: ignore[index]
-
     objects.patch(PLURAL, name, {"adopt": True})
+    cond = objects.wait_condition(PLURAL, name, "Ready", "False", reason="AdoptionRefused")
+    assert "HERD_ADOPTION_NAMESPACES" in cond["message"]
+    assert ses_template(aws_settings, name)["SubjectPart"] == "old"  # type: ignore[index]
+    objects.delete(PLURAL, name)
+    objects.wait_gone(PLURAL, name)
+    assert ses_template(aws_settings, name) is not None
+
+    allowed = Custom(api, make_namespace(ADOPTING))
+    allowed.create(KIND, PLURAL, name, {**SPEC, "adopt": True})
+    allowed.wait_condition(PLURAL, name)
+    assert ses_template(aws_settings, name)["SubjectPart"] == SPEC["subject"]  # type: ignore[index]
+
+
+def test_another_namespace_never_adopts_a_held_template(
+    objects: Custom, api: ApiClient, aws_settings: Settings, make_namespace: Callable[[str], str]
+) -> None:
+    name = unique()
+    objects.create(KIND, PLURAL, name, SPEC)
     objects.wait_condition(PLURAL, name)
+    thief = Custom(api, make_namespace(ADOPTING))
+    thief.create(
+        KIND, PLURAL, "mine", {"templateName": name, "adopt": True, "subject": "x", "text": "x"}
+    )
+    cond = thief.wait_condition(PLURAL, "mine", "Ready", "False", reason="AdoptionRefused")
+    assert f"{objects.namespace}/{name}" in cond["message"]
+    thief.delete(PLURAL, "mine")
+    thief.wait_gone(PLURAL, "mine")
     assert ses_template(aws_settings, name)["SubjectPart"] == SPEC["subject"]  # type: ignore[index]
 
 
@@ -227,3 +256,67 @@ def test_metrics_count_reconciles(objects: Custom, operator_env: dict[str, str])
     assert 'herd_reconcile_total{kind="SESTemplate",result="success"}' in text
     assert 'herd_reconcile_errors_total{kind="SESTemplate",reason="InvalidSpec"}' in text
     assert 'herd_reconcile_duration_seconds_count{kind="SESTemplate"}' in text
+
+
+def test_a_large_template_is_made_with_one_ses_call(
+    objects: Custom, aws_settings: Settings, proxy: FaultProxy
+) -> None:
+    """300 KB of html: more than annotations may hold, so kopf's diff base must not be a
+    verbatim copy (else the create handler repeats, calling SES each time)."""
+    name = unique()
+    html = "<p>Hello {{name}}</p>" + "<p>" + "x" * 300_000 + "</p>"
+    creates = proxy.after("CreateTemplate", lambda: None, times=100, contains=name)
+    updates = proxy.after("UpdateTemplate", lambda: None, times=100, contains=name)
+    try:
+        objects.create(KIND, PLURAL, name, {**SPEC, "html": html})
+        objects.wait_condition(PLURAL, name)
+        # Kopf records the diff base once the handler is done: from then on it is settled.
+        annotation = f"{GROUP}/last-handled-configuration"
+        stored = wait_for(
+            lambda: (objects.get(PLURAL, name)["metadata"].get("annotations") or {}).get(
+                annotation
+            ),
+            30,
+            "diff base stored",
+        )
+        assert len(stored) < 4096
+        assert creates.hits == 1 and updates.hits == 0
+        assert ses_template(aws_settings, name)["HtmlPart"] == html  # type: ignore[index]
+
+        # A change inside the long html is still a change.
+        objects.patch(PLURAL, name, {"html": html.replace("Hello", "Hi")})
+        wait_for(
+            lambda: (
+                (ses_template(aws_settings, name) or {}).get("HtmlPart", "").startswith("<p>Hi")
+            ),
+            30,
+            "html updated",
+        )
+        wait_for(
+            lambda: objects.get(PLURAL, name)["metadata"]["annotations"][annotation] != stored,
+            30,
+            "diff base moved on",
+        )
+        assert creates.hits == 1 and updates.hits == 1
+    finally:
+        proxy.clear()
+
+
+def test_deletion_keeps_the_finalizer_until_the_template_is_gone(
+    objects: Custom, aws_settings: Settings, proxy: FaultProxy
+) -> None:
+    name = unique()
+    objects.create(KIND, PLURAL, name, SPEC)
+    objects.wait_condition(PLURAL, name)
+    refused = proxy.fail("DeleteTemplate", times=2, fault="invalid", contains=name)
+    try:
+        objects.delete(PLURAL, name)
+        # An error no retry seems to mend: the object stays, saying what blocks.
+        cond = objects.wait_condition(PLURAL, name, "Ready", "False", reason="DeletionBlocked")
+        assert "InvalidParameterValue" in cond["message"]
+        assert ses_template(aws_settings, name) is not None
+        objects.wait_gone(PLURAL, name, timeout=60)
+    finally:
+        proxy.clear()
+    assert refused.hits == 2
+    assert ses_template(aws_settings, name) is None

@@ -4,12 +4,14 @@ deleting it leaves nothing behind — also when the operator is SIGKILLed mid-wa
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
@@ -338,3 +340,93 @@ def test_failed_sends_are_retried_then_dead_lettered(
     ).get("Item")
     assert item is None
     assert "send of job missing-" in worker.log_text()
+
+
+def test_one_writer_per_field_and_the_child_wakes_its_tenant(tenants: Custom) -> None:
+    """The Tenant waits on its CognitoClient with a 60 s backstop only: the child's change
+    wakes it. The worker's fields stay the worker's whatever the operator writes later."""
+    slug, _ = new_tenant(tenants)
+    tenants.wait_condition(PLURAL, slug, timeout=90)
+    child = tenants.condition("cognitoclients", f"{slug}-app", "Ready")
+    ready = tenants.condition(PLURAL, slug, "AppClient")
+    # No poll: the Tenant took the AppClient step within moments of its child turning Ready.
+    assert child["status"] == ready["status"] == "True"
+    seconds = (
+        dt.datetime.fromisoformat(ready["lastTransitionTime"])
+        - dt.datetime.fromisoformat(child["lastTransitionTime"])
+    ).total_seconds()
+    assert 0 <= seconds <= 5, (child, ready)
+
+    sent = tenants.wait_condition(PLURAL, slug, "WelcomeEmailSent", timeout=60)
+    # The operator writes its own conditions again (a spec change)...
+    tenants.patch(PLURAL, slug, {"displayName": "Acme Farms II"})
+    wait_for(
+        lambda: tenants.get(PLURAL, slug)["status"].get("observedGeneration") == 2,
+        60,
+        "operator reconciled the change",
+    )
+    # ...and never touches the worker's.
+    assert tenants.condition(PLURAL, slug, "WelcomeEmailSent") == sent
+    owners = {
+        m["manager"]: json.dumps(m.get("fieldsV1"))
+        for m in tenants.get(PLURAL, slug)["metadata"]["managedFields"]
+        if m.get("subresource") == "status"
+    }
+    welcome = 'k:{\\"type\\":\\"WelcomeEmailSent\\"}'
+    assert welcome in owners["herd-worker"] and '"f:messageId"' in owners["herd-worker"]
+    assert all(welcome not in fields for m, fields in owners.items() if m != "herd-worker")
+    assert '"f:messageId"' not in owners.get("herd-operator", "")
+
+
+def test_deletion_never_orphans_the_cognito_user(
+    tenants: Custom,
+    proxy: FaultProxy,
+    aws_settings: Settings,
+    user_pool: str,
+) -> None:
+    """Cognito refuses the user's deletion with an error no retry seems to mend: the Tenant
+    keeps its finalizer and says what blocks, rather than leaving the user behind."""
+    slug, email = new_tenant(tenants)
+    tenants.wait_condition(PLURAL, slug, timeout=90)
+    refused = proxy.fail("AdminDeleteUser", times=2, fault="invalid", contains=slug)
+    try:
+        tenants.delete(PLURAL, slug)
+        cond = tenants.wait_condition(PLURAL, slug, "Ready", "False", reason="DeletionBlocked")
+        assert "InvalidParameter" in cond["message"]
+        assert cognito_user(aws_settings, user_pool, email) is not None
+        tenants.wait_gone(PLURAL, slug, timeout=60)
+    finally:
+        proxy.clear()
+    assert refused.hits == 2
+    assert cognito_user(aws_settings, user_pool, email) is None
+
+
+def test_a_foreign_secret_blocks_the_tenant_visibly_until_it_is_gone(
+    tenants: Custom, api: ApiClient
+) -> None:
+    slug = f"acme-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespaced_secret(
+        tenants.namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=f"{slug}-cognito"), string_data={"mine": "yes"}
+        ),
+    )
+    tenants.create(
+        KIND,
+        PLURAL,
+        slug,
+        {
+            "displayName": "Acme Farms",
+            "slug": slug,
+            "adminEmail": f"admin@{slug}.example.com",
+            "plan": "standard",
+        },
+    )
+    # The child refuses the Secret; its change wakes the Tenant, which says why it waits.
+    tenants.wait_condition(PLURAL, slug, "AppClient", "False", reason="SecretConflict")
+    assert tenants.get(PLURAL, slug)["status"]["phase"] == "Provisioning"
+    secret = core.read_namespaced_secret(f"{slug}-cognito", tenants.namespace)
+    assert secret.data == {"mine": "eWVz"} and not secret.metadata.owner_references
+    core.delete_namespaced_secret(f"{slug}-cognito", tenants.namespace)
+    tenants.wait_condition(PLURAL, slug, timeout=60)

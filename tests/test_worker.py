@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import signal
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client import ApiClient
 
 from herd_operator import aws
-from herd_operator.emailjobs import EmailJob, enqueue
+from herd_operator.constants import GROUP
+from herd_operator.emailjobs import EmailJob, Report, enqueue
 from herd_operator.local.moto_server import MotoServer
 from herd_operator.settings import Settings
 
-from .helpers import WorkerProcess, wait_for
+from .conftest import Cluster
+from .faultproxy import FaultProxy
+from .helpers import Custom, WorkerProcess, wait_for
 
 
 def queue_depth(sqs: Any, url: str) -> tuple[int, int]:
@@ -54,7 +63,12 @@ def test_sigterm_releases_what_it_has_not_sent(
     # Its own queue is outside the worker policy's resources: it keeps no AWS call log.
     env = {k: v for k, v in worker_env.items() if k != "HERD_AWS_CALL_LOG"}
     worker = WorkerProcess(
-        env={**env, "HERD_EMAIL_QUEUE_URL": queue, "HERD_WORKER_MAX_SEND_RATE": "0.05"},
+        env={
+            **env,
+            "HERD_EMAIL_QUEUE_URL": queue,
+            "HERD_WORKER_MAX_SEND_RATE": "0.05",
+            "HERD_WORKER_SEND_BUDGET_KEY": f"budget#sigterm-{marker}",
+        },
         log=tmp_path_factory.mktemp("worker-sigterm") / "worker.log",
     ).start()
 
@@ -73,3 +87,308 @@ def test_sigterm_releases_what_it_has_not_sent(
     assert sent() == 1
     # The four it held are visible again at once, for another worker.
     wait_for(lambda: queue_depth(sqs, queue) == (4, 0), 10, "messages released")
+
+
+# -- faults: kills, throttling, held claims, a refused status report ---------------------
+def own_setup(aws_settings: Settings, prefix: str) -> tuple[Any, str, str, str]:
+    """A queue and a template of the test's own: (sqs, queue URL, template, marker)."""
+    sqs = aws.client("sqs", aws_settings)
+    marker = uuid.uuid4().hex[:8]
+    queue = sqs.create_queue(QueueName=f"{prefix}-{marker}")["QueueUrl"]
+    template = f"{prefix}-{marker}"
+    aws.client("ses", aws_settings).create_template(
+        Template={"TemplateName": template, "SubjectPart": "Hi", "TextPart": "Hello"}
+    )
+    return sqs, queue, template, marker
+
+
+def job(template: str, marker: str, i: int = 0, report: Report | None = None) -> EmailJob:
+    return EmailJob(
+        idempotency_key=f"{template}-{i}",
+        template=template,
+        to=f"t{i}-{marker}@example.com",
+        data={},
+        report=report,
+    )
+
+
+def sent_to(moto: MotoServer, marker: str) -> int:
+    return sum(
+        1
+        for m in moto.data()["ses"]["TemplateMessage"]
+        if marker in m["destinations"]["ToAddresses"][0]
+    )
+
+
+def private_env(worker_env: dict[str, str], queue: str, **extra: str) -> dict[str, str]:
+    # Own queue, outside the worker policy's resources: it keeps no AWS call log. Own
+    # budget item too, so the session worker's sends do not slow this one.
+    env = {k: v for k, v in worker_env.items() if k != "HERD_AWS_CALL_LOG"}
+    return {
+        **env,
+        "HERD_EMAIL_QUEUE_URL": queue,
+        "HERD_WORKER_SEND_BUDGET_KEY": f"budget#{queue.rsplit('/', 1)[-1]}",
+        "HERD_WORKER_MAX_SEND_RATE": "20",
+        **extra,
+    }
+
+
+def metric(worker: WorkerProcess, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{worker.health_port}/metrics", timeout=5).text
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    return values[0] if values else 0.0
+
+
+@pytest.mark.slow
+def test_a_worker_killed_right_after_its_claim_costs_one_lease_not_the_email(
+    worker_env: dict[str, str],
+    moto: MotoServer,
+    proxy: FaultProxy,
+    aws_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    sqs, queue, template, marker = own_setup(aws_settings, "kill")
+    lease = 6
+    env = private_env(
+        worker_env,
+        queue,
+        HERD_WORKER_VISIBILITY_TIMEOUT=str(lease),
+        HERD_WORKER_CLAIM_LEASE=str(lease),
+    )
+    doomed = WorkerProcess(
+        env={**env, "AWS_ENDPOINT_URL": proxy.url},
+        log=tmp_path_factory.mktemp("worker-doomed") / "worker.log",
+    ).start()
+    one = job(template, marker)
+    killed = proxy.after("PutItem", doomed.kill, contains=one.idempotency_key)
+    try:
+        enqueue(sqs, queue, one)
+        wait_for(lambda: killed.hits == 1 and not doomed.running(), 30, "killed after its claim")
+    finally:
+        proxy.clear()
+    killed_at = time.monotonic()
+    assert sent_to(moto, marker) == 0
+    survivor = WorkerProcess(
+        env=env, log=tmp_path_factory.mktemp("worker-survivor") / "worker.log"
+    ).start()
+    try:
+        # The message shows again after its visibility; the dead claim lapsed no later.
+        wait_for(lambda: sent_to(moto, marker) == 1, lease + 10, "sent by the survivor")
+        assert time.monotonic() - killed_at < lease + 10
+        wait_for(lambda: queue_depth(sqs, queue) == (0, 0), 30, "queue drained")
+        assert sent_to(moto, marker) == 1
+    finally:
+        survivor.stop()
+
+
+@pytest.mark.slow
+def test_a_failing_message_never_stops_the_others(
+    worker_env: dict[str, str],
+    moto: MotoServer,
+    proxy: FaultProxy,
+    aws_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    sqs, queue, template, marker = own_setup(aws_settings, "boundary")
+    first, second = job(template, marker, 0), job(template, marker, 1)
+    # DynamoDB throttles the first claim (the worker makes one attempt per call here).
+    throttled = proxy.fail("PutItem", times=1, fault="throttle", contains=first.idempotency_key)
+    worker = WorkerProcess(
+        env={**private_env(worker_env, queue), "AWS_ENDPOINT_URL": proxy.url},
+        log=tmp_path_factory.mktemp("worker-boundary") / "worker.log",
+    ).start()
+    try:
+        enqueue(sqs, queue, first)
+        enqueue(sqs, queue, second)
+        wait_for(lambda: sent_to(moto, marker) == 2, 60, "both sent")
+        assert throttled.hits == 1
+        assert worker.running()
+        assert "failed" in worker.log_text()
+        wait_for(lambda: queue_depth(sqs, queue) == (0, 0), 30, "queue drained")
+    finally:
+        proxy.clear()
+        worker.stop()
+
+
+@pytest.mark.slow
+def test_a_key_held_elsewhere_waits_for_the_lease_instead_of_burning_receives(
+    worker_env: dict[str, str],
+    moto: MotoServer,
+    aws_settings: Settings,
+    aws_env: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    sqs, queue, template, marker = own_setup(aws_settings, "held")
+    held = job(template, marker)
+    until = time.time() + 8
+    aws.client("dynamodb", aws_settings).put_item(
+        TableName=aws_env.email_jobs_table,
+        Item={
+            "key": {"S": held.idempotency_key},
+            "state": {"S": "sending"},
+            "owner": {"S": "another-worker"},
+            "claimedAt": {"N": f"{time.time():.3f}"},
+            "leaseUntil": {"N": f"{until:.3f}"},
+        },
+    )
+    worker = WorkerProcess(
+        env=private_env(worker_env, queue),
+        log=tmp_path_factory.mktemp("worker-held") / "worker.log",
+    ).start()
+    try:
+        enqueue(sqs, queue, held)
+        wait_for(lambda: metric(worker, "herd_emails_deferred_total") >= 1, 30, "deferred")
+        wait_for(lambda: sent_to(moto, marker) == 1, 30, "sent once the lease ended")
+        assert time.time() >= until
+        # Hidden until the lease's end, not retried every backoff step meanwhile.
+        assert metric(worker, "herd_emails_deferred_total") == 1
+    finally:
+        worker.stop()
+
+
+@pytest.mark.slow
+def test_a_refused_status_report_is_retried_and_the_email_is_sent_once(
+    worker_env: dict[str, str],
+    moto: MotoServer,
+    aws_settings: Settings,
+    api: ApiClient,
+    crds: None,
+    objects: Custom,
+    cluster: Cluster,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The worker's own ServiceAccount may not write Tenant status at first (403)."""
+    sqs, queue, template, marker = own_setup(aws_settings, "report")
+    ns = objects.namespace
+    tenant = objects.create(
+        "Tenant",
+        "tenants",
+        f"rep-{marker}",
+        {
+            "displayName": "Report Co",
+            "slug": f"rep-{marker}",
+            "adminEmail": f"t0-{marker}@example.com",
+            "plan": "starter",
+        },
+    )
+    rbac = client.RbacAuthorizationV1Api(api)
+    client.CoreV1Api(api).create_namespaced_service_account(
+        ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="mailer"))
+    )
+    token = (
+        client.CoreV1Api(api)
+        .create_namespaced_service_account_token(
+            "mailer",
+            ns,
+            client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
+        )
+        .status.token
+    )
+    kubeconfig = yaml.safe_load(cluster.kubeconfig.read_text())
+    kubeconfig["users"] = [{"name": "mailer", "user": {"token": token}}]
+    kubeconfig["contexts"][0]["context"]["user"] = "mailer"
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    worker = WorkerProcess(
+        env={**private_env(worker_env, queue), "KUBECONFIG": str(tmp_path / "kubeconfig")},
+        log=tmp_path_factory.mktemp("worker-report") / "worker.log",
+    ).start()
+    try:
+        meta = tenant["metadata"]
+        enqueue(
+            sqs,
+            queue,
+            job(template, marker, report=Report(namespace=ns, name=meta["name"], uid=meta["uid"])),
+        )
+        wait_for(lambda: metric(worker, "herd_email_reports_failed_total") >= 1, 30, "403")
+        assert sent_to(moto, marker) == 1
+        # What the worker needs, and no more: patch on tenants/status.
+        rbac.create_namespaced_role(
+            ns,
+            client.V1Role(
+                metadata=client.V1ObjectMeta(name="mailer"),
+                rules=[
+                    client.V1PolicyRule(
+                        api_groups=[GROUP],
+                        resources=["tenants/status"],
+                        verbs=["patch"],
+                    )
+                ],
+            ),
+        )
+        rbac.create_namespaced_role_binding(
+            ns,
+            client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name="mailer"),
+                role_ref=client.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind="Role", name="mailer"
+                ),
+                subjects=[client.RbacV1Subject(kind="ServiceAccount", name="mailer", namespace=ns)],
+            ),
+        )
+        cond = objects.wait_condition("tenants", meta["name"], "WelcomeEmailSent", timeout=60)
+        assert cond["reason"] == "Sent"
+        status = objects.get("tenants", meta["name"])["status"]
+        assert set(status["welcomeEmail"]) >= {"messageId", "sentAt"}
+        wait_for(lambda: queue_depth(sqs, queue) == (0, 0), 30, "queue drained")
+        assert sent_to(moto, marker) == 1
+        # One writer: these fields are the worker's, under its own field manager.
+        managers = {
+            m["manager"]: m
+            for m in objects.get("tenants", meta["name"])["metadata"]["managedFields"]
+            if m.get("subresource") == "status"
+        }
+        assert "herd-worker" in managers
+        assert "f:messageId" in str(managers["herd-worker"]["fieldsV1"])
+    finally:
+        worker.stop()
+
+
+def test_the_dead_letter_queue_depth_is_a_metric(
+    worker: WorkerProcess, aws_settings: Settings, aws_env: Any
+) -> None:
+    aws.client("sqs", aws_settings).send_message(
+        QueueUrl=aws_env.email_dlq_url, MessageBody="dead letter"
+    )
+    wait_for(lambda: metric(worker, "herd_email_dlq_messages") >= 1, 30, "DLQ depth metric")
+
+
+@pytest.mark.slow
+def test_workers_share_one_send_budget(
+    worker_env: dict[str, str],
+    moto: MotoServer,
+    aws_settings: Settings,
+    aws_env: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two replicas at a configured 2/s send 2/s together, not 2/s each (bench/sesrate.py
+    measures three at 10/s)."""
+    sqs, queue, template, marker = own_setup(aws_settings, "budget")
+    jobs = [job(template, marker, i) for i in range(8)]
+    # One message per receive, so both replicas get some while the budget paces them.
+    env = private_env(worker_env, queue, HERD_WORKER_MAX_SEND_RATE="2", HERD_WORKER_BATCH_SIZE="1")
+    workers = [
+        WorkerProcess(env=env, log=tmp_path_factory.mktemp(f"worker-budget{i}") / "worker.log")
+        for i in range(2)
+    ]
+    try:
+        for w in workers:
+            w.start()
+        for one in jobs:
+            enqueue(sqs, queue, one)
+        wait_for(lambda: sent_to(moto, marker) == len(jobs), 60, "all sent")
+    finally:
+        for w in workers:
+            w.stop()
+    ddb = aws.client("dynamodb", aws_settings)
+    stamps = sorted(
+        float(
+            ddb.get_item(TableName=aws_env.email_jobs_table, Key={"key": {"S": j.idempotency_key}})[
+                "Item"
+            ]["sentAt"]["N"]
+        )
+        for j in jobs
+    )
+    busiest = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
+    assert busiest <= 2, stamps
+    assert all("sent job" in w.log_text() for w in workers), "both replicas took part"

@@ -21,17 +21,24 @@ def api_run(
     """Serve the signup API with uvicorn."""
     import uvicorn
 
-    from herd_api.main import create_app
+    from herd_api.main import ConfigurationError, create_app
 
     herd_logging.setup()
     s = get_settings()
+    try:
+        app = create_app()
+    except ConfigurationError as err:
+        typer.echo(f"herd api: {err}", err=True)
+        raise typer.Exit(2) from err
     uvicorn.run(
-        create_app(),
+        app,
         host=host or s.api_host,
         port=port or s.api_port,
         log_config=None,
         access_log=False,
-        proxy_headers=s.trust_forwarded_for,
+        # X-Forwarded-For is read by the API itself (core/clientaddr.py, right-most
+        # trusted hop); uvicorn's reading would take the client-written left-most entry.
+        proxy_headers=False,
     )
 
 

@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from herd_api.api.main import api_router
-from herd_api.core.config import get_settings
+from herd_api.core.config import Settings, get_settings
 from herd_api.core.metrics import LATENCY, REQUESTS
 from herd_operator import kube
 from herd_operator.settings import get_settings as get_platform_settings
@@ -19,12 +19,31 @@ from herd_operator.settings import get_settings as get_platform_settings
 log = logging.getLogger("herd.api")
 
 
+class ConfigurationError(RuntimeError):
+    """The API cannot run safely as configured."""
+
+
+def check(settings: Settings) -> None:
+    """Refuse to start rather than run insecurely."""
+    if not settings.admin_client_id:
+        # Without it a token from any app client of the pool would pass as an admin's.
+        raise ConfigurationError(
+            "HERD_ADMIN_CLIENT_ID is required: the app client of the admin page "
+            "(`herd aws bootstrap` creates it as herd-admin)"
+        )
+
+
 def create_app() -> FastAPI:
+    settings = get_settings()
+    check(settings)
     kube.load_config(get_platform_settings())
     app = FastAPI(
         title="Herd signup API",
         version="1.0.0",
         description="Sign up for Herd, follow the signup, administer tenants.",
+        # Refused with 413 while reading, before parsing or any dependency: the most a
+        # request can make us hold is this.
+        max_body_size=settings.max_body_bytes,
     )
     app.include_router(api_router)
 
@@ -34,7 +53,6 @@ def create_app() -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    settings = get_settings()
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

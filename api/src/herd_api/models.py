@@ -42,18 +42,19 @@ class SignupAccepted(BaseModel):
     status: str = Field(description="URL of the signup's status")
 
 
-class Condition(BaseModel):
+class PublicCondition(BaseModel):
+    """What anyone may see of a condition: never its message, which can carry AWS or
+    OpenRemote error text, names of other tenants or internal URLs."""
+
     type: str
     status: str
     reason: str | None = None
-    message: str | None = None
-    lastTransitionTime: str | None = None
 
 
 class SignupStatus(BaseModel):
     slug: str
     phase: str
-    conditions: list[Condition]
+    conditions: list[PublicCondition]
 
 
 class TenantPublic(BaseModel):

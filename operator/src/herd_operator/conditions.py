@@ -16,7 +16,12 @@ CREATING = "Creating"
 RECOVERABLE = "Recoverable"
 INVALID_SPEC = "InvalidSpec"
 ALREADY_EXISTS = "AlreadyExists"
+ADOPTION_REFUSED = "AdoptionRefused"
+SECRET_CONFLICT = "SecretConflict"
+# Reasons that wait for a new spec (or a human), not for time.
+TERMINAL = (INVALID_SPEC, ALREADY_EXISTS, ADOPTION_REFUSED)
 DELETING = "Deleting"
+DELETION_BLOCKED = "DeletionBlocked"
 
 
 def now() -> str:

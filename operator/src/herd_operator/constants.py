@@ -8,6 +8,14 @@ API_VERSION = f"{GROUP}/{VERSION}"
 FIELD_MANAGER = "herd-operator"
 FINALIZER = f"{GROUP}/finalizer"
 TRACKING_ANNOTATION = f"{GROUP}/tracking-id"
+# Set on a Tenant when its child changed, to run its handler (no poll). Not under GROUP:
+# kopf leaves annotations of its own storage prefix out of the diff, and this one must count.
+WAKE_ANNOTATION = "wake.herd-itt.com/child"
+
+# The worker's server-side apply field manager, and the one Tenant condition it owns (the
+# operator never writes it).
+WORKER_MANAGER = "herd-worker"
+WELCOME_EMAIL_SENT = "WelcomeEmailSent"
 
 # GitOps: Projects, the cascade-delete finalizers (ours and Argo's), repository Secrets.
 PROJECTS = "projects"

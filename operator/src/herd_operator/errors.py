@@ -42,10 +42,16 @@ class InvalidSpec(Exception):
     """The spec cannot work as written: terminal until the spec changes."""
 
     reason = "InvalidSpec"
+    terminal = True  # False: retried with backoff, as a human may clear the obstacle
 
 
 class Waiting(Exception):
     """A dependency is not ready yet: look again shortly; not an error."""
+
+
+class Pending(Exception):
+    """A dependency is not ready yet, and its own change will wake this object up: the
+    handler ends (no retry, no poll) with Ready=False, and the waker reconciles again."""
 
 
 class Recoverable(Exception):
@@ -56,6 +62,21 @@ class AlreadyExists(InvalidSpec):
     """An AWS object of that name exists and adoption was not asked for."""
 
     reason = "AlreadyExists"
+
+
+class AdoptionRefused(InvalidSpec):
+    """Adoption was asked for, but the object is another resource's or the namespace may
+    not adopt (HERD_ADOPTION_NAMESPACES)."""
+
+    reason = "AdoptionRefused"
+
+
+class SecretConflict(InvalidSpec):
+    """The Secret to write exists and is not ours: it is never overwritten. Retried with
+    backoff: deleting that Secret is enough to go on."""
+
+    reason = "SecretConflict"
+    terminal = False
 
 
 def code(err: ClientError) -> str:

@@ -14,14 +14,24 @@ from typing import Any
 import kopf
 from kubernetes import client
 
+from herd_operator import conditions as cond
 from herd_operator import kube, metrics
-from herd_operator.constants import FINALIZER, GROUP, VERSION
+from herd_operator.constants import FINALIZER, GROUP, VERSION, WAKE_ANNOTATION
+from herd_operator.diffbase import DigestDiffBaseStorage
 from herd_operator.gitops import webhook
 from herd_operator.gitops.engine import Engine
 from herd_operator.gitops.git import RepoCache
 from herd_operator.gitops.render import Limits
 from herd_operator.handlers import application, cognitoclient, sestemplate, tenant
-from herd_operator.handlers.common import Object, exclusive, forget, fresh, guard, reconcile
+from herd_operator.handlers.common import (
+    Object,
+    exclusive,
+    forget,
+    fresh,
+    guard,
+    guard_delete,
+    reconcile,
+)
 from herd_operator.settings import get_settings
 
 S = get_settings()
@@ -32,7 +42,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Finalizer and progress bookkeeping under our own group, not kopf.zalando.org.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    # Long strings (an SESTemplate's html) as digests: annotations hold 256 KiB in all.
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
     # Explicit timeouts: without them a silently dropped watch hangs forever (kopf #698).
@@ -78,7 +89,7 @@ def sestemplate_drift(body: kopf.Body, **kwargs: Any) -> None:
 def sestemplate_delete(body: kopf.Body, retry: int, **_: Any) -> None:
     obj = Object(sestemplate.KIND, sestemplate.PLURAL, body)
     with exclusive(obj.uid):
-        guard(obj, retry, S, lambda: sestemplate.delete(obj, S))
+        guard_delete(obj, retry, S, lambda: sestemplate.delete(obj, S))
     forget(obj.uid)
 
 
@@ -122,7 +133,7 @@ def cognitoclient_drift(body: kopf.Body, **kwargs: Any) -> None:
 def cognitoclient_delete(body: kopf.Body, retry: int, **_: Any) -> None:
     obj = Object(cognitoclient.KIND, cognitoclient.PLURAL, body)
     with exclusive(obj.uid):
-        guard(obj, retry, S, lambda: cognitoclient.delete(obj, S))
+        guard_delete(obj, retry, S, lambda: cognitoclient.delete(obj, S))
     forget(obj.uid)
 
 
@@ -130,20 +141,61 @@ def cognitoclient_delete(body: kopf.Body, retry: int, **_: Any) -> None:
 @kopf.on.create(GROUP, VERSION, tenant.PLURAL)
 @kopf.on.update(GROUP, VERSION, tenant.PLURAL)
 def tenant_reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
-    obj = Object(tenant.KIND, tenant.PLURAL, body)
-    with exclusive(obj.uid):
+    with exclusive(body["metadata"]["uid"]):
+        # As the API server has it now: the child's handler may have moved it on meanwhile.
+        obj = fresh(Object(tenant.KIND, tenant.PLURAL, body))
+        if obj is None:
+            return
+        current = obj
         try:
-            reconcile(obj, retry, S, lambda: tenant.reconcile(obj, S))
+            reconcile(current, retry, S, lambda: tenant.reconcile(current, S))
         except kopf.PermanentError:
-            obj.patch_status(phase="Failed")
+            current.patch_status(phase="Failed")
             raise
+
+
+@kopf.on.event(GROUP, VERSION, cognitoclient.PLURAL, labels={tenant.TENANT_LABEL: kopf.PRESENT})
+def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """A Tenant's CognitoClient changed state (Ready, or why not): wake the Tenant, whose
+    handler ended Pending rather than polling its child. The wake is an
+    annotation change, so kopf's own handler (with its retries) runs the Tenant. A restart
+    resumes every Tenant and the watch replays every child, so no wake is lost. A watch
+    event, not a change handler: the child's own diff base stays as it is."""
+    if event["type"] == "DELETED":
+        return
+    ready = cond.get((body.get("status") or {}).get("conditions"), cond.READY) or {}
+    owner = next(
+        (o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == tenant.KIND),
+        None,
+    )
+    if owner is None:
+        return
+    raw = kube.get_object(tenant.PLURAL, body["metadata"]["namespace"], owner["name"])
+    if raw is None or raw["metadata"].get("uid") != owner.get("uid"):
+        return
+    if raw["metadata"].get("deletionTimestamp"):
+        return
+    step = cond.get((raw.get("status") or {}).get("conditions"), tenant.CLIENT) or {}
+    if tenant.client_step(ready) == tenant.client_step(step, of_tenant=True):
+        return  # the Tenant has seen this state of its child already
+    stamp = f"{body['metadata'].get('resourceVersion')}"
+    if (raw["metadata"].get("annotations") or {}).get(WAKE_ANNOTATION) == stamp:
+        return
+    kube.custom().patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        raw["metadata"]["namespace"],
+        tenant.PLURAL,
+        raw["metadata"]["name"],
+        {"metadata": {"annotations": {WAKE_ANNOTATION: stamp}}},
+    )
 
 
 @kopf.on.delete(GROUP, VERSION, tenant.PLURAL)
 def tenant_delete(body: kopf.Body, retry: int, **_: Any) -> None:
     obj = Object(tenant.KIND, tenant.PLURAL, body)
     with exclusive(obj.uid):
-        guard(obj, retry, S, lambda: tenant.delete(obj, S))
+        guard_delete(obj, retry, S, lambda: tenant.delete(obj, S))
     forget(obj.uid)
 
 

@@ -44,8 +44,16 @@ class Settings(BaseSettings):
     cognito_user_pool_id: str | None = Field(None, description="Default pool for CognitoClients")
     email_sender: str = Field("noreply@herd-itt.com", description="Verified SES sender")
     email_queue_url: str | None = Field(None, description="SQS queue of email jobs")
+    email_dlq_url: str | None = Field(
+        None, description="Its dead-letter queue (the worker's metric)"
+    )
     email_jobs_table: str = Field(
         "herd-email-jobs", description="DynamoDB idempotency table (full name, prefix included)"
+    )
+    adoption_namespaces: list[str] = Field(
+        default_factory=list,
+        description="Namespaces (fnmatch patterns) whose objects may adopt AWS objects that "
+        "Herd did not create for them; empty: none. Never one another resource holds",
     )
     drift_interval: float = Field(300.0, gt=0, description="Seconds between drift checks")
     metrics_port: int = Field(9300, ge=0, description="Prometheus metrics port; 0 turns it off")
@@ -56,6 +64,12 @@ class Settings(BaseSettings):
     )
     retry_backoff_base: float = Field(2.0, gt=0, description="First retry delay, seconds")
     waiting_delay: float = Field(2.0, gt=0, description="Recheck of a pending dependency, s")
+    child_wait_backstop: float = Field(
+        60.0,
+        gt=0,
+        description="Recheck of a Tenant waiting for its CognitoClient, s (the "
+        "child's change wakes it at once; this is only the backstop)",
+    )
     retry_backoff_max: float = Field(300.0, gt=0, description="Longest retry delay, seconds")
     watch_namespaces: list[str] = Field(
         default_factory=list, description="Namespaces the operator watches; empty: all"

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Path, Request, status
 
+from herd_api.core import clientaddr
 from herd_api.core.config import Settings, get_settings
 from herd_api.core.ratelimit import KeyedLimiter
 from herd_api.core.security import InvalidToken, Principal, Verifier
@@ -34,6 +35,8 @@ def get_verifier() -> Verifier:
     s, p = get_settings(), get_platform_settings()
     if not p.cognito_user_pool_id:
         raise RuntimeError("HERD_COGNITO_USER_POOL_ID is not set")
+    if not s.admin_client_id:
+        raise RuntimeError("HERD_ADMIN_CLIENT_ID is not set")
     return Verifier.for_pool(
         p.aws_region,
         p.cognito_user_pool_id,
@@ -46,13 +49,15 @@ def get_verifier() -> Verifier:
 @lru_cache
 def get_signup_limiter() -> KeyedLimiter:
     s = get_settings()
-    return KeyedLimiter(s.signup_rate, s.signup_burst)
+    return KeyedLimiter(s.signup_rate, s.signup_burst, s.limiter_max_clients)
 
 
 def client_address(request: Request, settings: SettingsDep) -> str:
-    if settings.trust_forwarded_for and (fwd := request.headers.get("x-forwarded-for")):
-        return fwd.split(",")[0].strip()
-    return request.client.host if request.client else "unknown"
+    return clientaddr.client_address(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        settings.trusted_proxies,
+    )
 
 
 def rate_limited(request: Request, settings: SettingsDep) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,24 +22,67 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     signup_rate: float = Field(1.0, gt=0, description="Signups per second per client")
     signup_burst: int = Field(10, ge=1, description="Signups a client may make at once")
-    trust_forwarded_for: bool = Field(False, description="Behind a load balancer (ALB)")
+    trusted_proxies: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Proxies in front that each append to X-Forwarded-For (the ALB: 1); the "
+        "client is the entry that many hops from the right. 0: the socket peer",
+    )
+    max_body_bytes: int = Field(
+        16_384, ge=1024, description="Largest request body; a larger one is 413, never parsed"
+    )
+    limiter_max_clients: int = Field(
+        10_000, ge=1, description="Clients the signup limiter remembers (least recent go first)"
+    )
     jwt_issuer: str | None = Field(None, description="Expected `iss`; default from the pool")
     jwks_url: str | None = Field(None, description="JWKS URL; default from the issuer")
+    # Required by the API (checked at start-up; the worker does not use it): without it, a
+    # token of any app client of the pool would do.
     admin_client_id: str | None = Field(None, description="App client of the admin page")
     admin_group: str = "admins"
 
     # Worker
     worker_wait_seconds: int = Field(20, ge=0, le=20, description="SQS long-poll wait")
-    worker_visibility_timeout: int = Field(30, ge=1)
-    worker_retry_base: float = Field(2.0, gt=0, description="Backoff of a failed job, s")
-    worker_claim_lease: float = Field(300.0, gt=0, description="Seconds a send claim holds")
-    worker_max_send_rate: float | None = Field(
-        None, gt=0, description="Emails per second; default SES GetSendQuota's MaxSendRate"
+    worker_visibility_timeout: int = Field(
+        30,
+        ge=2,
+        le=43200,
+        description="Seconds a received message stays hidden (extended while its claim is held)",
     )
+    worker_batch_size: int = Field(
+        10, ge=1, le=10, description="Messages per receive (held hidden until handled)"
+    )
+    worker_retry_base: float = Field(2.0, gt=0, description="Backoff of a failed job, s")
+    worker_claim_lease: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a send claim holds unless renewed; at most the "
+        "visibility timeout, so a dead worker's claim lapses before its message shows again",
+    )
+    worker_max_send_rate: float | None = Field(
+        None,
+        gt=0,
+        description="Emails per second for all workers of the environment "
+        "together; default SES GetSendQuota's MaxSendRate",
+    )
+    worker_send_budget_key: str = Field(
+        "budget#ses-send", min_length=1, description="Item of the shared send budget (jobs table)"
+    )
+    worker_dlq_interval: float = Field(30.0, gt=0, description="Seconds between DLQ depth reads")
     worker_port: int = Field(8090, ge=0, description="Worker /healthz and /metrics; 0: off")
     listen_host: str = Field(
         "127.0.0.1", description="Address the worker's server binds; 0.0.0.0 in a pod"
     )
+
+    @model_validator(mode="after")
+    def lease_within_visibility(self) -> Settings:
+        if self.worker_claim_lease > self.worker_visibility_timeout:
+            raise ValueError(
+                "HERD_WORKER_CLAIM_LEASE must not exceed HERD_WORKER_VISIBILITY_TIMEOUT: a dead "
+                "worker's claim must lapse before its message is delivered again"
+            )
+        return self
 
 
 @lru_cache

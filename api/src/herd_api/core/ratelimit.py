@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 
 
 class TokenBucket:
@@ -40,19 +41,30 @@ class TokenBucket:
 
 
 class KeyedLimiter:
-    """One bucket per client (an IP address), for per-client rate limits."""
+    """One bucket per client (an IP address), for per-client rate limits.
+
+    Memory is bounded by `max_clients`: when full, the least recently seen client is
+    forgotten, one at a time. Its bucket has had the longest to refill (usually it is full,
+    which is the same as forgotten), and a flood of new addresses never clears the buckets
+    of the clients it is competing with.
+    """
 
     def __init__(self, rate: float, burst: int, max_clients: int = 10_000) -> None:
         self.rate, self.burst, self.max_clients = rate, burst, max_clients
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def check(self, key: str) -> float:
         """0.0 when allowed; else seconds until the client may try again."""
         with self._lock:
             bucket = self._buckets.get(key)
             if bucket is None:
-                if len(self._buckets) >= self.max_clients:
-                    self._buckets.clear()  # bounded memory under a flood of addresses
+                while len(self._buckets) >= self.max_clients:
+                    self._buckets.popitem(last=False)
                 bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+            else:
+                self._buckets.move_to_end(key)
         return bucket.try_take()

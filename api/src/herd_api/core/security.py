@@ -29,14 +29,14 @@ class Principal:
 class Verifier:
     issuer: str
     jwks_url: str
-    client_id: str | None
+    client_id: str
 
     @classmethod
     def for_pool(
         cls,
         region: str,
         pool_id: str,
-        client_id: str | None,
+        client_id: str,
         issuer: str | None = None,
         jwks_url: str | None = None,
     ) -> Verifier:
@@ -66,7 +66,7 @@ class Verifier:
         client = claims.get("aud") if use == "id" else claims.get("client_id")
         if use not in ("id", "access"):
             raise InvalidToken("not a Cognito id or access token")
-        if self.client_id and client != self.client_id:
+        if not self.client_id or client != self.client_id:
             raise InvalidToken("token was issued to another app client")
         return Principal(
             username=str(

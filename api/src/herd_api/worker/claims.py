@@ -1,14 +1,19 @@
 """Idempotency through DynamoDB: a conditional write claims a job key before sending.
 
-States of an item: `sending` (claimed, with the time) and `sent` (with the SES message id).
-A `sending` claim older than the lease belongs to a worker that died mid-send and may be
-taken over: SES has no idempotency token, so the one window where a duplicate can still
-happen is a crash between SES accepting the email and the `sent` write (documented).
+States of an item: `sending` (claimed by one worker's token, until `leaseUntil`) and `sent`
+(with the SES message id and when). The holder renews the lease while it works; a claim whose
+lease ran out belongs to a worker that died and may be taken over. The lease is never longer
+than the message's visibility timeout, so by the time SQS shows the message again the claim
+of a dead worker has lapsed: a kill right after the claim costs one lease, never the email.
+
+SES has no idempotency token, so the one window where a duplicate can still happen is a crash
+between SES accepting the email and the `sent` write (documented).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,14 +23,58 @@ from botocore.exceptions import ClientError
 @dataclass(frozen=True)
 class Claim:
     won: bool
+    token: str = ""  # ours, when won: renewals and releases must carry it
     sent_message_id: str | None = None  # set when the job was already sent
+    sent_at: float | None = None
+    held_until: float | None = None  # another worker's lease, when it holds the key
+
+
+def _conditional_failed(err: ClientError) -> bool:
+    return bool(err.response["Error"]["Code"] == "ConditionalCheckFailedException")
 
 
 class Claims:
     def __init__(self, ddb: Any, table: str, lease: float) -> None:
-        self._ddb, self._table, self._lease = ddb, table, lease
+        self._ddb, self._table, self.lease = ddb, table, lease
 
     def claim(self, key: str) -> Claim:
+        now, token = time.time(), uuid.uuid4().hex
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item={
+                    "key": {"S": key},
+                    "state": {"S": "sending"},
+                    "owner": {"S": token},
+                    "claimedAt": {"N": f"{now:.3f}"},
+                    "leaseUntil": {"N": f"{now + self.lease:.3f}"},
+                },
+                ConditionExpression="attribute_not_exists(#k) OR (#s = :sending AND #l < :now)",
+                ExpressionAttributeNames={"#k": "key", "#s": "state", "#l": "leaseUntil"},
+                ExpressionAttributeValues={
+                    ":sending": {"S": "sending"},
+                    ":now": {"N": f"{now:.3f}"},
+                },
+            )
+        except ClientError as err:
+            if not _conditional_failed(err):
+                raise
+            item = self._ddb.get_item(
+                TableName=self._table, Key={"key": {"S": key}}, ConsistentRead=True
+            ).get("Item", {})
+            if item.get("state", {}).get("S") == "sent":
+                return Claim(
+                    won=False,
+                    sent_message_id=item.get("messageId", {}).get("S"),
+                    sent_at=float(item["sentAt"]["N"]) if "sentAt" in item else None,
+                )
+            until = item.get("leaseUntil", {}).get("N")
+            return Claim(won=False, held_until=float(until) if until else now + self.lease)
+        return Claim(won=True, token=token)
+
+    def renew(self, key: str, token: str) -> bool:
+        """Push our lease on; False when the claim is no longer ours. (A conditional put, as
+        the claim itself: the worker's policy needs no UpdateItem.)"""
         now = time.time()
         try:
             self._ddb.put_item(
@@ -33,43 +82,41 @@ class Claims:
                 Item={
                     "key": {"S": key},
                     "state": {"S": "sending"},
+                    "owner": {"S": token},
                     "claimedAt": {"N": f"{now:.3f}"},
+                    "leaseUntil": {"N": f"{now + self.lease:.3f}"},
                 },
-                ConditionExpression="attribute_not_exists(#k) OR (#s = :sending AND #t < :stale)",
-                ExpressionAttributeNames={"#k": "key", "#s": "state", "#t": "claimedAt"},
-                ExpressionAttributeValues={
-                    ":sending": {"S": "sending"},
-                    ":stale": {"N": f"{now - self._lease:.3f}"},
-                },
+                ConditionExpression="#o = :me AND #s = :sending",
+                ExpressionAttributeNames={"#o": "owner", "#s": "state"},
+                ExpressionAttributeValues={":me": {"S": token}, ":sending": {"S": "sending"}},
             )
         except ClientError as err:
-            if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            item = self._ddb.get_item(
-                TableName=self._table, Key={"key": {"S": key}}, ConsistentRead=True
-            ).get("Item", {})
-            if item.get("state", {}).get("S") == "sent":
-                return Claim(won=False, sent_message_id=item.get("messageId", {}).get("S"))
-            return Claim(won=False)
-        return Claim(won=True)
+            if _conditional_failed(err):
+                return False
+            raise
+        return True
 
-    def sent(self, key: str, message_id: str) -> None:
+    def sent(self, key: str, message_id: str, sent_at: float) -> None:
         self._ddb.put_item(
             TableName=self._table,
             Item={
                 "key": {"S": key},
                 "state": {"S": "sent"},
                 "messageId": {"S": message_id},
-                "sentAt": {"N": f"{time.time():.3f}"},
+                "sentAt": {"N": f"{sent_at:.3f}"},
             },
         )
 
-    def release(self, key: str) -> None:
-        """Give the claim back after a failed send, so a retry may claim it."""
-        self._ddb.delete_item(
-            TableName=self._table,
-            Key={"key": {"S": key}},
-            ConditionExpression="#s = :sending",
-            ExpressionAttributeNames={"#s": "state"},
-            ExpressionAttributeValues={":sending": {"S": "sending"}},
-        )
+    def release(self, key: str, token: str) -> None:
+        """Give our claim back after a failed send, so a retry may claim it at once."""
+        try:
+            self._ddb.delete_item(
+                TableName=self._table,
+                Key={"key": {"S": key}},
+                ConditionExpression="#s = :sending AND #o = :me",
+                ExpressionAttributeNames={"#s": "state", "#o": "owner"},
+                ExpressionAttributeValues={":sending": {"S": "sending"}, ":me": {"S": token}},
+            )
+        except ClientError as err:
+            if not _conditional_failed(err):
+                raise

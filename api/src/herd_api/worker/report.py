@@ -1,4 +1,11 @@
-"""Report a welcome email's delivery back into its Tenant's status."""
+"""Report a welcome email's delivery back into its Tenant's status.
+
+One writer per field: the worker owns `status.welcomeEmail.messageId`, `.sentAt` and the
+`WelcomeEmailSent` condition, and writes them by server-side apply under its own field
+manager. The operator never writes these (it applies its own conditions without this one,
+and only `welcomeEmail.queuedAt`). The apply carries the Tenant's uid: a Tenant deleted and
+made again under the same name answers 409 and gets nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,38 +14,54 @@ import datetime as dt
 from kubernetes.client.exceptions import ApiException
 
 from herd_operator import kube
+from herd_operator.constants import API_VERSION, GROUP, VERSION, WELCOME_EMAIL_SENT, WORKER_MANAGER
 from herd_operator.emailjobs import Report
 
 TENANTS = "tenants"
-WELCOME_EMAIL = "WelcomeEmailSent"
 
 
-def delivered(report: Report, message_id: str) -> bool:
-    """Record the delivery; False when the Tenant is gone or is another one by now."""
-    tenant = kube.get_object(TENANTS, report.namespace, report.name)
-    if tenant is None or tenant["metadata"]["uid"] != report.uid:
-        return False
-    welcome = (tenant.get("status") or {}).get("welcomeEmail") or {}
+def body(report: Report, message_id: str, sent_at: float) -> dict[str, object]:
+    when = _time(sent_at)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Tenant",
+        "metadata": {"name": report.name, "namespace": report.namespace, "uid": report.uid},
+        "status": {
+            "welcomeEmail": {"messageId": message_id, "sentAt": when},
+            "conditions": [
+                {
+                    "type": WELCOME_EMAIL_SENT,
+                    "status": "True",
+                    "reason": "Sent",
+                    "message": f"welcome email sent (SES message {message_id})",
+                    "lastTransitionTime": when,
+                }
+            ],
+        },
+    }
+
+
+def delivered(report: Report, message_id: str, sent_at: float) -> bool:
+    """Record the delivery; False when the Tenant is gone or is another one by now.
+    Raises on other API errors (403, 5xx): the caller retries the report, not the email."""
     try:
-        # Merge patch: the operator's queuedAt beside these is kept.
-        kube.patch_status(
-            TENANTS,
+        kube.custom().patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
             report.namespace,
-            report.name,
-            {"welcomeEmail": {"messageId": message_id, "sentAt": welcome.get("sentAt") or _now()}},
-        )
-        kube.update_conditions(
             TENANTS,
-            report.namespace,
             report.name,
-            [(WELCOME_EMAIL, True, "Sent", f"welcome email sent (SES message {message_id})")],
+            body(report, message_id, sent_at),
+            field_manager=WORKER_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
         )
     except ApiException as err:
-        if err.status == 404:
+        if err.status in (404, 409):  # gone, or the uid precondition failed: another Tenant
             return False
         raise
     return True
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _time(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

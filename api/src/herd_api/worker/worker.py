@@ -1,10 +1,17 @@
 """`herd worker run`: long-polls the email queue and sends SES templated emails.
 
-- Rate: honours SES's MaxSendRate (GetSendQuota), unless configured.
-- Exactly once per idempotency key: a DynamoDB conditional write claims the key first.
-- Failures: the message's visibility is set to an exponential backoff; after the queue's
-  maxReceiveCount SQS moves it to the dead-letter queue. A message that does not parse is
-  such a poison message too.
+- Rate: one budget per environment shared by every replica (worker/budget.py), at SES's
+  MaxSendRate (GetSendQuota) unless configured.
+- Exactly once per idempotency key: a DynamoDB conditional write claims the key first, under
+  a lease no longer than the message's visibility; while a worker holds a claim it extends
+  both (a heartbeat). A worker killed after its claim: the lease lapses no later than the
+  message shows again, and the next receive sends it. A message whose key another worker
+  holds is hidden until that lease ends, instead of burning receives.
+- Failures: an error boundary per message; a failed message's visibility is set to an
+  exponential backoff; after the queue's maxReceiveCount SQS moves it to the dead-letter
+  queue (its depth is a metric, and the chart alerts on it). A message that does not parse
+  is such a poison message too. A failed status report is retried by redelivery: the claim
+  then says `sent`, so only the report runs again, never the email.
 - SIGTERM: the message in hand is finished; messages received but not started are released.
 """
 
@@ -12,22 +19,26 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
 from herd_api.core.config import Settings
-from herd_api.core.ratelimit import TokenBucket
 from herd_api.worker import report
+from herd_api.worker.budget import SharedBudget
 from herd_api.worker.claims import Claims
 from herd_operator import aws
 from herd_operator.clients.ses import SES
-from herd_operator.emailjobs import EmailJob, mask_email
+from herd_operator.emailjobs import EmailJob, Report, mask_email
 from herd_operator.settings import Settings as AwsSettings
 
 log = logging.getLogger("herd.worker")
@@ -35,6 +46,10 @@ log = logging.getLogger("herd.worker")
 SENT = Counter("herd_emails_sent_total", "Emails sent through SES")
 DUPLICATES = Counter("herd_emails_duplicate_total", "Deliveries skipped: already sent")
 FAILED = Counter("herd_emails_failed_total", "Failed email jobs, by reason", ["reason"])
+DEFERRED = Counter("herd_emails_deferred_total", "Deliveries hidden until another's lease ends")
+REPORTS_FAILED = Counter("herd_email_reports_failed_total", "Status reports to retry")
+DLQ_DEPTH = Gauge("herd_email_dlq_messages", "Messages in the email dead-letter queue")
+MAX_VISIBILITY = 43200  # SQS's limit, seconds
 
 
 @dataclass
@@ -49,20 +64,24 @@ class Worker:
         self.queue_url: str = self.aws_settings.email_queue_url
         self.sqs: Any = aws.client("sqs", self.aws_settings)
         self.ses = SES(self.aws_settings)
-        self.claims = Claims(
-            aws.client("dynamodb", self.aws_settings),
-            self.aws_settings.email_jobs_table,  # full name, environment prefix included
-            self.settings.worker_claim_lease,
-        )
+        ddb = aws.client("dynamodb", self.aws_settings)
+        table = self.aws_settings.email_jobs_table  # full name, environment prefix included
+        self.claims = Claims(ddb, table, self.settings.worker_claim_lease)
         rate = self.settings.worker_max_send_rate or self.ses.max_send_rate()
-        self.bucket = TokenBucket(rate, burst=max(1.0, rate))
-        log.info("worker ready: queue %s, %.3g emails/s", self.queue_url.rsplit("/", 1)[-1], rate)
+        self.budget = SharedBudget(ddb, table, self.settings.worker_send_budget_key, rate)
+        log.info(
+            "worker ready: queue %s, %.3g emails/s shared by all workers",
+            self.queue_url.rsplit("/", 1)[-1],
+            rate,
+        )
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
 
     def run(self) -> None:
+        if self.aws_settings.email_dlq_url:
+            threading.Thread(target=self._watch_dlq, daemon=True, name="dlq-depth").start()
         while not self.stop.is_set():
             self.poll_once()
         log.info("worker stopped")
@@ -71,7 +90,7 @@ class Worker:
         try:
             messages = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
-                MaxNumberOfMessages=10,
+                MaxNumberOfMessages=self.settings.worker_batch_size,
                 WaitTimeSeconds=self.settings.worker_wait_seconds,
                 VisibilityTimeout=self.settings.worker_visibility_timeout,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
@@ -84,12 +103,16 @@ class Worker:
             if self.stop.is_set():
                 self._release(messages[i:])  # SIGTERM: give the rest back at once
                 break
-            self.handle(message)
+            try:
+                self.handle(message)
+            except Exception as err:  # one message never stops the others
+                FAILED.labels("error").inc()
+                log.error("job in message %s failed: %s", message.get("MessageId"), err)
+                self._quietly(self._retry_later, message["ReceiptHandle"], _receives(message))
         return len(messages)
 
     def handle(self, message: dict[str, Any]) -> None:
-        receipt = message["ReceiptHandle"]
-        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        receipt, receives = message["ReceiptHandle"], _receives(message)
         try:
             job = EmailJob.model_validate(json.loads(message["Body"]))
         except (ValueError, ValidationError) as err:
@@ -107,52 +130,129 @@ class Worker:
             if claim.sent_message_id:
                 DUPLICATES.inc()
                 log.info("job %s already sent; dropping the duplicate", job.idempotency_key)
-                if job.report:
-                    report.delivered(job.report, claim.sent_message_id)
+                sent_at = claim.sent_at or time.time()
+                if job.report and not self._report(job.report, claim.sent_message_id, sent_at):
+                    self._retry_later(receipt, receives)
+                    return
                 self._delete(receipt)
             else:
-                self._retry_later(receipt, receives)  # another worker is sending it now
+                # Another worker holds the key: look again when its lease ends.
+                DEFERRED.inc()
+                wait = (claim.held_until or time.time()) - time.time()
+                self._hide(receipt, min(MAX_VISIBILITY, max(1, math.ceil(wait) + 1)))
             return
-        if not self.bucket.take(self.stop):
-            self.claims.release(job.idempotency_key)
-            self._retry_later(receipt, 0)
-            return
-        try:
-            message_id = self.ses.send_templated(
-                self.aws_settings.email_sender, job.to, job.template, job.data
-            )
-        except (ClientError, BotoCoreError) as err:
-            FAILED.labels("ses").inc()
-            log.warning(
-                "send of job %s to %s failed (receive %d): %s",
-                job.idempotency_key,
-                mask_email(job.to),
-                receives,
-                err,
-            )
-            self.claims.release(job.idempotency_key)
-            self._retry_later(receipt, receives)
-            return
-        self.claims.sent(job.idempotency_key, message_id)
+        with self._holding(receipt, job.idempotency_key, claim.token):
+            stamp = self.budget.take(self.stop)
+            if stamp is None:  # stopping while waiting for the budget
+                self.claims.release(job.idempotency_key, claim.token)
+                self._hide(receipt, 0)
+                return
+            if not self.claims.renew(job.idempotency_key, claim.token):
+                # Lost while we waited (a pause longer than the lease): whoever took the key
+                # over sends it; sending here too would be the duplicate.
+                DEFERRED.inc()
+                log.warning("claim of job %s was taken over; not sending", job.idempotency_key)
+                self._retry_later(receipt, receives)
+                return
+            try:
+                message_id = self.ses.send_templated(
+                    self.aws_settings.email_sender, job.to, job.template, job.data
+                )
+            except (ClientError, BotoCoreError) as err:
+                FAILED.labels("ses").inc()
+                log.warning(
+                    "send of job %s to %s failed (receive %d): %s",
+                    job.idempotency_key,
+                    mask_email(job.to),
+                    receives,
+                    err,
+                )
+                self.claims.release(job.idempotency_key, claim.token)
+                self._retry_later(receipt, receives)
+                return
+            # SES took it: from here on nothing may release the claim (a retry would send
+            # again). The `sent` record is retried by boto (throttling); still failing, the
+            # claim's lease runs on and the error boundary backs the message off.
+            self.claims.sent(job.idempotency_key, message_id, stamp)
         SENT.inc()
         log.info(
             "sent job %s (template %s) to %s", job.idempotency_key, job.template, mask_email(job.to)
         )
-        if job.report:
-            report.delivered(job.report, message_id)
+        if job.report and not self._report(job.report, message_id, stamp):
+            self._retry_later(receipt, receives)  # redelivery reports; the claim says sent
+            return
         self._delete(receipt)
+
+    def _report(self, target: Report, message_id: str, sent_at: float) -> bool:
+        """True when reported (or nothing to report to any more); False: retry later."""
+        try:
+            report.delivered(target, message_id, sent_at)
+        except Exception as err:  # 403/5xx/network: only the report is retried
+            REPORTS_FAILED.inc()
+            log.warning("status report for %s/%s failed: %s", target.namespace, target.name, err)
+            return False
+        return True
+
+    @contextmanager
+    def _holding(self, receipt: str, key: str, token: str) -> Iterator[None]:
+        """While we hold the claim: keep the message hidden and the lease alive."""
+        done = threading.Event()
+        every = max(0.5, min(self.settings.worker_visibility_timeout, self.claims.lease) / 3)
+
+        def beat() -> None:
+            while not done.wait(every):
+                try:
+                    self._hide(receipt, self.settings.worker_visibility_timeout)
+                    if not self.claims.renew(key, token):
+                        log.warning("claim of job %s was taken over", key)
+                except Exception as err:  # the next beat tries again
+                    log.warning("heartbeat of job %s failed: %s", key, err)
+
+        thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{key[:20]}")
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    def _watch_dlq(self) -> None:
+        while not self.stop.is_set():
+            try:
+                attrs = self.sqs.get_queue_attributes(
+                    QueueUrl=self.aws_settings.email_dlq_url,
+                    AttributeNames=["ApproximateNumberOfMessages"],
+                )["Attributes"]
+                DLQ_DEPTH.set(int(attrs["ApproximateNumberOfMessages"]))
+            except Exception as err:  # a metric never stops the worker
+                log.warning("reading the dead-letter queue's depth failed: %s", err)
+            self.stop.wait(self.settings.worker_dlq_interval)
 
     def _delete(self, receipt: str) -> None:
         self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
 
-    def _retry_later(self, receipt: str, receives: int) -> None:
-        delay = min(43200, int(self.settings.worker_retry_base * 2 ** max(receives - 1, 0)))
+    def _hide(self, receipt: str, seconds: int) -> None:
         self.sqs.change_message_visibility(
-            QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=delay
+            QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds
         )
+
+    def _retry_later(self, receipt: str, receives: int) -> None:
+        delay = self.settings.worker_retry_base * 2 ** max(receives - 1, 0)
+        self._hide(receipt, min(MAX_VISIBILITY, int(delay)))
 
     def _release(self, messages: list[dict[str, Any]]) -> None:
         for m in messages:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-            )
+            self._quietly(self._hide, m["ReceiptHandle"], 0)
+
+    @staticmethod
+    def _quietly(fn: Callable[[str, int], None], receipt: str, value: int) -> None:
+        """For clean-up calls whose failure only means SQS redelivers a bit later (a stale
+        receipt handle, say)."""
+        try:
+            fn(receipt, value)
+        except (ClientError, BotoCoreError) as err:
+            log.warning("queue call failed (the message comes back on its own): %s", err)
+
+
+def _receives(message: dict[str, Any]) -> int:
+    return int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))

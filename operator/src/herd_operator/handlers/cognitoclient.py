@@ -14,7 +14,8 @@ from herd_operator import conditions as cond
 from herd_operator import kube
 from herd_operator.clients.cognito import Cognito, issuer_url
 from herd_operator.constants import GROUP
-from herd_operator.errors import AlreadyExists, InvalidSpec, Recoverable
+from herd_operator.errors import AlreadyExists, InvalidSpec, Recoverable, SecretConflict
+from herd_operator.handlers import adoption
 from herd_operator.handlers.common import Object
 from herd_operator.settings import Settings
 
@@ -85,6 +86,12 @@ def differences(want: dict[str, Any], have: dict[str, Any]) -> list[str]:
 def reconcile(obj: Object, settings: Settings) -> str:
     spec, status = obj.spec, obj.status
     pool = pool_id(spec, settings)
+    # Before anything in AWS: a Secret of that name that is not ours is never overwritten.
+    if kube.secret_owned_by(obj.namespace, spec["secretName"], obj.uid) is False:
+        raise SecretConflict(
+            f"Secret {spec['secretName']} already exists and is not this CognitoClient's; it "
+            "is left untouched: choose another secretName or delete that Secret"
+        )
     want = params(spec)
     cognito = Cognito(settings)
     client_id = status.get("clientId")
@@ -97,7 +104,7 @@ def reconcile(obj: Object, settings: Settings) -> str:
         )
         client_id = None
     if not client_id:
-        client_id = _create_or_adopt(obj, cognito, pool, want)
+        client_id = _create_or_adopt(obj, cognito, pool, want, settings)
         have = cognito.describe_client(pool, client_id)
     if have is None:
         raise Recoverable(f"app client {client_id} is not visible yet")
@@ -113,7 +120,9 @@ def reconcile(obj: Object, settings: Settings) -> str:
     return f"app client {client_id} is in sync; credentials in Secret {spec['secretName']}"
 
 
-def _create_or_adopt(obj: Object, cognito: Cognito, pool: str, want: dict[str, Any]) -> str:
+def _create_or_adopt(
+    obj: Object, cognito: Cognito, pool: str, want: dict[str, Any], settings: Settings
+) -> str:
     spec, status = obj.spec, obj.status
     existing = cognito.clients_named(pool, want["ClientName"])
     if existing and status.get("creationStarted"):
@@ -131,6 +140,7 @@ def _create_or_adopt(obj: Object, cognito: Cognito, pool: str, want: dict[str, A
                 f"{pool}; cannot tell which to adopt"
             )
         client_id = existing[0]
+        adoption.check(obj, "clientId", client_id, f"app client {client_id}", settings)
         obj.event("Adopted", f"adopted existing app client {client_id}")
     else:
         obj.patch_status(creationStarted=cond.now(), userPoolId=pool)
@@ -157,7 +167,7 @@ def write_secret(
     old = status.get("secretName")
     if old != spec["secretName"]:
         obj.event("SecretWritten", f"wrote credentials to Secret {spec['secretName']}")
-    if old and old != spec["secretName"]:
+    if old and old != spec["secretName"] and kube.secret_owned_by(obj.namespace, old, obj.uid):
         try:
             kube.core().delete_namespaced_secret(old, obj.namespace)
         except ApiException as err:

@@ -4,7 +4,9 @@ A reconcile function returns the Ready message or raises:
 - InvalidSpec  -> Ready=False/Synced=False reason InvalidSpec, kopf.PermanentError (terminal
   until the spec changes);
 - Recoverable (throttling, 5xx, network) -> Synced=False reason Recoverable,
-  kopf.TemporaryError with exponential backoff, so nothing loops hot.
+  kopf.TemporaryError with exponential backoff, so nothing loops hot;
+- Waiting -> Ready=False, looked at again after waiting_delay; Pending -> Ready=False and
+  the handler ends: the dependency's own change wakes the object (no poll).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -21,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from herd_operator import conditions as cond
 from herd_operator import kube, metrics
-from herd_operator.errors import InvalidSpec, Recoverable, Waiting, classify
+from herd_operator.errors import InvalidSpec, Pending, Recoverable, Waiting, classify
 from herd_operator.settings import Settings
 
 
@@ -135,11 +137,17 @@ def reconcile(obj: Object, retry: int, settings: Settings, fn: Callable[[], str]
             (cond.READY, False, reason, str(err)), (cond.SYNCED, False, reason, str(err))
         )
         obj.event(reason, str(err), warning=True)
+        if not err.terminal:
+            raise kopf.TemporaryError(str(err), delay=backoff(retry, settings)) from err
         raise kopf.PermanentError(str(err)) from err
     except Waiting as err:
         metrics.RECONCILES.labels(obj.kind, "waiting").inc()
         obj.set_conditions((cond.READY, False, "Waiting", str(err)))
         raise kopf.TemporaryError(str(err), delay=settings.waiting_delay) from err
+    except Pending as err:
+        metrics.RECONCILES.labels(obj.kind, "waiting").inc()
+        obj.set_conditions((cond.READY, False, "Waiting", str(err)))
+        return
     except Recoverable as err:
         metrics.RECONCILES.labels(obj.kind, "retry").inc()
         metrics.ERRORS.labels(obj.kind, cond.RECOVERABLE).inc()
@@ -167,10 +175,34 @@ def guard(obj: Object, retry: int, settings: Settings, fn: Callable[[], None]) -
         except (ClientError, BotoCoreError) as err:
             raise classify(err) from err
     except InvalidSpec as err:
-        obj.event(cond.INVALID_SPEC, str(err), warning=True)
+        obj.event(getattr(err, "reason", cond.INVALID_SPEC), str(err), warning=True)
+        if not err.terminal:
+            raise kopf.TemporaryError(str(err), delay=backoff(retry, settings)) from err
         raise kopf.PermanentError(str(err)) from err
     except Recoverable as err:
         metrics.ERRORS.labels(obj.kind, cond.RECOVERABLE).inc()
         delay = backoff(retry, settings)
         obj.event(cond.RECOVERABLE, f"{err}; retrying in {delay:.0f}s", warning=True)
         raise kopf.TemporaryError(str(err), delay=delay) from err
+
+
+def guard_delete(obj: Object, retry: int, settings: Settings, fn: Callable[[], None]) -> None:
+    """Deletion: whatever fails, the finalizer stays until the AWS/OpenRemote object is gone.
+
+    Kopf lets the finalizer go when a deletion handler fails permanently, which would orphan
+    the object outside Kubernetes; so every failure is retried with backoff, and the Ready
+    condition says what blocks the deletion.
+    """
+    try:
+        try:
+            fn()
+        except (ClientError, BotoCoreError) as err:
+            raise classify(err) from err
+    except Exception as err:
+        delay = backoff(retry, settings)
+        message = f"deletion blocked: {err}; retrying in {delay:.0f}s"
+        metrics.ERRORS.labels(obj.kind, cond.DELETION_BLOCKED).inc()
+        with suppress(Exception):
+            obj.set_conditions((cond.READY, False, cond.DELETION_BLOCKED, message))
+        obj.event(cond.DELETION_BLOCKED, message, warning=True)
+        raise kopf.TemporaryError(message, delay=delay) from err

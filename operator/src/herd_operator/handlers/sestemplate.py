@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 from herd_operator import conditions as cond
 from herd_operator.clients.ses import SES, Template, already_exists
 from herd_operator.errors import AlreadyExists, InvalidSpec
+from herd_operator.handlers import adoption
 from herd_operator.handlers.common import Object
 from herd_operator.settings import Settings
 from herd_operator.templates import TemplateError, check
@@ -63,6 +64,7 @@ def reconcile(obj: Object, settings: Settings) -> str:
             raise AlreadyExists(
                 f"SES template {want.name} already exists; set spec.adopt: true to take it over"
             )
+        adoption.check(obj, "templateName", want.name, f"SES template {want.name}", settings)
         obj.patch_status(templateName=want.name)
         if differences(want, have):
             ses.update(want)

@@ -12,6 +12,7 @@ re-enqueued email job carries the same key and the worker sends it once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -20,8 +21,8 @@ from herd_operator import aws, emailjobs, kube
 from herd_operator import conditions as cond
 from herd_operator.clients.cognito import Cognito
 from herd_operator.clients.openremote import OpenRemote
-from herd_operator.constants import API_VERSION
-from herd_operator.errors import AlreadyExists, InvalidSpec, Waiting
+from herd_operator.constants import API_VERSION, GROUP
+from herd_operator.errors import AlreadyExists, InvalidSpec, Pending, Waiting
 from herd_operator.handlers import cognitoclient, sestemplate
 from herd_operator.handlers.common import Object
 from herd_operator.settings import Settings
@@ -30,6 +31,7 @@ KIND = "Tenant"
 PLURAL = "tenants"
 USER, CLIENT, REALM, EMAIL = "CognitoUser", "AppClient", "Realm", "WelcomeEmailQueued"
 STEPS = (USER, CLIENT, REALM, EMAIL)
+TENANT_LABEL = f"{GROUP}/tenant"  # on a Tenant's children
 
 
 def child_client_name(slug: str) -> str:
@@ -65,7 +67,7 @@ def child_client(obj: Object) -> dict[str, Any]:
             "namespace": obj.namespace,
             "labels": {
                 "app.kubernetes.io/managed-by": "herd-operator",
-                "platform.herd-itt.com/tenant": spec["slug"],
+                TENANT_LABEL: spec["slug"],
             },
             "ownerReferences": [obj.owner_reference()],
         },
@@ -119,6 +121,16 @@ def ensure_user(obj: Object, settings: Settings) -> None:
         _step(obj, USER, True, "Created", "Cognito user exists; invitation suppressed")
 
 
+def client_step(condition: Mapping[str, Any], of_tenant: bool = False) -> tuple[str, ...]:
+    """The state of the AppClient step: from the child's Ready condition, or as the Tenant
+    recorded it (ensure_client copies the child's reason while it is not Ready)."""
+    if condition.get("status") == "True":
+        return ("True",)
+    if of_tenant and not condition:
+        return ("Unknown",)
+    return ("False", str(condition.get("reason") or "Creating"))
+
+
 def ensure_client(obj: Object) -> None:
     body = child_client(obj)
     name = body["metadata"]["name"]
@@ -148,9 +160,10 @@ def ensure_client(obj: Object) -> None:
         reason = (ready or {}).get("reason", "Creating")
         message = (ready or {}).get("message", "waiting for the app client")
         _step(obj, CLIENT, False, reason, f"CognitoClient {name}: {message}")
-        if reason in (cond.INVALID_SPEC, cond.ALREADY_EXISTS):
+        if reason in cond.TERMINAL:
             raise InvalidSpec(f"CognitoClient {name}: {message}")
-        raise Waiting(f"waiting for CognitoClient {name}")
+        # No poll: the child's change wakes this Tenant (main.tenant_child_changed).
+        raise Pending(f"waiting for CognitoClient {name}")
     if obj.status.get("clientSecretName") != body["spec"]["secretName"] or not cond.is_true(
         obj.status.get("conditions"), CLIENT
     ):

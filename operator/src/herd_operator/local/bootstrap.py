@@ -38,6 +38,7 @@ class Environment:
         return {
             "HERD_COGNITO_USER_POOL_ID": self.user_pool_id,
             "HERD_EMAIL_QUEUE_URL": self.email_queue_url,
+            "HERD_EMAIL_DLQ_URL": self.email_dlq_url,
             "HERD_EMAIL_JOBS_TABLE": self.email_jobs_table,
             "HERD_EMAIL_SENDER": self.email_sender,
             "HERD_ADMIN_CLIENT_ID": self.admin_client_id,

@@ -10,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 
 from herd_api.api.deps import RateLimited, SettingsDep, SlugPath, StoreDep
 from herd_api.core.metrics import SIGNUPS
-from herd_api.models import Condition, SignupAccepted, SignupCreate, SignupStatus
+from herd_api.models import PublicCondition, SignupAccepted, SignupCreate, SignupStatus
 from herd_api.tenants import EMAIL_LABEL, KEY_LABEL, REQUEST_ANNOTATION, request_hash
 from herd_operator.emailjobs import mask_email
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/signups", tags=["signups"])
 log = logging.getLogger("herd.api.signups")
 
 CONFLICT_RESPONSES: dict[int | str, dict[str, str]] = {
-    409: {"description": "The slug or the admin email is already signed up"},
+    409: {"description": "The slug is already taken"},
     422: {"description": "Invalid input, or an Idempotency-Key reused for another request"},
     429: {"description": "Too many signups from this client"},
 }
@@ -60,10 +60,11 @@ def create_signup(
             status.HTTP_409_CONFLICT, detail=f"the slug '{body.slug}' is already taken"
         )
     if store.find(EMAIL_LABEL, spec["adminEmail"]):
-        SIGNUPS.labels("conflict").inc()
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, detail="this admin email has already signed up"
-        )
+        # The same answer as a new signup: whether an address has signed up is nobody's
+        # business but its owner's. Nothing is created and nothing is sent.
+        SIGNUPS.labels("duplicate_email").inc()
+        log.info("signup for an email that has signed up; answered as accepted")
+        return accepted
     try:
         store.create(spec, idempotency_key)
     except ApiException as err:
@@ -96,5 +97,10 @@ def get_signup(slug: SlugPath, store: StoreDep) -> SignupStatus:
     return SignupStatus(
         slug=slug,
         phase=st.get("phase") or "Pending",
-        conditions=[Condition.model_validate(c) for c in st.get("conditions") or []],
+        conditions=[
+            PublicCondition(
+                type=c.get("type", ""), status=c.get("status", ""), reason=c.get("reason")
+            )
+            for c in st.get("conditions") or []
+        ],
     )
