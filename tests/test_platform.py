@@ -76,29 +76,26 @@ def fresh_clone(dest: Path) -> Path:
     return dest
 
 
-def shell(clone: Path, script: str) -> subprocess.CompletedProcess[str]:
-    """`script` in bash after `set -a; . .herd/env; set +a`, as the README says."""
+def newcomer(clone: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`args` run in the clone with the newcomer's environment."""
     return subprocess.run(
-        ["bash", "-c", f"set -a; . .herd/env; set +a\n{script}"],
+        list(args),
         cwd=clone,
         env=newcomer_env(),
         text=True,
         capture_output=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
+
+
+def shell(clone: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """`script` in bash after `set -a; . .herd/env; set +a`, as the README says."""
+    return newcomer(clone, "bash", "-c", f"set -a; . .herd/env; set +a\n{script}")
 
 
 def make(clone: Path, target: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", target],
-        cwd=clone,
-        env=newcomer_env(),
-        text=True,
-        capture_output=True,
-        timeout=1200,
-        check=False,
-    )
+    return newcomer(clone, "make", target, timeout=1200)
 
 
 def records(state: Path) -> list[object]:
