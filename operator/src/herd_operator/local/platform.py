@@ -18,6 +18,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,8 @@ class Platform:
             resources[env] = bootstrap.bootstrap(self.aws_settings(env, moto))
             operator = self.service(f"operator-{env}")
             webhook = free_port()
-            if not operator.running():
+            against = {"server": cp.server, "moto": moto.url}
+            if not self._current(operator, against):
                 # As `make bootstrap` on EKS: the operator chart gives the operator its identity.
                 install_operator_chart(cp.kubeconfig, self.repo_root, env)
                 with self._api(cp.kubeconfig) as api:
@@ -135,7 +137,7 @@ class Platform:
                         "HERD_LOGIN_URL_TEMPLATE": "http://localhost/manager/?realm={slug}",
                     },
                 )
-                operator.record(webhook=webhook)
+                operator.record(webhook=webhook, issued=time.time(), **against)
             out[f"HERD_WEBHOOK_URL_{env.upper()}"] = (
                 f"http://127.0.0.1:{operator.info().get('webhook', webhook)}/webhooks/github"
             )
@@ -147,7 +149,8 @@ class Platform:
         api_service = self.service("api")
         api_port = int(str(api_service.info().get("port") or free_port()))
         out["HERD_API_URL"] = f"http://127.0.0.1:{api_port}"
-        if not api_service.running():
+        dev_cluster = {"server": self.cluster("dev").server, "moto": moto.url}
+        if not self._current(api_service, dev_cluster):
             # The API's identity comes from git: dev's herd-api Application installs its chart.
             self._wait_synced(dev, API_ACCOUNT, say)
             self._account(dev, API_ACCOUNT)
@@ -167,9 +170,9 @@ class Platform:
                     "/.well-known/jwks.json",
                 },
             )
-            api_service.record(port=api_port)
+            api_service.record(port=api_port, issued=time.time(), **dev_cluster)
         say(f"signup API at {out['HERD_API_URL']} (against dev, as herd-system:{API_ACCOUNT})")
-        if not self.service("worker").running():
+        if not self._current(self.service("worker"), dev_cluster):
             self._wait_synced(dev, WORKER_ACCOUNT, say)
             self._account(dev, WORKER_ACCOUNT)
             self._start(
@@ -183,6 +186,7 @@ class Platform:
                 "HERD_WORKER_PORT",
                 {"HERD_WORKER_WAIT_SECONDS": "2", "HERD_WORKER_MAX_SEND_RATE": "10"},
             )
+            self.service("worker").record(issued=time.time(), **dev_cluster)
         say(f"email worker running (against dev, as herd-system:{WORKER_ACCOUNT})")
         self._wait_for_platform(dev, say)
         for env in ENVIRONMENTS:
@@ -231,6 +235,21 @@ class Platform:
         return bin_dir
 
     # -- internals ------------------------------------------------------------------------------
+    def _current(self, service: Service, against: dict[str, str]) -> bool:
+        """Whether `service` runs against this cluster and moto with a token not near its end.
+        One that does not (a cluster or moto restarted under it, a token days old) is
+        stopped, so that `make up` starts it afresh with a new identity."""
+        if not service.running():
+            return False
+        info = service.info()
+        issued = float(str(info.get("issued") or 0))
+        if all(info.get(k) == v for k, v in against.items()) and (
+            time.time() - issued < identity.TOKEN_SECONDS * 0.7
+        ):
+            return True
+        service.stop()
+        return False
+
     @staticmethod
     def _api(kubeconfig: Path) -> ApiClient:
         return config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call, no-any-return]
