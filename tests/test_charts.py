@@ -212,3 +212,26 @@ def test_network_policies_admit_only_what_each_program_serves(
     workload = next(o for o in rendered if o["kind"] == "Deployment")
     selector = workload["spec"]["selector"]["matchLabels"]
     assert policy["spec"]["podSelector"]["matchLabels"] == selector
+
+
+@pytest.mark.parametrize(("env", "vpc"), [("dev", "10.10"), ("prod", "10.20")])
+def test_only_the_load_balancer_subnets_reach_the_api(env: str, vpc: str) -> None:
+    """The environments admit the ALB's public subnets, not the pods' private ones."""
+    import ipaddress
+
+    rendered = template(
+        "herd-api",
+        "-f",
+        "apps/herd-api/values.yaml",
+        "-f",
+        f"clusters/{env}/values/herd-api.yaml",
+    )
+    policy = next(o for o in rendered if o["kind"] == "NetworkPolicy")
+    blocks = [
+        ipaddress.ip_network(peer["ipBlock"]["cidr"])
+        for rule in policy["spec"]["ingress"]
+        for peer in rule["from"]
+    ]
+    assert blocks and all(b.subnet_of(ipaddress.ip_network(f"{vpc}.0.0/16")) for b in blocks)
+    for private in (f"{vpc}.96.10", f"{vpc}.130.7", f"{vpc}.170.1"):  # eksctl's private /19s
+        assert not any(ipaddress.ip_address(private) in b for b in blocks), private
