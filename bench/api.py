@@ -20,8 +20,6 @@ from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
-from herd_operator import aws
-from herd_operator.emailjobs import EmailJob, enqueue
 from herd_operator.local.process import wait_until
 
 console = Console()
@@ -62,23 +60,8 @@ def main() -> None:
                 latencies = sorted(pool.map(signup, range(args.requests)))
             wall = time.perf_counter() - t0
 
-        sqs = aws.client("sqs", st.aws)
-        ses = aws.client("ses", st.aws)
-        ses.create_template(
-            Template={"TemplateName": "bench", "SubjectPart": "Hi {{n}}", "TextPart": "Hello {{n}}"}
-        )
         with console.status(f"queueing {args.emails} email jobs"):
-            for i in range(args.emails):
-                enqueue(
-                    sqs,
-                    st.resources.email_queue_url,
-                    EmailJob(
-                        idempotency_key=f"bench-{i}",
-                        template="bench",
-                        to=f"u{i}@example.com",
-                        data={"n": i},
-                    ),
-                )
+            st.queue_emails(args.emails, "bench")
         t0 = time.perf_counter()
         st.run(
             ["worker", "run"],

@@ -13,6 +13,8 @@ from pathlib import Path
 from kubernetes import config
 from kubernetes.client import ApiClient
 
+from herd_operator import aws
+from herd_operator.emailjobs import EmailJob, enqueue
 from herd_operator.local import bootstrap, crds
 from herd_operator.local.controlplane import ControlPlane
 from herd_operator.local.moto_server import MotoServer
@@ -63,6 +65,21 @@ class Stack:
             health=f"http://127.0.0.1:{port}/healthz",
         )
         return f"http://127.0.0.1:{port}"
+
+    def queue_emails(self, count: int, prefix: str) -> None:
+        """`count` email jobs of a `bench` SES template on the environment's queue."""
+        aws.client("ses", self.aws).create_template(
+            Template={"TemplateName": "bench", "SubjectPart": "Hi {{n}}", "TextPart": "Hi {{n}}"}
+        )
+        sqs = aws.client("sqs", self.aws)
+        for i in range(count):
+            job = EmailJob(
+                idempotency_key=f"{prefix}-{i}",
+                template="bench",
+                to=f"u{i}@example.com",
+                data={"n": i},
+            )
+            enqueue(sqs, self.resources.email_queue_url, job)
 
 
 @contextmanager

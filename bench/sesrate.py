@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.table import Table
 
 from herd_operator import aws
-from herd_operator.emailjobs import EmailJob, enqueue
 from herd_operator.local.process import wait_until
 
 console = Console()
@@ -41,22 +40,9 @@ def main() -> None:
     parser.add_argument("--emails", type=int, default=150)
     args = parser.parse_args()
     with stack("herd-bench-sesrate-") as st:
-        sqs, ddb = aws.client("sqs", st.aws), aws.client("dynamodb", st.aws)
-        aws.client("ses", st.aws).create_template(
-            Template={"TemplateName": "bench", "SubjectPart": "Hi {{n}}", "TextPart": "Hi {{n}}"}
-        )
+        ddb = aws.client("dynamodb", st.aws)
         with console.status(f"queueing {args.emails} email jobs"):
-            for i in range(args.emails):
-                enqueue(
-                    sqs,
-                    st.resources.email_queue_url,
-                    EmailJob(
-                        idempotency_key=f"sesrate-{i}",
-                        template="bench",
-                        to=f"u{i}@example.com",
-                        data={"n": i},
-                    ),
-                )
+            st.queue_emails(args.emails, "sesrate")
         t0 = time.perf_counter()
         with console.status(f"{args.workers} workers at a shared {args.rate:g}/s"):
             for i in range(args.workers):

@@ -37,18 +37,22 @@ class Claims:
     def __init__(self, ddb: Any, table: str, lease: float) -> None:
         self._ddb, self._table, self.lease = ddb, table, lease
 
+    def _sending(self, key: str, token: str, now: float) -> dict[str, Any]:
+        """The item of a claim held by `token` from `now` for one lease."""
+        return {
+            "key": {"S": key},
+            "state": {"S": "sending"},
+            "owner": {"S": token},
+            "claimedAt": {"N": f"{now:.3f}"},
+            "leaseUntil": {"N": f"{now + self.lease:.3f}"},
+        }
+
     def claim(self, key: str) -> Claim:
         now, token = time.time(), uuid.uuid4().hex
         try:
             self._ddb.put_item(
                 TableName=self._table,
-                Item={
-                    "key": {"S": key},
-                    "state": {"S": "sending"},
-                    "owner": {"S": token},
-                    "claimedAt": {"N": f"{now:.3f}"},
-                    "leaseUntil": {"N": f"{now + self.lease:.3f}"},
-                },
+                Item=self._sending(key, token, now),
                 ConditionExpression="attribute_not_exists(#k) OR (#s = :sending AND #l < :now)",
                 ExpressionAttributeNames={"#k": "key", "#s": "state", "#l": "leaseUntil"},
                 ExpressionAttributeValues={
@@ -79,13 +83,7 @@ class Claims:
         try:
             self._ddb.put_item(
                 TableName=self._table,
-                Item={
-                    "key": {"S": key},
-                    "state": {"S": "sending"},
-                    "owner": {"S": token},
-                    "claimedAt": {"N": f"{now:.3f}"},
-                    "leaseUntil": {"N": f"{now + self.lease:.3f}"},
-                },
+                Item=self._sending(key, token, now),
                 ConditionExpression="#o = :me AND #s = :sending",
                 ExpressionAttributeNames={"#o": "owner", "#s": "state"},
                 ExpressionAttributeValues={":me": {"S": token}, ":sending": {"S": "sending"}},

@@ -206,53 +206,44 @@ class ControlPlane:
         launch("kube-apiserver", api)
         self._wait("kube-apiserver", records[-1], self._api_ready)
 
-        if self.with_controller_manager:
+        def component(name: str, port: int, cert_dir: str, *extra: str) -> None:
+            """kube-controller-manager or kube-scheduler: admin kubeconfig, loopback, healthz."""
             admin = str(self.kubeconfig)
             launch(
-                "kube-controller-manager",
+                name,
                 [
-                    str(self.assets / "kube-controller-manager"),
+                    str(self.assets / name),
                     f"--kubeconfig={admin}",
                     f"--authentication-kubeconfig={admin}",
                     f"--authorization-kubeconfig={admin}",
                     "--leader-elect=false",
-                    f"--service-account-private-key-file={pki / 'sa.key'}",
-                    f"--root-ca-file={pki / 'serving-ca.crt'}",
-                    f"--cert-dir={self.root / 'kcm'}",
+                    f"--cert-dir={self.root / cert_dir}",
                     "--bind-address=127.0.0.1",
-                    f"--secure-port={kcm_port}",
+                    f"--secure-port={port}",
                     "--profiling=false",
-                    # Volumes for PVCs without a cloud (see STORAGE_CLASS).
-                    "--enable-hostpath-provisioner=true",
+                    *extra,
                 ],
             )
             self._wait(
-                "kube-controller-manager",
+                name,
                 records[-1],
-                lambda: _get(f"https://127.0.0.1:{kcm_port}/healthz", verify=False) == 200,
+                lambda: _get(f"https://127.0.0.1:{port}/healthz", verify=False) == 200,
+            )
+
+        if self.with_controller_manager:
+            component(
+                "kube-controller-manager",
+                kcm_port,
+                "kcm",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'serving-ca.crt'}",
+                # Volumes for PVCs without a cloud (see STORAGE_CLASS).
+                "--enable-hostpath-provisioner=true",
             )
         if self.nodes and self._can_run_pods():
             assert self.kwok is not None
             admin = str(self.kubeconfig)
-            launch(
-                "kube-scheduler",
-                [
-                    str(self.assets / "kube-scheduler"),
-                    f"--kubeconfig={admin}",
-                    f"--authentication-kubeconfig={admin}",
-                    f"--authorization-kubeconfig={admin}",
-                    "--leader-elect=false",
-                    f"--cert-dir={self.root / 'scheduler'}",
-                    "--bind-address=127.0.0.1",
-                    f"--secure-port={sched_port}",
-                    "--profiling=false",
-                ],
-            )
-            self._wait(
-                "kube-scheduler",
-                records[-1],
-                lambda: _get(f"https://127.0.0.1:{sched_port}/healthz", verify=False) == 200,
-            )
+            component("kube-scheduler", sched_port, "scheduler")
             kwok, stages = self.kwok
             launch(
                 "kwok",
