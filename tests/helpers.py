@@ -263,3 +263,32 @@ def sync_project(
         },
     )
     return name
+
+
+def may(
+    api: ApiClient,
+    namespace: str,
+    account: str,
+    verb: str,
+    group: str,
+    resource: str,
+    where: str = "",
+) -> bool:
+    """Whether ServiceAccount namespace/account may `verb` `resource` (`name/subresource`)
+    in `where` (empty: cluster-wide), as the API server's SubjectAccessReview answers."""
+    review = client.AuthorizationV1Api(api).create_subject_access_review(
+        client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=f"system:serviceaccount:{namespace}:{account}",
+                groups=["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
+                resource_attributes=client.V1ResourceAttributes(
+                    verb=verb,
+                    group=group,
+                    resource=resource.split("/")[0],
+                    subresource=resource.partition("/")[2] or None,
+                    namespace=where or None,
+                ),
+            )
+        )
+    )
+    return bool(review.status and review.status.allowed)

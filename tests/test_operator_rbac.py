@@ -11,20 +11,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client, config
 from kubernetes.client import ApiClient
 
+from herd_operator.local import identity
 from herd_operator.local.controlplane import ControlPlane
 from herd_operator.local.gitrepo import Repo
 from herd_operator.settings import get_settings
 
 from .charts import helm
 from .conftest import TENANTS, WELCOME_TEMPLATE
-from .helpers import Custom, OperatorProcess, sync_project, wait_for
+from .helpers import Custom, OperatorProcess, may, sync_project, wait_for
 
 SA, NS = "herd-operator", "herd-system"
-SA_USER = f"system:serviceaccount:{NS}:{SA}"
 
 
 @pytest.fixture(scope="module")
@@ -38,37 +37,11 @@ def rbac_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPl
 
 
 def sa_kubeconfig(cp: ControlPlane, api: ApiClient, path: Path) -> Path:
-    token = (
-        client.CoreV1Api(api)
-        .create_namespaced_service_account_token(
-            SA,
-            NS,
-            client.AuthenticationV1TokenRequest(
-                spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
-            ),
-        )
-        .status.token
-    )
-    admin = yaml.safe_load(cp.kubeconfig.read_text())
-    admin["users"] = [{"name": "operator", "user": {"token": token}}]
-    admin["contexts"][0]["context"]["user"] = "operator"
-    path.write_text(yaml.safe_dump(admin))
-    return path
+    return identity.service_account_kubeconfig(api, cp.kubeconfig, NS, SA, path, seconds=3600)
 
 
 def allowed(api: ApiClient, verb: str, group: str, resource: str, namespace: str = "") -> bool:
-    review = client.AuthorizationV1Api(api).create_subject_access_review(
-        client.V1SubjectAccessReview(
-            spec=client.V1SubjectAccessReviewSpec(
-                user=SA_USER,
-                groups=["system:serviceaccounts", f"system:serviceaccounts:{NS}"],
-                resource_attributes=client.V1ResourceAttributes(
-                    verb=verb, group=group, resource=resource, namespace=namespace or None
-                ),
-            )
-        )
-    )
-    return bool(review.status.allowed)
+    return may(api, NS, SA, verb, group, resource, namespace)
 
 
 @pytest.mark.slow

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kubernetes import client
 from kubernetes.client import ApiClient
 
 from .conftest import PROGRAMS_NAMESPACE
-from .helpers import ApiProcess, Custom, WorkerProcess
+from .helpers import ApiProcess, Custom, WorkerProcess, may
 from .test_api import token
 
 GROUP = "platform.herd-itt.com"
@@ -23,22 +22,7 @@ GROUP = "platform.herd-itt.com"
 def allowed(
     api: ApiClient, account: str, verb: str, resource: str, namespace: str, group: str = GROUP
 ) -> bool:
-    review = client.AuthorizationV1Api(api).create_subject_access_review(
-        client.V1SubjectAccessReview(
-            spec=client.V1SubjectAccessReviewSpec(
-                user=f"system:serviceaccount:{PROGRAMS_NAMESPACE}:{account}",
-                groups=["system:serviceaccounts", f"system:serviceaccounts:{PROGRAMS_NAMESPACE}"],
-                resource_attributes=client.V1ResourceAttributes(
-                    verb=verb,
-                    group=group,
-                    resource=resource.split("/")[0],
-                    subresource=resource.partition("/")[2] or None,
-                    namespace=namespace or None,
-                ),
-            )
-        )
-    )
-    return bool(review.status.allowed)
+    return may(api, PROGRAMS_NAMESPACE, account, verb, group, resource, namespace)
 
 
 @pytest.mark.slow
