@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ from herd_operator.settings import Settings
 READY_TIMEOUT = 60.0
 
 
-def _aws_identity(name: str) -> bool:
-    """AWS variables that name an account, a region or an endpoint (not the CA bundle)."""
-    return name.startswith("AWS_") and name != "AWS_CA_BUNDLE"
+def without_aws(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` less the AWS variables that name an account, a region or an endpoint (the
+    machine's CA bundle stays)."""
+    return {k: v for k, v in environ.items() if not k.startswith("AWS_") or k == "AWS_CA_BUNDLE"}
 
 
 # moto accepts any keys; these are what the local platform hands its programs and writes to
@@ -77,7 +79,7 @@ class MotoServer:
                 self._service.start(
                     [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                     # No AWS credentials of the shell reach moto (it would record them).
-                    {k: v for k, v in os.environ.items() if not _aws_identity(k)},
+                    without_aws(os.environ),
                     health=f"{url}/moto-api/data.json",
                     timeout=READY_TIMEOUT,
                     url=url,

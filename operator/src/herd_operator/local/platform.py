@@ -40,7 +40,7 @@ from herd_operator.local.gitops import (
     url_rewrites,
 )
 from herd_operator.local.gitrepo import Repo
-from herd_operator.local.moto_server import MotoServer
+from herd_operator.local.moto_server import MotoServer, without_aws
 from herd_operator.local.process import free_port, wait_until
 from herd_operator.local.service import Service
 from herd_operator.local.tools import ToolsMissing, binary
@@ -378,8 +378,8 @@ class Platform:
         # own identity); the machine's CA bundle does.
         inherited = {
             k: v
-            for k, v in os.environ.items()
-            if not (k.startswith(("AWS_", "HERD_")) and k != "AWS_CA_BUNDLE") and k != "KUBECONFIG"
+            for k, v in without_aws(os.environ).items()
+            if not k.startswith("HERD_") and k != "KUBECONFIG"
         }
         return {
             **inherited,
