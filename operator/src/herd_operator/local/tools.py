@@ -27,13 +27,8 @@ def _version_key(path: Path) -> tuple[int, ...]:
     return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
 
 
-def _newest_uv(folder: Path) -> Path | None:
-    candidates = [d for d in folder.glob("*") if (d / "bin" / "uv").is_file()]
-    return max(candidates, key=_version_key) / "bin" / "uv" if candidates else None
-
-
-def _newest(folder: Path, binary: str) -> Path | None:
-    candidates = [d for d in folder.glob("*-*") if (d / binary).is_file()]
+def _newest(folder: Path, binary: str, pattern: str = "*-*") -> Path | None:
+    candidates = [d for d in folder.glob(pattern) if (d / binary).is_file()]
     return max(candidates, key=_version_key) if candidates else None
 
 
@@ -76,10 +71,10 @@ def binary(name: str, settings: Settings | None = None) -> Path:
             raise ToolsMissing(f"no helm under {s.tools_dir / 'helm'}: run `make tools`")
         return found / "helm"
     if name == "uv":
-        found = _newest_uv(s.tools_dir / "uv")
+        found = _newest(s.tools_dir / "uv", "bin/uv", pattern="*")
         if found is None:
             raise ToolsMissing(f"no uv under {s.tools_dir / 'uv'}: run `make uv`")
-        return found
+        return found / "bin" / "uv"
     path = k8s_assets(s) / name
     if not path.is_file():
         raise ToolsMissing(f"{path} is missing: run `make tools`")
