@@ -26,6 +26,8 @@ ACTIONLINT ?= $(TOOLS_DIR)/actionlint/$(ACTIONLINT_VERSION)/actionlint
 KIND ?= $(TOOLS_DIR)/kind/$(KIND_VERSION)/kind
 UV        ?= $(TOOLS_DIR)/uv/$(UV_VERSION)/bin/uv
 export KUBEBUILDER_ASSETS HERD_HELM
+# The Python side (kwok, uv, helm lookups) reads the same cache as make.
+export HERD_TOOLS_DIR := $(TOOLS_DIR)
 export UV_PYTHON_DOWNLOADS := never
 export PATH := $(KUBEBUILDER_ASSETS):$(dir $(HERD_HELM)):$(PATH)
 
