@@ -20,7 +20,7 @@ from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
-from herd_operator.local.process import wait_until
+from herd_devkit.local.process import wait_until
 
 console = Console()
 

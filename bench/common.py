@@ -13,14 +13,15 @@ from pathlib import Path
 from kubernetes import config
 from kubernetes.client import ApiClient
 
-from herd_operator import aws
-from herd_operator.emailjobs import EmailJob, enqueue
-from herd_operator.local import bootstrap, crds
-from herd_operator.local.controlplane import ControlPlane
-from herd_operator.local.moto_server import MotoServer
-from herd_operator.local.process import free_port
-from herd_operator.local.service import Service
-from herd_operator.settings import Settings, get_settings
+from herd_core import aws
+from herd_core.emailjobs import EmailJob, enqueue
+from herd_devkit.local import bootstrap, crds
+from herd_devkit.local.controlplane import ControlPlane
+from herd_devkit.local.moto_server import MotoServer
+from herd_devkit.local.process import free_port
+from herd_devkit.local.service import Service
+from herd_devkit.local.tools import helm_env
+from herd_devkit.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 HERD = [sys.executable, "-m", "herd_operator"]
@@ -61,7 +62,7 @@ class Stack:
         self.services.append(service)
         service.start(
             [*HERD, *command],
-            self.env | env | {port_variable: str(port)},
+            helm_env() | self.env | env | {port_variable: str(port)},
             health=f"http://127.0.0.1:{port}/healthz",
         )
         return f"http://127.0.0.1:{port}"

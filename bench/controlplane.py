@@ -15,8 +15,8 @@ from common import rss_mib  # bench/ is on sys.path when a script runs
 from rich.console import Console
 from rich.table import Table
 
-from herd_operator.local.controlplane import ControlPlane
-from herd_operator.settings import get_settings
+from herd_devkit.local.controlplane import ControlPlane
+from herd_devkit.settings import get_settings
 
 
 def main() -> None:

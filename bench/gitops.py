@@ -25,13 +25,14 @@ from kubernetes import client, config
 from rich.console import Console
 from rich.table import Table
 
-from herd_operator.constants import GROUP, VERSION
-from herd_operator.local import crds
-from herd_operator.local.controlplane import ControlPlane
-from herd_operator.local.gitrepo import Repo
-from herd_operator.local.process import free_port, wait_until
-from herd_operator.local.service import Service
-from herd_operator.settings import get_settings
+from herd_core.constants import GROUP, VERSION
+from herd_devkit.local import crds
+from herd_devkit.local.controlplane import ControlPlane
+from herd_devkit.local.gitrepo import Repo
+from herd_devkit.local.process import free_port, wait_until
+from herd_devkit.local.service import Service
+from herd_devkit.local.tools import helm_env
+from herd_devkit.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 HERD = [sys.executable, "-m", "herd_operator"]
@@ -109,6 +110,7 @@ def main() -> None:
                 [*HERD, "operator", "run"],
                 {
                     **os.environ,
+                    **helm_env(),
                     "KUBECONFIG": str(cp.kubeconfig),
                     "HERD_HEALTH_PORT": str(health),
                     "HERD_METRICS_PORT": "0",

@@ -17,8 +17,8 @@ from common import stack  # bench/ is on sys.path when a script runs
 from rich.console import Console
 from rich.table import Table
 
-from herd_operator import aws
-from herd_operator.local.process import wait_until
+from herd_core import aws
+from herd_devkit.local.process import wait_until
 
 console = Console()
 

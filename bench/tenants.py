@@ -18,8 +18,8 @@ from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
-from herd_operator.constants import GROUP, VERSION
-from herd_operator.local.process import wait_until
+from herd_core.constants import GROUP, VERSION
+from herd_devkit.local.process import wait_until
 
 console = Console()
 

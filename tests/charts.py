@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from herd_operator.local.tools import binary
+from herd_devkit.local.tools import binary
 
 from .helpers import ROOT
 

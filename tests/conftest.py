@@ -15,13 +15,13 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client import ApiClient
 
-from herd_operator import aws
-from herd_operator.local import bootstrap, identity
-from herd_operator.local.controlplane import ControlPlane
-from herd_operator.local.gitrepo import Repo
-from herd_operator.local.moto_server import MotoServer
-from herd_operator.local.process import SPAWNED, alive, free_port, read_state, stop, wait_until
-from herd_operator.settings import Settings, get_settings
+from herd_core import aws
+from herd_devkit.local import bootstrap, identity
+from herd_devkit.local.controlplane import ControlPlane
+from herd_devkit.local.gitrepo import Repo
+from herd_devkit.local.moto_server import MotoServer
+from herd_devkit.local.process import SPAWNED, alive, free_port, read_state, stop, wait_until
+from herd_devkit.settings import Settings, get_settings
 
 from .charts import helm
 from .faultproxy import FaultProxy

@@ -16,9 +16,10 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator.constants import GROUP, VERSION
-from herd_operator.local import crds
-from herd_operator.local.process import ProcessRecord, alive, free_port, spawn, stop
+from herd_core.constants import GROUP, VERSION
+from herd_devkit.local import crds
+from herd_devkit.local.process import ProcessRecord, alive, free_port, spawn, stop
+from herd_devkit.local.tools import helm_env
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,7 +141,7 @@ class HerdProcess:
     port_variable: str = ""
 
     def start(self) -> HerdProcess:
-        env = {**self.env, self.port_variable: str(self.health_port)}
+        env = {**helm_env(), **self.env, self.port_variable: str(self.health_port)}
         self.popen, self.record = spawn(self.args[0], [HERD, *self.args], self.log, env=env)
         popen = self.popen
 

@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator import aws
-from herd_operator.constants import GROUP, VERSION
-from herd_operator.local import bootstrap
-from herd_operator.local.process import free_port
-from herd_operator.settings import Settings
+from herd_core import aws
+from herd_core.constants import GROUP, VERSION
+from herd_devkit.local import bootstrap
+from herd_devkit.local.process import free_port
+from herd_devkit.settings import Settings
 
 from .helpers import HERD, ApiProcess, Custom, wait_for
 

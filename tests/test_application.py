@@ -20,8 +20,8 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator.constants import GROUP, TRACKING_ANNOTATION, VERSION
-from herd_operator.local.gitrepo import Repo
+from herd_core.constants import GROUP, TRACKING_ANNOTATION, VERSION
+from herd_devkit.local.gitrepo import Repo
 
 from .conftest import WEBHOOK_PORT, WEBHOOK_SECRET
 from .helpers import Custom, sync_project, wait_for

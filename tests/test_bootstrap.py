@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from herd_operator.local.controlplane import ControlPlane
-from herd_operator.local.gitops import seed_origin, url_rewrites
-from herd_operator.settings import get_settings
+from herd_devkit.local.controlplane import ControlPlane
+from herd_devkit.local.gitops import seed_origin, url_rewrites
+from herd_devkit.settings import get_settings
 
 from .charts import helm
 from .helpers import ROOT, Custom, OperatorProcess, wait_for

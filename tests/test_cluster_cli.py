@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from herd_operator.local.controlplane import ControlPlane
-from herd_operator.local.process import alive
-from herd_operator.local.tools import binary
-from herd_operator.settings import get_settings
+from herd_devkit.local.controlplane import ControlPlane
+from herd_devkit.local.process import alive
+from herd_devkit.local.tools import binary
+from herd_devkit.settings import get_settings
 
 HERD = str(Path(sys.executable).parent / "herd")
 

@@ -14,9 +14,9 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator import aws
-from herd_operator.local.tools import binary
-from herd_operator.settings import Settings
+from herd_core import aws
+from herd_devkit.local.tools import binary
+from herd_devkit.settings import Settings
 
 from .conftest import ADOPTING, Cluster
 from .faultproxy import FaultProxy

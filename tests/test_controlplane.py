@@ -11,7 +11,7 @@ from kubernetes import client, watch
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator.local.process import wait_until
+from herd_devkit.local.process import wait_until
 
 from .conftest import Cluster
 

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
-from herd_operator import aws
-from herd_operator.cost import config, prices
-from herd_operator.cost.model import X
-from herd_operator.local.bootstrap import BILLING_REGION
-from herd_operator.local.gitops import seed_origin
-from herd_operator.local.moto_server import MotoServer
-from herd_operator.settings import Settings
+from herd_core import aws
+from herd_devkit.cost import config, prices
+from herd_devkit.cost.model import X
+from herd_devkit.local.bootstrap import BILLING_REGION
+from herd_devkit.local.gitops import seed_origin
+from herd_devkit.local.moto_server import MotoServer
+from herd_devkit.settings import Settings
 
 from .helpers import ROOT
 

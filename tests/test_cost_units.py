@@ -4,17 +4,15 @@ inventory reads from eksctl configs and rendered objects. Pure: no helm, no clus
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import yaml
 
-from herd_operator.cost import config, prices
-from herd_operator.cost.inventory import InventoryError, from_eksctl, from_objects, gib
-from herd_operator.cost.model import (
+from herd_devkit.cost import config, prices
+from herd_devkit.cost.inventory import InventoryError, from_eksctl, from_objects, gib
+from herd_devkit.cost.model import (
     Environment,
     LoadBalancer,
     NodeGroup,
@@ -44,9 +42,7 @@ USAGE = config.Usage.model_validate(
 
 def table(**over: Any) -> prices.PriceTable:
     """Round prices, so each expected figure below can be checked by hand."""
-    raw = yaml.safe_load(
-        (ROOT / "operator/src/herd_operator/cost/prices/eu-west-1.yaml").read_text()
-    )
+    raw = yaml.safe_load((ROOT / "devkit/src/herd_devkit/cost/prices/eu-west-1.yaml").read_text())
     raw.update(
         hoursPerMonth=700,
         ec2={"m6i.large": 0.1, "m6i.xlarge": 0.2},
@@ -171,7 +167,7 @@ def test_a_price_the_table_lacks_is_a_clear_error() -> None:
 
 
 def test_the_pinned_table_is_dated_sourced_and_prices_what_the_clusters_run() -> None:
-    path = ROOT / "operator/src/herd_operator/cost/prices/eu-west-1.yaml"
+    path = ROOT / "devkit/src/herd_devkit/cost/prices/eu-west-1.yaml"
     text = path.read_text()
     assert re.search(r"^# Source: ", text, re.M)
     assert "https://aws.amazon.com/ec2/pricing/on-demand/" in text
@@ -284,13 +280,3 @@ def test_what_cannot_be_priced_is_refused_with_its_name() -> None:
     with pytest.raises(InventoryError, match="'lots' is not a quantity"):
         gib("lots")
     assert (gib("1"), gib("1Gi"), gib("1.5Gi"), gib("2Ti")) == (1, 1, 2, 2048)
-
-
-def test_the_operator_never_loads_the_cost_code() -> None:
-    """`herd operator run` imports the whole CLI; the cost package must stay out of it."""
-    code = (
-        "import sys, herd_operator.cli, herd_operator.main; "
-        "print([m for m in sys.modules if m.startswith('herd_operator.cost')])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

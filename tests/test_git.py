@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from herd_devkit.local.gitrepo import Repo, git
 from herd_operator.gitops.git import Credentials, GitError, RepoCache, ssh_command
-from herd_operator.local.gitrepo import Repo, git
 
 
 def test_dev_and_main_start_together(repo: Repo) -> None:

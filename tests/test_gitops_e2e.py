@@ -17,11 +17,11 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client import ApiClient
 
-from herd_operator.local.controlplane import ControlPlane
-from herd_operator.local.gitops import bootstrap_cluster, seed_origin, url_rewrites
-from herd_operator.local.gitrepo import Repo
-from herd_operator.local.process import free_port
-from herd_operator.settings import get_settings
+from herd_devkit.local.controlplane import ControlPlane
+from herd_devkit.local.gitops import bootstrap_cluster, seed_origin, url_rewrites
+from herd_devkit.local.gitrepo import Repo
+from herd_devkit.local.process import free_port
+from herd_devkit.settings import get_settings
 
 from .helpers import ROOT, Custom, OperatorProcess, wait_for
 

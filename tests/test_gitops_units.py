@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from herd_devkit.local.tools import binary
 from herd_operator.gitops import health
 from herd_operator.gitops.plan import Key, NotAllowed, comparable, order
 from herd_operator.gitops.project import (
@@ -29,7 +30,6 @@ from herd_operator.gitops.render import (
     render,
 )
 from herd_operator.gitops.webhook import matches, normalize, push_target, signature_ok
-from herd_operator.local.tools import binary
 
 
 def deploy(replicas: int = 2, **status: Any) -> dict[str, Any]:

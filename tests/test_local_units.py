@@ -10,10 +10,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from herd_operator.local import certs
-from herd_operator.local.process import alive, spawn, stop, wait_until
-from herd_operator.local.tools import ToolsMissing, binary, k8s_assets
-from herd_operator.settings import Settings
+from herd_devkit.local import certs
+from herd_devkit.local.process import alive, spawn, stop, wait_until
+from herd_devkit.local.tools import ToolsMissing, binary, k8s_assets
+from herd_devkit.settings import Settings
 
 
 def _fake_tools(root: Path, version: str, names: tuple[str, ...]) -> Path:
@@ -92,7 +92,7 @@ def test_env_file_is_shell_safe_and_reads_back(tmp_path: Path) -> None:
     import json
     import subprocess
 
-    from herd_operator.local.platform import Platform, read_env
+    from herd_devkit.local.platform import Platform, read_env
 
     state = tmp_path / "state with space"
     platform = Platform(settings=Settings(state_dir=state), repo_root=tmp_path)

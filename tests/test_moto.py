@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from herd_operator import aws
-from herd_operator.local.moto_server import MotoServer
-from herd_operator.settings import Settings, get_settings
+from herd_core import aws
+from herd_devkit.local.moto_server import MotoServer
+from herd_devkit.settings import Settings, get_settings
 
 
 def test_client_factory_targets_the_endpoint(aws_settings: Settings) -> None:

@@ -14,10 +14,10 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client import ApiClient
 
-from herd_operator.local import identity
-from herd_operator.local.controlplane import ControlPlane
-from herd_operator.local.gitrepo import Repo
-from herd_operator.settings import get_settings
+from herd_devkit.local import identity
+from herd_devkit.local.controlplane import ControlPlane
+from herd_devkit.local.gitrepo import Repo
+from herd_devkit.settings import get_settings
 
 from .charts import helm
 from .conftest import TENANTS, WELCOME_TEMPLATE

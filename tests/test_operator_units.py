@@ -6,9 +6,9 @@ import json
 
 import kopf
 
+from herd_devkit.settings import Settings
 from herd_operator.diffbase import DigestDiffBaseStorage, digest_long_strings
 from herd_operator.handlers.adoption import namespace_may_adopt
-from herd_operator.settings import Settings
 
 
 def body(html: str) -> kopf.Body:

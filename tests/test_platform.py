@@ -18,9 +18,9 @@ import httpx
 import pytest
 import yaml
 
-from herd_operator.local.gitrepo import Repo
-from herd_operator.local.process import alive, read_state
-from herd_operator.settings import get_settings
+from herd_devkit.local.gitrepo import Repo
+from herd_devkit.local.process import alive, read_state
+from herd_devkit.settings import get_settings
 
 from .helpers import ROOT, wait_for
 

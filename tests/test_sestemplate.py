@@ -11,9 +11,9 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator import aws
-from herd_operator.constants import GROUP
-from herd_operator.settings import Settings
+from herd_core import aws
+from herd_core.constants import GROUP
+from herd_devkit.settings import Settings
 
 from .conftest import ADOPTING
 from .faultproxy import FaultProxy

@@ -15,9 +15,9 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator import aws
-from herd_operator.local.moto_server import MotoServer
-from herd_operator.settings import Settings
+from herd_core import aws
+from herd_devkit.local.moto_server import MotoServer
+from herd_devkit.settings import Settings
 
 from .faultproxy import FaultProxy
 from .helpers import Custom, OperatorProcess, WorkerProcess, events, wait_for
@@ -268,7 +268,7 @@ def test_bad_tenants_are_rejected(tenants: Custom, spec: dict[str, Any], message
 def test_worker_sends_a_redelivered_job_once(
     worker: WorkerProcess, moto: MotoServer, aws_settings: Settings, aws_env: Any
 ) -> None:
-    from herd_operator.emailjobs import EmailJob, enqueue
+    from herd_core.emailjobs import EmailJob, enqueue
 
     to = f"dup-{uuid.uuid4().hex[:8]}@example.com"
     job = EmailJob(
@@ -316,7 +316,7 @@ def test_poison_message_lands_in_the_dlq(
 def test_failed_sends_are_retried_then_dead_lettered(
     worker: WorkerProcess, aws_settings: Settings, aws_env: Any
 ) -> None:
-    from herd_operator.emailjobs import EmailJob, enqueue
+    from herd_core.emailjobs import EmailJob, enqueue
 
     to = f"nobody-{uuid.uuid4().hex[:8]}@example.com"
     enqueue(

@@ -14,11 +14,11 @@ import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from herd_operator import aws
-from herd_operator.constants import GROUP
-from herd_operator.emailjobs import EmailJob, Report, enqueue
-from herd_operator.local.moto_server import MotoServer
-from herd_operator.settings import Settings
+from herd_core import aws
+from herd_core.constants import GROUP
+from herd_core.emailjobs import EmailJob, Report, enqueue
+from herd_devkit.local.moto_server import MotoServer
+from herd_devkit.settings import Settings
 
 from .conftest import Cluster
 from .faultproxy import FaultProxy

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from herd_operator.local import bootstrap
+from herd_devkit.local import bootstrap
 
 from .conftest import AWS_CALLS
 from .helpers import ROOT

@@ -47,12 +47,11 @@ def worker_run() -> None:
     """Send queued emails until SIGTERM; finishes or releases the message in hand."""
     from herd_api.worker import health
     from herd_api.worker.worker import Worker
-    from herd_operator import kube
-    from herd_operator.settings import get_settings as aws_settings
+    from herd_core import kube
 
     herd_logging.setup()
-    kube.load_config(aws_settings())
-    worker = Worker(get_settings(), aws_settings())
+    kube.load_config(get_settings())
+    worker = Worker(get_settings())
     worker.install_signal_handlers()
     alive = threading.Event()
     alive.set()

@@ -13,8 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from herd_api.api.main import api_router
 from herd_api.core.config import Settings, get_settings
 from herd_api.core.metrics import LATENCY, REQUESTS
-from herd_operator import kube
-from herd_operator.settings import get_settings as get_platform_settings
+from herd_core import kube
 
 log = logging.getLogger("herd.api")
 
@@ -36,7 +35,7 @@ def check(settings: Settings) -> None:
 def create_app() -> FastAPI:
     settings = get_settings()
     check(settings)
-    kube.load_config(get_platform_settings())
+    kube.load_config(settings)
     app = FastAPI(
         title="Herd signup API",
         version="1.0.0",

@@ -13,7 +13,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator.constants import API_VERSION, GROUP, VERSION
+from herd_core.constants import API_VERSION, GROUP, VERSION
 
 PLURAL = "tenants"
 KEY_LABEL = f"{GROUP}/idempotency-key"

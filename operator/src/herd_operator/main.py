@@ -14,9 +14,10 @@ from typing import Any
 import kopf
 from kubernetes import client
 
-from herd_operator import conditions as cond
-from herd_operator import kube, metrics
-from herd_operator.constants import FINALIZER, GROUP, VERSION, WAKE_ANNOTATION
+from herd_core import conditions as cond
+from herd_core import kube
+from herd_core.constants import FINALIZER, GROUP, VERSION, WAKE_ANNOTATION
+from herd_operator import metrics
 from herd_operator.diffbase import DigestDiffBaseStorage
 from herd_operator.gitops import webhook
 from herd_operator.gitops.engine import Engine
@@ -207,11 +208,10 @@ _engine: Engine | None = None
 def engine() -> Engine:
     global _engine
     if _engine is None:
-        helm = S.helm or Path(shutil.which("helm") or "helm")
-        if not S.helm and not shutil.which("helm"):
-            from herd_operator.local.tools import binary
-
-            helm = binary("helm", S)
+        found = S.helm or shutil.which("helm")
+        if not found:
+            raise kopf.PermanentError("no helm: set HERD_HELM or put helm v4 on PATH")
+        helm = Path(found)
         cache = RepoCache(
             root=(S.state_dir / "git").absolute(),
             rewrites=S.git_url_rewrites,

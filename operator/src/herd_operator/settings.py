@@ -1,55 +1,18 @@
-"""The operator package's settings: one pydantic-settings class, read once.
-
-Standard AWS variables (AWS_ENDPOINT_URL, AWS_REGION) keep their usual names so boto3 users
-feel at home; everything else of ours is prefixed HERD_.
-"""
+"""The operator's settings: the shared ones (herd_core.settings) and its own."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+
+from herd_core.settings import Settings as CoreSettings
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
-
-    environment: str = Field("local", description="dev, prod or local; prefixes AWS names")
-
-    # AWS
-    aws_endpoint_url: str | None = Field(
-        None,
-        validation_alias=AliasChoices("HERD_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
-        description="Override for every AWS service (moto in tests and `make up`)",
-    )
-    aws_region: str = Field(
-        "eu-west-1",
-        validation_alias=AliasChoices("HERD_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
-    )
-    aws_call_log: Path | None = Field(
-        None, description="Append every AWS call (JSON lines) here; the IAM test reads it"
-    )
-    # Explicit keys only for moto (tests, `make up`): real environments use the default
-    # credential chain (IRSA on EKS), which these never override when unset.
-    aws_access_key_id: str | None = Field(None, description="Static key id, moto only")
-    aws_secret_access_key: SecretStr | None = Field(None, description="Static secret, moto only")
-    aws_max_attempts: int = Field(
-        5, ge=1, description="Total attempts per AWS call (first try included); tests use 1"
-    )
-
+class Settings(CoreSettings):
     # Operator
     aws_name_prefix: str = Field("", description="Prefix of AWS names we create, e.g. `dev-`")
-    cognito_user_pool_id: str | None = Field(None, description="Default pool for CognitoClients")
-    email_sender: str = Field("noreply@herd-itt.com", description="Verified SES sender")
-    email_queue_url: str | None = Field(None, description="SQS queue of email jobs")
-    email_dlq_url: str | None = Field(
-        None, description="Its dead-letter queue (the worker's metric)"
-    )
-    email_jobs_table: str = Field(
-        "herd-email-jobs", description="DynamoDB idempotency table (full name, prefix included)"
-    )
     adoption_namespaces: list[str] = Field(
         default_factory=list,
         description="Namespaces (fnmatch patterns) whose objects may adopt AWS objects that "
@@ -79,7 +42,6 @@ class Settings(BaseSettings):
     )
 
     # Tenants
-    tenants_namespace: str = Field("tenants", description="Where Tenant objects live")
     welcome_template: str = Field("welcome", description="Default SESTemplate of the welcome")
     login_url_template: str = Field(
         "https://platform-dev.herd-itt.com/manager/?realm={slug}",
@@ -129,22 +91,11 @@ class Settings(BaseSettings):
     webhook_port: int = Field(0, ge=0, description="GitHub push webhook port; 0: off")
     webhook_secret: str | None = Field(None, repr=False, description="GitHub webhook secret")
 
-    # Local platform: binaries built by `make tools`, state of `herd cluster up`.
-    tools_dir: Path = Field(Path.home() / ".cache" / "herd" / "tools")
-    kubebuilder_assets: Path | None = Field(
-        None,
-        validation_alias=AliasChoices("HERD_KUBEBUILDER_ASSETS", "KUBEBUILDER_ASSETS"),
-        description="Folder with etcd, kube-apiserver, kube-controller-manager (envtest style)",
+    helm: Path | None = Field(
+        None, description="helm v4 binary that renders charts; default: on PATH"
     )
-    helm: Path | None = Field(None, description="helm v4 binary; default: newest in tools_dir")
-    state_dir: Path = Field(Path(".herd"), description="Where local clusters, logs and env live")
-
-    # Tests: use the cluster KUBECONFIG points at instead of an embedded one.
-    use_existing_cluster: bool = Field(
-        False, validation_alias=AliasChoices("HERD_USE_EXISTING_CLUSTER", "USE_EXISTING_CLUSTER")
-    )
-    kubeconfig: Path | None = Field(
-        None, validation_alias=AliasChoices("HERD_KUBECONFIG", "KUBECONFIG")
+    state_dir: Path = Field(
+        Path(".herd"), description="The operator's working folder (git checkouts)"
     )
 
 

@@ -13,18 +13,15 @@ from herd_api.core.ratelimit import KeyedLimiter
 from herd_api.core.security import InvalidToken, Principal, Verifier
 from herd_api.models import SLUG
 from herd_api.tenants import TenantStore
-from herd_operator.settings import Settings as PlatformSettings
-from herd_operator.settings import get_settings as get_platform_settings
 
 # Checked before any Kubernetes call: the API server answers 400 to some odd names.
 SlugPath = Annotated[str, Path(pattern=SLUG.pattern, min_length=1, max_length=40)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-PlatformDep = Annotated[PlatformSettings, Depends(get_platform_settings)]
 
 
 @lru_cache
 def get_store() -> TenantStore:
-    return TenantStore(get_platform_settings().tenants_namespace)
+    return TenantStore(get_settings().tenants_namespace)
 
 
 StoreDep = Annotated[TenantStore, Depends(get_store)]
@@ -32,14 +29,14 @@ StoreDep = Annotated[TenantStore, Depends(get_store)]
 
 @lru_cache
 def get_verifier() -> Verifier:
-    s, p = get_settings(), get_platform_settings()
-    if not p.cognito_user_pool_id:
+    s = get_settings()
+    if not s.cognito_user_pool_id:
         raise RuntimeError("HERD_COGNITO_USER_POOL_ID is not set")
     if not s.admin_client_id:
         raise RuntimeError("HERD_ADMIN_CLIENT_ID is not set")
     return Verifier.for_pool(
-        p.aws_region,
-        p.cognito_user_pool_id,
+        s.aws_region,
+        s.cognito_user_pool_id,
         s.admin_client_id,
         issuer=s.jwt_issuer,
         jwks_url=s.jwks_url,

@@ -1,7 +1,7 @@
 """The API package's settings: one pydantic-settings class for the API and the worker.
 
-AWS endpoint, region, queue, table and user pool are shared with the operator and come from
-herd_operator.settings; what is here is the API's and the worker's own.
+It extends the settings every Herd program shares (herd_core.settings: AWS endpoint, region,
+queue, table, user pool, tenants namespace) with the API's and the worker's own.
 """
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from herd_core.settings import Settings as CoreSettings
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
-
+class Settings(CoreSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000

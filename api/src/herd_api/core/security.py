@@ -12,7 +12,7 @@ from typing import Any
 
 import jwt
 
-from herd_operator.clients.cognito import issuer_url
+from herd_core.aws import issuer_url
 
 
 class InvalidToken(Exception):

@@ -13,9 +13,9 @@ import datetime as dt
 
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator import kube
-from herd_operator.constants import API_VERSION, GROUP, VERSION, WELCOME_EMAIL_SENT, WORKER_MANAGER
-from herd_operator.emailjobs import Report
+from herd_core import kube
+from herd_core.constants import API_VERSION, GROUP, VERSION, WELCOME_EMAIL_SENT, WORKER_MANAGER
+from herd_core.emailjobs import Report
 
 TENANTS = "tenants"
 

@@ -36,10 +36,9 @@ from herd_api.core.config import Settings
 from herd_api.worker import report
 from herd_api.worker.budget import SharedBudget
 from herd_api.worker.claims import Claims
-from herd_operator import aws
-from herd_operator.clients.ses import SES
-from herd_operator.emailjobs import EmailJob, Report, mask_email
-from herd_operator.settings import Settings as AwsSettings
+from herd_core import aws
+from herd_core.emailjobs import EmailJob, Report, mask_email
+from herd_core.ses import SES
 
 log = logging.getLogger("herd.worker")
 
@@ -55,17 +54,16 @@ MAX_VISIBILITY = 43200  # SQS's limit, seconds
 @dataclass
 class Worker:
     settings: Settings
-    aws_settings: AwsSettings
     stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        if not self.aws_settings.email_queue_url:
+        if not self.settings.email_queue_url:
             raise ValueError("HERD_EMAIL_QUEUE_URL is not set")
-        self.queue_url: str = self.aws_settings.email_queue_url
-        self.sqs: Any = aws.client("sqs", self.aws_settings)
-        self.ses = SES(self.aws_settings)
-        ddb = aws.client("dynamodb", self.aws_settings)
-        table = self.aws_settings.email_jobs_table  # full name, environment prefix included
+        self.queue_url: str = self.settings.email_queue_url
+        self.sqs: Any = aws.client("sqs", self.settings)
+        self.ses = SES(self.settings)
+        ddb = aws.client("dynamodb", self.settings)
+        table = self.settings.email_jobs_table  # full name, environment prefix included
         self.claims = Claims(ddb, table, self.settings.worker_claim_lease)
         rate = self.settings.worker_max_send_rate or self.ses.max_send_rate()
         self.budget = SharedBudget(ddb, table, self.settings.worker_send_budget_key, rate)
@@ -80,7 +78,7 @@ class Worker:
             signal.signal(sig, lambda *_: self.stop.set())
 
     def run(self) -> None:
-        if self.aws_settings.email_dlq_url:
+        if self.settings.email_dlq_url:
             threading.Thread(target=self._watch_dlq, daemon=True, name="dlq-depth").start()
         while not self.stop.is_set():
             self.poll_once()
@@ -156,7 +154,7 @@ class Worker:
                 return
             try:
                 message_id = self.ses.send_templated(
-                    self.aws_settings.email_sender, job.to, job.template, job.data
+                    self.settings.email_sender, job.to, job.template, job.data
                 )
             except (ClientError, BotoCoreError) as err:
                 FAILED.labels("ses").inc()
@@ -220,7 +218,7 @@ class Worker:
         while not self.stop.is_set():
             try:
                 attrs = self.sqs.get_queue_attributes(
-                    QueueUrl=self.aws_settings.email_dlq_url,
+                    QueueUrl=self.settings.email_dlq_url,
                     AttributeNames=["ApproximateNumberOfMessages"],
                 )["Attributes"]
                 DLQ_DEPTH.set(int(attrs["ApproximateNumberOfMessages"]))

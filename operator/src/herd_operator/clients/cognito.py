@@ -7,14 +7,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from herd_operator import aws
-from herd_operator.errors import is_not_found
+from herd_core import aws
+from herd_core.aws import issuer_url
+from herd_core.errors import is_not_found
 from herd_operator.settings import Settings
 
-
-def issuer_url(region: str, pool_id: str) -> str:
-    """The `iss` of tokens from this pool (the real AWS URL, also under moto)."""
-    return f"https://cognito-idp.{region}.amazonaws.com/{pool_id}"
+__all__ = ["Cognito", "issuer_url"]
 
 
 class Cognito:

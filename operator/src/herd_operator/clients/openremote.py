@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from herd_operator.errors import InvalidSpec, Recoverable
+from herd_core.errors import InvalidSpec, Recoverable
 from herd_operator.settings import Settings
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator.constants import (
+from herd_core.constants import (
     GROUP,
     PROJECTS,
     REPO_SECRET_LABEL,

@@ -11,7 +11,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from kubernetes.dynamic.resource import Resource
 
-from herd_operator.constants import FIELD_MANAGER
+from herd_core.constants import FIELD_MANAGER
 
 
 class ApplyError(Exception):

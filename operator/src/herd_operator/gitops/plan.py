@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from herd_operator.constants import GROUP, TRACKING_ANNOTATION
+from herd_core.constants import GROUP, TRACKING_ANNOTATION
 
 WAVE_ANNOTATIONS = ("argocd.argoproj.io/sync-wave", f"{GROUP}/sync-wave")
 # Argo CD's kind order within a wave: what others depend on goes first.

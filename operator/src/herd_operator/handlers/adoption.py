@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from herd_operator import kube
-from herd_operator.errors import AdoptionRefused
+from herd_core import kube
+from herd_core.errors import AdoptionRefused
 from herd_operator.handlers.common import Object
 from herd_operator.settings import Settings
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator import conditions as cond
-from herd_operator import kube
-from herd_operator.constants import CASCADE_FINALIZERS, GROUP, VERSION
+from herd_core import conditions as cond
+from herd_core import kube
+from herd_core.constants import CASCADE_FINALIZERS, GROUP, VERSION
 from herd_operator.gitops import health
 from herd_operator.gitops.engine import (
     OUT_OF_SYNC,

@@ -10,11 +10,11 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator import conditions as cond
-from herd_operator import kube
+from herd_core import conditions as cond
+from herd_core import kube
+from herd_core.constants import GROUP
+from herd_core.errors import AlreadyExists, InvalidSpec, Recoverable, SecretConflict
 from herd_operator.clients.cognito import Cognito, issuer_url
-from herd_operator.constants import GROUP
-from herd_operator.errors import AlreadyExists, InvalidSpec, Recoverable, SecretConflict
 from herd_operator.handlers import adoption
 from herd_operator.handlers.common import Object
 from herd_operator.settings import Settings

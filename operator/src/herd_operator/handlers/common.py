@@ -21,9 +21,10 @@ from typing import Any, cast
 import kopf
 from botocore.exceptions import BotoCoreError, ClientError
 
-from herd_operator import conditions as cond
-from herd_operator import kube, metrics
-from herd_operator.errors import InvalidSpec, Pending, Recoverable, Waiting, classify
+from herd_core import conditions as cond
+from herd_core import kube
+from herd_core.errors import InvalidSpec, Pending, Recoverable, Waiting, classify
+from herd_operator import metrics
 from herd_operator.settings import Settings
 
 
@@ -64,7 +65,7 @@ class Object:
 
     def body_patch(self, **fields: Any) -> None:
         """Merge-patch top-level fields outside spec and status (e.g. Argo's `operation`)."""
-        from herd_operator.constants import GROUP, VERSION
+        from herd_core.constants import GROUP, VERSION
 
         kube.custom().patch_namespaced_custom_object(
             GROUP, VERSION, self.namespace, self.plural, self.name, fields

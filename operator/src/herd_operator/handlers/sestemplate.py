@@ -6,9 +6,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from herd_operator import conditions as cond
-from herd_operator.clients.ses import SES, Template, already_exists
-from herd_operator.errors import AlreadyExists, InvalidSpec
+from herd_core import conditions as cond
+from herd_core.errors import AlreadyExists, InvalidSpec
+from herd_core.ses import SES, Template, already_exists
 from herd_operator.handlers import adoption
 from herd_operator.handlers.common import Object
 from herd_operator.settings import Settings

@@ -17,12 +17,12 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from herd_operator import aws, emailjobs, kube
-from herd_operator import conditions as cond
+from herd_core import aws, emailjobs, kube
+from herd_core import conditions as cond
+from herd_core.constants import API_VERSION, GROUP
+from herd_core.errors import AlreadyExists, InvalidSpec, Pending, Waiting
 from herd_operator.clients.cognito import Cognito
 from herd_operator.clients.openremote import OpenRemote
-from herd_operator.constants import API_VERSION, GROUP
-from herd_operator.errors import AlreadyExists, InvalidSpec, Pending, Waiting
 from herd_operator.handlers import cognitoclient, sestemplate
 from herd_operator.handlers.common import Object
 from herd_operator.settings import Settings

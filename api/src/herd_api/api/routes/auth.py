@@ -9,9 +9,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 from fastapi import APIRouter, HTTPException, status
 
-from herd_api.api.deps import PlatformDep, RateLimited, SettingsDep
+from herd_api.api.deps import RateLimited, SettingsDep
 from herd_api.models import LoginRequest, Token
-from herd_operator import aws
+from herd_core import aws
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -22,12 +22,12 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
     dependencies=[RateLimited],
     responses={401: {"description": "Wrong username or password"}},
 )
-def token(body: LoginRequest, settings: SettingsDep, platform: PlatformDep) -> Token:
+def token(body: LoginRequest, settings: SettingsDep) -> Token:
     if not settings.admin_client_id:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail="admin sign-in is not configured"
         )
-    idp: Any = aws.client("cognito-idp", platform, unsigned=True)
+    idp: Any = aws.client("cognito-idp", settings, unsigned=True)
     try:
         result = idp.initiate_auth(
             ClientId=settings.admin_client_id,

@@ -12,7 +12,7 @@ from herd_api.api.deps import RateLimited, SettingsDep, SlugPath, StoreDep
 from herd_api.core.metrics import SIGNUPS
 from herd_api.models import PublicCondition, SignupAccepted, SignupCreate, SignupStatus
 from herd_api.tenants import EMAIL_LABEL, KEY_LABEL, REQUEST_ANNOTATION, request_hash
-from herd_operator.emailjobs import mask_email
+from herd_core.emailjobs import mask_email
 
 router = APIRouter(prefix="/v1/signups", tags=["signups"])
 log = logging.getLogger("herd.api.signups")

@@ -1,0 +1,3 @@
+from herd_core.cli import main
+
+main()

@@ -1,0 +1,191 @@
+"""Thin helpers over the Kubernetes client: config loading, status patches, Secrets."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, cast
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from herd_core.constants import GROUP, VERSION
+from herd_core.settings import Settings, get_settings
+
+
+def load_config(settings: Settings | None = None) -> None:
+    """In-cluster credentials when present, else the kubeconfig (KUBECONFIG)."""
+    s = settings or get_settings()
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(s.kubeconfig) if s.kubeconfig else None
+        )
+
+
+def custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi()
+
+
+def core() -> client.CoreV1Api:
+    return client.CoreV1Api()
+
+
+def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Merge-patch status at once (not at handler end): ids must survive a crash right after."""
+    custom().patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, plural, name, {"status": status}
+    )
+
+
+def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        obj = custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return cast(dict[str, Any], obj)
+
+
+def apply_secret(
+    namespace: str,
+    name: str,
+    data: dict[str, str],
+    labels: dict[str, str],
+    owner: dict[str, Any],
+) -> None:
+    """Create the Secret, or bring its data, labels and owner back, without reading it: the
+    operator may write Secrets, not read them.
+
+    A Secret that exists and is not `owner`'s is someone else's: SecretConflict, and nothing
+    is written (replacing it would drop its keys and hand it to our owner's garbage
+    collection). Ownership is asked by the JSON patch itself: its first operation tests the
+    owner, so the API server refuses the whole patch (422) for anyone else's Secret.
+    """
+    from herd_core.errors import SecretConflict
+
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner],
+        },
+        "type": "Opaque",
+        "data": encoded,
+    }
+    api = core()
+    try:
+        api.create_namespaced_secret(namespace, body)  # type: ignore[arg-type]
+        return
+    except ApiException as err:
+        if err.status != 409:
+            raise
+    operations: list[dict[str, Any]] = [
+        _owner_test(owner["uid"]),
+        {"op": "add", "path": "/metadata/ownerReferences", "value": [owner]},
+        {"op": "add", "path": "/metadata/labels", "value": labels},
+        {"op": "add", "path": "/data", "value": encoded},
+    ]
+    try:
+        api.patch_namespaced_secret(name, namespace, operations)
+    except ApiException as err:
+        if err.status == 422:
+            raise SecretConflict(
+                f"Secret {name} already exists and is not this {owner['kind']}'s; it is left "
+                "untouched: choose another secretName or delete that Secret"
+            ) from None
+        raise
+
+
+def _owner_test(uid: str) -> dict[str, str]:
+    """A JSON-patch operation that fails unless `uid` is the object's (first) owner."""
+    return {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": uid}
+
+
+def secret_owned_by(namespace: str, name: str, uid: str) -> bool | None:
+    """None when the Secret does not exist; else whether `uid` owns it. Asked by a patch that
+    only tests, so it needs no read permission, writes nothing and returns no foreign data."""
+    try:
+        core().patch_namespaced_secret(name, namespace, [_owner_test(uid)])
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        if err.status == 422:
+            return False
+        raise
+    return True
+
+
+def holders(plural: str, field: str, value: str) -> list[tuple[str, str]]:
+    """(namespace, name) of every object of `plural` whose status.<field> is `value`."""
+    found: dict[str, Any] = custom().list_cluster_custom_object(  # type: ignore[assignment]
+        GROUP, VERSION, plural
+    )
+    return [
+        (o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in found["items"]
+        if (o.get("status") or {}).get(field) == value
+    ]
+
+
+def update_conditions(
+    plural: str,
+    namespace: str,
+    name: str,
+    updates: list[tuple[str, bool | None, str, str]],
+    attempts: int = 8,
+) -> None:
+    """Set the operator's conditions by server-side apply under its own field manager.
+
+    One writer per field: the operator applies every condition it owns (read, updated, applied
+    back under the object's resourceVersion, so a concurrent write of its own is never lost)
+    and never the ones another program owns (the worker's WelcomeEmailSent): with conditions a
+    map list keyed by type, those stay as their owner wrote them.
+    """
+    from herd_core import conditions as cond
+    from herd_core.constants import API_VERSION, FIELD_MANAGER, WELCOME_EMAIL_SENT
+
+    foreign = {WELCOME_EMAIL_SENT}
+    for _ in range(attempts):
+        obj = get_object(plural, namespace, name)
+        if obj is None:
+            return
+        conditions = [
+            c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] not in foreign
+        ]
+        generation = obj["metadata"].get("generation")
+        for type_, status, reason, message in updates:
+            conditions = cond.set_condition(conditions, type_, status, reason, message, generation)
+        try:
+            custom().patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                {
+                    "apiVersion": obj.get("apiVersion", API_VERSION),
+                    "kind": obj["kind"],
+                    "metadata": {
+                        "name": name,
+                        "namespace": namespace,
+                        "resourceVersion": obj["metadata"]["resourceVersion"],
+                    },
+                    "status": {"conditions": conditions},
+                },
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+            )
+            return
+        except ApiException as err:
+            if err.status == 404:
+                return
+            if err.status != 409:
+                raise
+    raise RuntimeError(f"{plural}/{name}: conditions kept changing under us")

@@ -1,0 +1,100 @@
+"""SES v1 template API (real SES shares templates between v1 and v2; moto 5.2 has only v1)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from herd_core import aws
+from herd_core.errors import code, is_not_found
+from herd_core.settings import Settings
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    subject: str
+    html: str | None
+    text: str | None
+
+    def as_aws(self) -> dict[str, str]:
+        parts = {"TemplateName": self.name, "SubjectPart": self.subject}
+        if self.html is not None:
+            parts["HtmlPart"] = self.html
+        if self.text is not None:
+            parts["TextPart"] = self.text
+        return parts
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    html: str | None
+    text: str | None
+
+
+class SES:
+    def __init__(self, settings: Settings, region: str | None = None) -> None:
+        self._c: Any = aws.client("ses", settings, region=region)
+
+    def get(self, name: str) -> Template | None:
+        try:
+            t = self._c.get_template(TemplateName=name)["Template"]
+        except ClientError as err:
+            if is_not_found(err):
+                return None
+            raise
+        return Template(
+            name=name,
+            subject=t.get("SubjectPart", ""),
+            html=t.get("HtmlPart"),
+            text=t.get("TextPart"),
+        )
+
+    def create(self, template: Template) -> None:
+        self._c.create_template(Template=template.as_aws())
+
+    def update(self, template: Template) -> None:
+        self._c.update_template(Template=template.as_aws())
+
+    def delete(self, name: str) -> None:
+        try:
+            self._c.delete_template(TemplateName=name)
+        except ClientError as err:
+            if not is_not_found(err):
+                raise
+
+    def render(self, name: str, data: dict[str, Any]) -> Rendered:
+        """TestRenderTemplate: SES fills the placeholders and answers a MIME message."""
+        mime = self._c.test_render_template(TemplateName=name, TemplateData=json.dumps(data))[
+            "RenderedTemplate"
+        ]
+        msg = email.message_from_string(mime, policy=email.policy.default)
+        html = text = None
+        for part in msg.walk():
+            if part.get_content_type() == "text/html":
+                html = str(part.get_content()).strip()
+            elif part.get_content_type() == "text/plain":
+                text = str(part.get_content()).strip()
+        return Rendered(subject=str(msg["Subject"] or ""), html=html, text=text)
+
+    def send_templated(self, source: str, to: str, name: str, data: dict[str, Any]) -> str:
+        result: str = self._c.send_templated_email(
+            Source=source,
+            Destination={"ToAddresses": [to]},
+            Template=name,
+            TemplateData=json.dumps(data),
+        )["MessageId"]
+        return result
+
+    def max_send_rate(self) -> float:
+        return float(self._c.get_send_quota()["MaxSendRate"])
+
+
+def already_exists(err: ClientError) -> bool:
+    return code(err) in {"AlreadyExists", "AlreadyExistsException"}

@@ -1,0 +1,241 @@
+"""`herd app status|sync|diff` and `herd promote`."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from kubernetes import client, config
+from rich.console import Console
+from rich.table import Table
+
+from herd_core.constants import GROUP, VERSION
+from herd_devkit.cli.context import clusters, local_env
+from herd_devkit.local.gitrepo import git
+from herd_devkit.local.tools import binary
+from herd_devkit.settings import get_settings
+from herd_devkit.validate import environment_apps
+from herd_operator.gitops.engine import Application, ComparisonError, Engine
+from herd_operator.gitops.git import RepoCache
+from herd_operator.gitops.plan import Key, changed_paths, comparable
+from herd_operator.handlers.application import REFRESH_ANNOTATION, parse_time, stamp
+
+app = typer.Typer(no_args_is_help=True, help="Argo-style Applications.")
+console = Console()
+KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Default: the clusters of `make up`")
+NamespaceOpt = typer.Option("herd-system", "--namespace", "-n")
+
+
+def _apps(api: client.ApiClient) -> list[dict[str, Any]]:
+    found = client.CustomObjectsApi(api).list_cluster_custom_object(GROUP, VERSION, "applications")
+    return list(found["items"])  # type: ignore[index]
+
+
+def unhealthy(item: dict[str, Any]) -> bool:
+    st = item.get("status") or {}
+    return (
+        (st.get("sync") or {}).get("status") != "Synced"
+        or (st.get("health") or {}).get("status") not in ("Healthy", "Progressing")
+        or bool(st.get("conditions"))
+    )
+
+
+def status_table(kubeconfig: Path | None = None) -> tuple[Table, bool]:
+    table = Table("cluster", "application", "sync", "revision", "health", "last sync", "message")
+    bad = False
+    for name, path in clusters(kubeconfig).items():
+        with config.new_client_from_config(config_file=str(path)) as api:  # type: ignore[no-untyped-call]
+            for item in sorted(_apps(api), key=lambda a: a["metadata"]["name"]):
+                st = item.get("status") or {}
+                sync, hl = st.get("sync") or {}, st.get("health") or {}
+                op = st.get("operationState") or {}
+                message = next(
+                    (c.get("message", "") for c in st.get("conditions") or []), ""
+                ) or op.get("message", "")
+                bad |= unhealthy(item)
+                color = "green" if not unhealthy(item) else "red"
+                table.add_row(
+                    name,
+                    f"{item['metadata']['namespace']}/{item['metadata']['name']}",
+                    f"[{color}]{sync.get('status', '?')}[/]",
+                    (sync.get("revision") or "")[:8],
+                    hl.get("status", "?"),
+                    op.get("phase", ""),
+                    message[:80],
+                )
+    return table, bad
+
+
+@app.command()
+def status(kubeconfig: Path | None = KubeconfigOpt) -> None:
+    """Sync and health of every Application of the cluster(s)."""
+    table, bad = status_table(kubeconfig)
+    console.print(table)
+    raise typer.Exit(1 if bad else 0)
+
+
+@app.command()
+def sync(
+    name: str,
+    namespace: str = NamespaceOpt,
+    prune: bool = typer.Option(False, help="Also delete what git no longer has"),
+    kubeconfig: Path | None = KubeconfigOpt,
+    timeout: float = typer.Option(120, help="Seconds to wait for the result"),
+) -> None:
+    """Sync an Application now (also one without automated sync) and wait for the result."""
+    for cluster, path in clusters(kubeconfig).items():
+        with config.new_client_from_config(config_file=str(path)) as api:  # type: ignore[no-untyped-call]
+            custom = client.CustomObjectsApi(api)
+            requested = stamp()
+            custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                "applications",
+                name,
+                {
+                    "operation": {
+                        "sync": {"prune": prune},
+                        "initiatedBy": {"username": "herd-cli"},
+                    },
+                    "metadata": {"annotations": {REFRESH_ANNOTATION: requested}},
+                },
+            )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                obj: dict[str, Any] = custom.get_namespaced_custom_object(  # type: ignore[assignment]
+                    GROUP, VERSION, namespace, "applications", name
+                )
+                op = (obj.get("status") or {}).get("operationState") or {}
+                started = parse_time(op.get("startedAt"))
+                if not obj.get("operation") and started and started >= parse_time(requested):  # type: ignore[operator]
+                    ok = op.get("phase") == "Succeeded"
+                    console.print(
+                        f"{'[green]✓' if ok else '[red]✗'}[/] {cluster}: {name} "
+                        f"{op.get('phase')}: {op.get('message')}"
+                    )
+                    if not ok:
+                        raise typer.Exit(1)
+                    break
+                time.sleep(0.5)
+            else:
+                console.print(f"[red]✗[/] {cluster}: no result after {timeout:.0f}s")
+                raise typer.Exit(1)
+
+
+def _engine(api: client.ApiClient) -> Engine:
+    s = get_settings()
+    rewrites = s.git_url_rewrites or json.loads(local_env().get("HERD_GIT_URL_REWRITES", "{}"))
+    cache = RepoCache(
+        root=(s.state_dir / "cli-git").absolute(),
+        rewrites=rewrites,
+        known_hosts=s.ssh_known_hosts,
+    )
+    # As the operator would: the Project's checks, its ServiceAccount impersonated (the
+    # caller needs `impersonate` on it, as cluster admins have).
+    return Engine(api, cache, binary("helm", s), local_sources=s.local_sources)
+
+
+@app.command()
+def diff(name: str, namespace: str = NamespaceOpt, kubeconfig: Path | None = KubeconfigOpt) -> None:
+    """What a sync of the Application would change in the cluster (exit 1 when anything)."""
+    changed = False
+    for cluster, path in clusters(kubeconfig).items():
+        with config.new_client_from_config(config_file=str(path)) as api:  # type: ignore[no-untyped-call]
+            obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(  # type: ignore[assignment]
+                GROUP, VERSION, namespace, "applications", name
+            )
+            target = Application(
+                name,
+                namespace,
+                obj["spec"],
+                list((obj.get("status") or {}).get("resources") or []),
+            )
+            try:
+                comparison = _engine(api).compare(target)
+            except ComparisonError as err:
+                console.print(f"[red]✗[/] {cluster}: {err}")
+                raise typer.Exit(2) from err
+            lines = comparison.diff()
+            console.print(
+                f"[bold]{cluster}[/] {name} at {comparison.revision[:8]}: "
+                f"{'in sync' if not lines else f'{len(lines)} object(s) differ'}"
+            )
+            for what, paths in lines:
+                console.print(f"  [yellow]~[/] {what}: {', '.join(paths[:8])}")
+            changed |= bool(lines)
+    raise typer.Exit(1 if changed else 0)
+
+
+def promote(
+    repo: str = typer.Option(None, help="Repository (path or URL); default: make up's origin"),
+    source: str = typer.Option("dev", help="Branch to promote"),
+    target: str = typer.Option("main", help="Branch prod tracks"),
+    env: str = typer.Option("prod", help="Environment whose change to show"),
+) -> None:
+    """Merge dev into main (the promotion), push, and show what prod will change and what
+    that does to its monthly cost."""
+    from herd_devkit.cost import report  # not at the top: the operator never loads it
+
+    url = repo or local_env().get("HERD_ORIGIN_REPO")
+    if not url:
+        raise typer.BadParameter("pass --repo (make up writes HERD_ORIGIN_REPO to .herd/env)")
+    helm = binary("helm")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "work"
+        git("clone", "--quiet", "--branch", target, url, str(work), cwd=Path(tmp))
+        before = git("rev-parse", "HEAD", cwd=work)
+        git("merge", "--no-ff", "-m", f"Promote {source} to {target}", f"origin/{source}", cwd=work)
+        after = git("rev-parse", "HEAD", cwd=work)
+        if after == before:
+            console.print(f"{target} already has everything in {source}")
+            return
+        old = _tree(work, before, Path(tmp) / "old")
+        new = _tree(work, after, Path(tmp) / "new")
+        changes = _render_diff(old, new, env, helm)
+        cost = report.change(old, new, env, helm)
+        git("push", "--quiet", "origin", f"{target}:{target}", cwd=work)
+    console.print(f"[green]✓[/] merged {source} into {target}: {before[:8]} → {after[:8]}")
+    if not changes:
+        console.print(f"{env} will not change.")
+    for line in changes:
+        console.print(f"  {line}")
+    # Plain text, never wrapped: the promote workflow posts these very lines on the PR.
+    typer.echo(cost[0])
+    for line in cost[1:]:
+        typer.echo(f"  {line}")
+
+
+def _tree(work: Path, sha: str, dest: Path) -> Path:
+    dest.mkdir()
+    git(f"--work-tree={dest}", "checkout", sha, "--", ".", cwd=work)
+    git("reset", "--quiet", cwd=work)
+    return dest
+
+
+def _render_diff(old: Path, new: Path, env: str, helm: Path) -> list[str]:
+    def objects(tree: Path) -> dict[tuple[str, Key], dict[str, Any]]:
+        out = {}
+        for rendered in environment_apps(tree, env, helm):
+            for obj in rendered.objects:
+                out[(rendered.name, Key.of(obj))] = obj
+        return out
+
+    before, after = objects(old), objects(new)
+    lines = []
+    for app_key in sorted(set(before) | set(after), key=lambda k: (k[0], str(k[1]))):
+        appname, key = app_key
+        if app_key not in before:
+            lines.append(f"[green]+[/] {appname}: {key}")
+        elif app_key not in after:
+            lines.append(f"[red]-[/] {appname}: {key}")
+        elif paths := changed_paths(comparable(before[app_key]), comparable(after[app_key])):
+            # What changes in the spec first; the version labels that follow it last.
+            paths.sort(key=lambda p: ".labels." in p or p.startswith("metadata."))
+            more = f" (+{len(paths) - 6} more)" if len(paths) > 6 else ""
+            lines.append(f"[yellow]~[/] {appname}: {key}: {', '.join(paths[:6])}{more}")
+    return lines

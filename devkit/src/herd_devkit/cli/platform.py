@@ -1,0 +1,157 @@
+"""`herd up` / `herd down` / `herd status` / `herd mail` (what `make up` and friends run)
+and `herd aws bootstrap`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from herd_core import aws
+from herd_devkit.cli.app import status_table
+from herd_devkit.cli.context import local_env
+from herd_devkit.local import bootstrap
+from herd_devkit.local.moto_server import MotoServer
+from herd_devkit.local.platform import Platform
+from herd_devkit.settings import get_settings
+from herd_devkit.validate import ENVIRONMENTS
+
+console = Console()
+aws_app = typer.Typer(no_args_is_help=True, help="The AWS side of an environment.")
+
+
+def _platform() -> Platform:
+    return Platform(settings=get_settings(), repo_root=Path.cwd())
+
+
+def _say(message: str) -> None:
+    console.print(f"[green]✓[/] {message}")
+
+
+def up() -> None:
+    """Start the local platform: clusters dev and prod following git, moto, one operator per
+    cluster, the signup API and the email worker. Idempotent."""
+    env = _platform().up(_say)
+    state = get_settings().state_dir
+    console.print(f"\nLogs are in {state}/logs. In your shell, first:\n")
+    console.print(f"  set -a; . {state}/env; set +a\n")
+    console.print(
+        "(herd, kubectl, helm and uv on PATH; kubectl contexts herd-dev and herd-prod.) Then:"
+    )
+    console.print(
+        f"  1. sign up at {env['HERD_API_URL']}/  — then `herd mail` shows the welcome email"
+    )
+    console.print("  2. kubectl get tenants,applications,pods -A   (--context herd-prod for prod)")
+    console.print(
+        "  3. commit to dev in the origin, then `herd promote` brings it to prod "
+        f"(origin: {env['HERD_ORIGIN_REPO']})"
+    )
+    console.print("  4. herd status  — and `make down` stops it all.")
+
+
+def down() -> None:
+    """Stop everything `herd up` started."""
+    _platform().down(_say)
+
+
+def status() -> None:
+    """All of the local platform: processes, clusters, Applications. Exit 1 if unhealthy."""
+    platform = _platform()
+    bad = False
+    table = Table("part", "state", "where")
+    moto = platform.moto()
+    for name, running, where in [
+        ("moto", moto.running(), str(moto.state_file.parent)),
+        *[
+            (f"cluster {e}", platform.cluster(e).running(), str(platform.cluster(e).kubeconfig))
+            for e in ENVIRONMENTS
+        ],
+        *[(s.name, s.running(), str(s.log)) for s in platform.services()],
+    ]:
+        bad |= not running
+        table.add_row(name, "[green]running[/]" if running else "[red]down[/]", where)
+    console.print(table)
+    if not local_env() or bad:
+        console.print("[red]the platform is not (fully) up: `make up`[/]")
+        raise typer.Exit(1)
+    apps, unhealthy = status_table()
+    console.print(apps)
+    raise typer.Exit(1 if unhealthy else 0)
+
+
+def mail() -> None:
+    """The emails the platform sent (moto's SES), with their rendered subjects."""
+    env = local_env()
+    if "AWS_ENDPOINT_URL" not in env:
+        console.print("[red]no local platform: `make up`[/]")
+        raise typer.Exit(1)
+    moto = MotoServer(root=get_settings().state_dir.absolute() / "moto")
+    # moto's local keys and region from .herd/env: nothing needed from the shell.
+    settings = moto.settings(
+        get_settings(),
+        aws_endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_region=env.get("AWS_REGION", get_settings().aws_region),
+    )
+    ses: Any = aws.client("ses", settings)
+    table = Table("to", "template", "subject", "message id")
+    sent = moto.data()["ses"]
+    for message in sent.get("TemplateMessage", []):
+        subject = ""
+        try:
+            rendered = ses.test_render_template(
+                TemplateName=message["template"], TemplateData=message["template_data"]
+            )
+            subject = next(
+                (
+                    line[9:]
+                    for line in rendered["RenderedTemplate"].splitlines()
+                    if line.startswith("Subject: ")
+                ),
+                "",
+            )
+        except Exception as err:
+            subject = f"(not rendered: {err})"
+        table.add_row(
+            ", ".join(message["destinations"]["ToAddresses"]),
+            message["template"],
+            subject,
+            message["id"],
+        )
+    for message in sent.get("Message", []):
+        table.add_row(
+            ", ".join(message["destinations"]["ToAddresses"]),
+            "-",
+            str(message.get("subject", "")),
+            message["id"],
+        )
+    console.print(table)
+
+
+@aws_app.command("bootstrap")
+def aws_bootstrap(
+    env: str = typer.Option(
+        None,
+        "--env",
+        help="dev or prod: adds the billing alarm at clusters/<env>/cost.yaml's threshold",
+    ),
+) -> None:
+    """Create (idempotently) the user pool, SES sender, email queue + DLQ, jobs table and,
+    with --env, the billing alarm."""
+    threshold = None
+    if env is not None:
+        from herd_devkit.cost import config  # not at the top: the operator never loads it
+
+        if env not in ENVIRONMENTS:
+            raise typer.BadParameter(
+                f"expected one of {', '.join(ENVIRONMENTS)}", param_hint="--env"
+            )
+        try:
+            threshold = config.load(Path.cwd(), env).billing_alarm.threshold_usd
+        except config.ConfigError as err:
+            raise typer.BadParameter(str(err), param_hint="--env") from err
+    resources = bootstrap.bootstrap(get_settings(), billing_threshold=threshold)
+    console.print_json(json.dumps(resources.as_dict()))

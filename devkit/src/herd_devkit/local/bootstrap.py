@@ -1,0 +1,167 @@
+"""`herd aws bootstrap`: the AWS side one environment needs, created idempotently.
+
+User pool (with the `admins` group and a `custom:tenant` attribute), a verified SES sender,
+the email queue with its dead-letter queue, the email-jobs idempotency table and, given a
+threshold, a billing alarm. Names carry the environment's prefix, so dev and prod can share
+one moto.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from herd_core import aws
+from herd_devkit.settings import Settings
+
+MAX_RECEIVES = 5  # deliveries before a poison email job lands in the DLQ
+# AWS publishes EstimatedCharges only in us-east-1, whatever region the account runs in.
+BILLING_REGION = "us-east-1"
+BILLING_PERIOD = 21600  # seconds: the metric is updated a few times a day
+
+
+@dataclass(frozen=True)
+class Environment:
+    user_pool_id: str
+    email_queue_url: str
+    email_dlq_url: str
+    email_jobs_table: str
+    email_sender: str
+    admin_client_id: str
+    billing_alarm: str = ""  # the alarm's name; empty when bootstrapped without a threshold
+
+    def env(self) -> dict[str, str]:
+        """As the HERD_* variables the operator, API and worker read."""
+        return {
+            "HERD_COGNITO_USER_POOL_ID": self.user_pool_id,
+            "HERD_EMAIL_QUEUE_URL": self.email_queue_url,
+            "HERD_EMAIL_DLQ_URL": self.email_dlq_url,
+            "HERD_EMAIL_JOBS_TABLE": self.email_jobs_table,
+            "HERD_EMAIL_SENDER": self.email_sender,
+            "HERD_ADMIN_CLIENT_ID": self.admin_client_id,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def bootstrap(settings: Settings, billing_threshold: float | None = None) -> Environment:
+    """`billing_threshold` (USD, the environment's clusters/<env>/cost.yaml) adds the alarm."""
+    prefix = settings.aws_name_prefix
+    pool = _user_pool(settings, f"{prefix}herd-platform")
+    return Environment(
+        user_pool_id=pool,
+        admin_client_id=_admin_client(settings, pool),
+        **_queues(settings, f"{prefix}herd-emails"),
+        email_jobs_table=_table(settings, f"{prefix}{settings.email_jobs_table}"),
+        email_sender=_sender(settings),
+        billing_alarm=(
+            _billing_alarm(settings, f"{prefix}herd-billing", billing_threshold)
+            if billing_threshold is not None
+            else ""
+        ),
+    )
+
+
+def _user_pool(settings: Settings, name: str) -> str:
+    idp = aws.client("cognito-idp", settings)
+    pools = idp.list_user_pools(MaxResults=60)["UserPools"]
+    pool_id = next((p["Id"] for p in pools if p["Name"] == name), None)
+    if pool_id is None:
+        pool_id = idp.create_user_pool(
+            PoolName=name,
+            UsernameAttributes=["email"],
+            AutoVerifiedAttributes=["email"],
+            Schema=[{"Name": "tenant", "AttributeDataType": "String", "Mutable": True}],
+            AdminCreateUserConfig={"AllowAdminCreateUserOnly": True},
+        )["UserPool"]["Id"]
+    try:
+        idp.create_group(
+            UserPoolId=pool_id, GroupName="admins", Description="Herd platform administrators"
+        )
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "GroupExistsException":
+            raise
+    return str(pool_id)
+
+
+def _admin_client(settings: Settings, pool_id: str) -> str:
+    """The app client of the admin page's sign-in (no secret; password auth via the API)."""
+    idp = aws.client("cognito-idp", settings)
+    clients = idp.list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]
+    found = next((c["ClientId"] for c in clients if c["ClientName"] == "herd-admin"), None)
+    if found is None:
+        found = idp.create_user_pool_client(
+            UserPoolId=pool_id,
+            ClientName="herd-admin",
+            GenerateSecret=False,
+            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        )["UserPoolClient"]["ClientId"]
+    return str(found)
+
+
+def _queues(settings: Settings, name: str) -> dict[str, str]:
+    sqs = aws.client("sqs", settings)
+    dlq_url = sqs.create_queue(
+        QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"}
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)}
+            ),
+        },
+    )["QueueUrl"]
+    return {"email_queue_url": str(queue_url), "email_dlq_url": str(dlq_url)}
+
+
+def _table(settings: Settings, name: str) -> str:
+    ddb = aws.client("dynamodb", settings)
+    try:
+        ddb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+        )
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+    return name
+
+
+def _sender(settings: Settings) -> str:
+    aws.client("ses", settings).verify_email_identity(EmailAddress=settings.email_sender)
+    return settings.email_sender
+
+
+def _billing_alarm(settings: Settings, name: str, threshold: float) -> str:
+    """An alarm on the account's month-to-date EstimatedCharges, notifying an SNS topic of the
+    same name (subscribe to it: docs/eks.md). PutMetricAlarm replaces an alarm of that name,
+    so a changed threshold is applied on the next run. The account must have "Receive
+    Billing Alerts" turned on, or the metric never appears and the alarm stays in
+    INSUFFICIENT_DATA (treated as not breaching)."""
+    topic = aws.client("sns", settings, region=BILLING_REGION).create_topic(Name=name)["TopicArn"]
+    aws.client("cloudwatch", settings, region=BILLING_REGION).put_metric_alarm(
+        AlarmName=name,
+        AlarmDescription=f"Month-to-date AWS charges above {threshold:,.0f} USD",
+        Namespace="AWS/Billing",
+        MetricName="EstimatedCharges",
+        Dimensions=[{"Name": "Currency", "Value": "USD"}],
+        Statistic="Maximum",
+        Period=BILLING_PERIOD,
+        EvaluationPeriods=1,
+        Threshold=float(threshold),
+        ComparisonOperator="GreaterThanThreshold",
+        TreatMissingData="notBreaching",
+        AlarmActions=[topic],
+    )
+    return name

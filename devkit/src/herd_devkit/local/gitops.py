@@ -1,0 +1,92 @@
+"""Local GitOps plumbing shared by `make up` and the tests: an origin repository seeded from
+the working tree, and a cluster bootstrapped to follow it (CRDs + its root Application)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+from kubernetes.client import ApiClient
+
+from herd_devkit.local import crds
+from herd_devkit.local.gitrepo import Repo
+from herd_devkit.local.tools import binary
+from herd_operator.gitops.kubeapply import Applier
+
+# What the clusters read from git.
+GITOPS_FOLDERS = ("apps", "charts", "clusters")
+# The URL clusters/*/ name; locally git rewrites it to the seeded origin (insteadOf).
+UPSTREAM_URL = "https://github.com/herd-itt/herd.git"
+
+
+def tracked_files(repo_root: Path, folders: tuple[str, ...] = GITOPS_FOLDERS) -> dict[str, str]:
+    """Files git knows (tracked, or new and not ignored) under `folders`, with contents."""
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *folders],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return {rel: (repo_root / rel).read_text() for rel in out if (repo_root / rel).is_file()}
+
+
+def seed_origin(repo_root: Path, dest: Path) -> Repo:
+    """A bare `origin` with `main` and `dev` holding this working tree's GitOps folders."""
+    return Repo.create(dest, tracked_files(repo_root), message="Seed from the working tree")
+
+
+def url_rewrites(origin: Repo) -> dict[str, str]:
+    return {origin.url: UPSTREAM_URL}
+
+
+# The operator's Helm release and namespace (its ServiceAccount is named after the release).
+OPERATOR_RELEASE, OPERATOR_NAMESPACE = "herd-operator", "herd-system"
+
+
+def install_operator_chart(
+    kubeconfig: Path, repo_root: Path, env: str, set_values: list[str] | None = None
+) -> None:
+    """`helm upgrade --install` the operator chart with ENV's values: its ServiceAccount and
+    RBAC are the operator's identity from then on (the herd-operator Application adopts it)."""
+    args = [
+        str(binary("helm")),
+        "upgrade",
+        "--install",
+        OPERATOR_RELEASE,
+        "charts/herd-operator",
+        "--namespace",
+        OPERATOR_NAMESPACE,
+        "--create-namespace",
+        "--kubeconfig",
+        str(kubeconfig),
+        "-f",
+        "apps/herd-operator/values.yaml",
+        "-f",
+        f"clusters/{env}/values/herd-operator.yaml",
+    ]
+    for value in set_values or []:
+        args += ["--set", value]
+    result = subprocess.run(args, cwd=repo_root, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"helm: {result.stderr.strip()}")
+
+
+# The platform Project and the ServiceAccount its Applications act as: applied before the
+# root Application (which names the Project), then kept by the `platform` Application.
+PLATFORM_PROJECT = Path("apps") / "platform" / "project.yaml"
+
+
+def bootstrap_cluster(api: ApiClient, repo_root: Path, env: str) -> dict[str, object]:
+    """Install the CRDs, the platform Project and the environment's root Application; git
+    does the rest."""
+    crds.install(api, repo_root / "charts" / "herd-operator" / "crds")
+    root = yaml.safe_load((repo_root / "clusters" / env / "root.yaml").read_text())
+    applier = Applier(api, field_manager="herd-bootstrap")
+    namespace = root["metadata"]["namespace"]
+    applier.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    for obj in yaml.safe_load_all((repo_root / PLATFORM_PROJECT).read_text()):
+        if obj:
+            applier.apply(obj)
+    return applier.apply(root)

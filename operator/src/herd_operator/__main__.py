@@ -1,3 +1,0 @@
-from herd_operator.cli import main
-
-main()
