@@ -35,7 +35,7 @@ from herd_devkit.local.tools import helm_env
 from herd_devkit.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-HERD = [sys.executable, "-m", "herd_operator"]
+HERD = [sys.executable, "-m", "herd_core"]
 SECRET = "bench"
 console = Console()
 

@@ -86,7 +86,7 @@ def test_schema_refuses_bad_values(chart: str, bad: str, message: str) -> None:
 def test_make_validate_renders_and_validates_both_environments(tmp_path: object) -> None:
     out = ROOT / ".herd" / "rendered"
     result = subprocess.run(
-        [sys.executable, "-m", "herd_operator", "validate", "--out", str(out)],
+        [sys.executable, "-m", "herd_core", "validate", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,

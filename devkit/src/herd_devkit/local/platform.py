@@ -46,7 +46,7 @@ from herd_devkit.local.tools import ToolsMissing, binary, helm_env
 from herd_devkit.settings import Settings
 from herd_devkit.validate import ENVIRONMENTS
 
-HERD = [sys.executable, "-m", "herd_operator"]
+HERD = [sys.executable, "-m", "herd_core"]
 WEBHOOK_SECRET = "local-webhook-secret"  # only on loopback; real clusters take it from a Secret
 # The ServiceAccount each program runs as: its chart's, named after its Helm release.
 API_ACCOUNT, WORKER_ACCOUNT = "herd-api", "herd-workers"
