@@ -20,12 +20,8 @@ def _is_library(chart_yaml: Path) -> bool:
 
 
 # Installable charts; library charts (herd-lib) only lend templates to them.
-CHARTS = sorted(
-    p.parent.name for p in (ROOT / "charts").glob("*/Chart.yaml") if not _is_library(p)
-)
-LIBRARIES = sorted(
-    p.parent.name for p in (ROOT / "charts").glob("*/Chart.yaml") if _is_library(p)
-)
+CHARTS = sorted(p.parent.name for p in (ROOT / "charts").glob("*/Chart.yaml") if not _is_library(p))
+LIBRARIES = sorted(p.parent.name for p in (ROOT / "charts").glob("*/Chart.yaml") if _is_library(p))
 OURS = [c for c in CHARTS if c.startswith("herd-")]
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod"}
 SETTINGS = ("runAsNonRoot", "readOnlyRootFilesystem", "allowPrivilegeEscalation", "capabilities")

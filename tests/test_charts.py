@@ -84,6 +84,7 @@ def test_herd_charts_take_the_shared_helpers_from_herd_lib(chart: str) -> None:
     link = folder / "charts" / "herd-lib"
     assert link.is_symlink() and os.readlink(link) == "../../herd-lib"
     assert [p.name for p in (folder / "charts").iterdir()] == ["herd-lib"]
+    assert not (folder / "Chart.lock").exists(), "helm dependency build ran: see charts/README.md"
     text = "".join(p.read_text() for p in (folder / "templates").iterdir() if p.is_file())
     own = re.findall(r'define "([\w.-]+)"', text)
     copies = [d for d in own if d.rsplit(".", 1)[-1] in SHARED_HELPERS]
