@@ -10,11 +10,11 @@ Each entry of `ingress` is {from: [peers], port: <port name>}; one with no peers
 (never "from anywhere").
 */}}
 {{- define "herd-lib.networkPolicy" -}}
-{{- $ := .context -}}
+{{- $ := .context -}}{{/* the calling chart's root context, also inside range */}}
 {{- $rules := list -}}
 {{- range (concat (.ingress | default list) (list (dict "from" $.Values.networkPolicy.metricsFrom "port" .metricsPort))) }}
 {{- if .from }}
-{{- $rules = append $rules (dict "from" .from "ports" (list (dict "port" .port "protocol" "TCP"))) }}
+{{- $rules = append $rules . }}
 {{- end }}
 {{- end -}}
 apiVersion: networking.k8s.io/v1
@@ -30,7 +30,13 @@ spec:
   policyTypes: [Ingress]
   {{- if $rules }}
   ingress:
-    {{- toYaml $rules | nindent 4 }}
+    {{- range $rules }}
+    - from:
+        {{- toYaml .from | nindent 8 }}
+      ports:
+        - port: {{ .port }}
+          protocol: TCP
+    {{- end }}
   {{- else }}
   ingress: []
   {{- end }}
