@@ -177,7 +177,10 @@ def test_install_and_uninstall_into_the_api_server(
     ns = f"chart-{uuid.uuid4().hex[:8]}"
     release = f"r{uuid.uuid4().hex[:6]}"
     kube = ["--kubeconfig", str(cluster.kubeconfig), "-n", ns]
+    # Roles in the tenants namespace go into the test's own: no dependence on test order.
     values = ["-f", str(ci_values(chart)[0])]
+    if chart.startswith("herd-"):
+        values += ["--set", f"config.tenantsNamespace={ns}"]
     result = helm(
         "install", release, f"charts/{chart}", *kube, "--create-namespace", *values, check=False
     )
