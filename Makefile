@@ -74,6 +74,10 @@ lint: sync tools $(ACTIONLINT) ## ruff, mypy on both packages, helm lint of ever
 	done
 	$(ACTIONLINT) -color .github/workflows/*.yml
 
+.PHONY: manifests
+manifests: sync ## Write the CRDs (charts/herd-operator/crds/) from their models in core/src/herd_core/models/.
+	$(UV) run herd manifests
+
 .PHONY: validate
 validate: setup ## Render every app of dev and prod into .herd/rendered/ and validate it.
 	$(UV) run herd validate
