@@ -292,9 +292,9 @@ def test_kubectl_cannot_make_a_tenant_of_a_reserved_name(
     cluster: Cluster, api: ApiClient, crds: None, namespace: str, verb: str, slug: str
 ) -> None:
     manifest = yaml.safe_dump(body(Tenant, slug, {**TENANT, "slug": slug}))
+    kubectl = [str(binary("kubectl")), f"--kubeconfig={cluster.kubeconfig}", f"-n={namespace}"]
     run = subprocess.run(
-        [str(binary("kubectl")), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
-        + [verb, "-f", "-"],
+        [*kubectl, verb, "-f", "-"],
         input=manifest,
         capture_output=True,
         text=True,
