@@ -63,10 +63,11 @@ test: setup ## Run the whole test suite against real parts (control plane, moto,
 	$(UV) run pytest $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: sync tools $(ACTIONLINT) ## ruff, mypy on both packages, helm lint of every chart, actionlint.
+lint: sync tools $(ACTIONLINT) ## ruff, mypy on both packages, CRDs as their models say, helm lint of every chart, actionlint.
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy
+	$(UV) run herd manifests --check
 	@for chart in charts/*/; do \
 	  [ -f $$chart/Chart.yaml ] || continue; \
 	  $(HERD_HELM) lint --strict $$chart; \

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import yaml
@@ -52,6 +52,7 @@ def sample(resource: type[Resource], namespace: str) -> dict[str, Any]:
                 "templateName": "herd-welcome",
                 "subject": "Welcome, {{name}}",
                 "html": "<p>Hello {{name}}</p>",
+                "text": None,  # null means absent, to the model as to the API server
                 "region": "eu-west-1",
                 "testData": {"name": "Ada", "nested": {"list": [1, 2]}},
                 "deletionPolicy": "Retain",
@@ -169,6 +170,58 @@ def test_generated_schemas_are_structural(resource: type[Resource]) -> None:
             assert "additionalProperties" in node or node.get(
                 "x-kubernetes-preserve-unknown-fields"
             ), f"{path}: an object that says nothing of its fields"
+
+
+def test_the_converter_writes_what_kubernetes_accepts() -> None:
+    """Refs inlined with both sides' rules, `| None` dropped, free-form and extra="allow"
+    objects keep their fields, extra="forbid" says nothing, Literal of one is an enum."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from herd_core.models.base import cel, k8s
+
+    class Inner(BaseModel):
+        """Inner's doc."""
+
+        model_config = ConfigDict(extra="forbid", json_schema_extra=k8s(cel("model")))
+        n: int = Field(3, ge=1)
+
+    class Loose(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        s: str | None = None
+
+    class Outer(BaseModel):
+        inner: Inner | None = Field(None, description="field doc", json_schema_extra=k8s(cel("f")))
+        loose: Loose
+        free: dict[str, Any] | None = None
+        tags: dict[str, str] = Field(default_factory=dict)
+        one: Literal["x"] = "x"
+
+    raw = Outer.model_json_schema()
+    out = manifests.structural(raw, raw["$defs"])
+    assert out["required"] == ["loose"]
+    assert out["properties"]["inner"] == {
+        "description": "field doc",
+        "type": "object",
+        "x-kubernetes-validations": [{"rule": "model"}, {"rule": "f"}],
+        "properties": {"n": {"type": "integer", "default": 3, "minimum": 1}},
+    }
+    assert out["properties"]["loose"] == {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+        "properties": {"s": {"type": "string"}},
+    }
+    assert out["properties"]["free"] == {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+    assert out["properties"]["tags"]["additionalProperties"] == {"type": "string"}
+    assert out["properties"]["one"] == {"type": "string", "enum": ["x"], "default": "x"}
+
+    class Either(BaseModel):
+        v: int | str
+
+    with pytest.raises(ValueError, match="structural"):
+        manifests.structural(Either.model_json_schema(), {})
 
 
 def test_reserved_slugs_and_the_api_share_one_rule() -> None:
