@@ -29,7 +29,7 @@ from herd_devkit import manifests
 from herd_devkit.local.tools import binary
 
 from .conftest import Cluster
-from .helpers import CRD_DIR
+from .helpers import CRD_DIR, ROOT
 
 
 def sample(resource: type[Resource], namespace: str) -> dict[str, Any]:
@@ -170,6 +170,27 @@ def test_generated_schemas_are_structural(resource: type[Resource]) -> None:
             assert "additionalProperties" in node or node.get(
                 "x-kubernetes-preserve-unknown-fields"
             ), f"{path}: an object that says nothing of its fields"
+
+
+def committed_objects() -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for folder in ("examples", "apps", "clusters"):
+        for path in sorted((ROOT / folder).rglob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if isinstance(doc, dict) and doc.get("apiVersion") == API_VERSION:
+                    found.append((f"{path.relative_to(ROOT)}:{doc['kind']}", doc))
+    return found
+
+
+def test_every_object_in_git_is_valid_to_its_model() -> None:
+    kinds = {r.__name__: r for r in RESOURCES}
+    objects = committed_objects()
+    assert {doc["kind"] for _, doc in objects} >= {"Application", "Project", "SESTemplate"}
+    for where, doc in objects:
+        try:
+            kinds[doc["kind"]].model_validate(doc)
+        except ValidationError as err:
+            pytest.fail(f"{where}: {err}")
 
 
 def test_the_converter_writes_what_kubernetes_accepts() -> None:
