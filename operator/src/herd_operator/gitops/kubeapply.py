@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any
 
 from kubernetes.client import ApiClient
@@ -12,6 +13,7 @@ from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from kubernetes.dynamic.resource import Resource
 
 from herd_core.constants import FIELD_MANAGER
+from herd_operator.gitops import rawapi
 
 
 class ApplyError(Exception):
@@ -55,29 +57,36 @@ class Applier:
     def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         res = self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
+        query = [("fieldManager", self.field_manager), ("force", "true")]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        namespace = meta.get("namespace") if res.namespaced else None
+        path = res.path(name=meta["name"], namespace=namespace)  # type: ignore[no-untyped-call]
         try:
-            out = res.server_side_apply(
-                body=obj,
-                name=meta["name"],
-                namespace=meta.get("namespace") if res.namespaced else None,
-                field_manager=self.field_manager,
-                force_conflicts=True,
-                dry_run="All" if dry_run else None,
+            # Plain JSON both ways: the dynamic client's models cost more than the request.
+            return rawapi.call(
+                self.api,
+                "PATCH",
+                path,
+                query,
+                body=json.dumps(obj),
+                content_type="application/apply-patch+yaml",
             )
         except ApiException as err:
             raise ApplyError(f"{describe(obj)}: {api_message(err)}") from err
-        return dict(out.to_dict())
 
     def get(
         self, api_version: str, kind: str, name: str, namespace: str | None
     ) -> dict[str, Any] | None:
         res = self.resource(api_version, kind)
+        where = namespace if res.namespaced else None
+        path = res.path(name=name, namespace=where)  # type: ignore[no-untyped-call]
         try:
-            return dict(
-                res.get(name=name, namespace=namespace if res.namespaced else None).to_dict()
-            )
-        except NotFoundError:
-            return None
+            return rawapi.call(self.api, "GET", path)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
 
     def list(self, api_version: str, kind: str, label_selector: str) -> list[dict[str, Any]]:
         res = self.resource(api_version, kind)
