@@ -496,7 +496,7 @@ def test_manual_sync_of_an_app_without_automation(
         [
             sys.executable,
             "-m",
-            "herd_operator",
+            "herd_core",
             "app",
             "sync",
             "manual",

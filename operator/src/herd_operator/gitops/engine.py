@@ -18,6 +18,7 @@ prune deletes only objects that carry this Application's tracking annotation.
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -178,6 +179,7 @@ class Engine:
         self.helm = helm
         self.wave_health_gate = wave_health_gate
         self._appliers: dict[str, Applier] = {}
+        self._renders: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         self._guard = threading.Lock()
 
     def applier(self, user: str) -> Applier:
@@ -241,21 +243,33 @@ class Engine:
         """The rendered objects, checked against the Project and marked with our tracking
         annotation; and those of kinds the cluster does not know yet but a CRD of the same
         source defines (created at sync time, after their CRD)."""
-        try:
-            objects = render(
-                tree,
-                Source.from_spec(app.spec, app.name),
-                app.destination,
-                self.helm,
-                limits=self.limits,
-            )
-        except RenderError as err:
-            raise ComparisonError(str(err)) from err
+        # The same checkout rendered the same way gives the same objects: a resync of an
+        # unchanged revision skips rendering (only the last render of each Application kept).
+        fingerprint = json.dumps(
+            [str(tree), app.spec.get("source"), app.destination, app.name], sort_keys=True
+        )
+        last = self._renders.get(app.id)
+        if last is not None and last[0] == fingerprint:
+            objects = last[1]
+        else:
+            try:
+                objects = render(
+                    tree,
+                    Source.from_spec(app.spec, app.name),
+                    app.destination,
+                    self.helm,
+                    limits=self.limits,
+                )
+            except RenderError as err:
+                raise ComparisonError(str(err)) from err
+            if self.memo is not None:
+                self._renders[app.id] = (fingerprint, objects)
         defined = crd_kinds(objects)
         out, pending = [], set()
         for raw in objects:
-            obj = copy.deepcopy(raw)
-            meta = obj.setdefault("metadata", {})
+            # Only metadata is changed below; the rest stays shared with the render (cached).
+            obj = {**raw, "metadata": copy.deepcopy(raw.get("metadata") or {})}
+            meta = obj["metadata"]
             later = False
             try:
                 namespaced = applier.namespaced(obj)
@@ -286,8 +300,9 @@ class Engine:
         applier = self.applier(user)
         sha, tree = self.fetch(app)
         objects, pending = self.desired(app, tree, project, applier)
+        keys = [Key.of(o) for o in objects]
         seen: set[Key] = set()
-        for key in map(Key.of, objects):
+        for key in keys:
             if key in seen:
                 raise ComparisonError(f"{key} appears more than once")
             seen.add(key)
@@ -307,13 +322,12 @@ class Engine:
         reader = Reader(self, applier, user)
         # Every informer this compare needs lists at once (a missing namespace has nothing).
         reader.prepare(
-            [Key.of(o) for o in objects if Key.of(o) not in pending]
+            [k for k in keys if k not in pending]
             + [k for k in inventory if k.namespace not in missing_ns],
             skip=missing_ns,
         )
         items, errors, to_dry_run = [], [], []
-        for obj in objects:
-            key = Key.of(obj)
+        for obj, key in zip(objects, keys, strict=True):
             item = Item(key, obj, None, None)
             items.append(item)
             if key in pending:
@@ -400,6 +414,7 @@ class Engine:
 
     def forget(self, app_id: str) -> None:
         """The Application is gone: its verdicts and its uses of the cache go too."""
+        self._renders.pop(app_id, None)
         if self.memo is not None:
             self.memo.forget(app_id)
         if self.live is not None:

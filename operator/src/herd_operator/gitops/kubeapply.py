@@ -40,15 +40,22 @@ class Applier:
         self.api = api
         self.dyn = DynamicClient(api)  # type: ignore[no-untyped-call]
         self.field_manager = field_manager
+        self._resources: dict[tuple[str, str], Resource] = {}
 
     def resource(self, api_version: str, kind: str) -> Resource:
+        # Remembered: the discovery client's search costs more than a request per object.
+        found = self._resources.get((api_version, kind))
+        if found is not None:
+            return found
         for attempt in range(2):
             try:
                 resource: Resource = self.dyn.resources.get(api_version=api_version, kind=kind)
+                self._resources[(api_version, kind)] = resource
                 return resource
             except ResourceNotFoundError:
                 if attempt == 0:
                     self.dyn.resources.invalidate_cache()  # a CRD may have just arrived
+                    self._resources.clear()
         raise ApplyError(f"the cluster has no kind {kind} in {api_version}")
 
     def namespaced(self, obj: dict[str, Any]) -> bool:
