@@ -3,9 +3,12 @@ hold, which events wake an Application, the debouncer, CRD-defined kinds, kind g
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from herd_operator.gitops.cache import strip
 from herd_operator.gitops.engine import by_kind, crd_kinds
@@ -160,3 +163,78 @@ def test_a_wave_is_cut_where_the_kind_changes() -> None:
         ["CustomResourceDefinition"],
         ["Widget", "Gadget"],
     ]
+
+
+class FakeServer:
+    """What the informer asks the API server, scripted: a list whose continue token has
+    expired (410), a watch that answers 410 Gone, then a relist that shows what changed."""
+
+    def __init__(self) -> None:
+        self.lists: list[Any] = [
+            {"items": [cm("5", {}, name="a")], "metadata": {"continue": "t1"}},
+            ApiException(status=410, reason="Expired"),  # the continue token is too old
+            {
+                "items": [cm("5", {}, name="a"), cm("6", {}, name="b")],
+                "metadata": {"resourceVersion": "10"},
+            },
+            {
+                "items": [cm("12", {"k": "2"}, name="b"), cm("13", {}, name="c")],
+                "metadata": {"resourceVersion": "20"},
+            },
+        ]
+        self.watches = [
+            [json.dumps({"type": "ERROR", "object": {"code": 410, "message": "too old"}})],
+        ]
+        self.queries: list[list[tuple[str, str]]] = []
+        self.done = threading.Event()
+
+    def call(self, _api: Any, _method: str, _path: str, query: Any = None, **_: Any) -> Any:
+        self.queries.append(list(query or []))
+        answer = self.lists.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def stream(self, _api: Any, _path: str, query: Any, timeout: Any) -> Any:
+        self.queries.append(list(query))
+        if self.watches:
+            return FakeResponse(), iter(self.watches.pop(0))
+        self.done.set()
+
+        def block() -> Any:
+            threading.Event().wait(5)
+            return iter(())
+
+        return FakeResponse(), block()
+
+
+class FakeResponse:
+    def release_conn(self) -> None:
+        pass
+
+
+def test_informer_relists_on_410_and_reports_what_changed(monkeypatch: Any) -> None:
+    from herd_operator.gitops import cache
+
+    server = FakeServer()
+    monkeypatch.setattr(cache.rawapi, "call", server.call)
+    monkeypatch.setattr(cache.rawapi, "stream", server.stream)
+    events: list[tuple[str, str]] = []
+    informer = cache.Informer(
+        cache.InformerKey("u", "v1", "ConfigMap", "ns"),
+        api=None,  # type: ignore[arg-type]
+        path="/api/v1/namespaces/ns/configmaps",
+        listener=lambda _k, kind, old, new: events.append(
+            (kind, (new or old or {})["metadata"]["name"])
+        ),
+        page_size=1,
+    ).start()
+    try:
+        assert server.done.wait(10), server.queries
+        assert informer.gone == 2  # the list's expired continue token, then the watch's 410
+        assert sorted(informer.objects) == ["b", "c"]
+        assert sorted(events) == [("ADDED", "c"), ("DELETED", "a"), ("MODIFIED", "b")]
+        assert ("resourceVersion", "10") in server.queries[3]  # watched from the first list
+        assert ("continue", "t1") in server.queries[1]
+    finally:
+        informer.stop()

@@ -21,6 +21,7 @@ import contextlib
 import copy
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -95,6 +96,8 @@ class Informer:
         self.synced = threading.Event()
         self.error: str | None = None  # why it cannot serve (e.g. list forbidden)
         self.relists = 0  # lists after the first: 410s and broken watches
+        self.gone = 0  # 410 Gone answers
+        self._expired = False
         self.users = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -118,7 +121,8 @@ class Informer:
 
     def expire(self) -> None:
         """Drop the watch and resume from a resourceVersion the server has long forgotten
-        (tests: a real 410 Gone without waiting for a compaction)."""
+        (tests: the server's own 410 Gone without waiting for a compaction)."""
+        self._expired = True
         self.resource_version = "1"
         self._close()
 
@@ -142,11 +146,14 @@ class Informer:
                 log.info("%s: resourceVersion gone, relisting", self.key)
                 listed = False
                 self.relists += 1
+                self.gone += 1
+                self._expired = False
             except ApiException as err:
                 if self._stop.is_set():
                     return
-                if err.status in (401, 403, 404, 405) and not self.synced.is_set():
-                    # Forbidden (or no such kind): the engine falls back to GETs.
+                if err.status in (401, 403, 404, 405):
+                    # Forbidden (now), or no such kind (any more): never serve what we hold;
+                    # the engine reads with GETs, as the identity, instead.
                     self.error = f"{err.status} {err.reason}"
                     self.synced.set()
                     return
@@ -158,6 +165,9 @@ class Informer:
             except Exception as err:
                 if self._stop.is_set():
                     return
+                if self._expired:  # expire() cut the watch: resume from its old version
+                    self._expired = False
+                    continue
                 log.warning("%s: watch broke (%s); relisting", self.key, err)
                 listed = False
                 self.relists += 1
@@ -264,12 +274,16 @@ class Informer:
         self.listener(self.key, "DELETED", old or obj, None)
 
     def _close(self) -> None:
+        """Cut the running watch: its blocking read in the informer's thread fails at once."""
         response = self._response
-        if response is not None:
-            with contextlib.suppress(Exception):
-                response.shutdown()
-            with contextlib.suppress(Exception):
-                response.close()
+        if response is None:
+            return
+        sock = getattr(getattr(response, "connection", None), "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            response.close()
 
 
 class LiveCache:
