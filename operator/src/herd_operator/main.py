@@ -309,10 +309,14 @@ def application_cascade(type: str, body: kopf.Body, **_: Any) -> None:
         application.cascade_delete(obj, engine())
 
 
-@kopf.on.event(GROUP, VERSION, application.PLURAL, when=application_in_scope)
-def application_gone(type: str, body: kopf.Body, **_: Any) -> None:
+def application_deleted(namespace: str | None, type: str | None = None, **_: Any) -> bool:
+    return type == "DELETED" and application_in_scope(namespace)
+
+
+@kopf.on.event(GROUP, VERSION, application.PLURAL, when=application_deleted)
+def application_gone(body: kopf.Body, **_: Any) -> None:
     """A deleted Application's verdicts and watches go with it."""
-    if type == "DELETED" and _engine is not None:
+    if _engine is not None:
         _engine.forget(f"{body['metadata']['namespace']}/{body['metadata']['name']}")
 
 
