@@ -4,15 +4,19 @@ compare(): check the Application against its Project (source, destination, Servi
 fetch the revision, render it, check every object against the Project, server-side dry-run
 every object (the real API server validates and defaults it) and diff the result with the live
 object. Any failure here is a ComparisonError (InvalidSpecError for the Project checks):
-nothing is applied.
+nothing is applied. In the operator, live objects come from the watch-fed cache (cache.py)
+and an object is dry-run again only when its desired form or its live resourceVersion changed
+since its last dry run (incremental.py); the CLI reads and dry-runs every object.
 
 Every read, dry run, apply and delete of an Application's objects is made as its Project's
 destination ServiceAccount (Impersonate-User), so the API server's RBAC bounds what git can do
-whatever the operator itself may.
+whatever the operator itself may; so are the cache's lists and watches.
 
-sync(): server-side apply in waves (Argo's sync-wave annotation, Argo's kind order), each
-object marked with our tracking annotation; later waves wait until earlier ones are healthy;
-prune deletes only objects that carry this Application's tracking annotation.
+sync(): server-side apply in waves (Argo's sync-wave annotation, Argo's kind order; the
+objects of one kind `concurrency` at a time), each object marked with our tracking
+annotation; later waves wait until earlier ones are healthy; prune deletes only objects that
+carry this Application's tracking annotation. Custom resources whose CRD comes in the same
+sync are created once the API serves their kind.
 """
 
 from __future__ import annotations
