@@ -238,3 +238,29 @@ def test_informer_relists_on_410_and_reports_what_changed(monkeypatch: Any) -> N
         assert ("continue", "t1") in server.queries[1]
     finally:
         informer.stop()
+
+
+def test_informers_stop_when_no_application_uses_them(monkeypatch: Any) -> None:
+    from kubernetes import client as k8s
+
+    from herd_operator.gitops import cache
+
+    server = FakeServer()
+    server.lists = [{"items": [], "metadata": {"resourceVersion": "1"}}] * 4
+    server.watches = []
+    monkeypatch.setattr(cache.rawapi, "call", server.call)
+    monkeypatch.setattr(cache.rawapi, "stream", server.stream)
+    live = cache.LiveCache(k8s.Configuration(), sync_timeout=5)
+    key = cache.InformerKey("u", "v1", "ConfigMap", "ns")
+    informer = live.informer(key, "/api/v1/namespaces/ns/configmaps")
+    assert informer.usable
+    live.use("ns/one", [key])
+    live.use("ns/two", [key])
+    live.forget("ns/one")
+    assert live.informers.get(key) is informer and informer.usable  # two still uses it
+    live.use("ns/two", [])
+    assert key not in live.informers and not informer.usable
+    # Each identity has its own client: never a shared connection pool or header.
+    assert live.client("a").default_headers["Impersonate-User"] == "a"
+    assert live.client("b").default_headers["Impersonate-User"] == "b"
+    assert "Impersonate-User" not in live.client("").default_headers
