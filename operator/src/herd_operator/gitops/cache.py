@@ -384,9 +384,6 @@ class LiveCache:
             informer.stop()
             del self.informers[key]
 
-    def objects(self) -> int:
-        return sum(len(i.objects) for i in list(self.informers.values()))
-
     def stop(self) -> None:
         with self._guard:
             for informer in self.informers.values():
