@@ -24,7 +24,7 @@ from herd_devkit.local.tools import helm_env
 from herd_devkit.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-HERD = [sys.executable, "-m", "herd_operator"]
+HERD = [sys.executable, "-m", "herd_core"]
 
 
 def rss_mib(pid: int) -> float:

@@ -8,7 +8,9 @@ Runs its own embedded control plane, moto, one operator and one worker (real pro
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -27,6 +29,9 @@ console = Console()
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tenants", type=int, default=200)
+    parser.add_argument(
+        "--profile", metavar="SVG", help="py-spy flame graph of the operator during the burst"
+    )
     args = parser.parse_args()
     with stack("herd-bench-") as st:
         with console.status("starting control plane, moto, operator, worker"):
@@ -91,6 +96,13 @@ def main() -> None:
         def sent(t: dict) -> bool:  # type: ignore[type-arg]
             return bool(((t.get("status") or {}).get("welcomeEmail") or {}).get("sentAt"))
 
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(st.services[0].pids()[0]), "--rate", "50",
+                 "--format", "raw", "-o", args.profile],
+                stdout=subprocess.DEVNULL,
+            )
         t0 = time.perf_counter()
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(create, range(args.tenants)))
@@ -100,6 +112,9 @@ def main() -> None:
             all_ready = time.perf_counter() - t0
             wait_until(lambda: count(sent) == args.tenants, 1800, interval=1)
             all_sent = time.perf_counter() - t0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         per_tenant = []
         for t in tenants():
             created = datetime.fromisoformat(t["metadata"]["creationTimestamp"])
