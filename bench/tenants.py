@@ -99,8 +99,18 @@ def main() -> None:
         spy = None
         if args.profile:
             spy = subprocess.Popen(
-                ["py-spy", "record", "--pid", str(st.services[0].pids()[0]), "--rate", "50",
-                 "--format", "raw", "-o", args.profile],
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(st.services[0].pids()[0]),
+                    "--rate",
+                    "50",
+                    "--format",
+                    "raw",
+                    "-o",
+                    args.profile,
+                ],
                 stdout=subprocess.DEVNULL,
             )
         t0 = time.perf_counter()

@@ -38,7 +38,9 @@ def claim(api: ApiClient, namespace: str, name: str) -> Any:
         raise
 
 
-def burst(api_server: ApiProcess, bodies: list[dict[str, Any]], key: str | None = None) -> list[int]:
+def burst(
+    api_server: ApiProcess, bodies: list[dict[str, Any]], key: str | None = None
+) -> list[int]:
     with ThreadPoolExecutor(len(bodies)) as pool:
         return [r.status_code for r in pool.map(lambda b: post(api_server, b, key), bodies)]
 

@@ -134,9 +134,7 @@ class Claims:
                 name,
                 self.namespace,
                 body=client.V1DeleteOptions(
-                    preconditions=client.V1Preconditions(
-                        resource_version=current.resource_version
-                    )
+                    preconditions=client.V1Preconditions(resource_version=current.resource_version)
                 ),
             )
         except ApiException as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -14,7 +15,10 @@ from herd_core.settings import Settings, get_settings
 
 def load_config(settings: Settings | None = None) -> None:
     """In-cluster credentials when present, else the kubeconfig (KUBECONFIG)."""
+    global _shared
     s = settings or get_settings()
+    with _shared_lock:
+        _shared = None  # built again from the configuration loaded here
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
@@ -23,19 +27,54 @@ def load_config(settings: Settings | None = None) -> None:
         )
 
 
+_shared: client.ApiClient | None = None
+_shared_lock = threading.Lock()
+POOL_SIZE = 64  # connections kept open: at least the operator's handler threads
+
+
+def api_client() -> client.ApiClient:
+    """One ApiClient (one pool of kept-alive connections) for the whole process.
+
+    A client per call opens a new TLS connection per call: under a burst of Tenants the
+    handshakes were the operator's largest CPU cost (py-spy, bench/tenants.py)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            configuration = client.Configuration.get_default_copy()
+            configuration.connection_pool_maxsize = POOL_SIZE
+            _shared = client.ApiClient(configuration)
+        return _shared
+
+
 def custom() -> client.CustomObjectsApi:
-    return client.CustomObjectsApi()
+    return client.CustomObjectsApi(api_client())
 
 
 def core() -> client.CoreV1Api:
-    return client.CoreV1Api()
+    return client.CoreV1Api(api_client())
 
 
-def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Merge-patch status at once (not at handler end): ids must survive a crash right after."""
-    custom().patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, plural, name, {"status": status}
+def patch_status(
+    plural: str,
+    namespace: str,
+    name: str,
+    status: dict[str, Any],
+    resource_version: str | None = None,
+) -> dict[str, Any]:
+    """Merge-patch status at once (not at handler end): ids must survive a crash right after.
+
+    With `resource_version` the write happens only if nobody wrote the object since (else
+    ApiException 409): for a list replaced whole, such as conditions, read from that version.
+    Returns the object as written."""
+    body: dict[str, Any] = {"status": status}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
+    from herd_core.constants import FIELD_MANAGER
+
+    written = custom().patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, plural, name, body, field_manager=FIELD_MANAGER
     )
+    return cast(dict[str, Any], written)
 
 
 def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:

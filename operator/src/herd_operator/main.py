@@ -66,11 +66,25 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     logging.getLogger(__name__).info("herd operator ready (environment %s)", S.environment)
 
 
+def resumed_in_sync(reason: str, body: kopf.Body) -> bool:
+    """An object the operator finds on start that is Ready at its generation: nothing to do.
+    A restart with 10,000 Ready Tenants then makes no call at all for them; drift is the
+    sweep's business, not the restart's."""
+    status = body.get("status") or {}
+    return (
+        reason == kopf.Reason.RESUME
+        and status.get("observedGeneration") == body["metadata"].get("generation")
+        and cond.is_true(status.get("conditions"), cond.READY)
+    )
+
+
 # -- SESTemplate --------------------------------------------------------------------------
 @kopf.on.resume(GROUP, VERSION, sestemplate.PLURAL)
 @kopf.on.create(GROUP, VERSION, sestemplate.PLURAL)
 @kopf.on.update(GROUP, VERSION, sestemplate.PLURAL)
-def sestemplate_reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
+def sestemplate_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:
+    if resumed_in_sync(reason, body):
+        return
     obj = Object(sestemplate.KIND, sestemplate.PLURAL, body)
     with exclusive(obj.uid):
         reconcile(obj, retry, S, lambda: sestemplate.reconcile(obj, S))
@@ -98,7 +112,9 @@ def sestemplate_delete(body: kopf.Body, retry: int, **_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, cognitoclient.PLURAL)
 @kopf.on.create(GROUP, VERSION, cognitoclient.PLURAL)
 @kopf.on.update(GROUP, VERSION, cognitoclient.PLURAL)
-def cognitoclient_reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
+def cognitoclient_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:
+    if resumed_in_sync(reason, body):
+        return
     obj = Object(cognitoclient.KIND, cognitoclient.PLURAL, body)
     with exclusive(obj.uid):
         reconcile(obj, retry, S, lambda: cognitoclient.reconcile(obj, S))
@@ -141,7 +157,9 @@ def cognitoclient_delete(body: kopf.Body, retry: int, **_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, tenant.PLURAL)
 @kopf.on.create(GROUP, VERSION, tenant.PLURAL)
 @kopf.on.update(GROUP, VERSION, tenant.PLURAL)
-def tenant_reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
+def tenant_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:
+    if resumed_in_sync(reason, body):
+        return
     with exclusive(body["metadata"]["uid"]):
         # As the API server has it now: the child's handler may have moved it on meanwhile.
         obj = fresh(Object(tenant.KIND, tenant.PLURAL, body))
@@ -155,13 +173,33 @@ def tenant_reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
             raise
 
 
+@kopf.index(GROUP, VERSION, tenant.PLURAL)
+def tenant_client_steps(
+    body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], tuple[str, tuple[str, ...], str | None, bool]]:
+    """What a child's wake needs to know of each Tenant, kept by kopf from the watch it
+    runs anyway: no read of the Tenant per child event."""
+    meta = body["metadata"]
+    step = cond.get((body.get("status") or {}).get("conditions"), tenant.CLIENT) or {}
+    return {
+        (str(meta["namespace"]), str(meta["name"])): (
+            str(meta.get("uid")),
+            tenant.client_step(step, of_tenant=True),
+            (meta.get("annotations") or {}).get(WAKE_ANNOTATION),
+            bool(meta.get("deletionTimestamp")),
+        )
+    }
+
+
 @kopf.on.event(GROUP, VERSION, cognitoclient.PLURAL, labels={tenant.TENANT_LABEL: kopf.PRESENT})
-def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
     """A Tenant's CognitoClient changed state (Ready, or why not): wake the Tenant, whose
     handler ended Pending rather than polling its child. The wake is an
     annotation change, so kopf's own handler (with its retries) runs the Tenant. A restart
     resumes every Tenant and the watch replays every child, so no wake is lost. A watch
-    event, not a change handler: the child's own diff base stays as it is."""
+    event, not a change handler: the child's own diff base stays as it is. The Tenant's
+    side comes from an index (at worst a moment old: then one wake too many, which finds
+    nothing to do)."""
     if event["type"] == "DELETED":
         return
     ready = cond.get((body.get("status") or {}).get("conditions"), cond.READY) or {}
@@ -171,24 +209,24 @@ def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
     )
     if owner is None:
         return
-    raw = kube.get_object(tenant.PLURAL, body["metadata"]["namespace"], owner["name"])
-    if raw is None or raw["metadata"].get("uid") != owner.get("uid"):
+    namespace = body["metadata"]["namespace"]
+    index: kopf.Index[tuple[str, str], Any] = kwargs["tenant_client_steps"]
+    found = [v for v in index.get((namespace, owner["name"]), []) if v[0] == owner["uid"]]
+    if not found:
         return
-    if raw["metadata"].get("deletionTimestamp"):
-        return
-    step = cond.get((raw.get("status") or {}).get("conditions"), tenant.CLIENT) or {}
-    if tenant.client_step(ready) == tenant.client_step(step, of_tenant=True):
+    _, step, stamp, deleting = found[0]
+    if deleting or tenant.client_step(ready) == step:
         return  # the Tenant has seen this state of its child already
-    stamp = f"{body['metadata'].get('resourceVersion')}"
-    if (raw["metadata"].get("annotations") or {}).get(WAKE_ANNOTATION) == stamp:
+    wake = f"{body['metadata'].get('resourceVersion')}"
+    if stamp == wake:
         return
     kube.custom().patch_namespaced_custom_object(
         GROUP,
         VERSION,
-        raw["metadata"]["namespace"],
+        namespace,
         tenant.PLURAL,
-        raw["metadata"]["name"],
-        {"metadata": {"annotations": {WAKE_ANNOTATION: stamp}}},
+        owner["name"],
+        {"metadata": {"annotations": {WAKE_ANNOTATION: wake}}},
     )
 
 
@@ -279,7 +317,7 @@ def application_cascade(type: str, body: kopf.Body, **_: Any) -> None:
 
 def refresh_applications(urls: set[str], branch: str, default_branch: str | None) -> list[str]:
     """Called by the webhook: mark matching Applications for an immediate reconcile."""
-    api = client.CustomObjectsApi()
+    api = kube.custom()
     found: list[dict[str, Any]] = api.list_cluster_custom_object(  # type: ignore[index]
         GROUP, VERSION, application.PLURAL
     )["items"]

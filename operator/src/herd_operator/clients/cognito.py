@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from herd_core import aws
 from herd_core.aws import issuer_url
-from herd_core.errors import is_not_found
+from herd_core.errors import code, is_not_found
 from herd_operator.settings import Settings
 
 __all__ = ["Cognito", "issuer_url"]
@@ -18,7 +18,7 @@ __all__ = ["Cognito", "issuer_url"]
 class Cognito:
     def __init__(self, settings: Settings) -> None:
         self.region = settings.aws_region
-        self._c: Any = aws.client("cognito-idp", settings)
+        self._c: Any = aws.shared("cognito-idp", settings)
 
     # -- app clients ---------------------------------------------------------------------
     def clients_named(self, pool_id: str, name: str) -> list[str]:
@@ -80,6 +80,18 @@ class Cognito:
             MessageAction="SUPPRESS",
             UserAttributes=[{"Name": k, "Value": v} for k, v in attributes.items()],
         )
+
+    def create_user_if_absent(
+        self, pool_id: str, username: str, attributes: dict[str, str]
+    ) -> bool:
+        """True when created; False when a user of that name exists already."""
+        try:
+            self.create_user(pool_id, username, attributes)
+        except ClientError as err:
+            if code(err) == "UsernameExistsException":
+                return False
+            raise
+        return True
 
     def delete_user(self, pool_id: str, username: str) -> None:
         try:

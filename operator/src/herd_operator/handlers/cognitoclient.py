@@ -144,8 +144,10 @@ def _create_or_adopt(
         obj.event("Adopted", f"adopted existing app client {client_id}")
     else:
         obj.patch_status(creationStarted=cond.now(), userPoolId=pool)
+        obj.flush()  # before the create: a restart knows a create may have landed
         client_id = cognito.create_client(pool, want, bool(spec.get("generateSecret")))
-        obj.patch_status(clientId=client_id)  # the moment it exists
+        obj.patch_status(clientId=client_id)
+        obj.flush()  # the moment it exists
         obj.event("Created", f"created app client {client_id} in {pool}")
     obj.patch_status(clientId=client_id, userPoolId=pool, creationStarted=None)
     return client_id

@@ -81,11 +81,16 @@ def reconcile(obj: Object, settings: Settings) -> str:
         raise InvalidSpec(f"Tenants live in namespace {settings.tenants_namespace}")
     if not settings.cognito_user_pool_id:
         raise InvalidSpec("the operator has no platform user pool (HERD_COGNITO_USER_POOL_ID)")
-    if obj.status.get("phase") in (None, "Pending", "Failed"):
-        obj.patch_status(phase="Provisioning")
-    ensure_user(obj, settings)
-    ensure_client(obj)
-    ensure_realm(obj, settings)
+    # One status write per step; the email step's goes out with Ready (common.reconcile): a
+    # crash between them queues the job again under the same key, and the worker sends once.
+    with obj.step():
+        if obj.status.get("phase") in (None, "Pending", "Failed"):
+            obj.patch_status(phase="Provisioning")
+        ensure_user(obj, settings)
+    with obj.step():
+        ensure_client(obj)
+    with obj.step():
+        ensure_realm(obj, settings)
     ensure_welcome_email(obj, settings)
     obj.patch_status(phase="Ready", loginURL=login_url(spec["slug"], settings))
     return f"tenant {spec['slug']} is provisioned"
@@ -102,23 +107,25 @@ def _step(obj: Object, step: str, ok: bool | None, reason: str, message: str) ->
 def ensure_user(obj: Object, settings: Settings) -> None:
     spec, status = obj.spec, obj.status
     pool, email = str(settings.cognito_user_pool_id), spec["adminEmail"]
+    if status.get("cognitoUsername") == email and cond.is_true(status.get("conditions"), USER):
+        return  # recorded as ours: no AWS call
     cognito = Cognito(settings)
-    user = cognito.get_user(pool, email)
-    if user is None:
-        cognito.create_user(
-            pool, email, {"email": email, "email_verified": "true", "custom:tenant": spec["slug"]}
-        )
+    # Create first (one call when the user is new); an existing user is ours only if it
+    # carries this tenant (a create answered just before a crash), else another's.
+    if cognito.create_user_if_absent(
+        pool, email, {"email": email, "email_verified": "true", "custom:tenant": spec["slug"]}
+    ):
         obj.event("CognitoUserCreated", f"created Cognito user for the admin of {spec['slug']}")
     elif status.get("cognitoUsername") != email:
+        user = cognito.get_user(pool, email) or {}
         attrs = {a["Name"]: a["Value"] for a in user.get("UserAttributes", [])}
         if attrs.get("custom:tenant") != spec["slug"]:
             raise AlreadyExists(
                 f"the admin email is already the Cognito user of another "
                 f"tenant ({attrs.get('custom:tenant') or 'none'})"
             )
-    if status.get("cognitoUsername") != email:
-        obj.patch_status(cognitoUsername=email)
-        _step(obj, USER, True, "Created", "Cognito user exists; invitation suppressed")
+    obj.patch_status(cognitoUsername=email)
+    _step(obj, USER, True, "Created", "Cognito user exists; invitation suppressed")
 
 
 def client_step(condition: Mapping[str, Any], of_tenant: bool = False) -> tuple[str, ...]:
@@ -185,11 +192,13 @@ def ensure_realm(obj: Object, settings: Settings) -> None:
         if openremote.realm_exists(realm):
             raise AlreadyExists(f"OpenRemote realm {realm} already exists")
         obj.patch_status(realm=realm)  # claim before creating: a restart knows it is ours
+        obj.flush()
     openremote.create_realm(realm, spec["displayName"])
     user_id = status.get("realmAdminId") or openremote.create_user(
         realm, "admin", spec["adminEmail"]
     )
     obj.patch_status(realmAdminId=user_id)
+    obj.flush()  # the moment it exists
     openremote.set_roles(realm, user_id, settings.openremote_admin_roles)
     obj.event("RealmProvisioned", f"OpenRemote realm {realm} with its admin user")
     _step(obj, REALM, True, "Created", f"OpenRemote realm {realm} and admin user")
@@ -224,7 +233,7 @@ def ensure_welcome_email(obj: Object, settings: Settings) -> None:
         },
         report=emailjobs.Report(namespace=obj.namespace, name=obj.name, uid=obj.uid),
     )
-    emailjobs.enqueue(aws.client("sqs", settings), settings.email_queue_url, job)
+    emailjobs.enqueue(aws.shared("sqs", settings), settings.email_queue_url, job)
     # A crash right here re-enqueues on restart: same key, so the worker sends once.
     # (Merge patch: the worker's sentAt/messageId beside queuedAt are kept.)
     obj.patch_status(welcomeEmail={"queuedAt": cond.now()})
