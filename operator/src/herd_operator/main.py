@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,17 @@ from herd_operator.settings import get_settings
 S = get_settings()
 
 
+_STARTED = time.time()
+
+
+def peering_priority() -> int:
+    """The configured priority, or one that falls with the start time (ms) with random low
+    digits, so two replicas started in the same millisecond still differ."""
+    if S.peering_priority is not None:
+        return S.peering_priority
+    return (10**13 - int(_STARTED * 1000)) * 1000 + random.randrange(1000)
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Finalizer and progress bookkeeping under our own group, not kopf.zalando.org.
@@ -55,6 +68,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.connect_timeout = 30
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 32
+    # Peering: exactly one working replica. Kopf pauses every replica of equal priority, so
+    # replicas of one Deployment must differ: the longest-running one leads, a new one waits
+    # (a rolling update hands over when the old one says goodbye; a killed one is replaced
+    # when its record's lifetime runs out).
+    settings.peering.priority = peering_priority()
+    settings.peering.lifetime = S.peering_lifetime
     # A deleted Application waits for its poll timer to exit; check every second, not 60.
     settings.background.cancellation_polling = 1
     kube.load_config(S)

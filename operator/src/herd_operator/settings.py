@@ -40,6 +40,18 @@ class Settings(CoreSettings):
     peering: str | None = Field(
         None, description="Kopf peering name for leader election; unset: standalone"
     )
+    peering_priority: int | None = Field(
+        None,
+        description="This replica's Kopf priority (the highest live one works, the others "
+        "wait); unset: the earlier a replica started the higher (replicas never tie: Kopf "
+        "pauses all replicas of equal priority)",
+    )
+    peering_lifetime: int = Field(
+        60,
+        ge=10,
+        description="Seconds a replica's peering record counts as alive: a replica killed "
+        "without a goodbye is replaced after at most this long",
+    )
 
     # Tenants
     welcome_template: str = Field("welcome", description="Default SESTemplate of the welcome")

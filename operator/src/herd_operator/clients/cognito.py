@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,9 +11,14 @@ from botocore.exceptions import ClientError
 from herd_core import aws
 from herd_core.aws import issuer_url
 from herd_core.errors import code, is_not_found
+from herd_operator.clients.coalesce import Coalesced
 from herd_operator.settings import Settings
 
 __all__ = ["Cognito", "issuer_url"]
+
+
+_listers: dict[tuple[int, str], Coalesced[list[dict[str, Any]]]] = {}
+_listers_lock = threading.Lock()
 
 
 class Cognito:
@@ -22,7 +28,15 @@ class Cognito:
 
     # -- app clients ---------------------------------------------------------------------
     def clients_named(self, pool_id: str, name: str) -> list[str]:
-        return [c["ClientId"] for c in self._clients(pool_id) if c["ClientName"] == name]
+        """Ids of the pool's clients of that name, from a list started after this call
+        (shared with concurrent callers: clients/coalesce.py)."""
+        with _listers_lock:
+            lister = _listers.get((id(self._c), pool_id))
+            if lister is None:
+                lister = _listers[(id(self._c), pool_id)] = Coalesced(
+                    lambda: list(self._clients(pool_id))
+                )
+        return [c["ClientId"] for c in lister.get() if c["ClientName"] == name]
 
     def _clients(self, pool_id: str) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {"UserPoolId": pool_id, "MaxResults": 60}
