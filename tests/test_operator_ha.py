@@ -33,6 +33,7 @@ from .helpers import Custom, OperatorProcess, WorkerProcess, wait_for
 TENANT_COUNT = 200
 PEERING = "herd-operator"  # the chart's ClusterKopfPeering (fullname)
 NS = "herd-system"
+RESUMED = "Resuming operations"  # Kopf's line when a replica starts (or goes back to) work
 
 
 @dataclass
@@ -59,6 +60,9 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaStack]:
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))
         kube = ["--kubeconfig", str(plane.kubeconfig), "-n", NS]
         kubeconfigs = {}
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=TENANTS))
+        )
         # The operator chart brings the CRDs, the ClusterKopfPeering and the RBAC.
         for chart in ("herd-operator", "herd-workers"):
             result = helm(
@@ -79,9 +83,6 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaStack]:
             kubeconfigs[chart] = identity.service_account_kubeconfig(
                 api, plane.kubeconfig, NS, chart, root / f"{chart}.kubeconfig", seconds=3600
             )
-        client.CoreV1Api(api).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=TENANTS))
-        )
         env = {**resources.env(), **moto.env(settings.aws_region)}
         yield HaStack(api, moto, aws_settings, resources, env, kubeconfigs)
     finally:
@@ -142,7 +143,17 @@ def test_the_standby_replica_finishes_a_burst_when_the_active_one_is_killed(
         log=tmp_path / "worker.log",
     ).start()
     try:
-        wait_for(lambda: "Pausing operations" in second.log_text(), 60, "the second replica waits")
+
+        def peers() -> dict[str, Any]:
+            found: dict[str, Any] = client.CustomObjectsApi(ha.api).get_cluster_custom_object(
+                "kopf.dev", "v1", "clusterkopfpeerings", PEERING
+            )
+            return dict(found.get("status") or {})
+
+        wait_for(lambda: len(peers()) == 2, 60, "both replicas in the peering")
+        assert len({p["priority"] for p in peers().values()}) == 2  # never a tie
+        wait_for(lambda: RESUMED in first.log_text(), 60, "the first replica works")
+        assert RESUMED not in second.log_text()  # the second waits
         objects = Custom(ha.api, TENANTS)
         objects.create("SESTemplate", "sestemplates", "welcome", WELCOME_TEMPLATE)
         objects.wait_condition("sestemplates", "welcome", timeout=60)
@@ -166,7 +177,7 @@ def test_the_standby_replica_finishes_a_burst_when_the_active_one_is_killed(
         first.kill()  # SIGKILL in the middle of the burst: no goodbye, its record just ages
         assert ready() < TENANT_COUNT, "the burst ended before the kill: nothing was tested"
 
-        wait_for(lambda: "Resuming operations" in second.log_text(), 120, "the standby takes over")
+        wait_for(lambda: RESUMED in second.log_text(), 120, "the standby takes over")
         wait_for(lambda: ready() == TENANT_COUNT, 900, "every Tenant Ready")
 
         def sent() -> int:
