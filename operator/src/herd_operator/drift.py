@@ -54,7 +54,8 @@ def due(item: dict[str, Any]) -> bool:
 def listed(plural: str, namespaces: list[str]) -> Iterator[dict[str, Any]]:
     """Every object of `plural`, a page at a time."""
     api = kube.custom()
-    for namespace in namespaces or [None]:
+    scopes: list[str | None] = list(namespaces) or [None]
+    for namespace in scopes:
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"limit": PAGE}

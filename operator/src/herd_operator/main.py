@@ -19,7 +19,7 @@ from kubernetes import client
 from herd_core import conditions as cond
 from herd_core import kube
 from herd_core.constants import FINALIZER, GROUP, VERSION, WAKE_ANNOTATION
-from herd_operator import metrics
+from herd_operator import drift, metrics
 from herd_operator.diffbase import DigestDiffBaseStorage
 from herd_operator.gitops import webhook
 from herd_operator.gitops.engine import Engine
@@ -41,6 +41,7 @@ S = get_settings()
 
 
 _STARTED = time.time()
+_sweeper: drift.Sweeper | None = None
 
 
 def peering_priority() -> int:
@@ -82,6 +83,14 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         if not S.webhook_secret:
             raise kopf.PermanentError("HERD_WEBHOOK_PORT is set but HERD_WEBHOOK_SECRET is not")
         await webhook.serve(S.listen_host, S.webhook_port, S.webhook_secret, refresh_applications)
+    global _sweeper
+    if _sweeper is None:
+        kinds = [
+            drift.Kind(sestemplate.KIND, sestemplate.PLURAL, sestemplate_repair),
+            drift.Kind(cognitoclient.KIND, cognitoclient.PLURAL, cognitoclient_repair),
+        ]
+        _sweeper = drift.Sweeper(S, kinds, settings.peering.priority)
+        _sweeper.start()
     logging.getLogger(__name__).info("herd operator ready (environment %s)", S.environment)
 
 
@@ -109,14 +118,9 @@ def sestemplate_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) ->
         reconcile(obj, retry, S, lambda: sestemplate.reconcile(obj, S))
 
 
-@kopf.timer(
-    GROUP, VERSION, sestemplate.PLURAL, interval=S.drift_interval, initial_delay=S.drift_interval
-)
-def sestemplate_drift(body: kopf.Body, **kwargs: Any) -> None:
-    with exclusive(body["metadata"]["uid"]):
-        obj = fresh(Object(sestemplate.KIND, sestemplate.PLURAL, body))
-        if obj is not None:
-            guard(obj, kwargs.get("retry", 0), S, lambda: sestemplate.repair_drift(obj, S))
+def sestemplate_repair(obj: Object) -> None:
+    """Drift, from the sweep (drift.py), under the object's lock and read afresh."""
+    guard(obj, 0, S, lambda: sestemplate.repair_drift(obj, S))
 
 
 @kopf.on.delete(GROUP, VERSION, sestemplate.PLURAL)
@@ -139,30 +143,20 @@ def cognitoclient_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) 
         reconcile(obj, retry, S, lambda: cognitoclient.reconcile(obj, S))
 
 
-@kopf.timer(
-    GROUP, VERSION, cognitoclient.PLURAL, interval=S.drift_interval, initial_delay=S.drift_interval
-)
-def cognitoclient_drift(body: kopf.Body, **kwargs: Any) -> None:
-    retry = int(kwargs.get("retry", 0))
-    with exclusive(body["metadata"]["uid"]):
-        obj = fresh(Object(cognitoclient.KIND, cognitoclient.PLURAL, body))
-        if obj is None:
-            return
-        current = obj
-        gone = False
+def cognitoclient_repair(obj: Object) -> None:
+    """Drift, from the sweep (drift.py), under the object's lock and read afresh."""
+    gone = False
 
-        def repair() -> None:
-            nonlocal gone
-            gone = cognitoclient.repair_drift(current, S)
+    def repair() -> None:
+        nonlocal gone
+        gone = cognitoclient.repair_drift(obj, S)
 
-        guard(obj, retry, S, repair)
-        if gone:
-            obj.event(
-                "DriftRepaired",
-                "app client was deleted outside Herd; creating it again",
-                warning=True,
-            )
-            reconcile(obj, retry, S, lambda: cognitoclient.reconcile(current, S))
+    guard(obj, 0, S, repair)
+    if gone:
+        obj.event(
+            "DriftRepaired", "app client was deleted outside Herd; creating it again", warning=True
+        )
+        reconcile(obj, 0, S, lambda: cognitoclient.reconcile(obj, S))
 
 
 @kopf.on.delete(GROUP, VERSION, cognitoclient.PLURAL)

@@ -13,7 +13,7 @@ re-enqueued email job carries the same key and the worker sends it once.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from kubernetes.client.exceptions import ApiException
 
@@ -87,10 +87,14 @@ def reconcile(obj: Object, settings: Settings) -> str:
         if obj.status.get("phase") in (None, "Pending", "Failed"):
             obj.patch_status(phase="Provisioning")
         ensure_user(obj, settings)
-    with obj.step():
-        ensure_client(obj)
-    with obj.step():
-        ensure_realm(obj, settings)
+    # The child's name is its identity (a create twice answers 409): its step goes out with
+    # the next write, the Pending one or the realm's.
+    ensure_client(obj)
+    if settings.openremote_enabled:
+        with obj.step():
+            ensure_realm(obj, settings)
+    else:
+        ensure_realm(obj, settings)  # a condition only
     ensure_welcome_email(obj, settings)
     obj.patch_status(phase="Ready", loginURL=login_url(spec["slug"], settings))
     return f"tenant {spec['slug']} is provisioned"
@@ -138,29 +142,38 @@ def client_step(condition: Mapping[str, Any], of_tenant: bool = False) -> tuple[
     return ("False", str(condition.get("reason") or "Creating"))
 
 
+def _create_child(obj: Object, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The child as created; None when one of that name exists already."""
+    group, version = body["apiVersion"].split("/")
+    try:
+        created = kube.custom().create_namespaced_custom_object(
+            group, version, obj.namespace, cognitoclient.PLURAL, body
+        )
+    except ApiException as err:
+        if err.status != 409:
+            raise
+        return None
+    obj.event("AppClientCreated", f"created CognitoClient {body['metadata']['name']}")
+    return cast(dict[str, Any], created)
+
+
 def ensure_client(obj: Object) -> None:
     body = child_client(obj)
     name = body["metadata"]["name"]
-    current = kube.get_object(cognitoclient.PLURAL, obj.namespace, name)
+    # First pass: create, and the answer is the child (no read). Later: read it.
+    first = cond.get(obj.status.get("conditions"), CLIENT) is None
+    current = _create_child(obj, body) if first else None
     if current is None:
-        try:
-            kube.custom().create_namespaced_custom_object(
-                body["apiVersion"].split("/")[0],
-                body["apiVersion"].split("/")[1],
-                obj.namespace,
-                cognitoclient.PLURAL,
-                body,
-            )
-            obj.event("AppClientCreated", f"created CognitoClient {name}")
-        except ApiException as err:
-            if err.status != 409:
-                raise
         current = kube.get_object(cognitoclient.PLURAL, obj.namespace, name)
-    elif current.get("spec", {}) != {**current.get("spec", {}), **body["spec"]}:
-        group, version = body["apiVersion"].split("/")
-        kube.custom().patch_namespaced_custom_object(
-            group, version, obj.namespace, cognitoclient.PLURAL, name, {"spec": body["spec"]}
-        )
+        if current is None:
+            current = _create_child(obj, body) or kube.get_object(
+                cognitoclient.PLURAL, obj.namespace, name
+            )
+        elif current.get("spec", {}) != {**current.get("spec", {}), **body["spec"]}:
+            group, version = body["apiVersion"].split("/")
+            kube.custom().patch_namespaced_custom_object(
+                group, version, obj.namespace, cognitoclient.PLURAL, name, {"spec": body["spec"]}
+            )
     conditions = (current or {}).get("status", {}).get("conditions")
     ready = cond.get(conditions, cond.READY)
     if not cond.is_true(conditions, cond.READY):
