@@ -77,6 +77,38 @@ def patch_status(
     return cast(dict[str, Any], written)
 
 
+def post_event(body: Any, reason: str, message: str, warning: bool = False) -> None:
+    """An Event about a custom object, as Kopf posts them (for code outside Kopf's handlers,
+    where its posting queue is not at hand)."""
+    import datetime as dt
+
+    from herd_core.constants import FIELD_MANAGER
+
+    meta = body["metadata"]
+    now = dt.datetime.now(dt.UTC)
+    core().create_namespaced_event(
+        meta["namespace"],
+        client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}."),
+            involved_object=client.V1ObjectReference(
+                api_version=body.get("apiVersion"),
+                kind=body.get("kind"),
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            reporting_component=FIELD_MANAGER,
+        ),
+    )
+
+
 def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
     try:
         obj = custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)

@@ -13,6 +13,7 @@ read from the same ClusterKopfPeering).
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
 import threading
@@ -134,6 +135,10 @@ class Sweeper:
                     kind.repair(obj)
         except (kopf.TemporaryError, kopf.PermanentError) as err:
             log.info("%s %s: drift check: %s", kind.kind, item["metadata"]["name"], err)
+        except ApiException as err:  # e.g. its namespace is being deleted
+            log.info(
+                "%s %s: drift check: %s %s", kind.kind, item["metadata"]["name"], err.status, err.reason
+            )
         except Exception:
             log.exception("%s %s: drift check failed", kind.kind, item["metadata"]["name"])
 
@@ -157,6 +162,11 @@ class Sweeper:
                 log.exception("drift sweep failed; next pass in %ss", self.settings.drift_interval)
 
     def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, name="drift-sweep", daemon=True)
+        """Call from a Kopf handler: the thread runs in a copy of its context, where Kopf
+        keeps what posting Events needs (as its own handler threads do)."""
+        context = contextvars.copy_context()
+        thread = threading.Thread(
+            target=context.run, args=(self.run,), name="drift-sweep", daemon=True
+        )
         thread.start()
         return thread

@@ -88,7 +88,10 @@ class Object:
         )
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
-        (kopf.warn if warning else kopf.info)(self.body, reason=reason, message=message)
+        try:
+            (kopf.warn if warning else kopf.info)(self.body, reason=reason, message=message)
+        except LookupError:  # outside Kopf's handlers (the drift sweep): no posting queue
+            kube.post_event(self.body, reason, message, warning)
 
     def owner_reference(self) -> dict[str, Any]:
         return {
