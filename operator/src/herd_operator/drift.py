@@ -136,9 +136,8 @@ class Sweeper:
         except (kopf.TemporaryError, kopf.PermanentError) as err:
             log.info("%s %s: drift check: %s", kind.kind, item["metadata"]["name"], err)
         except ApiException as err:  # e.g. its namespace is being deleted
-            log.info(
-                "%s %s: drift check: %s %s", kind.kind, item["metadata"]["name"], err.status, err.reason
-            )
+            name = item["metadata"]["name"]
+            log.info("%s %s: drift check: %s %s", kind.kind, name, err.status, err.reason)
         except Exception:
             log.exception("%s %s: drift check failed", kind.kind, item["metadata"]["name"])
 
