@@ -56,7 +56,13 @@ def test_twenty_concurrent_signups_of_one_email_make_one_tenant(
     assert codes == [202] * 20
     made = tenants_of(api, tenants_ns, email)
     assert len(made) == 1, made
-    held = claim(api, tenants_ns, claim_name(EMAIL, email))
+    held = wait_for(
+        lambda: (
+            (c := claim(api, tenants_ns, claim_name(EMAIL, email))).metadata.owner_references and c
+        ),
+        30,
+        "claim owned by its Tenant",
+    )
     assert held.data == {"slug": made[0]}
     tenant = client.CustomObjectsApi(api).get_namespaced_custom_object(
         GROUP, VERSION, tenants_ns, "tenants", made[0]

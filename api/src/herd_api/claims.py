@@ -15,6 +15,8 @@ be taken over, by an update under its resourceVersion so two takers cannot both 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,7 @@ from herd_api.tenants import digest
 from herd_core.constants import API_VERSION
 
 EMAIL, KEY = "email", "key"
+log = logging.getLogger("herd.api.claims")
 MANAGED_BY = {"app.kubernetes.io/managed-by": "herd-api"}
 
 
@@ -60,6 +63,7 @@ class Claims:
         self.namespace = namespace
         self.ttl = ttl  # seconds an unowned claim waits for its Tenant before it is stale
         self.api = client.CoreV1Api()
+        self._background = ThreadPoolExecutor(4, thread_name_prefix="claims")
 
     def _body(
         self, name: str, slug: str, request: str | None, owner: dict[str, Any] | None
@@ -123,6 +127,20 @@ class Claims:
             self.namespace,
             {"metadata": {"ownerReferences": [owner_reference(tenant)]}},
         )
+
+    def own_later(self, name: str, tenant: dict[str, Any]) -> None:
+        """`own`, off the request's path: the signup is answered a round trip sooner. If the
+        API dies first, the claim stays unowned: it still holds while its Tenant exists,
+        and is stale (taken over) once the Tenant is gone and the claim older than its TTL;
+        only its removal with the Tenant is lost."""
+
+        def run() -> None:
+            try:
+                self.own(name, tenant)
+            except Exception:
+                log.exception("could not hand claim %s to its Tenant", name)
+
+        self._background.submit(run)
 
     def release(self, name: str, slug: str) -> None:
         """Drop a claim this signup made (it failed), never someone else's."""

@@ -94,7 +94,7 @@ def create_signup(
                     detail=f"rejected by the platform: {err.reason}",
                 ) from err
             raise
-    claims.own(email_claim, tenant)
+    claims.own_later(email_claim, tenant)
     if key_claim:
         claims.create(key_claim, body.slug, request, owner=tenant)
     SIGNUPS.labels("accepted").inc()
