@@ -28,10 +28,12 @@ from kubernetes.client.exceptions import ApiException
 from herd_core import conditions as cond
 from herd_core import kube
 from herd_core.constants import GROUP, VERSION
+from herd_operator import memory
 from herd_operator.handlers.common import Object, exclusive, fresh
 from herd_operator.settings import Settings
 
 PAGE = 500
+TRIM = 30.0  # seconds between hand-backs of free memory
 log = logging.getLogger("herd.drift")
 
 
@@ -151,14 +153,22 @@ class Sweeper:
         return self._active
 
     def run(self) -> None:
-        while not self.stop.wait(self.settings.drift_interval):
+        interval = self.settings.drift_interval
+        due_at = time.monotonic() + interval
+        # Wakes at least every TRIM seconds to hand free memory back (memory.py).
+        while not self.stop.wait(max(0.0, min(TRIM, due_at - time.monotonic()))):
+            memory.trim()
+            if time.monotonic() < due_at:
+                continue
             try:
                 self._active_at = 0.0
                 if self.active_cached():
                     self.sweep()
                     self.passes += 1
+                    memory.trim()
             except Exception:
-                log.exception("drift sweep failed; next pass in %ss", self.settings.drift_interval)
+                log.exception("drift sweep failed; next pass in %ss", interval)
+            due_at = time.monotonic() + interval
 
     def start(self) -> threading.Thread:
         """Call from a Kopf handler: the thread runs in a copy of its context, where Kopf
