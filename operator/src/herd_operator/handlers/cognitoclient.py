@@ -124,7 +124,18 @@ def _create_or_adopt(
     obj: Object, cognito: Cognito, pool: str, want: dict[str, Any], settings: Settings
 ) -> str:
     spec, status = obj.spec, obj.status
-    existing = cognito.clients_named(pool, want["ClientName"])
+    # Cognito finds clients by name only through a list of the whole pool. A Tenant's own
+    # client (named for its Tenant, whose name is unique) needs that list only to find a
+    # create of ours cut short by a crash; under a burst of Tenants, a list per create of a
+    # pool that grows with each one was quadratic.
+    tenant_child = any(
+        o.get("kind") == "Tenant" and o.get("controller")
+        for o in obj.body["metadata"].get("ownerReferences") or []
+    )
+    if tenant_child and not status.get("creationStarted"):
+        existing: list[str] = []
+    else:
+        existing = cognito.clients_named(pool, want["ClientName"])
     if existing and status.get("creationStarted"):
         # Our own create, answered just before a crash: resume with it, never a second one.
         client_id = existing[0]
