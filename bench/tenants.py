@@ -253,6 +253,7 @@ def main() -> None:
             operator = st.services[-1]
             started = time.perf_counter() - t1
             idle = started + wait_idle([calls_log, operator.log], quiet=10, timeout=600)
+        rss_restarted = rss_mib(operator.pids()[0])
         resumed = aws_calls(calls_log)[resume_from:]
         by_op = Counter(c["operation"] for c in resumed)
         aws_writes = sum(v for k, v in by_op.items() if k.startswith(WRITES))
@@ -281,6 +282,7 @@ def main() -> None:
                 "flat, ≤ 300",
                 rss_soak <= 300 and rss_soak - rss_ready < 0.1 * rss_ready,
             )
+        row("operator RSS after the restart, idle (MiB)", f"{rss_restarted:.0f}", "≤ 300 (10,000)")
         row("restart: idle again after (s)", f"{idle:.1f}", "≤ 60", idle <= 60)
         row(
             "restart: AWS calls (writes)",
