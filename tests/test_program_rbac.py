@@ -107,6 +107,10 @@ def test_each_program_may_do_only_its_job(
     for verb in ("get", "create", "update", "patch", "delete"):
         assert allowed(api, "herd-api", verb, "configmaps", tenants_ns, ""), verb
         assert not allowed(api, "herd-api", verb, "configmaps", "default", ""), verb
+    # The admin's tenant detail reads the Tenants' Events; nothing else of the core group.
+    assert allowed(api, "herd-api", "list", "events", tenants_ns, "")
+    assert not allowed(api, "herd-api", "create", "events", tenants_ns, "")
+    assert not allowed(api, "herd-api", "list", "events", "default", "")
     for account, denied in may_not.items():
         for verb, resource, group in denied:
             assert not allowed(api, account, verb, resource, tenants_ns, group), (

@@ -49,6 +49,17 @@ class SignupStatus(BaseModel):
     conditions: list[PublicCondition]
 
 
+Phase = Literal["Pending", "Provisioning", "Ready", "Failed", "Deleting"]
+PHASES: tuple[str, ...] = ("Pending", "Provisioning", "Ready", "Failed", "Deleting")
+WelcomeEmail = Literal["sent", "queued", "not queued"]
+
+
+class Logo(BaseModel):
+    url64: str
+    url256: str
+    updatedAt: str | None = None
+
+
 class TenantPublic(BaseModel):
     slug: str
     displayName: str
@@ -57,6 +68,35 @@ class TenantPublic(BaseModel):
     phase: str
     createdAt: str
     loginURL: str | None = None
+    welcomeEmail: WelcomeEmail = Field(
+        "not queued", description="Where the welcome email stands (the worker's report)"
+    )
+    welcomeEmailSentAt: str | None = None
+    logo: Logo | None = None
+
+
+class Condition(BaseModel):
+    """A condition as an admin sees it: with its message."""
+
+    type: str
+    status: str
+    reason: str | None = None
+    message: str | None = None
+    lastTransitionTime: str | None = None
+
+
+class TenantEvent(BaseModel):
+    type: str
+    reason: str
+    message: str
+    count: int = 1
+    lastSeen: str | None = None
+
+
+class TenantDetail(TenantPublic):
+    realm: str | None = None
+    conditions: list[Condition]
+    events: list[TenantEvent] = Field(description="Recent Events about the Tenant, newest first")
 
 
 class TenantList(BaseModel):
@@ -79,14 +119,46 @@ class Token(BaseModel):
     expiresIn: int
 
 
-def tenant_public(obj: dict[str, Any]) -> TenantPublic:
+def _fields(obj: dict[str, Any]) -> dict[str, Any]:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    return TenantPublic(
-        slug=spec.get("slug", obj["metadata"]["name"]),
-        displayName=spec.get("displayName", ""),
-        adminEmail=spec.get("adminEmail", ""),
-        plan=spec.get("plan", ""),
-        phase=status.get("phase") or "Pending",
-        createdAt=obj["metadata"]["creationTimestamp"],
-        loginURL=status.get("loginURL"),
+    email = status.get("welcomeEmail") or {}
+    logo = status.get("logo") or {}
+    return {
+        "slug": spec.get("slug", obj["metadata"]["name"]),
+        "displayName": spec.get("displayName", ""),
+        "adminEmail": spec.get("adminEmail", ""),
+        "plan": spec.get("plan", ""),
+        "phase": status.get("phase") or "Pending",
+        "createdAt": obj["metadata"]["creationTimestamp"],
+        "loginURL": status.get("loginURL"),
+        "welcomeEmail": "sent" if email.get("sentAt") else "queued" if email else "not queued",
+        "welcomeEmailSentAt": email.get("sentAt"),
+        "logo": (
+            Logo(url64=logo["url64"], url256=logo["url256"], updatedAt=logo.get("updatedAt"))
+            if logo.get("url64") and logo.get("url256")
+            else None
+        ),
+    }
+
+
+def tenant_public(obj: dict[str, Any]) -> TenantPublic:
+    return TenantPublic(**_fields(obj))
+
+
+def tenant_detail(obj: dict[str, Any], events: list[dict[str, Any]]) -> TenantDetail:
+    status = obj.get("status") or {}
+    return TenantDetail(
+        **_fields(obj),
+        realm=status.get("realm"),
+        conditions=[
+            Condition(
+                type=c.get("type", ""),
+                status=c.get("status", ""),
+                reason=c.get("reason"),
+                message=c.get("message"),
+                lastTransitionTime=c.get("lastTransitionTime"),
+            )
+            for c in status.get("conditions") or []
+        ],
+        events=[TenantEvent(**e) for e in events],
     )

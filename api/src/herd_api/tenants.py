@@ -14,6 +14,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from herd_api.models import PHASES
 from herd_core.constants import API_VERSION, GROUP, VERSION
 
 PLURAL = "tenants"
@@ -61,14 +62,41 @@ class TenantStore:
         obj = self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
         return cast(dict[str, Any], obj)
 
-    def list(self, limit: int, continue_: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def list(
+        self, limit: int, continue_: str | None, phase: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page, filtered by the API server (the CRD's selectable field status.phase);
+        the continue token carries the filter on, as Kubernetes lists do."""
         kwargs: dict[str, Any] = {"limit": limit}
         if continue_:
             kwargs["_continue"] = continue_
+        if phase:
+            kwargs["field_selector"] = phase_selector(phase)
         found: dict[str, Any] = self.api.list_namespaced_custom_object(  # type: ignore[assignment]
             GROUP, VERSION, self.namespace, PLURAL, **kwargs
         )
         return list(found["items"]), found["metadata"].get("continue") or None
+
+    def events(self, slug: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The most recent Events about Tenant `slug` (type, reason, message, count, lastSeen)."""
+        found = client.CoreV1Api().list_namespaced_event(
+            self.namespace,
+            field_selector=f"involvedObject.kind=Tenant,involvedObject.name={slug}",
+        )
+        out = []
+        for e in found.items:
+            when = e.last_timestamp or e.event_time or e.first_timestamp
+            out.append(
+                {
+                    "type": e.type or "",
+                    "reason": e.reason or "",
+                    "message": e.message or "",
+                    "count": e.count or 1,
+                    "lastSeen": when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None,
+                }
+            )
+        out.sort(key=lambda e: e["lastSeen"] or "", reverse=True)
+        return out[:limit]
 
     def delete(self, slug: str) -> bool:
         try:
@@ -85,6 +113,14 @@ class TenantStore:
         except Exception:
             return False
         return True
+
+
+def phase_selector(phase: str) -> str:
+    """The field selector of a phase. A Tenant the operator has not touched has no phase
+    (it selects as ""): Pending means "none of the others"."""
+    if phase == "Pending":
+        return ",".join(f"status.phase!={p}" for p in PHASES if p != "Pending")
+    return f"status.phase={phase}"
 
 
 def request_hash(spec: dict[str, Any]) -> str:

@@ -35,7 +35,9 @@ def _say(message: str) -> None:
 def up() -> None:
     """Start the local platform: clusters dev and prod following git, moto, one operator per
     cluster, the signup API and the email worker. Idempotent."""
-    env = _platform().up(_say)
+    platform = _platform()
+    env = platform.up(_say)
+    admin = platform.local_admin()
     state = get_settings().state_dir
     console.print(f"\nLogs are in {state}/logs. In your shell, first:\n")
     console.print(f"  set -a; . {state}/env; set +a\n")
@@ -45,12 +47,18 @@ def up() -> None:
     console.print(
         f"  1. sign up at {env['HERD_API_URL']}/  — then `herd mail` shows the welcome email"
     )
-    console.print("  2. kubectl get tenants,applications,pods -A   (--context herd-prod for prod)")
     console.print(
-        "  3. commit to dev in the origin, then `herd promote` brings it to prod "
+        f"  2. the admin page {env['HERD_API_URL']}/admin  — sign in as {admin.email} "
+        f"with password {admin.password} (a local account only; kept in {state}/admin.json)",
+        soft_wrap=True,
+        markup=False,
+    )
+    console.print("  3. kubectl get tenants,applications,pods -A   (--context herd-prod for prod)")
+    console.print(
+        "  4. commit to dev in the origin, then `herd promote` brings it to prod "
         f"(origin: {env['HERD_ORIGIN_REPO']})"
     )
-    console.print("  4. herd status  — and `make down` stops it all.")
+    console.print("  5. herd status  — and `make down` stops it all.")
 
 
 def down() -> None:

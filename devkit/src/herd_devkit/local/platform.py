@@ -28,7 +28,7 @@ from kubernetes import client, config
 from kubernetes.client import ApiClient
 
 from herd_core.constants import GROUP, VERSION
-from herd_devkit.local import bootstrap, identity
+from herd_devkit.local import admin, bootstrap, identity
 from herd_devkit.local.controlplane import ControlPlane
 from herd_devkit.local.gitops import (
     OPERATOR_NAMESPACE,
@@ -80,6 +80,10 @@ class Platform:
             self.service("worker"),
         ]
 
+    def local_admin(self) -> admin.LocalAdmin:
+        """The admin page's sign-in that `up` seeded (local only)."""
+        return admin.credentials(self.state)
+
     def origin(self) -> Repo:
         root = self.state / "origin"
         if (root / "origin.git" / "HEAD").exists():
@@ -102,6 +106,8 @@ class Platform:
             cp = self.cluster(env).start()
             out[f"KUBECONFIG_{env.upper()}"] = str(cp.kubeconfig)
             resources[env] = bootstrap.bootstrap(self.aws_settings(env, moto))
+            if env == "dev":  # the API runs against dev: its admin page needs an admin
+                admin.seed(self.aws_settings(env, moto), resources[env].user_pool_id, self.state)
             operator = self.service(f"operator-{env}")
             webhook = free_port()
             against = {"server": cp.server, "moto": moto.url}

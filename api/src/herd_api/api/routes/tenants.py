@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from herd_api.api.deps import AdminDep, SlugPath, StoreDep
-from herd_api.models import TenantList, tenant_public
+from herd_api.models import Phase, TenantDetail, TenantList, tenant_detail, tenant_public
 
 router = APIRouter(prefix="/v1/tenants", tags=["admin"])
 log = logging.getLogger("herd.api.tenants")
@@ -24,10 +24,12 @@ def list_tenants(
     principal: AdminDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     continue_: Annotated[str | None, Query(alias="continue", max_length=4096)] = None,
+    phase: Phase | None = None,
 ) -> TenantList:
-    """A page of tenants; follow `continue` for the next one."""
+    """A page of tenants, optionally of one phase; follow `continue` (with the same phase)
+    for the next one."""
     try:
-        items, token = store.list(limit, continue_)
+        items, token = store.list(limit, continue_, phase)
     except Exception as err:
         if getattr(err, "status", None) in (400, 410, 422):  # an expired or bad token
             raise HTTPException(
@@ -35,6 +37,19 @@ def list_tenants(
             ) from err
         raise
     return TenantList(items=[tenant_public(o) for o in items], continue_=token)
+
+
+@router.get(
+    "/{slug}",
+    response_model=TenantDetail,
+    responses={**AUTH_RESPONSES, 404: {"description": "Unknown tenant"}},
+)
+def get_tenant(slug: SlugPath, store: StoreDep, principal: AdminDep) -> TenantDetail:
+    """One tenant with its conditions (messages included) and its recent Events."""
+    obj = store.get(slug)
+    if obj is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no tenant '{slug}'")
+    return tenant_detail(obj, store.events(slug))
 
 
 @router.delete(
