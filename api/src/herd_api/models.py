@@ -108,6 +108,22 @@ class TenantList(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
+LogoContentType = Literal["image/png", "image/jpeg", "image/webp"]
+
+
+class LogoUploadCreate(BaseModel):
+    contentType: LogoContentType = Field(description="PNG, JPEG or WebP (no SVG: scripts)")
+
+
+class LogoUpload(BaseModel):
+    url: str = Field(description="Where to POST the form")
+    fields: dict[str, str] = Field(description="Form fields to send before the file")
+    key: str
+    expiresAt: str
+    maxBytes: int
+    contentType: str
+
+
 class LoginRequest(BaseModel):
     username: str = Field(min_length=1, max_length=254)
     password: str = Field(min_length=1, max_length=256, repr=False)

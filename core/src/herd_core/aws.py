@@ -23,6 +23,8 @@ _RESOURCE_PARAMS = (
     "UserPoolId",
     "Source",
     "ClientId",
+    "Bucket",
+    "Key",
 )
 _log_lock = threading.Lock()
 
@@ -101,6 +103,15 @@ def shared(service: str, settings: Settings | None = None, region: str | None = 
         if found is None:
             found = _shared[key] = client(service, s, region, max_pool_connections=64)
         return found
+
+
+def record_presigned(settings: Settings, service: str, operation: str, **params: str) -> None:
+    """Log a presigned request as a call: whoever uses it acts with our credentials, so it
+    needs our permission (the IAM test checks it like any other call)."""
+    if settings.aws_call_log:
+        line = json.dumps({"service": service, "operation": operation, "params": params})
+        with _log_lock, settings.aws_call_log.open("a") as f:
+            f.write(line + "\n")
 
 
 def issuer_url(region: str, pool_id: str) -> str:

@@ -77,7 +77,8 @@ def rate_limited(request: Request, settings: SettingsDep) -> None:
         )
 
 
-def admin(authorization: Annotated[str | None, Header()] = None) -> Principal:
+def signed_in(authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """Any user of the pool signed in through the admin app client."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -92,6 +93,10 @@ def admin(authorization: Annotated[str | None, Header()] = None) -> Principal:
             detail=f"invalid token: {err}",
             headers={"WWW-Authenticate": "Bearer"},
         ) from err
+    return principal
+
+
+def admin(principal: Annotated[Principal, Depends(signed_in)]) -> Principal:
     if get_settings().admin_group not in principal.groups:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
@@ -100,5 +105,16 @@ def admin(authorization: Annotated[str | None, Header()] = None) -> Principal:
     return principal
 
 
+def tenant_admin(slug: SlugPath, principal: Annotated[Principal, Depends(signed_in)]) -> Principal:
+    """The admin of tenant `slug` (custom:tenant) or a platform admin."""
+    if principal.tenant != slug and get_settings().admin_group not in principal.groups:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"only the admin of tenant '{slug}' or a platform admin may do this",
+        )
+    return principal
+
+
 AdminDep = Annotated[Principal, Depends(admin)]
+TenantAdminDep = Annotated[Principal, Depends(tenant_admin)]
 RateLimited = Depends(rate_limited)

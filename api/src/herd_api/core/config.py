@@ -47,6 +47,22 @@ class Settings(CoreSettings):
     admin_client_id: str | None = Field(None, description="App client of the admin page")
     admin_group: str = "admins"
 
+    # Logos: presigned POSTs into the raw bucket; thumbnails in the processed one.
+    logo_raw_bucket: str | None = Field(None, description="Bucket of uploads (raw/{slug}/...)")
+    logo_bucket: str | None = Field(None, description="Bucket of thumbnails (logos/{slug}/...)")
+    logo_public_url: str | None = Field(
+        None,
+        description="Base URL the thumbnails are served from (CloudFront in prod); default "
+        "the processed bucket's own URL at the AWS endpoint",
+    )
+    logo_max_bytes: int = Field(2 * 1024 * 1024, ge=1, description="Largest upload accepted")
+    logo_upload_expiry: int = Field(300, ge=30, le=3600, description="Presigned POST lifetime, s")
+    logo_max_pixels: int = Field(
+        25_000_000, ge=1, description="Largest image decoded (width x height); more is a bomb"
+    )
+    thumbnail_queue_url: str | None = Field(None, description="SQS queue of raw-bucket events")
+    thumbnail_dlq_url: str | None = Field(None, description="Its dead-letter queue")
+
     # Worker
     worker_wait_seconds: int = Field(20, ge=0, le=20, description="SQS long-poll wait")
     worker_visibility_timeout: int = Field(

@@ -23,6 +23,8 @@ class InvalidToken(Exception):
 class Principal:
     username: str
     groups: tuple[str, ...]
+    # The tenant whose admin this is (the user's custom:tenant attribute; id tokens only).
+    tenant: str | None = None
 
 
 @dataclass
@@ -73,4 +75,7 @@ class Verifier:
                 claims.get("cognito:username") or claims.get("username") or claims.get("sub")
             ),
             groups=tuple(claims.get("cognito:groups") or ()),
+            tenant=(str(claims["custom:tenant"]) if claims.get("custom:tenant") else None)
+            if use == "id"
+            else None,
         )

@@ -1,8 +1,8 @@
 """`herd aws bootstrap`: the AWS side one environment needs, created idempotently.
 
 User pool (with the `admins` group and a `custom:tenant` attribute), a verified SES sender,
-the email queue with its dead-letter queue, the email-jobs idempotency table and, given a
-threshold, a billing alarm. Names carry the environment's prefix, so dev and prod can share
+the email queue with its dead-letter queue, the email-jobs idempotency table, the logo
+buckets with their thumbnail queue (`logos.py`) and, given a threshold, a billing alarm. Names carry the environment's prefix, so dev and prod can share
 one moto.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from herd_core import aws
+from herd_devkit.local import logos
 from herd_devkit.settings import Settings
 
 MAX_RECEIVES = 5  # deliveries before a poison email job lands in the DLQ
@@ -31,6 +32,10 @@ class Environment:
     email_jobs_table: str
     email_sender: str
     admin_client_id: str
+    logo_raw_bucket: str
+    logo_bucket: str
+    thumbnail_queue_url: str
+    thumbnail_dlq_url: str
     billing_alarm: str = ""  # the alarm's name; empty when bootstrapped without a threshold
 
     def env(self) -> dict[str, str]:
@@ -42,6 +47,10 @@ class Environment:
             "HERD_EMAIL_JOBS_TABLE": self.email_jobs_table,
             "HERD_EMAIL_SENDER": self.email_sender,
             "HERD_ADMIN_CLIENT_ID": self.admin_client_id,
+            "HERD_LOGO_RAW_BUCKET": self.logo_raw_bucket,
+            "HERD_LOGO_BUCKET": self.logo_bucket,
+            "HERD_THUMBNAIL_QUEUE_URL": self.thumbnail_queue_url,
+            "HERD_THUMBNAIL_DLQ_URL": self.thumbnail_dlq_url,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -58,6 +67,7 @@ def bootstrap(settings: Settings, billing_threshold: float | None = None) -> Env
         **_queues(settings, f"{prefix}herd-emails"),
         email_jobs_table=_table(settings, f"{prefix}{settings.email_jobs_table}"),
         email_sender=_sender(settings),
+        **logos.buckets(settings, prefix),
         billing_alarm=(
             _billing_alarm(settings, f"{prefix}herd-billing", billing_threshold)
             if billing_threshold is not None

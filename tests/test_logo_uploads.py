@@ -1,0 +1,188 @@
+"""Logo uploads: the presigned POST the API answers, its policy (what AWS enforces; moto
+5.2 does not enforce POST policy conditions, so the policy document itself is checked here,
+and the thumbnail worker refuses what it should have stopped: tests/test_thumbnails.py), an
+upload through moto with it, and who may ask for one."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from herd_core import aws
+from herd_devkit.local import bootstrap
+from herd_devkit.local.moto_server import MotoServer
+from herd_devkit.settings import Settings, get_settings
+
+from .helpers import ApiProcess, Custom
+
+pytestmark = pytest.mark.usefixtures("live_operator")
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+MAX_BYTES = 2 * 1024 * 1024
+
+
+def token(api_server: ApiProcess, who: tuple[str, str]) -> dict[str, str]:
+    response = httpx.post(
+        f"{api_server.url}/v1/auth/token",
+        json={"username": who[0], "password": who[1]},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['idToken']}"}
+
+
+def ask(api_server: ApiProcess, slug: str, auth: dict[str, str], ctype: str = "image/png") -> Any:
+    return httpx.post(
+        f"{api_server.url}/v1/tenants/{slug}/logo-uploads",
+        json={"contentType": ctype},
+        headers=auth,
+        timeout=30,
+    )
+
+
+def tenant_with_admin(
+    api_server: ApiProcess, tenants_ns: str, api: Any, settings: Settings, pool: str
+) -> tuple[str, tuple[str, str]]:
+    """A signup through the API, provisioned by the operator; its admin then sets a password
+    (as after a forgot-password flow) and signs in: a tenant admin, custom:tenant = slug."""
+    slug = f"logo-{uuid.uuid4().hex[:8]}"
+    email = f"owner@{slug}.example.com"
+    answer = httpx.post(
+        f"{api_server.url}/v1/signups",
+        json={"displayName": "Logo Farms", "slug": slug, "adminEmail": email, "plan": "starter"},
+        timeout=30,
+    )
+    assert answer.status_code == 202, answer.text
+    Custom(api, tenants_ns).wait_condition("tenants", slug, "CognitoUser", timeout=120)
+    password = f"Tenant-{uuid.uuid4().hex[:10]}-9A"
+    aws.client("cognito-idp", settings).admin_set_user_password(
+        UserPoolId=pool, Username=email, Password=password, Permanent=True
+    )
+    return slug, (email, password)
+
+
+@pytest.fixture(scope="module")
+def moto_settings(moto: MotoServer) -> Settings:
+    return moto.settings(get_settings(), aws_max_attempts=1)
+
+
+@pytest.fixture(scope="module")
+def tenant(
+    api_server: ApiProcess,
+    tenants_ns: str,
+    api: Any,
+    moto_settings: Settings,
+    aws_env: bootstrap.Environment,
+) -> tuple[str, tuple[str, str]]:
+    return tenant_with_admin(api_server, tenants_ns, api, moto_settings, aws_env.user_pool_id)
+
+
+def test_the_post_policy_holds_key_type_size_and_expiry(
+    api_server: ApiProcess,
+    users: dict[str, tuple[str, str]],
+    tenant: tuple[str, tuple[str, str]],
+    aws_env: bootstrap.Environment,
+) -> None:
+    slug, _ = tenant
+    asked = dt.datetime.now(dt.UTC)
+    answer = ask(api_server, slug, token(api_server, users["admin"]), "image/webp")
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert re.fullmatch(rf"raw/{slug}/[0-9a-f-]{{36}}", body["key"]), body["key"]
+    assert body["url"].rstrip("/").endswith(aws_env.logo_raw_bucket)
+    assert body["maxBytes"] == MAX_BYTES and body["fields"]["key"] == body["key"]
+    policy = json.loads(base64.b64decode(body["fields"]["policy"]))
+    conditions = policy["conditions"]
+    assert {"bucket": aws_env.logo_raw_bucket} in conditions
+    assert ["eq", "$key", body["key"]] in conditions
+    assert ["eq", "$Content-Type", "image/webp"] in conditions
+    assert ["content-length-range", 1, MAX_BYTES] in conditions
+    # Nothing else may loosen it: no starts-with, no second key or type.
+    assert not [c for c in conditions if isinstance(c, list) and c[0] == "starts-with"]
+    expires = dt.datetime.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=dt.UTC
+    )
+    assert dt.timedelta(minutes=4) < expires - asked <= dt.timedelta(minutes=5, seconds=5)
+    # Two asks, two keys: an upload never overwrites another's object.
+    again = ask(api_server, slug, token(api_server, users["admin"]), "image/webp").json()
+    assert again["key"] != body["key"]
+
+
+def test_an_upload_with_it_lands_in_the_raw_bucket(
+    api_server: ApiProcess,
+    tenant: tuple[str, tuple[str, str]],
+    moto_settings: Settings,
+    aws_env: bootstrap.Environment,
+) -> None:
+    slug, owner = tenant
+    body = ask(api_server, slug, token(api_server, owner)).json()
+    posted = httpx.post(
+        body["url"],
+        data=body["fields"],
+        files={"file": ("logo.png", PNG, "image/png")},
+        timeout=30,
+    )
+    assert posted.status_code in (200, 201, 204), posted.text
+    head = aws.client("s3", moto_settings).head_object(
+        Bucket=aws_env.logo_raw_bucket, Key=body["key"]
+    )
+    assert head["ContentType"] == "image/png" and head["ContentLength"] == len(PNG)
+    assert head.get("VersionId")  # versioned: the worker makes thumbnails once per version
+
+
+def test_only_the_tenants_admin_or_a_platform_admin_may_upload(
+    api_server: ApiProcess,
+    users: dict[str, tuple[str, str]],
+    tenant: tuple[str, tuple[str, str]],
+    tenants_ns: str,
+    api: Any,
+    moto_settings: Settings,
+    aws_env: bootstrap.Environment,
+) -> None:
+    slug, owner = tenant
+    other_slug, other_owner = tenant_with_admin(
+        api_server, tenants_ns, api, moto_settings, aws_env.user_pool_id
+    )
+    assert ask(api_server, slug, {}).status_code == 401
+    assert ask(api_server, slug, {"Authorization": "Bearer nonsense"}).status_code == 401
+    member = ask(api_server, slug, token(api_server, users["member"]))
+    assert member.status_code == 403 and "admin of tenant" in member.json()["detail"]
+    # Another tenant's admin may not upload a logo for this one.
+    assert ask(api_server, slug, token(api_server, other_owner)).status_code == 403
+    assert ask(api_server, other_slug, token(api_server, other_owner)).status_code == 201
+    assert ask(api_server, slug, token(api_server, owner)).status_code == 201
+    admin = token(api_server, users["admin"])
+    assert ask(api_server, slug, admin).status_code == 201
+    assert ask(api_server, "no-such-tenant", admin).status_code == 404
+    assert ask(api_server, "Bad_Slug", admin).status_code == 422
+    # An admin of a tenant that does not exist (yet) gets no upload for it either.
+    assert ask(api_server, "no-such-tenant", token(api_server, owner)).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "ctype", ["image/svg+xml", "text/html", "image/png; charset=utf-8", "image/gif", ""]
+)
+def test_only_png_jpeg_and_webp_are_offered(
+    api_server: ApiProcess, users: dict[str, tuple[str, str]], ctype: str
+) -> None:
+    auth = token(api_server, users["admin"])
+    # Checked before the tenant is looked up: the body is refused first.
+    answer = ask(api_server, "anything", auth, ctype)
+    assert answer.status_code == 422, answer.text
+    assert "contentType" in answer.text
+
+
+def test_the_api_makes_no_aws_call_for_a_presign(api_server: ApiProcess) -> None:
+    """Signing is local: the API's call log holds only the presigned PutObjects it lent."""
+    log = Path(api_server.env["HERD_AWS_CALL_LOG"])
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {(c["service"], c["operation"]) for c in lines} == {("s3", "PutObject")}
