@@ -234,7 +234,12 @@ def test_public_ingress_routes_only_pages_and_v1() -> None:
         for rule in ingress["spec"]["rules"]
         for p in rule["http"]["paths"]
     }
-    assert paths == {("/", "Exact"), ("/admin", "Exact"), ("/v1", "Prefix")}
+    assert paths == {
+        ("/", "Exact"),
+        ("/admin", "Exact"),
+        ("/static/logo-upload.js", "Exact"),
+        ("/v1", "Prefix"),
+    }
 
 
 @pytest.mark.parametrize(

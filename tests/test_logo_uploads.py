@@ -9,12 +9,15 @@ import base64
 import datetime as dt
 import json
 import re
+import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from herd_core import aws
 from herd_devkit.local import bootstrap
@@ -28,6 +31,7 @@ PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
 MAX_BYTES = 2 * 1024 * 1024
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def token(api_server: ApiProcess, who: tuple[str, str]) -> dict[str, str]:
@@ -186,3 +190,100 @@ def test_the_api_makes_no_aws_call_for_a_presign(api_server: ApiProcess) -> None
     log = Path(api_server.env["HERD_AWS_CALL_LOG"])
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert {(c["service"], c["operation"]) for c in lines} == {("s3", "PutObject")}
+
+
+# -- in Chromium: the signup page's success view and the admin page offer the upload ------
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: `make setup` installs Debian's chromium package")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"],
+        )
+        yield browser
+        browser.close()
+
+
+def raw_keys(settings: Settings, bucket: str, slug: str) -> list[str]:
+    found = aws.client("s3", settings).list_objects_v2(Bucket=bucket, Prefix=f"raw/{slug}/")
+    return [o["Key"] for o in found.get("Contents", [])]
+
+
+@pytest.mark.slow
+def test_the_signup_page_offers_the_upload_to_the_tenants_admin(
+    browser: Browser,
+    api_server: ApiProcess,
+    api: Any,
+    tenants_ns: str,
+    moto_settings: Settings,
+    aws_env: bootstrap.Environment,
+    tmp_path: Path,
+) -> None:
+    slug = f"web-{uuid.uuid4().hex[:8]}"
+    email = f"owner@{slug}.example.com"
+    page = browser.new_page()
+    page.goto(f"{api_server.url}/")
+    page.fill("#displayName", "Pictured Farms")
+    page.fill("#slug", slug)
+    page.fill("#adminEmail", email)
+    page.click("#submit")
+    expect(page.locator("#logo")).to_be_visible(timeout=15_000)
+    expect(page.locator("#logo-email")).to_have_value(email)
+    # The admin has set a password (after the welcome email) and signs in right here.
+    Custom(api, tenants_ns).wait_condition("tenants", slug, "CognitoUser", timeout=120)
+    password = f"Tenant-{uuid.uuid4().hex[:10]}-9A"
+    aws.client("cognito-idp", moto_settings).admin_set_user_password(
+        UserPoolId=aws_env.user_pool_id, Username=email, Password=password, Permanent=True
+    )
+    page.fill("#logo-password", "wrong-password")
+    page.set_input_files(
+        "#logo-file", files=[{"name": "logo.png", "mimeType": "image/png", "buffer": PNG}]
+    )
+    page.click("#logo-upload")
+    expect(page.locator("#logo-status")).to_have_text("wrong username or password")
+    page.fill("#logo-password", password)
+    page.set_input_files(
+        "#logo-file", files=[{"name": "logo.svg", "mimeType": "image/svg+xml", "buffer": b"<svg/>"}]
+    )
+    page.click("#logo-upload")
+    expect(page.locator("#logo-status")).to_have_text("PNG, JPEG or WebP only")
+    page.set_input_files(
+        "#logo-file", files=[{"name": "logo.png", "mimeType": "image/png", "buffer": PNG}]
+    )
+    page.click("#logo-upload")
+    expect(page.locator("#logo-status")).to_have_text(
+        "uploaded: the thumbnails follow shortly", timeout=15_000
+    )
+    page.screenshot(path=str(tmp_path / "signup-logo.png"))
+    assert len(raw_keys(moto_settings, aws_env.logo_raw_bucket, slug)) == 1
+
+
+@pytest.mark.slow
+def test_the_admin_page_offers_the_upload(
+    browser: Browser,
+    api_server: ApiProcess,
+    users: dict[str, tuple[str, str]],
+    tenant: tuple[str, tuple[str, str]],
+    moto_settings: Settings,
+    aws_env: bootstrap.Environment,
+) -> None:
+    slug, _ = tenant
+    before = raw_keys(moto_settings, aws_env.logo_raw_bucket, slug)
+    page = browser.new_page()
+    page.goto(f"{api_server.url}/admin#tenant/{slug}")
+    page.fill("#username", users["admin"][0])
+    page.fill("#password", users["admin"][1])
+    page.click("#signin")
+    expect(page.locator("#detail")).to_be_visible(timeout=15_000)
+    expect(page.locator("#detail-name")).to_contain_text(slug)
+    page.set_input_files(
+        "#logo-file", files=[{"name": "logo.png", "mimeType": "image/png", "buffer": PNG}]
+    )
+    page.click("#logo-upload")
+    expect(page.locator("#logo-status")).to_have_text(
+        "uploaded: the thumbnails follow shortly", timeout=15_000
+    )
+    assert len(raw_keys(moto_settings, aws_env.logo_raw_bucket, slug)) == len(before) + 1
