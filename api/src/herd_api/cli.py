@@ -43,15 +43,25 @@ def api_run(
 
 
 @worker_app.command("run")
-def worker_run() -> None:
-    """Send queued emails until SIGTERM; finishes or releases the message in hand."""
+def worker_run(
+    kind: str = typer.Option(
+        "emails", help="emails: send queued emails; thumbnails: make logo thumbnails"
+    ),
+) -> None:
+    """Work a queue until SIGTERM; finishes or releases the message in hand."""
     from herd_api.worker import health
+    from herd_api.worker.thumbnailer import ThumbnailWorker
     from herd_api.worker.worker import Worker
     from herd_core import kube
 
+    if kind not in ("emails", "thumbnails"):
+        typer.echo(f"herd worker: unknown kind {kind!r} (emails or thumbnails)", err=True)
+        raise typer.Exit(2)
     herd_logging.setup()
     kube.load_config(get_settings())
-    worker = Worker(get_settings())
+    worker: Worker | ThumbnailWorker = (
+        Worker(get_settings()) if kind == "emails" else ThumbnailWorker(get_settings())
+    )
     worker.install_signal_handlers()
     alive = threading.Event()
     alive.set()

@@ -62,6 +62,27 @@ class TenantStore:
         obj = self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
         return cast(dict[str, Any], obj)
 
+    def events(self, slug: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The most recent Events about Tenant `slug` (type, reason, message, count, lastSeen)."""
+        found = client.CoreV1Api().list_namespaced_event(
+            self.namespace,
+            field_selector=f"involvedObject.kind=Tenant,involvedObject.name={slug}",
+        )
+        out: list[dict[str, Any]] = []
+        for e in found.items:
+            when = e.last_timestamp or e.event_time or e.first_timestamp
+            out.append(
+                {
+                    "type": e.type or "",
+                    "reason": e.reason or "",
+                    "message": e.message or "",
+                    "count": e.count or 1,
+                    "lastSeen": when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None,
+                }
+            )
+        out.sort(key=lambda e: str(e["lastSeen"] or ""), reverse=True)
+        return out[:limit]
+
     def list(
         self, limit: int, continue_: str | None, phase: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
@@ -76,27 +97,6 @@ class TenantStore:
             GROUP, VERSION, self.namespace, PLURAL, **kwargs
         )
         return list(found["items"]), found["metadata"].get("continue") or None
-
-    def events(self, slug: str, limit: int = 20) -> list[dict[str, Any]]:
-        """The most recent Events about Tenant `slug` (type, reason, message, count, lastSeen)."""
-        found = client.CoreV1Api().list_namespaced_event(
-            self.namespace,
-            field_selector=f"involvedObject.kind=Tenant,involvedObject.name={slug}",
-        )
-        out = []
-        for e in found.items:
-            when = e.last_timestamp or e.event_time or e.first_timestamp
-            out.append(
-                {
-                    "type": e.type or "",
-                    "reason": e.reason or "",
-                    "message": e.message or "",
-                    "count": e.count or 1,
-                    "lastSeen": when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None,
-                }
-            )
-        out.sort(key=lambda e: e["lastSeen"] or "", reverse=True)
-        return out[:limit]
 
     def delete(self, slug: str) -> bool:
         try:

@@ -25,6 +25,7 @@ _RESOURCE_PARAMS = (
     "ClientId",
     "Bucket",
     "Key",
+    "VersionId",
 )
 _log_lock = threading.Lock()
 

@@ -30,3 +30,8 @@ SLUG_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SLUG_MIN_LENGTH, SLUG_MAX_LENGTH = 3, 40
 RESERVED_SLUGS = frozenset({"master", "admin", "api", "auth", "www", "herd", "manager", "system"})
 EMAIL_MAX_LENGTH = 254
+
+# The thumbnail worker's field manager, and the Tenant status it owns: `status.logo` and the
+# `LogoRejected` condition (True with the reason when an upload was refused).
+THUMBNAIL_MANAGER = "herd-thumbnails"
+LOGO_REJECTED = "LogoRejected"

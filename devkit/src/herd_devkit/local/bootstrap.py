@@ -2,8 +2,8 @@
 
 User pool (with the `admins` group and a `custom:tenant` attribute), a verified SES sender,
 the email queue with its dead-letter queue, the email-jobs idempotency table, the logo
-buckets with their thumbnail queue (`logos.py`) and, given a threshold, a billing alarm. Names carry the environment's prefix, so dev and prod can share
-one moto.
+buckets with their thumbnail queue (`logos.py`) and, given a threshold, a billing alarm.
+Names carry the environment's prefix, so dev and prod can share one moto.
 """
 
 from __future__ import annotations
