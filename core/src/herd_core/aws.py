@@ -25,7 +25,6 @@ _RESOURCE_PARAMS = (
     "ClientId",
     "Bucket",
     "Key",
-    "VersionId",
 )
 _log_lock = threading.Lock()
 

@@ -6,6 +6,7 @@ a tenant's logo thumbnails in the processed bucket and `status.logo` on its Tena
   image itself (images.py). A refused upload ends in `LogoRejected=True` with the reason and
   writes nothing to the processed bucket.
 - Exactly once per object version: a claim in the jobs table (`thumb#<key>#<version>`, the
+  ETag where the event carries no version id, as moto's do; the
   email worker's claims) before the work, `done` after the report. The thumbnails' keys are
   derived from the object version, so a retry after a crash rewrites the same two objects
   with the same bytes, and the status points at them only after both exist.
@@ -58,7 +59,8 @@ class Deferred(Exception):
 class Upload:
     bucket: str
     key: str
-    version: str
+    version: str  # the version id, or the ETag where the event has none (moto)
+    etag: str
     slug: str
 
 
@@ -164,7 +166,8 @@ class ThumbnailWorker:
         if bucket != self.raw_bucket or not match:
             log.warning("ignoring an object outside raw/{slug}/{uuid}: %s/%s", bucket, key[:200])
             return
-        upload = Upload(bucket, key, str(obj.get("versionId") or "null"), match.group(1))
+        etag = str(obj.get("eTag") or "")
+        upload = Upload(bucket, key, str(obj.get("versionId") or etag), f'"{etag}"', match.group(1))
         tenant = kube.get_object(logo_report.TENANTS, self.settings.tenants_namespace, upload.slug)
         if tenant is None:
             log.info("upload %s for a tenant that does not exist; ignored", key)
@@ -187,15 +190,17 @@ class ThumbnailWorker:
     def _thumbnails(self, upload: Upload, tenant: dict[str, Any]) -> str:
         s = self.settings
         try:
-            # Always this version ("null" for an object written before versioning): the
-            # worker's policy grants s3:GetObjectVersion, never "whatever is there now".
-            obj = self.s3.get_object(
-                Bucket=upload.bucket, Key=upload.key, VersionId=upload.version
-            )
+            # Exactly the content the event is about: a later upload to the same key (the
+            # presigned POST can be reused until it expires) has an event of its own.
+            obj = self.s3.get_object(Bucket=upload.bucket, Key=upload.key, IfMatch=upload.etag)
         except ClientError as err:
-            if err.response["Error"]["Code"] in ("NoSuchKey", "NoSuchVersion", "404"):
+            code = err.response["Error"]["Code"]
+            if code in ("NoSuchKey", "404"):
                 log.info("upload %s is gone (expired or deleted); nothing to do", upload.key)
                 return "gone"
+            if code in ("PreconditionFailed", "412"):
+                log.info("upload %s was replaced; its own event makes the logo", upload.key)
+                return "superseded"
             raise
         uploaded = obj["LastModified"]
         try:
