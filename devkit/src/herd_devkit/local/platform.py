@@ -5,8 +5,8 @@
   root Application) and then following git: a local bare "origin" seeded from this working
   tree (git's insteadOf points the GitHub URL in clusters/ at it);
 - moto, with each environment's AWS side (`herd aws bootstrap`, names prefixed dev-/prod-);
-- one operator per cluster, and the signup API and the email worker against dev, as local
-  processes, each under its own chart's ServiceAccount (a TokenRequest token), never the admin
+- one operator per cluster, and the signup API, the email worker and the thumbnail worker
+  against dev, as local processes, each under its own chart's ServiceAccount (a TokenRequest token), never the admin
   kubeconfig: a permission missing from a chart fails here as it would on EKS.
 
 `.herd/env` is shell-safe: `set -a; . .herd/env` gives a shell everything the README shows.
@@ -78,6 +78,7 @@ class Platform:
             *(self.service(f"operator-{env}") for env in ENVIRONMENTS),
             self.service("api"),
             self.service("worker"),
+            self.service("thumbnails"),
         ]
 
     def local_admin(self) -> admin.LocalAdmin:
@@ -195,6 +196,21 @@ class Platform:
             )
             self.service("worker").record(issued=time.time(), **dev_cluster)
         say(f"email worker running (against dev, as herd-system:{WORKER_ACCOUNT})")
+        if not self._current(self.service("thumbnails"), dev_cluster):
+            self._account(dev, WORKER_ACCOUNT)
+            self._start(
+                "thumbnails",
+                [*HERD, "worker", "run", "--kind", "thumbnails"],
+                "dev",
+                self.identity("dev", WORKER_ACCOUNT),
+                moto,
+                resources["dev"],
+                out,
+                "HERD_WORKER_PORT",
+                {"HERD_WORKER_WAIT_SECONDS": "2"},
+            )
+            self.service("thumbnails").record(issued=time.time(), **dev_cluster)
+        say(f"thumbnail worker running (against dev, as herd-system:{WORKER_ACCOUNT})")
         self._wait_for_platform(dev, say)
         for env in ENVIRONMENTS:
             self._wait_healthy(Path(out[f"KUBECONFIG_{env.upper()}"]), env, say)
