@@ -6,8 +6,9 @@
   tree (git's insteadOf points the GitHub URL in clusters/ at it);
 - moto, with each environment's AWS side (`herd aws bootstrap`, names prefixed dev-/prod-);
 - one operator per cluster, and the signup API, the email worker and the thumbnail worker
-  against dev, as local processes, each under its own chart's ServiceAccount (a TokenRequest token), never the admin
-  kubeconfig: a permission missing from a chart fails here as it would on EKS.
+  against dev, as local processes, each under its own chart's ServiceAccount (a TokenRequest
+  token), never the admin kubeconfig: a permission missing from a chart fails here as it
+  would on EKS.
 
 `.herd/env` is shell-safe: `set -a; . .herd/env` gives a shell everything the README shows.
 """
