@@ -10,6 +10,8 @@ operator's client is tested against this stand-in for those endpoints only:
     POST   /api/master/user/{realm}/users                      {username, email, enabled}
     POST   /api/master/user/query                              {realmPredicate, usernames}
     PUT    /api/master/user/{realm}/userRoles/{id}/openremote  ["role", ...]
+    GET    /api/master/configuration/manager                   the Manager UI's config
+    PUT    /api/master/configuration/manager                   {realms: {name: {logo, ...}}}
 
 Every /api call needs the bearer token from the token endpoint. `after(action, fn)` runs fn
 once the action has taken effect, before the answer (to kill the caller exactly there).
@@ -42,6 +44,7 @@ class Realm:
 @dataclass
 class OpenRemoteStub(LoopbackServer):
     realms: dict[str, Realm] = field(default_factory=dict)
+    manager_config: dict[str, Any] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
     hooks: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -135,6 +138,14 @@ class OpenRemoteStub(LoopbackServer):
                         realm.users[user["id"]] = user
                         stub._fire("user")
                         self._send(200, user)
+                elif path == "configuration/manager" and method in ("GET", "PUT"):
+                    if method == "PUT":
+                        with stub._lock:
+                            stub.manager_config = dict(data)
+                        stub._fire("manager-config")
+                        self._send(204)
+                    else:
+                        self._send(200, stub.manager_config)
                 elif method == "POST" and path == "user/query":
                     realm = realms.get((data.get("realmPredicate") or {}).get("name", ""))
                     names = {p["value"] for p in data.get("usernames", [])}

@@ -24,7 +24,8 @@ from herd_devkit.settings import Settings, get_settings
 
 from . import logo_files
 from .conftest import AWS_CALLS, TENANTS
-from .helpers import ApiProcess, Custom, HerdProcess, wait_for
+from .helpers import ApiProcess, Custom, HerdProcess, WorkerProcess, wait_for
+from .openremote_stub import OpenRemoteStub
 
 pytestmark = [pytest.mark.usefixtures("live_operator"), pytest.mark.slow]
 
@@ -258,3 +259,52 @@ def test_hostile_uploads_end_in_logo_rejected_and_write_nothing(
     )
     assert tenants.get("tenants", slug)["status"]["logo"] == logo
     assert tenants.condition("tenants", slug, "LogoRejected")["reason"] == "Undecodable"
+
+
+def sent_to(moto: MotoServer, email: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(m["template_data"])
+        for m in moto.data()["ses"].get("TemplateMessage", [])
+        if email in m["destinations"]["ToAddresses"]
+    ]
+
+
+def test_the_logo_reaches_the_realm_and_a_welcome_email_sent_after_it(
+    thumbnails: ThumbnailProcess,
+    worker: WorkerProcess,
+    openremote: OpenRemoteStub,
+    api_server: ApiProcess,
+    admin_auth: dict[str, str],
+    api: ApiClient,
+    moto: MotoServer,
+) -> None:
+    """Upload -> two thumbnails -> Tenant status -> the OpenRemote realm's logo and the URL in
+    the welcome email sent afterwards; a tenant without a logo gets its email without one."""
+    tenants = Custom(api, TENANTS)
+    worker.stop()  # the welcome emails wait in the queue while the logo is made
+    try:
+        slug, plain = signed_up(api_server, api), signed_up(api_server, api)
+        for name in (slug, plain):
+            tenants.wait_condition("tenants", name, "WelcomeEmailQueued")
+        upload(api_server, admin_auth, slug, logo_files.jpeg(), "image/jpeg")
+        logo = wait_for(
+            lambda: (tenants.get("tenants", slug).get("status") or {}).get("logo"), 60, "logo"
+        )
+        wait_for(
+            lambda: (
+                openremote.manager_config.get("realms", {}).get(slug, {}).get("logo")
+                == logo["url256"]
+            ),
+            60,
+            "the realm's logo in OpenRemote",
+        )
+        assert tenants.get("tenants", slug)["status"]["realmLogoURL"] == logo["url256"]
+        assert plain not in openremote.manager_config.get("realms", {})
+    finally:
+        worker.start()
+    for name in (slug, plain):
+        tenants.wait_condition("tenants", name, "WelcomeEmailSent", timeout=90)
+    [with_logo] = sent_to(moto, f"owner@{slug}.example.com")
+    assert with_logo["logoURL"] == logo["url256"]
+    [without] = sent_to(moto, f"owner@{plain}.example.com")
+    assert without["logoURL"] == ""

@@ -6,6 +6,7 @@ Run with `herd operator run`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import random
 import shutil
@@ -243,6 +244,29 @@ def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -
         tenant.PLURAL,
         owner["name"],
         {"metadata": {"annotations": {WAKE_ANNOTATION: wake}}},
+    )
+
+
+@kopf.on.event(GROUP, VERSION, tenant.PLURAL)
+def tenant_logo_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """The thumbnail worker wrote a new status.logo: wake the Tenant so its handler gives the
+    realm the logo (a status change runs no handler). The wake carries the logo's URL, so one
+    logo wakes it once."""
+    if event["type"] == "DELETED" or body["metadata"].get("deletionTimestamp"):
+        return
+    url = tenant.logo_to_apply(body.get("status") or {}, S)
+    if url is None:
+        return
+    stamp = f"logo-{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+    if (body["metadata"].get("annotations") or {}).get(WAKE_ANNOTATION) == stamp:
+        return
+    kube.custom().patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        body["metadata"]["namespace"],
+        tenant.PLURAL,
+        body["metadata"]["name"],
+        {"metadata": {"annotations": {WAKE_ANNOTATION: stamp}}},
     )
 
 

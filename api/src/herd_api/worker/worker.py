@@ -36,7 +36,7 @@ from herd_api.core.config import Settings
 from herd_api.worker import report
 from herd_api.worker.budget import SharedBudget
 from herd_api.worker.claims import Claims
-from herd_core import aws
+from herd_core import aws, kube
 from herd_core.emailjobs import EmailJob, Report, mask_email
 from herd_core.ses import SES
 
@@ -154,7 +154,7 @@ class Worker:
                 return
             try:
                 message_id = self.ses.send_templated(
-                    self.settings.email_sender, job.to, job.template, job.data
+                    self.settings.email_sender, job.to, job.template, self._with_logo(job)
                 )
             except (ClientError, BotoCoreError) as err:
                 FAILED.labels("ses").inc()
@@ -180,6 +180,23 @@ class Worker:
             self._retry_later(receipt, receives)  # redelivery reports; the claim says sent
             return
         self._delete(receipt)
+
+    def _with_logo(self, job: EmailJob) -> dict[str, Any]:
+        """The job's data plus `logoURL`: the Tenant's 256 px logo if it has one by now, else
+        empty. Read at send time and never waited for: an email is never held back."""
+        data = {**job.data, "logoURL": ""}
+        if job.report is None:
+            return data
+        try:
+            tenant = kube.get_object(report.TENANTS, job.report.namespace, job.report.name)
+        except Exception as err:  # the logo is a nicety; the email goes without it
+            log.warning("no logo for job %s: %s", job.idempotency_key, err)
+            return data
+        if tenant and tenant["metadata"].get("uid") == job.report.uid:
+            data["logoURL"] = str(
+                ((tenant.get("status") or {}).get("logo") or {}).get("url256", "")
+            )
+        return data
 
     def _report(self, target: Report, message_id: str, sent_at: float) -> bool:
         """True when reported (or nothing to report to any more); False: retry later."""

@@ -120,3 +120,22 @@ class OpenRemote:
         )
         if response.status_code not in (200, 204):
             raise InvalidSpec(f"OpenRemote refused roles for {user_id}: {response.status_code}")
+
+    def set_realm_logo(self, realm: str, url: str) -> None:
+        """The realm's logo in the Manager UI's configuration (manager_config: `realms.<realm>
+        .logo` and `.logoMobile`). One document for all realms: read, change ours, write back;
+        only the operator holding the peering writes it, one Tenant at a time."""
+        got = self._call(self._http.get, "/api/master/configuration/manager", headers=self._auth())
+        config: dict[str, Any] = got.json() if got.status_code == 200 and got.content else {}
+        realms = config.setdefault("realms", {})
+        entry = realms.setdefault(realm, {})
+        if entry.get("logo") == url and entry.get("logoMobile") == url:
+            return
+        entry["logo"] = entry["logoMobile"] = url
+        response = self._call(
+            self._http.put, "/api/master/configuration/manager", headers=self._auth(), json=config
+        )
+        if response.status_code not in (200, 204):
+            raise Recoverable(
+                f"OpenRemote refused the logo of realm {realm}: {response.status_code}"
+            )

@@ -3,7 +3,9 @@
 1. a Cognito user for the admin email (custom:tenant = slug; invitation suppressed),
 2. a child CognitoClient (owned by the Tenant, so garbage-collected with it),
 3. an OpenRemote realm and its admin user (when provisioning is enabled),
-4. one welcome email job on the queue (idempotency key from the Tenant's uid).
+4. one welcome email job on the queue (idempotency key from the Tenant's uid),
+5. the realm's logo, once the thumbnail worker has put one in `status.logo` (it wakes the
+   Tenant through an annotation: status changes do not run handlers).
 
 Each step checks what exists before acting and records its result in status the moment it
 exists, so a restart resumes where the last run stopped and never repeats a side effect: a
@@ -96,6 +98,7 @@ def reconcile(obj: Object, settings: Settings) -> str:
     else:
         ensure_realm(obj, settings)  # a condition only
     ensure_welcome_email(obj, settings)
+    ensure_realm_logo(obj, settings)
     obj.patch_status(phase="Ready", loginURL=login_url(spec["slug"], settings))
     return f"tenant {spec['slug']} is provisioned"
 
@@ -215,6 +218,25 @@ def ensure_realm(obj: Object, settings: Settings) -> None:
     openremote.set_roles(realm, user_id, settings.openremote_admin_roles)
     obj.event("RealmProvisioned", f"OpenRemote realm {realm} with its admin user")
     _step(obj, REALM, True, "Created", f"OpenRemote realm {realm} and admin user")
+
+
+def logo_to_apply(status: Mapping[str, Any], settings: Settings) -> str | None:
+    """The 256 px logo the realm should show and does not yet, if any."""
+    url = str((status.get("logo") or {}).get("url256") or "")
+    if not settings.openremote_enabled or not url or status.get("realmLogoURL") == url:
+        return None
+    if not status.get("realm") or not cond.is_true(status.get("conditions"), REALM):
+        return None
+    return url
+
+
+def ensure_realm_logo(obj: Object, settings: Settings) -> None:
+    url = logo_to_apply(obj.status, settings)
+    if url is None:
+        return
+    OpenRemote(settings).set_realm_logo(obj.status["realm"], url)
+    obj.patch_status(realmLogoURL=url)
+    obj.event("RealmLogoSet", f"OpenRemote realm {obj.status['realm']} shows the new logo")
 
 
 def welcome_template(obj: Object, settings: Settings) -> str:
