@@ -53,9 +53,12 @@ def thumbnails(data: bytes, content_type: str, max_pixels: int) -> dict[int, byt
         except Exception as err:
             raise Rejected("Undecodable", f"not a readable {fmt} image") from err
     out = {}
-    for size in SIZES:
-        fitted = rgba.copy()
+    source = rgba
+    for size in sorted(SIZES, reverse=True):
+        # Each size from the one before: the 64 px from the 256 px, not from the original.
+        fitted = source.copy()
         fitted.thumbnail((size, size), Image.Resampling.LANCZOS)
+        source = fitted
         canvas = Image.new("RGBA", (size, size), (0, 0, 0, 0))
         canvas.paste(fitted, ((size - fitted.width) // 2, (size - fitted.height) // 2))
         buffer = io.BytesIO()
