@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -153,6 +154,23 @@ def test_newcomer_make_up_signup_promote_make_down(tmp_path: Path) -> None:
             120,
             "Tenant Ready and its welcome email sent",
         )
+        # The admin page has an admin: make up printed its sign-in, and it lists the signup.
+        printed = re.search(r"sign in as (\S+) with password (\S+) ", up.stdout)
+        assert printed, up.stdout[-3000:]
+        signin = httpx.post(
+            f"{env['HERD_API_URL']}/v1/auth/token",
+            json={"username": printed.group(1), "password": printed.group(2)},
+            timeout=30,
+        )
+        assert signin.status_code == 200, signin.text
+        listed = httpx.get(
+            f"{env['HERD_API_URL']}/v1/tenants",
+            params={"phase": "Ready"},
+            headers={"Authorization": f"Bearer {signin.json()['idToken']}"},
+            timeout=30,
+        )
+        assert listed.status_code == 200 and slug in listed.text, listed.text
+        assert 'href="/admin"' in httpx.get(f"{env['HERD_API_URL']}/", timeout=30).text
         mail = shell(clone, "herd mail")
         assert mail.returncode == 0 and mail.stderr == "", mail.stderr
         rows = [line for line in mail.stdout.splitlines() if email in line]
