@@ -122,6 +122,8 @@ def crd(resource: type[Resource]) -> dict[str, Any]:
     version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
     if info.status_subresource:
         version["subresources"] = {"status": {}}
+    if info.selectable_fields:
+        version["selectableFields"] = [{"jsonPath": path} for path in info.selectable_fields]
     version["additionalPrinterColumns"] = [
         {
             "name": c.name,

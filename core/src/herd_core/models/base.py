@@ -42,6 +42,9 @@ class CRD:
     scope: Literal["Namespaced", "Cluster"] = "Namespaced"
     status_subresource: bool = True
     categories: tuple[str, ...] = ("herd",)
+    # JSONPaths usable as field selectors (`?fieldSelector=status.phase=Ready`): the API
+    # server filters lists by them, page by page.
+    selectable_fields: tuple[str, ...] = ()
     # The generated file's header comment: what the kind is for, for a reader of the chart.
     comment: str = ""
 

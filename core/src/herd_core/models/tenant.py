@@ -95,6 +95,15 @@ class WelcomeEmail(Status):
     messageId: str | None = None
 
 
+class Logo(Status):
+    """Thumbnails of the tenant's logo (the thumbnail worker's, field manager herd-thumbnails)."""
+
+    url64: str | None = Field(None, max_length=2048)
+    url256: str | None = Field(None, max_length=2048)
+    updatedAt: Timestamp | None = None
+    sourceVersion: str | None = Field(None, max_length=1024)
+
+
 class TenantStatus(Status):
     phase: Literal["Pending", "Provisioning", "Ready", "Failed", "Deleting"] | None = None
     observedGeneration: Generation | None = None
@@ -104,6 +113,10 @@ class TenantStatus(Status):
     realmAdminId: str | None = None
     loginURL: str | None = None
     welcomeEmail: WelcomeEmail | None = None
+    logo: Logo | None = None
+    realmLogoURL: str | None = Field(
+        None, description="The logo URL the OpenRemote realm was last given (the operator's)."
+    )
     conditions: Conditions = None
 
 
@@ -122,6 +135,9 @@ class Tenant(Resource):
             Column("Login", ".status.loginURL", priority=1),
             Column("Age", ".metadata.creationTimestamp", type="date"),
         ),
+        # `?phase=` of the admin list: filtered by the API server, so a page of a filtered list
+        # is as cheap as any page (an absent phase selects as "").
+        selectable_fields=(".status.phase",),
     )
     model_config = ConfigDict(
         json_schema_extra=k8s(
