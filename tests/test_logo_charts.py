@@ -51,6 +51,22 @@ def test_the_thumbnail_worker_runs_with_its_buckets_and_public_url() -> None:
             )
 
 
+def test_its_pods_have_a_network_policy_that_admits_nobody() -> None:
+    rendered = template("herd-workers", "-f", "charts/herd-workers/ci/dev-values.yaml")
+    thumbs = next(
+        o for o in rendered if o["kind"] == "Deployment" and "thumb" in o["metadata"]["name"]
+    )
+    labels = thumbs["spec"]["template"]["metadata"]["labels"].items()
+    policies = [
+        o
+        for o in rendered
+        if o["kind"] == "NetworkPolicy"
+        and o["spec"]["podSelector"]["matchLabels"].items() <= labels
+    ]
+    assert len(policies) == 1 and policies[0]["spec"]["ingress"] == []
+    assert policies[0]["spec"]["policyTypes"] == ["Ingress"]
+
+
 def test_it_can_be_turned_off() -> None:
     assert thumbnail_deployment("--set", "thumbnails.enabled=false") == {}
 
