@@ -26,6 +26,8 @@ ids=$(AWS_ENDPOINT_URL=http://127.0.0.1:5000 AWS_ACCESS_KEY_ID=local AWS_SECRET_
 field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1" <<<"$ids"; }
 pool=$(field user_pool_id); queue=$(field email_queue_url); admin=$(field admin_client_id)
 queue=${queue/127.0.0.1:5000/moto.herd-system:5000}
+thumbs=$(field thumbnail_queue_url); thumbs=${thumbs/127.0.0.1:5000/moto.herd-system:5000}
+raw=$(field logo_raw_bucket); logos=$(field logo_bucket)
 
 "$KUBECTL" "${kube[@]}" apply -f charts/herd-operator/crds/   # helm never upgrades crds/
 common=(--namespace herd-system --create-namespace --wait --timeout 5m)
@@ -34,9 +36,12 @@ common=(--namespace herd-system --create-namespace --wait --timeout 5m)
   --set config.cognitoUserPoolId="$pool" --set config.emailQueueUrl="$queue"
 "$HELM" "${kube[@]/--context/--kube-context}" upgrade --install herd-api charts/herd-api "${common[@]}" \
   -f clusters/kind/values/herd-api.yaml \
-  --set config.cognitoUserPoolId="$pool" --set config.adminClientId="$admin"
+  --set config.cognitoUserPoolId="$pool" --set config.adminClientId="$admin" \
+  --set config.logoRawBucket="$raw"
 "$HELM" "${kube[@]/--context/--kube-context}" upgrade --install herd-workers charts/herd-workers "${common[@]}" \
-  -f clusters/kind/values/herd-workers.yaml --set config.emailQueueUrl="$queue"
+  -f clusters/kind/values/herd-workers.yaml --set config.emailQueueUrl="$queue" \
+  --set thumbnails.queueUrl="$thumbs" --set thumbnails.rawBucket="$raw" \
+  --set thumbnails.bucket="$logos"
 "$KUBECTL" "${kube[@]}" apply -f apps/platform/
 
 echo

@@ -7,14 +7,14 @@ are this chart's alone belong in this file.
 
 {{/* The thumbnail worker's pods: a name of their own, so no selector of the email worker's
 (Deployment, Service, PDB, HPA) picks them up. */}}
-{{- define "herd-workers.thumbnailSelectorLabels" -}}
+{{- define "thumbnails.podSelector" -}}
 app.kubernetes.io/name: {{ include "herd-lib.name" . }}-thumbnails
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{- define "herd-workers.thumbnailLabels" -}}
+{{- define "thumbnails.podLabels" -}}
 helm.sh/chart: {{ include "herd-lib.chart" . }}
-{{ include "herd-workers.thumbnailSelectorLabels" . }}
+{{ include "thumbnails.podSelector" . }}
 app.kubernetes.io/component: thumbnails
 app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}

@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter, HTTPException, status
 
 from herd_api import uploads
-from herd_api.api.deps import SettingsDep, SlugPath, StoreDep, TenantAdminDep
+from herd_api.api.deps import RateLimited, SettingsDep, SlugPath, StoreDep, TenantAdminDep
 from herd_api.models import LogoUpload, LogoUploadCreate
 
 router = APIRouter(prefix="/v1/tenants", tags=["logos"])
@@ -18,11 +18,14 @@ log = logging.getLogger("herd.api.logos")
     "/{slug}/logo-uploads",
     status_code=status.HTTP_201_CREATED,
     response_model=LogoUpload,
+    # Each answer lets a browser put up to 2 MiB into S3: limited per client like signups.
+    dependencies=[RateLimited],
     responses={
         401: {"description": "No or invalid token"},
         403: {"description": "Neither this tenant's admin nor a platform admin"},
         404: {"description": "Unknown tenant"},
         422: {"description": "A content type other than PNG, JPEG or WebP"},
+        429: {"description": "Too many uploads from this client"},
     },
 )
 def create_logo_upload(
