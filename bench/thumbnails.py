@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import time
 import uuid
 
-import common
 from common import stack  # bench/ is on sys.path when a script runs
 from kubernetes import client
 from PIL import Image
@@ -67,8 +65,6 @@ def pillow(count: int) -> Table:
 
 
 def end_to_end(count: int) -> Table:
-    # The `herd` entry point lives in herd_core since the package split.
-    common.HERD = [sys.executable, "-m", "herd_core"]
     ctype, data = INPUTS["PNG 1024 x 1024"]
     with stack("herd-bench-thumbs-") as s:
         client.CoreV1Api(s.api).create_namespace(
