@@ -308,3 +308,18 @@ def test_the_logo_reaches_the_realm_and_a_welcome_email_sent_after_it(
     assert with_logo["logoURL"] == logo["url256"]
     [without] = sent_to(moto, f"owner@{plain}.example.com")
     assert without["logoURL"] == ""
+
+
+def gauge(process: HerdProcess, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{process.health_port}/metrics", timeout=10).text
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    return values[0] if values else -1.0
+
+
+def test_a_poison_message_lands_in_the_dead_letter_queue_and_the_metric_says_so(
+    thumbnails: ThumbnailProcess, moto: MotoServer, aws_env: bootstrap.Environment
+) -> None:
+    sqs = aws.client("sqs", moto.settings(get_settings(), aws_max_attempts=1))
+    sqs.send_message(QueueUrl=aws_env.thumbnail_queue_url, MessageBody="not an S3 event")
+    wait_for(lambda: gauge(thumbnails, "herd_thumbnail_dlq_messages") >= 1, 90, "dead-lettered")
+    assert "thumbnail job" in thumbnails.log_text() and "failed" in thumbnails.log_text()

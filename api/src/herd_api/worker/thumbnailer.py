@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from herd_api.core.config import Settings
 from herd_api.worker import images, logo_report
@@ -41,6 +41,7 @@ log = logging.getLogger("herd.worker.thumbnails")
 MADE = Counter("herd_thumbnails_made_total", "Logos made into thumbnails")
 REJECTED = Counter("herd_logos_rejected_total", "Uploads refused, by reason", ["reason"])
 FAILED = Counter("herd_thumbnail_jobs_failed_total", "Thumbnail jobs to retry")
+DLQ_DEPTH = Gauge("herd_thumbnail_dlq_messages", "Messages in the thumbnail dead-letter queue")
 RAW_KEY = re.compile(
     r"^raw/([a-z0-9]([-a-z0-9]*[a-z0-9])?)/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$"
 )
@@ -113,9 +114,23 @@ class ThumbnailWorker:
             signal.signal(sig, lambda *_: self.stop.set())
 
     def run(self) -> None:
+        if self.settings.thumbnail_dlq_url:
+            threading.Thread(target=self._watch_dlq, daemon=True, name="dlq-depth").start()
         while not self.stop.is_set():
             self.poll_once()
         log.info("thumbnail worker stopped")
+
+    def _watch_dlq(self) -> None:
+        while not self.stop.is_set():
+            try:
+                attrs = self.sqs.get_queue_attributes(
+                    QueueUrl=self.settings.thumbnail_dlq_url,
+                    AttributeNames=["ApproximateNumberOfMessages"],
+                )["Attributes"]
+                DLQ_DEPTH.set(int(attrs["ApproximateNumberOfMessages"]))
+            except Exception as err:  # a metric never stops the worker
+                log.warning("reading the dead-letter queue's depth failed: %s", err)
+            self.stop.wait(self.settings.worker_dlq_interval)
 
     def poll_once(self) -> int:
         try:
