@@ -1,4 +1,5 @@
-"""Dependencies of the routes, as Annotated aliases."""
+"""Dependencies of the routes, as Annotated aliases: every route gets its settings, store,
+verifier and limiter through these (tests override them with `app.dependency_overrides`)."""
 
 from __future__ import annotations
 
@@ -57,8 +58,12 @@ def client_address(request: Request, settings: SettingsDep) -> str:
     )
 
 
-def rate_limited(request: Request, settings: SettingsDep) -> None:
-    wait = get_signup_limiter().check(client_address(request, settings))
+VerifierDep = Annotated[Verifier, Depends(get_verifier)]
+LimiterDep = Annotated[KeyedLimiter, Depends(get_signup_limiter)]
+
+
+def rate_limited(request: Request, settings: SettingsDep, limiter: LimiterDep) -> None:
+    wait = limiter.check(client_address(request, settings))
     if wait:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -67,7 +72,11 @@ def rate_limited(request: Request, settings: SettingsDep) -> None:
         )
 
 
-def admin(authorization: Annotated[str | None, Header()] = None) -> Principal:
+def admin(
+    settings: SettingsDep,
+    verifier: VerifierDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -75,17 +84,17 @@ def admin(authorization: Annotated[str | None, Header()] = None) -> Principal:
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        principal = get_verifier().verify(authorization[7:].strip())
+        principal = verifier.verify(authorization[7:].strip())
     except InvalidToken as err:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail=f"invalid token: {err}",
             headers={"WWW-Authenticate": "Bearer"},
         ) from err
-    if get_settings().admin_group not in principal.groups:
+    if settings.admin_group not in principal.groups:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            detail=f"requires membership of the {get_settings().admin_group} group",
+            detail=f"requires membership of the {settings.admin_group} group",
         )
     return principal
 
