@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import kubernetes.client
 import pytest
 from fastapi.testclient import TestClient
 
@@ -97,6 +98,8 @@ def _environment(cloud: Cloud, folder: Path, **extra: str) -> Iterator[None]:
         "HERD_AWS_MAX_ATTEMPTS": "1",
         **extra,
     }
+    # create_app loads the kubeconfig into the client's process-wide default: put it back.
+    default = kubernetes.client.Configuration.get_default_copy()
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
@@ -105,6 +108,7 @@ def _environment(cloud: Cloud, folder: Path, **extra: str) -> Iterator[None]:
             yield
         finally:
             _clear_caches()
+            kubernetes.client.Configuration.set_default(default)
 
 
 @pytest.fixture
