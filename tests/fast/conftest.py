@@ -7,6 +7,7 @@ into this folder by asking for one."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,11 +56,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             )
 
 
-@pytest.fixture
-def aws() -> Iterator[Settings]:
-    """A fresh moto per test."""
+@pytest.fixture(scope="module")
+def module_aws() -> Iterator[Settings]:
+    """One moto per module: starting one costs a second (boto3 reloads its models)."""
     with in_process_aws() as settings:
         yield settings
+
+
+_tests = itertools.count(1)
+
+
+@pytest.fixture
+def aws(module_aws: Settings) -> Settings:
+    """The module's moto, with a name prefix of this test's own: tests share no AWS object."""
+    return module_aws.model_copy(update={"aws_name_prefix": f"t{next(_tests)}-"})
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def settings(aws: Settings, aws_side: bootstrap.Environment) -> OperatorSettings
         **{k.removeprefix("HERD_").lower(): v for k, v in aws_side.env().items()},
         aws_region=aws.aws_region,
         aws_max_attempts=1,
-        aws_name_prefix="dev-",
+        aws_name_prefix=aws.aws_name_prefix,
         login_url_template="https://platform.example.com/?realm={slug}",
     )
 
@@ -99,49 +99,67 @@ def test_a_template_is_created_once_updated_on_change_and_deleted(
     settings: OperatorSettings,
 ) -> None:
     obj = template()
-    assert sestemplate.reconcile(obj, settings) == "SES template dev-welcome is in sync"
-    assert obj.status["templateName"] == "dev-welcome"  # claimed before the create
-    assert ses_template(settings, "dev-welcome")["SubjectPart"] == "Hi {{name}}"  # type: ignore[index]
+    assert (
+        sestemplate.reconcile(obj, settings)
+        == f"SES template {settings.aws_name_prefix}welcome is in sync"
+    )
+    assert (
+        obj.status["templateName"] == f"{settings.aws_name_prefix}welcome"
+    )  # claimed before the create
+    assert (
+        ses_template(settings, f"{settings.aws_name_prefix}welcome")["SubjectPart"] == "Hi {{name}}"
+    )  # type: ignore[index]
     sestemplate.reconcile(obj, settings)
     assert obj.reasons == ["Created"]  # nothing to do the second time
 
     obj.raw["spec"]["subject"] = "Welcome {{name}}"
     sestemplate.reconcile(obj, settings)
     assert obj.reasons == ["Created", "Updated"]
-    assert ses_template(settings, "dev-welcome")["SubjectPart"] == "Welcome {{name}}"  # type: ignore[index]
+    assert (
+        ses_template(settings, f"{settings.aws_name_prefix}welcome")["SubjectPart"]
+        == "Welcome {{name}}"
+    )  # type: ignore[index]
 
     sestemplate.delete(obj, settings)
-    assert ses_template(settings, "dev-welcome") is None
+    assert ses_template(settings, f"{settings.aws_name_prefix}welcome") is None
 
 
 def test_a_bad_placeholder_is_refused_before_any_aws_call(settings: OperatorSettings) -> None:
     obj = template(text="Hello {{#if name}} no end")
     with pytest.raises(InvalidSpec, match="never closed"):
         sestemplate.reconcile(obj, settings)
-    assert ses_template(settings, "dev-welcome") is None
+    assert ses_template(settings, f"{settings.aws_name_prefix}welcome") is None
     assert obj.status == {}
 
 
 def test_someone_elses_template_is_not_taken_without_adopt(settings: OperatorSettings) -> None:
     aws_clients.client("ses", settings).create_template(
-        Template={"TemplateName": "dev-welcome", "SubjectPart": "theirs", "TextPart": "x"}
+        Template={
+            "TemplateName": f"{settings.aws_name_prefix}welcome",
+            "SubjectPart": "theirs",
+            "TextPart": "x",
+        }
     )
     with pytest.raises(AlreadyExists, match="adopt"):
         sestemplate.reconcile(template(), settings)
-    assert ses_template(settings, "dev-welcome")["SubjectPart"] == "theirs"  # type: ignore[index]
+    assert ses_template(settings, f"{settings.aws_name_prefix}welcome")["SubjectPart"] == "theirs"  # type: ignore[index]
 
 
 def test_drift_is_repaired_only_once_in_sync(settings: OperatorSettings) -> None:
     obj = template()
     sestemplate.reconcile(obj, settings)
-    aws_clients.client("ses", settings).delete_template(TemplateName="dev-welcome")
+    aws_clients.client("ses", settings).delete_template(
+        TemplateName=f"{settings.aws_name_prefix}welcome"
+    )
     sestemplate.repair_drift(obj, settings)  # not Ready yet: the reconcile's business
-    assert ses_template(settings, "dev-welcome") is None
+    assert ses_template(settings, f"{settings.aws_name_prefix}welcome") is None
     # Through the error contract, as the handler runs it: Ready, observedGeneration.
     common.reconcile(obj, 0, settings, lambda: sestemplate.reconcile(obj, settings))
-    aws_clients.client("ses", settings).delete_template(TemplateName="dev-welcome")
+    aws_clients.client("ses", settings).delete_template(
+        TemplateName=f"{settings.aws_name_prefix}welcome"
+    )
     sestemplate.repair_drift(obj, settings)
-    assert ses_template(settings, "dev-welcome") is not None
+    assert ses_template(settings, f"{settings.aws_name_prefix}welcome") is not None
     assert obj.events[-1] == ("DriftRepaired", True)
 
 
@@ -149,7 +167,7 @@ def test_a_retained_template_outlives_its_object(settings: OperatorSettings) -> 
     obj = template(deletionPolicy="Retain")
     sestemplate.reconcile(obj, settings)
     sestemplate.delete(obj, settings)
-    assert ses_template(settings, "dev-welcome") is not None
+    assert ses_template(settings, f"{settings.aws_name_prefix}welcome") is not None
     assert obj.reasons[-1] == "Retained"
 
 
@@ -232,7 +250,7 @@ def test_the_welcome_email_waits_for_its_template_then_is_queued_once(
 
     templates["welcome"] = {
         "status": {
-            "templateName": "dev-welcome",
+            "templateName": f"{settings.aws_name_prefix}welcome",
             "conditions": [{"type": "Ready", "status": "True"}],
         }
     }
@@ -242,7 +260,7 @@ def test_the_welcome_email_waits_for_its_template_then_is_queued_once(
     messages = sqs.receive_message(QueueUrl=settings.email_queue_url, MaxNumberOfMessages=10)
     [job] = [json.loads(m["Body"]) for m in messages["Messages"]]
     assert job["idempotencyKey"] == "welcome-uid-acme"
-    assert job["template"] == "dev-welcome"
+    assert job["template"] == f"{settings.aws_name_prefix}welcome"
     assert job["data"]["loginURL"] == "https://platform.example.com/?realm=acme"
     assert job["report"] == {"namespace": "tenants", "name": "acme", "uid": "uid-acme"}
     assert obj.condition(tenant.EMAIL)["status"] == "True"
