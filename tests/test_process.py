@@ -7,7 +7,10 @@ import signal
 import sys
 from pathlib import Path
 
-from herd_devkit.local.process import alive, spawn, stop, wait_until
+import pytest
+
+from herd_devkit.local.process import alive, free_port, spawn, stop, wait_until
+from herd_devkit.local.service import NotHealthy, Service
 
 
 def test_stop_kills_the_whole_process_group(tmp_path: Path) -> None:
@@ -30,3 +33,46 @@ def test_stop_kills_the_whole_process_group(tmp_path: Path) -> None:
         ),
         10,
     )
+
+
+def _server(tmp_path: Path, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "-d",
+        str(tmp_path),
+    ]
+
+
+def test_a_service_waits_for_health_survives_a_kill_and_stops(tmp_path: Path) -> None:
+    port = free_port()
+    service = Service("web", tmp_path / "services", tie_to_parent=True)
+    health = f"http://127.0.0.1:{port}/"
+    service.start(_server(tmp_path, port), None, health=health, port=port)
+    assert service.running()
+    assert service.info()["port"] == port  # kept in its state file, for `make up`
+    first = service.pids()[0]
+
+    service.kill()  # a crash: SIGKILL, nothing cleaned up
+    assert service.popen is not None and service.popen.returncode == -signal.SIGKILL
+    assert not service.alive() and not service.running()
+
+    service.start(_server(tmp_path, port), None, health=health)
+    assert service.running() and service.pids()[0] != first
+    service.stop()
+    assert not service.alive()
+    assert not service.state_file.exists()
+
+
+def test_a_service_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:
+    service = Service("doomed", tmp_path / "services", tie_to_parent=True)
+    script = "import sys; print('missing HERD_EMAIL_QUEUE_URL', flush=True); sys.exit(3)"
+    with pytest.raises(NotHealthy, match="exited with 3") as caught:
+        service.start([sys.executable, "-c", script], None, health="http://127.0.0.1:1/")
+    assert "missing HERD_EMAIL_QUEUE_URL" in str(caught.value)
+    assert not service.state_file.exists()
+    assert service.log == tmp_path / "logs" / "doomed.log"  # beside services/, as `make up` has it
