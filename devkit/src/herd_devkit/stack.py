@@ -34,6 +34,39 @@ CRD_DIR = REPO_ROOT / "charts" / "herd-operator" / "crds"
 HERD = str(Path(sys.executable).parent / "herd")
 
 
+def helm_install(
+    kubeconfig: Path,
+    repo_root: Path,
+    release: str,
+    chart: str,
+    namespace: str,
+    values: Sequence[str] = (),
+    set_values: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
+) -> None:
+    """`helm upgrade --install` of a chart of `repo_root` (paths relative to it) into the
+    cluster of `kubeconfig`; RuntimeError with helm's words when it fails."""
+    args = [
+        str(binary("helm", settings)),
+        "upgrade",
+        "--install",
+        release,
+        chart,
+        "--namespace",
+        namespace,
+        "--create-namespace",
+        "--kubeconfig",
+        str(kubeconfig),
+    ]
+    for path in values:
+        args += ["-f", path]
+    for key, value in (set_values or {}).items():
+        args += ["--set", f"{key}={value}"]
+    result = subprocess.run(args, cwd=repo_root, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"helm: {result.stderr.strip()}")
+
+
 @dataclass(kw_only=True)
 class Program:
     """`herd <args>` as a local process, serving /healthz on the port it gets in
@@ -152,27 +185,9 @@ class Stack:
         set_values: Mapping[str, str] | None = None,
     ) -> None:
         """`helm upgrade --install` a chart of this repository (paths relative to it)."""
-        args = [
-            str(binary("helm", self.settings)),
-            "upgrade",
-            "--install",
-            release,
-            chart,
-            "--namespace",
-            namespace,
-            "--create-namespace",
-            "--kubeconfig",
-            str(kubeconfig),
-        ]
-        for path in values:
-            args += ["-f", path]
-        for key, value in (set_values or {}).items():
-            args += ["--set", f"{key}={value}"]
-        result = subprocess.run(
-            args, cwd=self.repo_root, capture_output=True, text=True, check=False
+        helm_install(
+            kubeconfig, self.repo_root, release, chart, namespace, values, set_values, self.settings
         )
-        if result.returncode != 0:
-            raise RuntimeError(f"helm: {result.stderr.strip()}")
 
     def identity(
         self, api: ApiClient, kubeconfig: Path, namespace: str, account: str, dest: Path

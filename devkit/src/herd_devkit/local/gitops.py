@@ -3,15 +3,15 @@ the working tree, and a cluster bootstrapped to follow it (CRDs + its root Appli
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import yaml
 from kubernetes.client import ApiClient
 
+from herd_core import git
 from herd_devkit.local import crds
 from herd_devkit.local.gitrepo import Repo
-from herd_devkit.local.tools import binary
+from herd_devkit.stack import helm_install
 from herd_operator.gitops.kubeapply import Applier
 
 # What the clusters read from git.
@@ -22,13 +22,9 @@ UPSTREAM_URL = "https://github.com/herd-itt/herd.git"
 
 def tracked_files(repo_root: Path, folders: tuple[str, ...] = GITOPS_FOLDERS) -> dict[str, str]:
     """Files git knows (tracked, or new and not ignored) under `folders`, with contents."""
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *folders],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    out = git.run(
+        "ls-files", "--cached", "--others", "--exclude-standard", "--", *folders, cwd=repo_root
+    ).split()
     return {rel: (repo_root / rel).read_text() for rel in out if (repo_root / rel).is_file()}
 
 
@@ -50,27 +46,15 @@ def install_operator_chart(
 ) -> None:
     """`helm upgrade --install` the operator chart with ENV's values: its ServiceAccount and
     RBAC are the operator's identity from then on (the herd-operator Application adopts it)."""
-    args = [
-        str(binary("helm")),
-        "upgrade",
-        "--install",
+    helm_install(
+        kubeconfig,
+        repo_root,
         OPERATOR_RELEASE,
         "charts/herd-operator",
-        "--namespace",
         OPERATOR_NAMESPACE,
-        "--create-namespace",
-        "--kubeconfig",
-        str(kubeconfig),
-        "-f",
-        "apps/herd-operator/values.yaml",
-        "-f",
-        f"clusters/{env}/values/herd-operator.yaml",
-    ]
-    for value in set_values or []:
-        args += ["--set", value]
-    result = subprocess.run(args, cwd=repo_root, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"helm: {result.stderr.strip()}")
+        ["apps/herd-operator/values.yaml", f"clusters/{env}/values/herd-operator.yaml"],
+        dict(v.split("=", 1) for v in set_values or []),
+    )
 
 
 # The platform Project and the ServiceAccount its Applications act as: applied before the
