@@ -21,7 +21,7 @@ from herd_devkit.local import bootstrap
 from herd_devkit.local.controlplane import ControlPlane
 from herd_devkit.local.gitrepo import Repo
 from herd_devkit.local.moto_server import MotoServer
-from herd_devkit.local.process import SPAWNED, alive, free_port, read_state, stop, wait_until
+from herd_devkit.local.process import free_port, leftovers, stop, wait_until
 from herd_devkit.settings import Settings, get_settings
 from herd_devkit.stack import Stack
 
@@ -364,12 +364,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After every fixture is torn down: no process the suite started may still run. That
     covers what this process spawned and what detached `herd` commands recorded under the
     suite's temporary folders. A leftover is killed, named, and fails the run."""
-    records = list(SPAWNED)
     basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
-    for state in basetemp.rglob("*.json"):
-        with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError, OSError):
-            records += read_state(state)[0]
-    left = {r.pid: r for r in records if alive(r)}
+    left = {r.pid: r for r in leftovers(basetemp)}
     for record in left.values():
         with contextlib.suppress(RuntimeError):
             stop(record, grace=5)

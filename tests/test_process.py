@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from herd_devkit.local.process import alive, free_port, spawn, stop, wait_until
+from herd_devkit.local.process import (
+    SPAWNED,
+    alive,
+    free_port,
+    leftovers,
+    spawn,
+    stop,
+    wait_until,
+    write_state,
+)
 from herd_devkit.local.service import NotHealthy, Service
 
 
@@ -76,3 +85,18 @@ def test_a_service_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:
     assert "missing HERD_EMAIL_QUEUE_URL" in str(caught.value)
     assert not service.state_file.exists()
     assert service.log == tmp_path / "logs" / "doomed.log"  # beside services/, as `make up` has it
+
+
+def test_leftovers_are_what_we_spawned_or_recorded_and_still_runs(tmp_path: Path) -> None:
+    """What pytest_sessionfinish fails the run on: a spawned process, or one a detached
+    command recorded in a state file under the given folders, that still runs."""
+    tied, tied_record = spawn("sleeper", ["sleep", "300"], tmp_path / "tied.log")
+    detached, detached_record = spawn(
+        "detached", ["sleep", "301"], tmp_path / "detached.log", tie_to_parent=False
+    )
+    SPAWNED.remove(detached_record)  # as if another `herd` process had started it
+    write_state(tmp_path / "services" / "detached.json", [detached_record])
+    assert {r.pid for r in leftovers(tmp_path)} >= {tied.pid, detached.pid}
+    stop(tied_record, tied, grace=1)
+    stop(detached_record, detached, grace=1)
+    assert not {r.pid for r in leftovers(tmp_path)} & {tied.pid, detached.pid}

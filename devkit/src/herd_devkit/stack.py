@@ -29,7 +29,6 @@ from herd_devkit.local.tools import binary, helm_env
 from herd_devkit.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-CRD_DIR = REPO_ROOT / "charts" / "herd-operator" / "crds"
 # The `herd` command of this environment (herd_core's entry point loads every sub-command).
 HERD = str(Path(sys.executable).parent / "herd")
 

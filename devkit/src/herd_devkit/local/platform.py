@@ -23,7 +23,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client import ApiClient
 
 from herd_core.constants import GROUP, VERSION
@@ -114,7 +114,7 @@ class Platform:
                 install_operator_chart(cp.kubeconfig, self.repo_root, env)
                 with self._api(cp.kubeconfig) as api:
                     bootstrap_cluster(api, self.repo_root, env)
-                    identity.service_account_kubeconfig(
+                    self.stack.identity(
                         api,
                         cp.kubeconfig,
                         OPERATOR_NAMESPACE,
@@ -257,11 +257,11 @@ class Platform:
 
     @staticmethod
     def _api(kubeconfig: Path) -> ApiClient:
-        return config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call, no-any-return]
+        return Stack.client(kubeconfig)
 
     def _account(self, kubeconfig: Path, account: str) -> None:
         with self._api(kubeconfig) as api:
-            identity.service_account_kubeconfig(
+            self.stack.identity(
                 api, kubeconfig, OPERATOR_NAMESPACE, account, self.identity("dev", account)
             )
 
