@@ -67,16 +67,22 @@ test-fast: sync ## The in-process tests only (tests/fast/: no cluster, no moto s
 	$(UV) run pytest tests/fast $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: sync tools $(ACTIONLINT) ## ruff, mypy on both packages, helm lint of every chart, actionlint.
+lint: sync tools $(ACTIONLINT) ## ruff, mypy and the import contracts on every package, CRDs as their models say, helm lint of every chart, actionlint.
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy
+	$(UV) run lint-imports
+	$(UV) run herd manifests --check
 	@for chart in charts/*/; do \
 	  [ -f $$chart/Chart.yaml ] || continue; \
 	  $(HERD_HELM) lint --strict $$chart; \
 	  for f in $$chart/ci/*-values.yaml; do [ -f $$f ] && $(HERD_HELM) lint --strict $$chart -f $$f; done; \
 	done
 	$(ACTIONLINT) -color .github/workflows/*.yml
+
+.PHONY: manifests
+manifests: sync ## Write the CRDs (charts/herd-operator/crds/) from their models in core/src/herd_core/models/.
+	$(UV) run herd manifests
 
 .PHONY: validate
 validate: setup ## Render every app of dev and prod into .herd/rendered/ and validate it.

@@ -14,7 +14,14 @@ from herd_devkit.local.tools import binary
 
 from .helpers import ROOT
 
-CHARTS = sorted(p.parent.name for p in (ROOT / "charts").glob("*/Chart.yaml"))
+
+def _is_library(chart_yaml: Path) -> bool:
+    return bool(yaml.safe_load(chart_yaml.read_text()).get("type") == "library")
+
+
+# Installable charts; library charts (herd-lib) only lend templates to them.
+CHARTS = sorted(p.parent.name for p in (ROOT / "charts").glob("*/Chart.yaml") if not _is_library(p))
+LIBRARIES = sorted(p.parent.name for p in (ROOT / "charts").glob("*/Chart.yaml") if _is_library(p))
 OURS = [c for c in CHARTS if c.startswith("herd-")]
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod"}
 SETTINGS = ("runAsNonRoot", "readOnlyRootFilesystem", "allowPrivilegeEscalation", "capabilities")

@@ -338,6 +338,40 @@ def test_helm_source_with_value_files_from_apps_and_the_environment(
     assert cm_data(api, namespace, "web-demo")["tag"] == "v2"  # type: ignore[index]
 
 
+LIBRARY_HELPER = '{{- define "lib.greeting" -}}%s from {{ .Chart.Name }}{{- end }}\n'
+
+
+def test_helm_chart_with_a_library_linked_inside_the_repository(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    """As charts/herd-*/charts/herd-lib: a symlink to a library chart elsewhere in the repo is
+    followed (it stays inside the checkout), and a change to the library alone is rendered at
+    the next commit: nothing to package or rebuild."""
+    files = {
+        "charts/lib/Chart.yaml": "apiVersion: v2\nname: lib\ntype: library\nversion: 0.1.0\n",
+        "charts/lib/templates/_greeting.tpl": LIBRARY_HELPER % "hello",
+        "charts/app/Chart.yaml": (
+            "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n"
+            "  - name: lib\n    version: 0.1.0\n    repository: file://../lib\n"
+        ),
+        "charts/app/templates/cm.yaml": (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n"
+            'data:\n  greeting: {{ include "lib.greeting" . | quote }}\n'
+        ),
+    }
+    (gitrepo.work / "charts" / "app" / "charts").mkdir(parents=True)
+    os.symlink("../../lib", gitrepo.work / "charts" / "app" / "charts" / "lib")
+    sha = gitrepo.commit("dev", "a chart and its library", files)
+    application(objects, "linked-lib", gitrepo, "charts/app", namespace)
+    synced_at(objects, "linked-lib", sha)
+    assert cm_data(api, namespace, "linked-lib") == {"greeting": "hello from app"}
+    sha = gitrepo.commit(
+        "dev", "the library changes", {"charts/lib/templates/_greeting.tpl": LIBRARY_HELPER % "hi"}
+    )
+    synced_at(objects, "linked-lib", sha)
+    assert cm_data(api, namespace, "linked-lib") == {"greeting": "hi from app"}
+
+
 def test_waves_wait_for_health(
     objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
 ) -> None:
@@ -496,7 +530,7 @@ def test_manual_sync_of_an_app_without_automation(
         [
             sys.executable,
             "-m",
-            "herd_operator",
+            "herd_core",
             "app",
             "sync",
             "manual",

@@ -4,16 +4,19 @@ install and uninstall, and a policy check over everything rendered."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
 
 from .charts import (
     CHARTS,
+    LIBRARIES,
     OURS,
     ci_values,
     component,
@@ -51,6 +54,44 @@ def test_every_chart_has_the_helm_create_shape() -> None:
         assert {p.name for p in ci_values(chart)} >= {"dev-values.yaml", "prod-values.yaml"}
 
 
+# What every herd chart takes from charts/herd-lib instead of defining it again.
+SHARED_HELPERS = ("name", "fullname", "chart", "labels", "selectorLabels", "serviceAccountName")
+
+
+def test_herd_lib_is_a_library_with_the_shared_helpers() -> None:
+    assert LIBRARIES == ["herd-lib"]
+    lib = ROOT / "charts" / "herd-lib"
+    assert yaml.safe_load((lib / "Chart.yaml").read_text())["type"] == "library"
+    text = "".join(p.read_text() for p in (lib / "templates").glob("*.tpl"))
+    defined = set(re.findall(r'define "herd-lib\.([\w.]+)"', text))
+    manifests = {"hpa", "pdb", "serviceAccount", "networkPolicy", "tenantsRoleBinding"}
+    contexts = {"podSecurityContext", "containerSecurityContext"}
+    assert {*SHARED_HELPERS, *manifests, *contexts} <= defined
+    result = helm("lint", "--strict", "charts/herd-lib", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not installable" in helm("template", "t", "charts/herd-lib", check=False).stderr
+
+
+@pytest.mark.parametrize("chart", OURS)
+def test_herd_charts_take_the_shared_helpers_from_herd_lib(chart: str) -> None:
+    folder = ROOT / "charts" / chart
+    lib_version = yaml.safe_load((ROOT / "charts/herd-lib/Chart.yaml").read_text())["version"]
+    deps = yaml.safe_load((folder / "Chart.yaml").read_text()).get("dependencies") or []
+    assert {"name": "herd-lib", "version": lib_version, "repository": "file://../herd-lib"} in deps
+    # The dependency is the library itself through a relative link: it resolves inside any
+    # checkout (the GitOps engine refuses only links that leave it), needs no `helm dependency
+    # build`, and cannot go stale as a packaged copy would.
+    link = folder / "charts" / "herd-lib"
+    assert link.is_symlink() and os.readlink(link) == "../../herd-lib"
+    assert [p.name for p in (folder / "charts").iterdir()] == ["herd-lib"]
+    assert not (folder / "Chart.lock").exists(), "helm dependency build ran: see charts/README.md"
+    text = "".join(p.read_text() for p in (folder / "templates").iterdir() if p.is_file())
+    own = re.findall(r'define "([\w.-]+)"', text)
+    copies = [d for d in own if d.rsplit(".", 1)[-1] in SHARED_HELPERS]
+    assert not copies, f"{chart} defines its own {copies}: use herd-lib's"
+    assert f'include "{chart}.' not in text
+
+
 @pytest.mark.parametrize("chart", CHARTS)
 def test_lint_strict(chart: str) -> None:
     for args in ([], *[["-f", str(f)] for f in ci_values(chart)]):
@@ -86,7 +127,7 @@ def test_schema_refuses_bad_values(chart: str, bad: str, message: str) -> None:
 def test_make_validate_renders_and_validates_both_environments(tmp_path: object) -> None:
     out = ROOT / ".herd" / "rendered"
     result = subprocess.run(
-        [sys.executable, "-m", "herd_operator", "validate", "--out", str(out)],
+        [sys.executable, "-m", "herd_core", "validate", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -136,7 +177,10 @@ def test_install_and_uninstall_into_the_api_server(
     ns = f"chart-{uuid.uuid4().hex[:8]}"
     release = f"r{uuid.uuid4().hex[:6]}"
     kube = ["--kubeconfig", str(cluster.kubeconfig), "-n", ns]
+    # Roles in the tenants namespace go into the test's own: no dependence on test order.
     values = ["-f", str(ci_values(chart)[0])]
+    if chart.startswith("herd-"):
+        values += ["--set", f"config.tenantsNamespace={ns}"]
     result = helm(
         "install", release, f"charts/{chart}", *kube, "--create-namespace", *values, check=False
     )
@@ -212,6 +256,22 @@ def test_network_policies_admit_only_what_each_program_serves(
     workload = next(o for o in rendered if o["kind"] == "Deployment")
     selector = workload["spec"]["selector"]["matchLabels"]
     assert policy["spec"]["podSelector"]["matchLabels"] == selector
+
+
+def test_a_port_nobody_is_admitted_to_stays_closed() -> None:
+    """An empty list of peers would mean "from anywhere" to Kubernetes: herd-lib leaves the
+    rule out instead, and a policy with no rule admits nobody."""
+    rendered = template(
+        "herd-operator",
+        "-f",
+        "charts/herd-operator/ci/dev-values.yaml",
+        "--set",
+        "webhook.enabled=true",
+        "--set-json",
+        "networkPolicy.webhookFrom=[]",
+    )
+    policy = next(o for o in rendered if o["kind"] == "NetworkPolicy")
+    assert policy["spec"]["ingress"] == []
 
 
 @pytest.mark.parametrize(("env", "vpc"), [("dev", "10.10"), ("prod", "10.20")])

@@ -44,7 +44,7 @@ spec:
 
 def herd(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> Any:
     return subprocess.run(
-        [sys.executable, "-m", "herd_operator", *args],
+        [sys.executable, "-m", "herd_core", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -84,7 +84,7 @@ def envs(
 def herd(*args: str, env: dict[str, Env]) -> subprocess.CompletedProcess[str]:
     rewrites = env["dev"].operator.env["HERD_GIT_URL_REWRITES"]
     return subprocess.run(
-        [sys.executable, "-m", "herd_operator", *args],
+        [sys.executable, "-m", "herd_core", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -3,34 +3,26 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-Plan = Literal["starter", "standard", "enterprise"]
-SLUG = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# Names the platform itself uses (OpenRemote's master realm, our own hosts).
-RESERVED_SLUGS = {"master", "admin", "api", "auth", "www", "herd", "manager", "system"}
+from herd_core.constants import EMAIL_MAX_LENGTH, SLUG_PATTERN
+from herd_core.models.tenant import DisplayName, Plan, Slug
+
+SLUG = re.compile(SLUG_PATTERN)
 
 
 class SignupBase(BaseModel):
+    """What a signup asks for: the Tenant's rules (herd_core.models.tenant), the very ones
+    its CRD enforces, with a stricter email check."""
+
     model_config = ConfigDict(str_strip_whitespace=True)
 
-    displayName: str = Field(min_length=1, max_length=100, examples=["Acme Farms"])
-    slug: str = Field(min_length=3, max_length=40, examples=["acme"])
-    adminEmail: EmailStr = Field(max_length=254, examples=["admin@acme.example.com"])
+    displayName: DisplayName = Field(examples=["Acme Farms"])
+    slug: Slug = Field(examples=["acme"])
+    adminEmail: EmailStr = Field(max_length=EMAIL_MAX_LENGTH, examples=["admin@acme.example.com"])
     plan: Plan
-
-    @field_validator("slug")
-    @classmethod
-    def slug_rules(cls, value: str) -> str:
-        if not SLUG.match(value):
-            raise ValueError(
-                "lowercase letters, digits and '-', starting and ending with a letter or digit"
-            )
-        if value in RESERVED_SLUGS:
-            raise ValueError(f"'{value}' is reserved")
-        return value
 
 
 class SignupCreate(SignupBase):

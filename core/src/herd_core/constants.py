@@ -22,3 +22,11 @@ PROJECTS = "projects"
 CASCADE_FINALIZERS = (f"resources-finalizer.{GROUP}", "resources-finalizer.argocd.argoproj.io")
 REPO_SECRET_LABEL = f"{GROUP}/secret-type"
 REPO_SECRET_TYPE = "repository"
+
+# Tenant slugs name the OpenRemote realm and Kubernetes objects: DNS-safe, and never a name
+# the platform itself uses (OpenRemote's master realm, our own hosts). The API's signup form,
+# the Tenant model and the Tenant CRD (generated from the model) all read these.
+SLUG_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SLUG_MIN_LENGTH, SLUG_MAX_LENGTH = 3, 40
+RESERVED_SLUGS = frozenset({"master", "admin", "api", "auth", "www", "herd", "manager", "system"})
+EMAIL_MAX_LENGTH = 254

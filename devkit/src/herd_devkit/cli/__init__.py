@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from herd_devkit.cli import app as app_cli
-from herd_devkit.cli import bootstrap, cluster, cost, platform, validate
+from herd_devkit.cli import bootstrap, cluster, cost, manifests, platform, validate
 
 
 def register(app: typer.Typer) -> None:
@@ -21,3 +21,4 @@ def register(app: typer.Typer) -> None:
     app.command("validate")(validate.validate)
     app.command("bootstrap")(bootstrap.bootstrap)
     app.command("cost")(cost.cost)
+    app.command("manifests")(manifests.manifests)

@@ -21,11 +21,22 @@ UPSTREAM_URL = "https://github.com/herd-itt/herd.git"
 
 
 def tracked_files(repo_root: Path, folders: tuple[str, ...] = GITOPS_FOLDERS) -> dict[str, str]:
-    """Files git knows (tracked, or new and not ignored) under `folders`, with contents."""
+    """Files git knows (tracked, or new and not ignored) under `folders`, with contents. A
+    symlinked folder (charts/<chart>/charts/herd-lib) is copied file by file: it renders the
+    same, and a Repo is written from files only."""
     out = git.run(
         "ls-files", "--cached", "--others", "--exclude-standard", "--", *folders, cwd=repo_root
     ).split()
-    return {rel: (repo_root / rel).read_text() for rel in out if (repo_root / rel).is_file()}
+    files: dict[str, str] = {}
+    for rel in out:
+        path = repo_root / rel
+        if path.is_symlink() and path.is_dir():
+            for sub in sorted(path.rglob("*")):
+                if sub.is_file():
+                    files[str(Path(rel) / sub.relative_to(path))] = sub.read_text()
+        elif path.is_file():
+            files[rel] = path.read_text()
+    return files
 
 
 def seed_origin(repo_root: Path, dest: Path) -> Repo:

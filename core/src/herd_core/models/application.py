@@ -1,0 +1,166 @@
+"""Application: Argo-style sync of a git revision + path into this cluster."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from herd_core.models.base import (
+    CRD,
+    DNS_LABEL_PATTERN,
+    DNS_SUBDOMAIN_PATTERN,
+    DURATION_PATTERN,
+    Column,
+    Generation,
+    ObjectName,
+    Resource,
+    Spec,
+    Status,
+    cel,
+    k8s,
+)
+
+SyncOption = Literal[
+    "CreateNamespace=true", "CreateNamespace=false", "PruneLast=true", "ServerSideApply=true"
+]
+
+
+class Helm(Spec):
+    releaseName: str | None = Field(None, max_length=53, pattern=DNS_SUBDOMAIN_PATTERN)
+    valueFiles: list[str] | None = Field(
+        None, description="Relative to path; may reach apps/ and the environment folder."
+    )
+    values: str | None = Field(None, description="Inline values as a YAML string (Argo's form).")
+    valuesObject: dict[str, Any] | None = None
+
+
+class Credentials(Spec):
+    """Secret in the Application's namespace, labelled
+    platform.herd-itt.com/secret-type=repository, with `url` (a prefix of repoURL: credentials
+    go nowhere else) and username/password or sshPrivateKey."""
+
+    secretName: ObjectName
+
+
+class Source(Spec):
+    repoURL: str = Field(pattern=r"^(https://|http://|ssh://|git@|file://)")
+    targetRevision: str = Field("HEAD", description="Branch, tag or commit.", max_length=255)
+    path: str = Field(
+        description="Folder in the repository, relative to its root; '.' for the root.",
+        json_schema_extra=k8s(
+            cel(
+                "!self.startsWith('/') && !self.contains('..')",
+                "path must be relative and stay inside the repository",
+            )
+        ),
+    )
+    helm: Helm | None = None
+    credentials: Credentials | None = None
+
+
+class Destination(Spec):
+    server: Literal["https://kubernetes.default.svc"] | None = Field(
+        None, description="Only the cluster the operator runs in."
+    )
+    namespace: str = Field(max_length=63, pattern=DNS_LABEL_PATTERN)
+
+
+class Automated(Spec):
+    prune: bool = False
+    selfHeal: bool = False
+
+
+class Backoff(Spec):
+    duration: str = Field("5s", pattern=DURATION_PATTERN)
+    factor: int = Field(2, ge=1, le=10)
+    maxDuration: str = Field("3m", pattern=DURATION_PATTERN)
+
+
+class Retry(Spec):
+    limit: int = Field(5, ge=0, le=100)
+    backoff: Backoff | None = None
+
+
+class SyncPolicy(Spec):
+    automated: Automated | None = None
+    syncOptions: list[SyncOption] | None = None
+    retry: Retry | None = None
+
+
+class ApplicationSpec(Spec):
+    project: ObjectName = Field(
+        description=(
+            "The Project (cluster-scoped, admin-owned) that says what this Application may do."
+        )
+    )
+    source: Source
+    destination: Destination
+    syncPolicy: SyncPolicy | None = None
+    pollInterval: str | None = Field(
+        None,
+        description=(
+            "How often the revision is fetched (at least 10s); default the operator's (60s)."
+        ),
+        pattern=DURATION_PATTERN,
+        max_length=10,
+        json_schema_extra=k8s(
+            cel("duration(self) >= duration('10s')", "pollInterval must be at least 10s")
+        ),
+    )
+
+
+class SyncStatus(Status):
+    status: Literal["Synced", "OutOfSync", "Unknown"] | None = None
+    revision: str | None = None
+
+
+class HealthStatus(Status):
+    status: (
+        Literal["Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"] | None
+    ) = None
+    message: str | None = None
+
+
+class ApplicationStatus(Status):
+    # Argo's status has more than we name here; the operator keeps what it writes.
+    model_config = ConfigDict(extra="allow")
+
+    observedGeneration: Generation | None = None
+    reconciledAt: str | None = None
+    sync: SyncStatus | None = None
+    health: HealthStatus | None = None
+    resources: list[dict[str, Any]] | None = None
+    operationState: dict[str, Any] | None = None
+    history: list[dict[str, Any]] | None = None
+    conditions: list[dict[str, Any]] | None = None
+
+
+class Application(Resource):
+    """Argo-style sync of a git revision + path into this cluster (a compatible subset of Argo
+    CD's Application)."""
+
+    crd = CRD(
+        plural="applications",
+        short_names=("app", "apps"),
+        columns=(
+            Column("Project", ".spec.project"),
+            Column("Sync", ".status.sync.status"),
+            Column("Health", ".status.health.status"),
+            Column("Revision", ".status.sync.revision"),
+            Column("Branch", ".spec.source.targetRevision", priority=1),
+            Column("Path", ".spec.source.path", priority=1),
+            Column("Age", ".metadata.creationTimestamp", type="date"),
+        ),
+        comment=(
+            "What it may do is its Project's to say (projects.yaml), and every request of its "
+            "sync is made as the Project's destination ServiceAccount."
+        ),
+    )
+
+    operation: dict[str, Any] | None = Field(
+        None,
+        description="Argo's one-off operation field; `herd app sync` sets it to request a sync.",
+    )
+    spec: ApplicationSpec
+    status: ApplicationStatus | None = None
