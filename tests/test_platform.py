@@ -67,7 +67,10 @@ def fresh_clone(dest: Path) -> Path:
     ).stdout.split(b"\0")
     for rel in filter(None, (f.decode() for f in files)):
         src = ROOT / rel
-        if src.is_file():
+        if src.is_symlink():  # as git checks one out (charts/<chart>/charts/herd-lib)
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / rel).symlink_to(os.readlink(src))
+        elif src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     git = ["git", "-c", "user.name=newcomer", "-c", "user.email=newcomer@example.com"]
