@@ -1,7 +1,9 @@
-"""Application sync figures: commit-to-applied latency through the push webhook, and the
-time of a 2,000-object app's first sync, a no-op resync and a one-object change.
+"""Application sync figures: commit-to-applied latency through the push webhook; the time of
+a 2,000-object app's first sync, no-op resync and one-object change, each beside
+`kubectl apply --server-side` of the same objects in the same run (Herd's time as a ratio of
+kubectl's); self-heal latency of a hand edit; the operator's RSS with five such apps.
 
-    uv run python bench/gitops.py [--objects 2000] [--pushes 10]
+    uv run python bench/gitops.py [--objects 2000] [--pushes 10] [--apps 5]
 
 Runs its own embedded control plane, a real bare repository and the operator process.
 """
@@ -13,12 +15,14 @@ import hashlib
 import hmac
 import json
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from common import rss_mib  # bench/ is on sys.path when a script runs
 from kubernetes import client
 from rich.console import Console
 from rich.table import Table
@@ -26,6 +30,7 @@ from rich.table import Table
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.gitrepo import Repo
 from herd_devkit.local.process import free_port, wait_until
+from herd_devkit.local.tools import binary
 from herd_devkit.settings import get_settings
 from herd_devkit.stack import Stack
 
@@ -54,6 +59,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, default=2000)
     parser.add_argument("--pushes", type=int, default=10)
+    parser.add_argument("--apps", type=int, default=5, help="apps of --objects for the RSS")
+    parser.add_argument("--heals", type=int, default=5, help="hand edits for self-heal")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="herd-bench-gitops-"))
     built = Stack(root=tmp, settings=get_settings())
@@ -64,7 +71,8 @@ def main() -> None:
             built.install_crds(api)
             core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
             rbac = client.RbacAuthorizationV1Api(api)
-            for ns in ("small", "big"):
+            extra = [f"big{i}" for i in range(2, args.apps + 1)]
+            for ns in ("small", "big", "kubectl", *extra):
                 core.create_namespace({"metadata": {"name": ns}})
                 # The Project's ServiceAccount, which the sync impersonates: admin of its ns.
                 core.create_namespaced_service_account(ns, {"metadata": {"name": "bench"}})
@@ -90,7 +98,7 @@ def main() -> None:
                     "metadata": {"name": "bench"},
                     "spec": {
                         "sourceRepos": ["*"],
-                        "destinations": [{"namespace": "small"}, {"namespace": "big"}],
+                        "destinations": [{"namespace": ns} for ns in ("small", "big", *extra)],
                         "destinationServiceAccounts": [
                             {"namespace": "*", "defaultServiceAccount": "bench"}
                         ],
@@ -98,7 +106,7 @@ def main() -> None:
                 },
             )
             webhook = free_port()
-            built.program(
+            operator = built.program(
                 ["operator", "run"],
                 "HERD_HEALTH_PORT",
                 built.program_env(
@@ -109,7 +117,7 @@ def main() -> None:
                     HERD_WEBHOOK_SECRET=SECRET,
                     HERD_APP_TICK="1",
                     HERD_STATE_DIR=str(tmp / "operator"),
-                    HERD_APPLICATION_NAMESPACES='["small", "big"]',
+                    HERD_APPLICATION_NAMESPACES=json.dumps(["small", "big", *extra]),
                     HERD_LOCAL_SOURCES="true",
                 ),
             )
@@ -118,6 +126,7 @@ def main() -> None:
                 {
                     "small/cm.yaml": configmaps(1, "v0"),
                     "big/cms.yaml": configmaps(args.objects, "v1"),
+                    **{f"{ns}/cms.yaml": configmaps(args.objects, "v1") for ns in extra},
                 },
             )
 
@@ -181,12 +190,33 @@ def main() -> None:
                 )
                 latencies.append(time.perf_counter() - t0)
 
+        # kubectl apply --server-side of the very same objects, same cluster, each right before
+        # Herd's own figure (the machine's load changes within a run).
+        kubectl = [str(binary("kubectl")), "--kubeconfig", str(cp.kubeconfig), "-n", "kubectl"]
+        files = tmp / "kubectl"
+        files.mkdir()
+        (files / "v1.yaml").write_text(configmaps(args.objects, "v1"))
+        (files / "v2.yaml").write_text(configmaps(args.objects, "v2", changed=7))
+
+        def kubectl_apply(name: str) -> float:
+            t0 = time.perf_counter()
+            subprocess.run(
+                [*kubectl, "apply", "--server-side", "-f", str(files / name)],
+                check=True,
+                capture_output=True,
+            )
+            return time.perf_counter() - t0
+
+        with console.status("kubectl apply --server-side, first"):
+            k_first = kubectl_apply("v1.yaml")
         t0 = time.perf_counter()
         with console.status(f"first sync of {args.objects} objects"):
             app("big", "big")
             wait_until(lambda: synced("big", repo.head("dev")), 1800, interval=0.5)
         first = time.perf_counter() - t0
 
+        with console.status("kubectl apply --server-side, no-op"):
+            k_noop = kubectl_apply("v1.yaml")
         before = status("big")["reconciledAt"]
         t0 = time.perf_counter()
         with console.status("no-op resync"):
@@ -196,6 +226,8 @@ def main() -> None:
             wait_until(lambda: synced("big", repo.head("dev")), 600, interval=0.2)
         noop = time.perf_counter() - t0
 
+        with console.status("kubectl apply --server-side, one change"):
+            k_one = kubectl_apply("v2.yaml")
         t0 = time.perf_counter()
         with console.status("one-object change"):
             sha = repo.commit(
@@ -206,14 +238,48 @@ def main() -> None:
         one = time.perf_counter() - t0
         assert (core.read_namespaced_config_map("cm-00007", "big").data or {})["v"] == "v2"
 
+        # A hand edit of one of the 2,000: how long until selfHeal has put git's back.
+        heals = []
+        with console.status("self-heal of hand edits"):
+            for i in range(args.heals):
+                name = f"cm-{(i * 97) % args.objects:05d}"
+                want = (core.read_namespaced_config_map(name, "big").data or {})["v"]
+                t0 = time.perf_counter()
+                core.patch_namespaced_config_map(name, "big", {"data": {"v": "hand"}})
+                wait_until(
+                    lambda n=name, w=want: (
+                        (core.read_namespaced_config_map(n, "big").data or {}).get("v") == w
+                    ),
+                    600,
+                    interval=0.05,
+                )
+                heals.append(time.perf_counter() - t0)
+
+        # Operator memory with --apps Applications of --objects each.
+        with console.status(f"{args.apps} apps of {args.objects} objects"):
+            for ns in extra:
+                app(ns, ns)
+            for ns in extra:
+                wait_until(lambda n=ns: synced(n, repo.head("dev")), 1800, interval=1)
+            rss = sum(rss_mib(pid) for pid in operator.service.pids())
+
+        def ratio(herd: float, kube: float) -> str:
+            return f"{herd:.2f} s / {kube:.2f} s = {herd / kube:.2f}x"
+
         table = Table("figure", "value", title="Application sync (embedded control plane)")
         table.add_row(
             "commit → applied via webhook, p50 / max (s)",
             f"{statistics.median(latencies):.2f} / {max(latencies):.2f}",
         )
-        table.add_row(f"first sync, {args.objects} objects (s)", f"{first:.1f}")
-        table.add_row(f"no-op resync, {args.objects} objects (s)", f"{noop:.1f}")
-        table.add_row(f"one-object change in {args.objects} (s)", f"{one:.1f}")
+        n = args.objects
+        table.add_row(f"first sync, {n} objects: Herd / kubectl", ratio(first, k_first))
+        table.add_row(f"no-op resync, {n} objects: Herd / kubectl", ratio(noop, k_noop))
+        table.add_row(f"one-object change in {n}: Herd / kubectl", ratio(one, k_one))
+        table.add_row(
+            f"self-heal of a hand edit in {n}, p50 / max (s)",
+            f"{statistics.median(heals):.2f} / {max(heals):.2f}",
+        )
+        table.add_row(f"operator RSS, {args.apps} apps x {n} objects tracked (MiB)", f"{rss:.0f}")
         console.print(table)
     finally:
         built.stop()

@@ -20,8 +20,11 @@ from herd_core.constants import FINALIZER, GROUP, VERSION, WAKE_ANNOTATION
 from herd_operator import metrics
 from herd_operator.diffbase import DigestDiffBaseStorage
 from herd_operator.gitops import webhook
+from herd_operator.gitops.cache import LiveCache
 from herd_operator.gitops.engine import Engine
+from herd_operator.gitops.events import NAMESPACES, Debouncer, Watcher
 from herd_operator.gitops.git import RepoCache
+from herd_operator.gitops.incremental import Memo
 from herd_operator.gitops.render import Limits
 from herd_operator.handlers import application, cognitoclient, sestemplate, tenant
 from herd_operator.handlers.common import (
@@ -217,15 +220,44 @@ def engine() -> Engine:
             rewrites=S.git_url_rewrites,
             known_hosts=S.ssh_known_hosts,
         )
+        api = client.ApiClient()
+        live, memo = None, None
+        if S.app_live_cache:
+            live = LiveCache(api.configuration)
+            memo = Memo(S.app_revalidate_interval)
+            # A tracked object that drifts, comes back in line, goes or changes health
+            # wakes its Application at once (selfHeal then reverts a hand edit).
+            live.listen(Watcher(memo, Debouncer(S.app_event_debounce, wake_application)))
+            live.informer(NAMESPACES, "/api/v1/namespaces", wait=False)
         _engine = Engine(
-            client.ApiClient(),
+            api,
             cache,
             helm,
             wave_health_gate=S.wave_health_gate,
             limits=Limits(max_bytes=S.app_max_rendered_bytes, max_objects=S.app_max_objects),
             local_sources=S.local_sources,
+            live=live,
+            memo=memo,
+            concurrency=S.app_sync_concurrency,
         )
     return _engine
+
+
+def wake_application(app_id: str) -> None:
+    """Reconcile an Application now: the same refresh the webhook asks for."""
+    namespace, _, name = app_id.partition("/")
+    try:
+        client.CustomObjectsApi().patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            application.PLURAL,
+            name,
+            {"metadata": {"annotations": {REFRESH_ANNOTATION: application.stamp()}}},
+        )
+    except client.ApiException as err:
+        if err.status != 404:
+            raise
 
 
 def application_in_scope(namespace: str | None, **_: Any) -> bool:
@@ -275,6 +307,17 @@ def application_cascade(type: str, body: kopf.Body, **_: Any) -> None:
     obj = Object(application.KIND, application.PLURAL, body)
     with exclusive(obj.uid):
         application.cascade_delete(obj, engine())
+
+
+def application_deleted(namespace: str | None, type: str | None = None, **_: Any) -> bool:
+    return type == "DELETED" and application_in_scope(namespace)
+
+
+@kopf.on.event(GROUP, VERSION, application.PLURAL, when=application_deleted)
+def application_gone(body: kopf.Body, **_: Any) -> None:
+    """A deleted Application's verdicts and watches go with it."""
+    if _engine is not None:
+        _engine.forget(f"{body['metadata']['namespace']}/{body['metadata']['name']}")
 
 
 def refresh_applications(urls: set[str], branch: str, default_branch: str | None) -> list[str]:

@@ -72,6 +72,26 @@ class Settings(CoreSettings):
         16 * 1024 * 1024, gt=0, description="Largest rendered source of one Application, bytes"
     )
     app_max_objects: int = Field(2000, gt=0, description="Most objects one Application renders")
+    app_live_cache: bool = Field(
+        True,
+        description="Read Applications' live objects from watches (one informer per "
+        "ServiceAccount, kind and namespace); off: one GET per object per compare",
+    )
+    app_revalidate_interval: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds after which an unchanged object is dry-run again (schema, "
+        "defaulting, admission and RBAC changes); each object within 1.25x of it",
+    )
+    app_sync_concurrency: int = Field(
+        8, ge=1, le=64, description="Dry runs and applies of one Application in flight at once"
+    )
+    app_event_debounce: float = Field(
+        0.2,
+        ge=0,
+        description="Seconds a watch event waits before it wakes its Application, so that "
+        "a burst of events wakes it once",
+    )
     operator_namespace: str = Field("herd-system", description="The operator's own namespace")
     application_namespaces: list[str] = Field(
         default_factory=list,

@@ -4,21 +4,29 @@ compare(): check the Application against its Project (source, destination, Servi
 fetch the revision, render it, check every object against the Project, server-side dry-run
 every object (the real API server validates and defaults it) and diff the result with the live
 object. Any failure here is a ComparisonError (InvalidSpecError for the Project checks):
-nothing is applied.
+nothing is applied. In the operator, live objects come from the watch-fed cache (cache.py)
+and an object is dry-run again only when its desired form or its live resourceVersion changed
+since its last dry run (incremental.py); the CLI reads and dry-runs every object.
 
 Every read, dry run, apply and delete of an Application's objects is made as its Project's
 destination ServiceAccount (Impersonate-User), so the API server's RBAC bounds what git can do
-whatever the operator itself may.
+whatever the operator itself may; so are the cache's lists and watches.
 
-sync(): server-side apply in waves (Argo's sync-wave annotation, Argo's kind order), each
-object marked with our tracking annotation; later waves wait until earlier ones are healthy;
-prune deletes only objects that carry this Application's tracking annotation.
+sync(): server-side apply in waves (Argo's sync-wave annotation, Argo's kind order; the
+objects of one kind `concurrency` at a time), each object marked with our tracking
+annotation; later waves wait until earlier ones are healthy; prune deletes only objects that
+carry this Application's tracking annotation. Custom resources whose CRD comes in the same
+sync are created once the API serves their kind.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +43,12 @@ from herd_core.constants import (
     VERSION,
 )
 from herd_operator.gitops import health
+from herd_operator.gitops.cache import Informer, InformerKey, LiveCache, wait_synced
 from herd_operator.gitops.git import Credentials, GitError, RepoCache
+from herd_operator.gitops.incremental import Memo, digest
 from herd_operator.gitops.kubeapply import Applier, ApplyError, api_message
 from herd_operator.gitops.plan import (
+    KIND_ORDER,
     Key,
     NotAllowed,
     changed_paths,
@@ -81,9 +92,14 @@ class Item:
     desired: dict[str, Any]
     dry_run: dict[str, Any] | None
     live: dict[str, Any] | None
+    # In sync by the memo of an earlier dry run (same desired and live object): no dry run.
+    known_in_sync: bool = False
+    digest: bytes = b""  # of the desired object (incremental compare)
 
     @property
     def in_sync(self) -> bool:
+        if self.known_in_sync:
+            return True
         return self.dry_run is not None and not differs(self.dry_run, self.live)
 
 
@@ -123,6 +139,10 @@ class Application:
     inventory: list[dict[str, Any]]  # status.resources of the last comparison
 
     @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
     def destination(self) -> str:
         return str(self.spec["destination"]["namespace"])
 
@@ -144,8 +164,17 @@ class Engine:
         wave_health_gate: bool = True,
         limits: Limits = Limits(),  # noqa: B008 - frozen
         local_sources: bool = False,
+        live: LiveCache | None = None,
+        memo: Memo | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.api = api
+        # Without a live cache (the CLI), every compare reads each object with a GET and
+        # dry-runs each; with one (the operator), reads come from watches and dry runs only
+        # for what changed since the last.
+        self.live = live
+        self.memo = memo
+        self.concurrency = max(1, concurrency)
         self.limits = limits
         self.local_sources = local_sources
         self.core = client.CoreV1Api(api)  # the operator's own identity: Projects, Secrets
@@ -154,6 +183,7 @@ class Engine:
         self.helm = helm
         self.wave_health_gate = wave_health_gate
         self._appliers: dict[str, Applier] = {}
+        self._renders: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         self._guard = threading.Lock()
 
     def applier(self, user: str) -> Applier:
@@ -161,7 +191,10 @@ class Engine:
         holds its discovery cache)."""
         with self._guard:
             if user not in self._appliers:
-                api = client.ApiClient(configuration=self.api.configuration)
+                cfg = copy.copy(self.api.configuration)
+                # Room for the sync's concurrent requests, as each holds a connection.
+                cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize, self.concurrency + 4)
+                api = client.ApiClient(configuration=cfg)
                 api.set_default_header("Impersonate-User", user)  # type: ignore[no-untyped-call]
                 self._appliers[user] = Applier(api)
             return self._appliers[user]
@@ -210,25 +243,45 @@ class Engine:
 
     def desired(
         self, app: Application, tree: Path, project: Project, applier: Applier
-    ) -> list[dict[str, Any]]:
-        try:
-            objects = render(
-                tree,
-                Source.from_spec(app.spec, app.name),
-                app.destination,
-                self.helm,
-                limits=self.limits,
-            )
-        except RenderError as err:
-            raise ComparisonError(str(err)) from err
-        out = []
+    ) -> tuple[list[dict[str, Any]], set[Key]]:
+        """The rendered objects, checked against the Project and marked with our tracking
+        annotation; and those of kinds the cluster does not know yet but a CRD of the same
+        source defines (created at sync time, after their CRD)."""
+        # The same checkout rendered the same way gives the same objects: a resync of an
+        # unchanged revision skips rendering (only the last render of each Application kept).
+        fingerprint = json.dumps(
+            [str(tree), app.spec.get("source"), app.destination, app.name], sort_keys=True
+        )
+        last = self._renders.get(app.id)
+        if last is not None and last[0] == fingerprint:
+            objects = last[1]
+        else:
+            try:
+                objects = render(
+                    tree,
+                    Source.from_spec(app.spec, app.name),
+                    app.destination,
+                    self.helm,
+                    limits=self.limits,
+                )
+            except RenderError as err:
+                raise ComparisonError(str(err)) from err
+            if self.memo is not None:
+                self._renders[app.id] = (fingerprint, objects)
+        defined = crd_kinds(objects)
+        out, pending = [], set()
         for raw in objects:
-            obj = copy.deepcopy(raw)
-            meta = obj.setdefault("metadata", {})
+            # Only metadata is changed below; the rest stays shared with the render (cached).
+            obj = {**raw, "metadata": copy.deepcopy(raw.get("metadata") or {})}
+            meta = obj["metadata"]
+            later = False
             try:
                 namespaced = applier.namespaced(obj)
             except ApplyError as err:
-                raise ComparisonError(str(err)) from err
+                scope = defined.get((obj["apiVersion"], obj["kind"]))
+                if scope is None:
+                    raise ComparisonError(str(err)) from err
+                namespaced, later = scope == "Namespaced", True
             if namespaced:
                 meta["namespace"] = meta.get("namespace") or app.destination
             else:
@@ -242,15 +295,18 @@ class Engine:
                 app.namespace, app.name, key
             )
             out.append(obj)
-        return out
+            if later:
+                pending.add(key)
+        return out, pending
 
     def compare(self, app: Application) -> Comparison:
         project, user = self.identity(app)
         applier = self.applier(user)
         sha, tree = self.fetch(app)
-        objects = self.desired(app, tree, project, applier)
+        objects, pending = self.desired(app, tree, project, applier)
+        keys = [Key.of(o) for o in objects]
         seen: set[Key] = set()
-        for key in map(Key.of, objects):
+        for key in keys:
             if key in seen:
                 raise ComparisonError(f"{key} appears more than once")
             seen.add(key)
@@ -266,55 +322,92 @@ class Engine:
             for o in objects
             if o["kind"] == "Namespace" and o["apiVersion"] == "v1"
         } | ({app.destination} if create_ns else set())
-        items, errors = [], []
-        for obj in objects:
-            key = Key.of(obj)
-            try:
-                live = applier.get(key.api_version, key.kind, key.name, key.namespace or None)
-            except ApiException as err:
-                errors.append(f"{key}: {api_message(err)}")
-                continue
-            dry = None
+        inventory = [k for k in self._inventory(app) if k not in seen]
+        reader = Reader(self, applier, user)
+        # Every informer this compare needs lists at once (a missing namespace has nothing).
+        reader.prepare(
+            [k for k in keys if k not in pending]
+            + [k for k in inventory if k.namespace not in missing_ns],
+            skip=missing_ns,
+        )
+        items, errors, to_dry_run = [], [], []
+        for obj, key in zip(objects, keys, strict=True):
+            item = Item(key, obj, None, None)
+            items.append(item)
+            if key in pending:
+                continue  # its kind comes with this sync: created after its CRD
             if key.namespace in missing_ns:
                 if key.namespace not in planned:
                     errors.append(f"{key}: namespace {key.namespace} does not exist")
-                # Otherwise validated at sync time, once its namespace exists.
-            else:
-                try:
-                    dry = applier.apply(obj, dry_run=True)
-                except ApplyError as err:
-                    errors.append(str(err))
-            items.append(Item(key, obj, dry, live))
+                continue  # otherwise validated at sync time, once its namespace exists
+            try:
+                item.live = reader.get(key)
+            except ApiException as err:
+                errors.append(f"{key}: {api_message(err)}")
+                continue
+            if self.memo is not None:
+                item.digest = digest(obj)
+                verdict = self.memo.lookup(app.id, user, key, item.digest, item.live)
+                if verdict is not None:
+                    if verdict.in_sync:
+                        item.known_in_sync = True
+                    else:
+                        item.dry_run = verdict.dry_run
+                    continue
+            to_dry_run.append(item)
+
+        def dry_run(item: Item) -> str | None:
+            try:
+                item.dry_run = applier.apply(item.desired, dry_run=True)
+            except ApplyError as err:
+                return str(err)
+            if self.memo is not None:
+                self.memo.record(app.id, user, item.key, item.digest, item.live, item.dry_run)
+            return None
+
+        errors += [e for e in self._each(dry_run, to_dry_run) if e]
         if errors:
             raise ComparisonError(
                 "; ".join(errors[:5])
                 + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else "")
             )
-        # Identity without the version: an apiVersion bump of an object is the same object.
-        wanted = {i.key for i in items}
-        prune = self.tracked(app, applier, skip=wanted)
+        if self.memo is not None:
+            self.memo.retain(app.id, seen)
+        if self.live is not None:
+            self.live.use(app.id, reader.used)
+        prune = self.tracked(app, applier, keys=inventory, reader=reader)
         return Comparison(sha, items, prune, create_ns, user)
 
-    def tracked(
-        self, app: Application, applier: Applier, skip: set[Key] | None = None
-    ) -> list[tuple[Key, dict[str, Any]]]:
-        """The live objects of the inventory that still carry this Application's tracking
-        annotation (so never an object someone else owns now)."""
-        out = []
-        for entry in app.inventory:
-            if not entry.get("kind") or not entry.get("name"):
-                continue
-            key = Key(
+    def _inventory(self, app: Application) -> list[Key]:
+        return [
+            Key(
                 entry.get("group", ""),
                 entry.get("version", ""),
                 entry["kind"],
                 entry.get("namespace", ""),
                 entry["name"],
             )
-            if skip and key in skip:
-                continue
+            for entry in app.inventory
+            if entry.get("kind") and entry.get("name")
+        ]
+
+    def tracked(
+        self,
+        app: Application,
+        applier: Applier,
+        keys: list[Key] | None = None,
+        reader: Reader | None = None,
+    ) -> list[tuple[Key, dict[str, Any]]]:
+        """The live objects of the inventory (or of `keys`) that still carry this
+        Application's tracking annotation (so never an object someone else owns now).
+        Without a `reader`, straight from the API server."""
+        out = []
+        for key in self._inventory(app) if keys is None else keys:
             try:
-                live = applier.get(key.api_version, key.kind, key.name, key.namespace or None)
+                if reader is not None:
+                    live = reader.get(key)
+                else:
+                    live = applier.get(key.api_version, key.kind, key.name, key.namespace or None)
             except ApplyError:
                 continue  # its kind is gone from the cluster, and so is it
             except ApiException as err:
@@ -322,6 +415,21 @@ class Engine:
             if live is not None and tracked_by(live, app.namespace, app.name):
                 out.append((key, live))
         return out
+
+    def forget(self, app_id: str) -> None:
+        """The Application is gone: its verdicts and its uses of the cache go too."""
+        self._renders.pop(app_id, None)
+        if self.memo is not None:
+            self.memo.forget(app_id)
+        if self.live is not None:
+            self.live.forget(app_id)
+
+    def _each(self, fn: Callable[[Item], str | None], items: list[Item]) -> list[str | None]:
+        """`fn` over `items`, `concurrency` at a time."""
+        if self.concurrency == 1 or len(items) < 2:
+            return [fn(i) for i in items]
+        with ThreadPoolExecutor(min(self.concurrency, len(items))) as pool:
+            return list(pool.map(fn, items))
 
     def cascade(self, app: Application) -> list[str]:
         """Delete what the Application tracks (as its ServiceAccount); what still exists."""
@@ -354,16 +462,17 @@ class Engine:
         if prune and not prune_last:
             self._prune(comparison, applier)
         for index, objects in enumerate(waves):
-            for obj in objects:
-                item = items[id(obj)]
-                if item.in_sync:
-                    continue  # the dry run showed nothing to change (Argo's ApplyOutOfSyncOnly)
-                try:
-                    applied = applier.apply(obj)
-                except ApplyError as err:
-                    raise SyncError(str(err)) from err
-                # What the server now holds is both the live object and git's: in sync.
-                item.live = item.dry_run = applied
+            # Argo's kind order between kinds (Namespaces, then CRDs, ... custom resources
+            # last); the objects of one kind in parallel, `concurrency` at a time.
+            for group in by_kind(objects):
+                # Only what the dry run showed would change (Argo's ApplyOutOfSyncOnly).
+                todo = [items[id(o)] for o in group if not items[id(o)].in_sync]
+                for item in todo:
+                    if item.live is None and item.dry_run is None:
+                        self._await_kind(applier, item.key)
+                failed = [e for e in self._each(lambda i: self._apply(app, applier, i), todo) if e]
+                if failed:
+                    raise SyncError(failed[0])
             if self.wave_health_gate and index < len(waves) - 1:
                 waiting = [
                     f"{Key.of(o)}: {msg or status}"
@@ -377,7 +486,23 @@ class Engine:
                     )
         if prune and prune_last:
             self._prune(comparison, applier)
+        self._watch_created(app, applier, comparison)
         return "Succeeded", f"synced {len(comparison.items)} objects"
+
+    def _watch_created(self, app: Application, applier: Applier, comparison: Comparison) -> None:
+        """Informers for what this sync made where the compare had none (a namespace or a
+        kind that did not exist yet): its objects' events must wake the Application too."""
+        if self.live is None:
+            return
+        reader = Reader(self, applier, comparison.user)
+        missing = [
+            i.key
+            for i in comparison.items
+            if not ((found := self.live.informers.get(reader.informer_key(i.key))) and found.usable)
+        ]
+        if missing:
+            reader.prepare(missing, skip=set())
+            self.live.add_use(app.id, reader.used)
 
     def _prune(self, comparison: Comparison, applier: Applier) -> None:
         for key, _live in comparison.prune:
@@ -389,11 +514,42 @@ class Engine:
                 raise SyncError(f"prune {key}: {api_message(err)}") from err
         comparison.prune = []
 
+    def _apply(self, app: Application, applier: Applier, item: Item) -> str | None:
+        try:
+            applied = applier.apply(item.desired)
+        except ApplyError as err:
+            return str(err)
+        # What the server now holds is both the live object and git's: in sync.
+        item.live = item.dry_run = applied
+        item.known_in_sync = False
+        user = applier.api.default_headers.get("Impersonate-User", "")
+        if self.memo is not None:
+            self.memo.record(
+                app.id, user, item.key, item.digest or digest(item.desired), applied, applied
+            )
+        if self.live is not None:
+            informer = self.live.informers.get(
+                InformerKey(user, item.key.api_version, item.key.kind, item.key.namespace)
+            )
+            if informer is not None and informer.usable:
+                informer.put(copy.copy(applied))
+        return None
+
+    def _await_kind(self, applier: Applier, key: Key, timeout: float = 60) -> None:
+        """A kind whose CRD this sync has just applied: wait until the API serves it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                applier.resource(key.api_version, key.kind)
+                return
+            except ApplyError as err:
+                if time.monotonic() > deadline:
+                    raise SyncError(str(err)) from err
+                time.sleep(0.5)
+
     def health(self, key: Key, user: str) -> tuple[str, str]:
         try:
-            live = self.applier(user).get(
-                key.api_version, key.kind, key.name, key.namespace or None
-            )
+            live = Reader(self, self.applier(user), user).get(key)
         except (ApplyError, ApiException):
             live = None
         return health.of(live)
@@ -429,3 +585,86 @@ class Engine:
                 f"{app.spec['source']['repoURL']}"
             )
         return creds
+
+
+def crd_kinds(objects: Iterable[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """(apiVersion, kind) -> scope of what the CustomResourceDefinitions among `objects`
+    define: their custom resources may come in the same sync."""
+    out: dict[tuple[str, str], str] = {}
+    for obj in objects:
+        if obj.get("kind") != "CustomResourceDefinition" or not str(
+            obj.get("apiVersion", "")
+        ).startswith("apiextensions.k8s.io/"):
+            continue
+        spec = obj.get("spec") or {}
+        kind = (spec.get("names") or {}).get("kind")
+        for version in spec.get("versions") or []:
+            if isinstance(version, dict) and spec.get("group") and kind and version.get("name"):
+                out[(f"{spec['group']}/{version['name']}", str(kind))] = str(
+                    spec.get("scope") or "Namespaced"
+                )
+    return out
+
+
+def by_kind(objects: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """A wave (in kind order) cut where the kind's rank changes."""
+    groups: list[list[dict[str, Any]]] = []
+    last = None
+    for obj in objects:
+        rank = KIND_ORDER.index(obj["kind"]) if obj["kind"] in KIND_ORDER else len(KIND_ORDER)
+        if rank != last:
+            groups.append([])
+            last = rank
+        groups[-1].append(obj)
+    return groups
+
+
+class Reader:
+    """The live objects one compare reads, as its Application's identity: from the live
+    cache's informers where they serve (synced, list and watch permitted), else one GET."""
+
+    def __init__(self, engine: Engine, applier: Applier, user: str) -> None:
+        self.live = engine.live
+        self.applier = applier
+        self.user = user
+        self.used: set[InformerKey] = set()
+        self._informers: dict[InformerKey, Informer] = {}
+
+    def informer(self, key: Key, wait: bool = True) -> Informer | None:
+        if self.live is None:
+            return None
+        ikey = self.informer_key(key)
+        informer = self._informers.get(ikey)
+        if informer is None:
+            resource = self.applier.resource(key.api_version, key.kind)
+            path = resource.path(namespace=key.namespace or None)  # type: ignore[no-untyped-call]
+            informer = self._informers[ikey] = self.live.informer(ikey, path, wait=False)
+            self.used.add(ikey)
+        if wait:
+            informer.synced.wait(self.live.sync_timeout)
+        return informer
+
+    def informer_key(self, key: Key) -> InformerKey:
+        return InformerKey(self.user, key.api_version, key.kind, key.namespace)
+
+    def prepare(self, keys: Iterable[Key], skip: set[str]) -> None:
+        """Start every informer `keys` need at once, then wait for their lists."""
+        if self.live is None:
+            return
+        started = []
+        for key in keys:
+            if key.namespace in skip:
+                continue
+            try:
+                informer = self.informer(key, wait=False)
+            except ApplyError:
+                continue  # no such kind (any more): get() says so
+            if informer is not None:
+                started.append(informer)
+        wait_synced(set(started), self.live.sync_timeout)
+
+    def get(self, key: Key) -> dict[str, Any] | None:
+        informer = self.informer(key)
+        if informer is not None and informer.usable:
+            return informer.get(key.name)
+        return self.applier.get(key.api_version, key.kind, key.name, key.namespace or None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any
 
 from kubernetes.client import ApiClient
@@ -12,6 +13,7 @@ from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from kubernetes.dynamic.resource import Resource
 
 from herd_core.constants import FIELD_MANAGER
+from herd_operator.gitops import rawapi
 
 
 class ApplyError(Exception):
@@ -38,15 +40,22 @@ class Applier:
         self.api = api
         self.dyn = DynamicClient(api)  # type: ignore[no-untyped-call]
         self.field_manager = field_manager
+        self._resources: dict[tuple[str, str], Resource] = {}
 
     def resource(self, api_version: str, kind: str) -> Resource:
+        # Remembered: the discovery client's search costs more than a request per object.
+        found = self._resources.get((api_version, kind))
+        if found is not None:
+            return found
         for attempt in range(2):
             try:
                 resource: Resource = self.dyn.resources.get(api_version=api_version, kind=kind)
+                self._resources[(api_version, kind)] = resource
                 return resource
             except ResourceNotFoundError:
                 if attempt == 0:
                     self.dyn.resources.invalidate_cache()  # a CRD may have just arrived
+                    self._resources.clear()
         raise ApplyError(f"the cluster has no kind {kind} in {api_version}")
 
     def namespaced(self, obj: dict[str, Any]) -> bool:
@@ -55,29 +64,36 @@ class Applier:
     def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         res = self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
+        query = [("fieldManager", self.field_manager), ("force", "true")]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        namespace = meta.get("namespace") if res.namespaced else None
+        path = res.path(name=meta["name"], namespace=namespace)  # type: ignore[no-untyped-call]
         try:
-            out = res.server_side_apply(
-                body=obj,
-                name=meta["name"],
-                namespace=meta.get("namespace") if res.namespaced else None,
-                field_manager=self.field_manager,
-                force_conflicts=True,
-                dry_run="All" if dry_run else None,
+            # Plain JSON both ways: the dynamic client's models cost more than the request.
+            return rawapi.call(
+                self.api,
+                "PATCH",
+                path,
+                query,
+                body=json.dumps(obj),
+                content_type="application/apply-patch+yaml",
             )
         except ApiException as err:
             raise ApplyError(f"{describe(obj)}: {api_message(err)}") from err
-        return dict(out.to_dict())
 
     def get(
         self, api_version: str, kind: str, name: str, namespace: str | None
     ) -> dict[str, Any] | None:
         res = self.resource(api_version, kind)
+        where = namespace if res.namespaced else None
+        path = res.path(name=name, namespace=where)  # type: ignore[no-untyped-call]
         try:
-            return dict(
-                res.get(name=name, namespace=namespace if res.namespaced else None).to_dict()
-            )
-        except NotFoundError:
-            return None
+            return rawapi.call(self.api, "GET", path)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
 
     def list(self, api_version: str, kind: str, label_selector: str) -> list[dict[str, Any]]:
         res = self.resource(api_version, kind)

@@ -1,0 +1,393 @@
+"""The live-state cache, incremental compare and self-heal from watch events, through the real
+parts: the cache's informers against the API server (as a Project's ServiceAccount), and the
+operator process syncing Applications whose poll interval is an hour, so that only watch
+events can explain how fast they react. The cache must never make a sync wrong."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from herd_core.constants import GROUP, VERSION
+from herd_devkit.local.gitrepo import Repo
+from herd_operator.gitops.cache import InformerKey, LiveCache
+
+from .helpers import Custom, sync_project, wait_for
+from .test_application import app_status, application, cm_data, configmap, synced_at
+
+PLURAL = "applications"
+
+
+@pytest.fixture
+def project(api: ApiClient, namespace: str, crds: None) -> Iterator[str]:
+    name = sync_project(api, namespace)
+    yield name
+    client.CustomObjectsApi(api).delete_cluster_custom_object(GROUP, VERSION, "projects", name)
+
+
+@pytest.fixture
+def gitrepo(tmp_path: Any) -> Repo:
+    return Repo.create(tmp_path / "repo", {"README.md": "# apps\n"})
+
+
+def user(namespace: str, account: str = "sync") -> str:
+    return f"system:serviceaccount:{namespace}:{account}"
+
+
+def another_project(
+    api: ApiClient,
+    name: str,
+    namespace: str,
+    destinations: tuple[str, ...] = (),
+    cluster_resources: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """A second Project whose Applications act as the test namespace's `sync` account."""
+    client.CustomObjectsApi(api).create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "projects",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Project",
+            "metadata": {"name": name},
+            "spec": {
+                "sourceRepos": ["*"],
+                "destinations": [{"namespace": ns} for ns in (namespace, *destinations)],
+                "clusterResourceWhitelist": [{"group": g, "kind": k} for g, k in cluster_resources],
+                "destinationServiceAccounts": [
+                    {"namespace": "*", "defaultServiceAccount": f"{namespace}:sync"}
+                ],
+            },
+        },
+    )
+
+
+# -- the cache itself, in this process, against the API server ------------------------------
+@pytest.mark.usefixtures("project")
+def test_informer_lists_watches_and_survives_a_cut_watch(api: ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(api)
+    for i in range(3):
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": f"c{i}"}})
+    events: list[tuple[str, str]] = []
+    cache = LiveCache(api.configuration, sync_timeout=30)
+    cache.listen(
+        lambda _k, kind, old, new: events.append((kind, (new or old or {})["metadata"]["name"]))
+    )
+    key = InformerKey(user(namespace), "v1", "ConfigMap", namespace)
+    try:
+        informer = cache.informer(key, f"/api/v1/namespaces/{namespace}/configmaps")
+        assert informer.usable, informer.error
+        assert {"c0", "c1", "c2"} <= set(informer.objects)
+        assert "managedFields" not in informer.get("c0")["metadata"]  # type: ignore[index]
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": "c3"}})
+        wait_for(lambda: informer.get("c3"), 30, "a new object seen through the watch")
+        # The watch is cut and resumes from a resourceVersion long gone (the API server
+        # replays the state from its watch cache; a 410 would relist: the unit tests).
+        informer.expire()
+        wait_for(lambda: informer.resource_version != "1", 30, "watching again")
+        core.delete_namespaced_config_map("c1", namespace)
+        wait_for(lambda: informer.get("c1") is None, 30, "a deletion after the relist")
+        assert ("DELETED", "c1") in events
+        assert ("ADDED", "c3") in events
+        assert informer.usable
+    finally:
+        cache.stop()
+
+
+@pytest.mark.usefixtures("project")
+def test_informers_see_only_what_their_identity_may_list(
+    api: ApiClient, namespace: str, make_namespace: Any
+) -> None:
+    """The cache never widens what an Application can see: it lists as the Project's
+    ServiceAccount, which may list its own namespace but not another, nor cluster roles."""
+    other = make_namespace("t-other")
+    client.CoreV1Api(api).create_namespaced_config_map(other, {"metadata": {"name": "secret"}})
+    cache = LiveCache(api.configuration, sync_timeout=30)
+    try:
+        own = cache.informer(
+            InformerKey(user(namespace), "v1", "ConfigMap", namespace),
+            f"/api/v1/namespaces/{namespace}/configmaps",
+        )
+        assert own.usable
+        foreign = cache.informer(
+            InformerKey(user(namespace), "v1", "ConfigMap", other),
+            f"/api/v1/namespaces/{other}/configmaps",
+        )
+        assert not foreign.usable and foreign.error and foreign.error.startswith("403")
+        assert foreign.get("secret") is None
+        roles = cache.informer(
+            InformerKey(user(namespace), "rbac.authorization.k8s.io/v1", "ClusterRole", ""),
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        )
+        assert not roles.usable and not roles.objects
+    finally:
+        cache.stop()
+
+
+# -- the operator: self-heal from watch events, and syncs the cache must not get wrong ------
+pytestmark_operator = pytest.mark.usefixtures("live_operator", "project")
+
+
+@pytestmark_operator
+def test_hand_edits_and_deletions_are_reverted_from_watch_events(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    sha = gitrepo.commit(
+        "dev", "two", {"m/a.yaml": configmap("a", {"k": "1"}), "m/b.yaml": configmap("b", {})}
+    )
+    # An hour between polls: only a watch event can bring the Application back in time.
+    application(objects, "heal", gitrepo, "m", namespace, poll="1h")
+    synced_at(objects, "heal", sha)
+    core = client.CoreV1Api(api)
+    core.patch_namespaced_config_map("a", namespace, {"data": {"k": "hand"}})
+    wait_for(lambda: cm_data(api, namespace, "a") == {"k": "1"}, 20, "hand edit reverted")
+    core.delete_namespaced_config_map("b", namespace)
+    wait_for(lambda: cm_data(api, namespace, "b") == {}, 20, "deleted object recreated")
+    # Another field manager takes a field we own (server-side apply, forced).
+    body = json.dumps(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "x"}}
+    )
+    api.call_api(
+        *api.param_serialize(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/configmaps/a",
+            query_params=[("fieldManager", "someone-else"), ("force", "true")],
+            header_params={"Content-Type": "application/apply-patch+yaml"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+    ).read()
+    wait_for(lambda: cm_data(api, namespace, "a") == {"k": "1"}, 20, "other manager reverted")
+    st = app_status(objects, "heal")
+    assert st["sync"]["status"] == "Synced"
+
+
+@pytestmark_operator
+def test_drift_without_self_heal_is_reported_from_events(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    sha = gitrepo.commit("dev", "a", {"m/a.yaml": configmap("a", {"k": "1"})})
+    application(objects, "report", gitrepo, "m", namespace, poll="1h", self_heal=False)
+    synced_at(objects, "report", sha)
+    client.CoreV1Api(api).patch_namespaced_config_map("a", namespace, {"data": {"k": "hand"}})
+    wait_for(
+        lambda: app_status(objects, "report")["sync"]["status"] == "OutOfSync",
+        20,
+        "OutOfSync from the watch event",
+    )
+    assert cm_data(api, namespace, "a") == {"k": "hand"}
+    # Undone by hand: Synced again, also from the event.
+    client.CoreV1Api(api).patch_namespaced_config_map("a", namespace, {"data": {"k": "1"}})
+    wait_for(
+        lambda: app_status(objects, "report")["sync"]["status"] == "Synced", 20, "Synced again"
+    )
+
+
+@pytestmark_operator
+def test_two_applications_sharing_a_kind_prune_only_their_own(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    sha = gitrepo.commit(
+        "dev",
+        "two apps",
+        {
+            "one/a.yaml": configmap("one-a", {}),
+            "one/b.yaml": configmap("one-b", {}),
+            "two/a.yaml": configmap("two-a", {}),
+            "two/b.yaml": configmap("two-b", {}),
+        },
+    )
+    application(objects, "one", gitrepo, "one", namespace)
+    application(objects, "two", gitrepo, "two", namespace)
+    synced_at(objects, "one", sha)
+    synced_at(objects, "two", sha)
+    client.CoreV1Api(api).create_namespaced_config_map(namespace, {"metadata": {"name": "nobodys"}})
+    sha2 = gitrepo.commit("dev", "one drops b", {}, remove=("one/b.yaml",))
+    st = synced_at(objects, "one", sha2)
+    wait_for(lambda: cm_data(api, namespace, "one-b") is None, 30, "one-b pruned")
+    synced_at(objects, "two", sha2)
+    for name in ("one-a", "two-a", "two-b", "nobodys"):
+        assert cm_data(api, namespace, name) is not None, name
+    assert sorted(r["name"] for r in st["resources"]) == ["one-a"]
+    assert sorted(r["name"] for r in app_status(objects, "two")["resources"]) == [
+        "two-a",
+        "two-b",
+    ]
+
+
+@pytest.fixture
+def cluster_rights(api: ApiClient, namespace: str) -> Iterator[str]:
+    """The test's ServiceAccount may also manage CRDs of one test group, their custom
+    resources, and namespaces (a ClusterRole, removed afterwards)."""
+    group = f"t{uuid.uuid4().hex[:8]}.example.com"
+    rbac = client.RbacAuthorizationV1Api(api)
+    name = f"cache-test-{namespace}"
+    rbac.create_cluster_role(
+        {
+            "metadata": {"name": name},
+            "rules": [
+                {
+                    "apiGroups": ["apiextensions.k8s.io"],
+                    "resources": ["customresourcedefinitions"],
+                    "verbs": ["*"],
+                },
+                {"apiGroups": [group], "resources": ["*"], "verbs": ["*"]},
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["*"]},
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]},
+            ],
+        }
+    )
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "sync", "namespace": namespace}],
+        }
+    )
+    yield group
+    rbac.delete_cluster_role_binding(name)
+    rbac.delete_cluster_role(name)
+
+
+@pytestmark_operator
+def test_a_crd_and_its_custom_resources_in_one_sync(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str, cluster_rights: str
+) -> None:
+    group = cluster_rights
+    another_project(
+        api,
+        f"crd-{namespace}",
+        namespace,
+        cluster_resources=(("apiextensions.k8s.io", "CustomResourceDefinition"),),
+    )
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {"size": {"type": "integer"}},
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+    def widget(size: int) -> str:
+        return json.dumps(
+            {
+                "apiVersion": f"{group}/v1",
+                "kind": "Widget",
+                "metadata": {"name": "w"},
+                "spec": {"size": size},
+            }
+        )
+
+    try:
+        sha = gitrepo.commit(
+            "dev", "crd and cr", {"m/crd.yaml": json.dumps(crd), "m/w.yaml": widget(1)}
+        )
+        application(objects, "crds", gitrepo, "m", namespace, project=f"crd-{namespace}")
+        st = synced_at(objects, "crds", sha, timeout=90)
+        assert sorted(r["kind"] for r in st["resources"]) == ["CustomResourceDefinition", "Widget"]
+        widgets = client.CustomObjectsApi(api)
+        live = widgets.get_namespaced_custom_object(group, "v1", namespace, "widgets", "w")
+        assert live["spec"] == {"size": 1}  # type: ignore[index]
+        # The new kind is watched now: a hand edit of the custom resource is reverted.
+        widgets.patch_namespaced_custom_object(
+            group, "v1", namespace, "widgets", "w", {"spec": {"size": 7}}
+        )
+        wait_for(
+            lambda: (
+                widgets.get_namespaced_custom_object(group, "v1", namespace, "widgets", "w")[
+                    "spec"
+                ]["size"]
+                == 1
+            ),
+            30,
+            "custom resource edit reverted",
+        )
+    finally:
+        objects.delete(PLURAL, "crds")
+        client.CustomObjectsApi(api).delete_cluster_custom_object(
+            GROUP, VERSION, "projects", f"crd-{namespace}"
+        )
+        try:
+            client.ApiextensionsV1Api(api).delete_custom_resource_definition(f"widgets.{group}")
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+
+@pytestmark_operator
+def test_a_namespace_deleted_and_recreated(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str, cluster_rights: str
+) -> None:
+    target = f"t-dest-{uuid.uuid4().hex[:8]}"
+    another_project(api, f"ns-{namespace}", namespace, destinations=(target,))
+    core = client.CoreV1Api(api)
+    sha = gitrepo.commit("dev", "cm", {"m/a.yaml": configmap("a", {"k": "1"})})
+    objects.create(
+        "Application",
+        PLURAL,
+        "ns",
+        {
+            "project": f"ns-{namespace}",
+            "source": {"repoURL": gitrepo.url, "targetRevision": "dev", "path": "m"},
+            "destination": {"namespace": target},
+            "pollInterval": "1h",
+            "syncPolicy": {
+                "automated": {"prune": True, "selfHeal": True},
+                "syncOptions": ["CreateNamespace=true"],
+                "retry": {"backoff": {"duration": "1s", "factor": 1}},
+            },
+        },
+    )
+    try:
+        synced_at(objects, "ns", sha, timeout=60)
+        assert cm_data(api, target, "a") == {"k": "1"}
+        core.delete_namespace(target)
+        wait_for(
+            lambda: target not in {n.metadata.name for n in core.list_namespace().items},
+            90,
+            "namespace gone",
+        )
+        # Its objects' deletion events wake the Application; it makes both again.
+        wait_for(lambda: cm_data(api, target, "a") == {"k": "1"}, 60, "namespace and object back")
+    finally:
+        objects.delete(PLURAL, "ns")
+        client.CustomObjectsApi(api).delete_cluster_custom_object(
+            GROUP, VERSION, "projects", f"ns-{namespace}"
+        )
+        try:
+            core.delete_namespace(target)
+        except ApiException as err:
+            if err.status != 404:
+                raise
