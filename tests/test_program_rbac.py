@@ -86,6 +86,9 @@ def test_each_program_may_do_only_its_job(
             ("patch", "tenants", GROUP),
             ("create", "cognitoclients", GROUP),
             ("create", "pods", ""),
+            # Claims are named, never listed or watched.
+            ("list", "configmaps", ""),
+            ("watch", "configmaps", ""),
         ],
         "herd-workers": [
             ("delete", "tenants", GROUP),
@@ -100,6 +103,10 @@ def test_each_program_may_do_only_its_job(
             assert allowed(api, account, verb, resource, tenants_ns), (account, verb, resource)
             # Only where the Tenants live.
             assert not allowed(api, account, verb, resource, "default"), (account, verb, resource)
+    # Signup claims (herd_api.claims), only where the Tenants live.
+    for verb in ("get", "create", "update", "patch", "delete"):
+        assert allowed(api, "herd-api", verb, "configmaps", tenants_ns, ""), verb
+        assert not allowed(api, "herd-api", verb, "configmaps", "default", ""), verb
     for account, denied in may_not.items():
         for verb, resource, group in denied:
             assert not allowed(api, account, verb, resource, tenants_ns, group), (

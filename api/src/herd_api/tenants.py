@@ -1,7 +1,8 @@
 """Tenants as the API sees them: Tenant custom resources in the tenants namespace.
 
-Idempotency and uniqueness live on the objects themselves (labels hold hashes of the
-Idempotency-Key and of the admin email), so the API keeps no state and scales out.
+Idempotency and email uniqueness live in the cluster (herd_api.claims; labels on the Tenant
+hold hashes of the Idempotency-Key and of the admin email), so the API keeps no state and
+scales out.
 """
 
 from __future__ import annotations
@@ -42,11 +43,9 @@ class TenantStore:
             raise
         return cast(dict[str, Any], obj)
 
-    def find(self, label: str, value: str) -> list[dict[str, Any]]:
-        found: dict[str, Any] = self.api.list_namespaced_custom_object(  # type: ignore[assignment]
-            GROUP, VERSION, self.namespace, PLURAL, label_selector=f"{label}={digest(value)}"
-        )
-        return list(found["items"])
+    def request_of(self, obj: dict[str, Any]) -> str | None:
+        """The hash of the signup that created `obj` (None: not made by a signup)."""
+        return (obj["metadata"].get("annotations") or {}).get(REQUEST_ANNOTATION)
 
     def create(self, spec: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
         body = tenant_body(spec, idempotency_key)

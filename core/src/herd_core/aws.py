@@ -41,6 +41,7 @@ def client(
     settings: Settings | None = None,
     region: str | None = None,
     unsigned: bool = False,
+    max_pool_connections: int = 10,
 ) -> Any:
     """A boto3 client honouring AWS_ENDPOINT_URL, the region and standard-mode retries.
 
@@ -52,6 +53,7 @@ def client(
         retries={"mode": "standard", "total_max_attempts": s.aws_max_attempts},
         connect_timeout=5,
         read_timeout=30,
+        max_pool_connections=max_pool_connections,
         # Public APIs (Cognito InitiateAuth) need no credentials, so no IAM permission.
         **({"signature_version": UNSIGNED} if unsigned else {}),
     )
@@ -71,6 +73,34 @@ def client(
     if s.aws_call_log and not unsigned:
         c.meta.events.register("before-parameter-build", partial(_record, s.aws_call_log, service))
     return c
+
+
+_shared: dict[tuple[Any, ...], Any] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(service: str, settings: Settings | None = None, region: str | None = None) -> Any:
+    """One client per service, region and settings for the whole process.
+
+    Building a client costs tens of milliseconds of CPU (endpoint and model loading), more
+    than the call it makes against moto; a handler that builds one per reconcile spends most
+    of its time there. boto3 clients are thread-safe; building one is not (the default
+    session), hence the lock. Its pool fits the operator's handler threads.
+    """
+    s = settings or get_settings()
+    key = (
+        service,
+        region or s.aws_region,
+        s.aws_endpoint_url,
+        s.aws_access_key_id,
+        s.aws_max_attempts,
+        str(s.aws_call_log),
+    )
+    with _shared_lock:
+        found = _shared.get(key)
+        if found is None:
+            found = _shared[key] = client(service, s, region, max_pool_connections=64)
+        return found
 
 
 def issuer_url(region: str, pool_id: str) -> str:

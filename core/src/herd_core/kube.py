@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -14,7 +15,10 @@ from herd_core.settings import Settings, get_settings
 
 def load_config(settings: Settings | None = None) -> None:
     """In-cluster credentials when present, else the kubeconfig (KUBECONFIG)."""
+    global _shared
     s = settings or get_settings()
+    with _shared_lock:
+        _shared = None  # built again from the configuration loaded here
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
@@ -23,18 +27,85 @@ def load_config(settings: Settings | None = None) -> None:
         )
 
 
+_shared: client.ApiClient | None = None
+_shared_lock = threading.Lock()
+POOL_SIZE = 64  # connections kept open: at least the operator's handler threads
+
+
+def api_client() -> client.ApiClient:
+    """One ApiClient (one pool of kept-alive connections) for the whole process.
+
+    A client per call opens a new TLS connection per call: under a burst of Tenants the
+    handshakes were the operator's largest CPU cost (py-spy, bench/tenants.py)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            configuration = client.Configuration.get_default_copy()
+            configuration.connection_pool_maxsize = POOL_SIZE
+            _shared = client.ApiClient(configuration)
+        return _shared
+
+
 def custom() -> client.CustomObjectsApi:
-    return client.CustomObjectsApi()
+    return client.CustomObjectsApi(api_client())
 
 
 def core() -> client.CoreV1Api:
-    return client.CoreV1Api()
+    return client.CoreV1Api(api_client())
 
 
-def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Merge-patch status at once (not at handler end): ids must survive a crash right after."""
-    custom().patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, plural, name, {"status": status}
+def patch_status(
+    plural: str,
+    namespace: str,
+    name: str,
+    status: dict[str, Any],
+    resource_version: str | None = None,
+) -> dict[str, Any]:
+    """Merge-patch status at once (not at handler end): ids must survive a crash right after.
+
+    With `resource_version` the write happens only if nobody wrote the object since (else
+    ApiException 409): for a list replaced whole, such as conditions, read from that version.
+    Returns the object as written."""
+    body: dict[str, Any] = {"status": status}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
+    from herd_core.constants import FIELD_MANAGER
+
+    written = custom().patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, plural, name, body, field_manager=FIELD_MANAGER
+    )
+    return cast(dict[str, Any], written)
+
+
+def post_event(body: Any, reason: str, message: str, warning: bool = False) -> None:
+    """An Event about a custom object, as Kopf posts them (for code outside Kopf's handlers,
+    where its posting queue is not at hand)."""
+    import datetime as dt
+
+    from herd_core.constants import FIELD_MANAGER
+
+    meta = body["metadata"]
+    now = dt.datetime.now(dt.UTC)
+    core().create_namespaced_event(
+        meta["namespace"],
+        client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}."),
+            involved_object=client.V1ObjectReference(
+                api_version=body.get("apiVersion"),
+                kind=body.get("kind"),
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            reporting_component=FIELD_MANAGER,
+        ),
     )
 
 
@@ -131,61 +202,3 @@ def holders(plural: str, field: str, value: str) -> list[tuple[str, str]]:
         for o in found["items"]
         if (o.get("status") or {}).get(field) == value
     ]
-
-
-def update_conditions(
-    plural: str,
-    namespace: str,
-    name: str,
-    updates: list[tuple[str, bool | None, str, str]],
-    attempts: int = 8,
-) -> None:
-    """Set the operator's conditions by server-side apply under its own field manager.
-
-    One writer per field: the operator applies every condition it owns (read, updated, applied
-    back under the object's resourceVersion, so a concurrent write of its own is never lost)
-    and never the ones another program owns (the worker's WelcomeEmailSent): with conditions a
-    map list keyed by type, those stay as their owner wrote them.
-    """
-    from herd_core import conditions as cond
-    from herd_core.constants import API_VERSION, FIELD_MANAGER, WELCOME_EMAIL_SENT
-
-    foreign = {WELCOME_EMAIL_SENT}
-    for _ in range(attempts):
-        obj = get_object(plural, namespace, name)
-        if obj is None:
-            return
-        conditions = [
-            c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] not in foreign
-        ]
-        generation = obj["metadata"].get("generation")
-        for type_, status, reason, message in updates:
-            conditions = cond.set_condition(conditions, type_, status, reason, message, generation)
-        try:
-            custom().patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                {
-                    "apiVersion": obj.get("apiVersion", API_VERSION),
-                    "kind": obj["kind"],
-                    "metadata": {
-                        "name": name,
-                        "namespace": namespace,
-                        "resourceVersion": obj["metadata"]["resourceVersion"],
-                    },
-                    "status": {"conditions": conditions},
-                },
-                field_manager=FIELD_MANAGER,
-                force=True,
-                _content_type="application/apply-patch+yaml",
-            )
-            return
-        except ApiException as err:
-            if err.status == 404:
-                return
-            if err.status != 409:
-                raise
-    raise RuntimeError(f"{plural}/{name}: conditions kept changing under us")

@@ -40,7 +40,7 @@ class Rendered:
 
 class SES:
     def __init__(self, settings: Settings, region: str | None = None) -> None:
-        self._c: Any = aws.client("ses", settings, region=region)
+        self._c: Any = aws.shared("ses", settings, region=region)
 
     def get(self, name: str) -> Template | None:
         try:

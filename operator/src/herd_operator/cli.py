@@ -22,6 +22,9 @@ def run(
     json_logs: bool = typer.Option(False, "--json-logs", help="Structured JSON logs"),
 ) -> None:
     """Reconcile Herd's custom resources until stopped (SIGTERM, Ctrl-C)."""
+    from herd_operator import memory
+
+    memory.limit_arenas()  # before any thread allocates
     import herd_operator.main  # noqa: F401 - registers the handlers
 
     s = get_settings()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from kubernetes import client
 from herd_core import conditions as cond
 from herd_core import kube
 from herd_core.constants import FINALIZER, GROUP, VERSION, WAKE_ANNOTATION
-from herd_operator import metrics
+from herd_operator import drift, metrics
 from herd_operator.diffbase import DigestDiffBaseStorage
 from herd_operator.gitops import webhook
 from herd_operator.gitops.cache import LiveCache
@@ -41,6 +43,18 @@ from herd_operator.settings import get_settings
 S = get_settings()
 
 
+_STARTED = time.time()
+_sweeper: drift.Sweeper | None = None
+
+
+def peering_priority() -> int:
+    """The configured priority, or one that falls with the start time (ms) with random low
+    digits, so two replicas started in the same millisecond still differ."""
+    if S.peering_priority is not None:
+        return S.peering_priority
+    return (10**13 - int(_STARTED * 1000)) * 1000 + random.randrange(1000)
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Finalizer and progress bookkeeping under our own group, not kopf.zalando.org.
@@ -58,6 +72,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.connect_timeout = 30
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 32
+    # Peering: exactly one working replica. Kopf pauses every replica of equal priority, so
+    # replicas of one Deployment must differ: the longest-running one leads, a new one waits
+    # (a rolling update hands over when the old one says goodbye; a killed one is replaced
+    # when its record's lifetime runs out).
+    settings.peering.priority = peering_priority()
+    settings.peering.lifetime = S.peering_lifetime
     # A deleted Application waits for its poll timer to exit; check every second, not 60.
     settings.background.cancellation_polling = 1
     kube.load_config(S)
@@ -66,27 +86,44 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         if not S.webhook_secret:
             raise kopf.PermanentError("HERD_WEBHOOK_PORT is set but HERD_WEBHOOK_SECRET is not")
         await webhook.serve(S.listen_host, S.webhook_port, S.webhook_secret, refresh_applications)
+    global _sweeper
+    if _sweeper is None:
+        kinds = [
+            drift.Kind(sestemplate.KIND, sestemplate.PLURAL, sestemplate_repair),
+            drift.Kind(cognitoclient.KIND, cognitoclient.PLURAL, cognitoclient_repair),
+        ]
+        _sweeper = drift.Sweeper(S, kinds, settings.peering.priority)
+        _sweeper.start()
     logging.getLogger(__name__).info("herd operator ready (environment %s)", S.environment)
+
+
+def resumed_in_sync(reason: str, body: kopf.Body) -> bool:
+    """An object the operator finds on start that is Ready at its generation: nothing to do.
+    A restart with 10,000 Ready Tenants then makes no call at all for them; drift is the
+    sweep's business, not the restart's."""
+    status = body.get("status") or {}
+    return (
+        reason == kopf.Reason.RESUME
+        and status.get("observedGeneration") == body["metadata"].get("generation")
+        and cond.is_true(status.get("conditions"), cond.READY)
+    )
 
 
 # -- SESTemplate --------------------------------------------------------------------------
 @kopf.on.resume(GROUP, VERSION, sestemplate.PLURAL)
 @kopf.on.create(GROUP, VERSION, sestemplate.PLURAL)
 @kopf.on.update(GROUP, VERSION, sestemplate.PLURAL)
-def sestemplate_reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
+def sestemplate_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:
+    if resumed_in_sync(reason, body):
+        return
     obj = Object(sestemplate.KIND, sestemplate.PLURAL, body)
     with exclusive(obj.uid):
         reconcile(obj, retry, S, lambda: sestemplate.reconcile(obj, S))
 
 
-@kopf.timer(
-    GROUP, VERSION, sestemplate.PLURAL, interval=S.drift_interval, initial_delay=S.drift_interval
-)
-def sestemplate_drift(body: kopf.Body, **kwargs: Any) -> None:
-    with exclusive(body["metadata"]["uid"]):
-        obj = fresh(Object(sestemplate.KIND, sestemplate.PLURAL, body))
-        if obj is not None:
-            guard(obj, kwargs.get("retry", 0), S, lambda: sestemplate.repair_drift(obj, S))
+def sestemplate_repair(obj: Object) -> None:
+    """Drift, from the sweep (drift.py), under the object's lock and read afresh."""
+    guard(obj, 0, S, lambda: sestemplate.repair_drift(obj, S))
 
 
 @kopf.on.delete(GROUP, VERSION, sestemplate.PLURAL)
@@ -101,36 +138,28 @@ def sestemplate_delete(body: kopf.Body, retry: int, **_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, cognitoclient.PLURAL)
 @kopf.on.create(GROUP, VERSION, cognitoclient.PLURAL)
 @kopf.on.update(GROUP, VERSION, cognitoclient.PLURAL)
-def cognitoclient_reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
+def cognitoclient_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:
+    if resumed_in_sync(reason, body):
+        return
     obj = Object(cognitoclient.KIND, cognitoclient.PLURAL, body)
     with exclusive(obj.uid):
         reconcile(obj, retry, S, lambda: cognitoclient.reconcile(obj, S))
 
 
-@kopf.timer(
-    GROUP, VERSION, cognitoclient.PLURAL, interval=S.drift_interval, initial_delay=S.drift_interval
-)
-def cognitoclient_drift(body: kopf.Body, **kwargs: Any) -> None:
-    retry = int(kwargs.get("retry", 0))
-    with exclusive(body["metadata"]["uid"]):
-        obj = fresh(Object(cognitoclient.KIND, cognitoclient.PLURAL, body))
-        if obj is None:
-            return
-        current = obj
-        gone = False
+def cognitoclient_repair(obj: Object) -> None:
+    """Drift, from the sweep (drift.py), under the object's lock and read afresh."""
+    gone = False
 
-        def repair() -> None:
-            nonlocal gone
-            gone = cognitoclient.repair_drift(current, S)
+    def repair() -> None:
+        nonlocal gone
+        gone = cognitoclient.repair_drift(obj, S)
 
-        guard(obj, retry, S, repair)
-        if gone:
-            obj.event(
-                "DriftRepaired",
-                "app client was deleted outside Herd; creating it again",
-                warning=True,
-            )
-            reconcile(obj, retry, S, lambda: cognitoclient.reconcile(current, S))
+    guard(obj, 0, S, repair)
+    if gone:
+        obj.event(
+            "DriftRepaired", "app client was deleted outside Herd; creating it again", warning=True
+        )
+        reconcile(obj, 0, S, lambda: cognitoclient.reconcile(obj, S))
 
 
 @kopf.on.delete(GROUP, VERSION, cognitoclient.PLURAL)
@@ -144,7 +173,9 @@ def cognitoclient_delete(body: kopf.Body, retry: int, **_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, tenant.PLURAL)
 @kopf.on.create(GROUP, VERSION, tenant.PLURAL)
 @kopf.on.update(GROUP, VERSION, tenant.PLURAL)
-def tenant_reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
+def tenant_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:
+    if resumed_in_sync(reason, body):
+        return
     with exclusive(body["metadata"]["uid"]):
         # As the API server has it now: the child's handler may have moved it on meanwhile.
         obj = fresh(Object(tenant.KIND, tenant.PLURAL, body))
@@ -158,13 +189,33 @@ def tenant_reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
             raise
 
 
+@kopf.index(GROUP, VERSION, tenant.PLURAL)
+def tenant_client_steps(
+    body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], tuple[str, tuple[str, ...], str | None, bool]]:
+    """What a child's wake needs to know of each Tenant, kept by kopf from the watch it
+    runs anyway: no read of the Tenant per child event."""
+    meta = body["metadata"]
+    step = cond.get((body.get("status") or {}).get("conditions"), tenant.CLIENT) or {}
+    return {
+        (str(meta["namespace"]), str(meta["name"])): (
+            str(meta.get("uid")),
+            tenant.client_step(step, of_tenant=True),
+            (meta.get("annotations") or {}).get(WAKE_ANNOTATION),
+            bool(meta.get("deletionTimestamp")),
+        )
+    }
+
+
 @kopf.on.event(GROUP, VERSION, cognitoclient.PLURAL, labels={tenant.TENANT_LABEL: kopf.PRESENT})
-def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
     """A Tenant's CognitoClient changed state (Ready, or why not): wake the Tenant, whose
     handler ended Pending rather than polling its child. The wake is an
     annotation change, so kopf's own handler (with its retries) runs the Tenant. A restart
     resumes every Tenant and the watch replays every child, so no wake is lost. A watch
-    event, not a change handler: the child's own diff base stays as it is."""
+    event, not a change handler: the child's own diff base stays as it is. The Tenant's
+    side comes from an index (at worst a moment old: then one wake too many, which finds
+    nothing to do)."""
     if event["type"] == "DELETED":
         return
     ready = cond.get((body.get("status") or {}).get("conditions"), cond.READY) or {}
@@ -174,24 +225,24 @@ def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
     )
     if owner is None:
         return
-    raw = kube.get_object(tenant.PLURAL, body["metadata"]["namespace"], owner["name"])
-    if raw is None or raw["metadata"].get("uid") != owner.get("uid"):
+    namespace = body["metadata"]["namespace"]
+    index: kopf.Index[tuple[str, str], Any] = kwargs["tenant_client_steps"]
+    found = [v for v in index.get((namespace, owner["name"]), []) if v[0] == owner["uid"]]
+    if not found:
         return
-    if raw["metadata"].get("deletionTimestamp"):
-        return
-    step = cond.get((raw.get("status") or {}).get("conditions"), tenant.CLIENT) or {}
-    if tenant.client_step(ready) == tenant.client_step(step, of_tenant=True):
+    _, step, stamp, deleting = found[0]
+    if deleting or tenant.client_step(ready) == step:
         return  # the Tenant has seen this state of its child already
-    stamp = f"{body['metadata'].get('resourceVersion')}"
-    if (raw["metadata"].get("annotations") or {}).get(WAKE_ANNOTATION) == stamp:
+    wake = f"{body['metadata'].get('resourceVersion')}"
+    if stamp == wake:
         return
     kube.custom().patch_namespaced_custom_object(
         GROUP,
         VERSION,
-        raw["metadata"]["namespace"],
+        namespace,
         tenant.PLURAL,
-        raw["metadata"]["name"],
-        {"metadata": {"annotations": {WAKE_ANNOTATION: stamp}}},
+        owner["name"],
+        {"metadata": {"annotations": {WAKE_ANNOTATION: wake}}},
     )
 
 
@@ -322,7 +373,7 @@ def application_gone(body: kopf.Body, **_: Any) -> None:
 
 def refresh_applications(urls: set[str], branch: str, default_branch: str | None) -> list[str]:
     """Called by the webhook: mark matching Applications for an immediate reconcile."""
-    api = client.CustomObjectsApi()
+    api = kube.custom()
     found: list[dict[str, Any]] = api.list_cluster_custom_object(  # type: ignore[index]
         GROUP, VERSION, application.PLURAL
     )["items"]

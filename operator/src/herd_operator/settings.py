@@ -18,7 +18,12 @@ class Settings(CoreSettings):
         description="Namespaces (fnmatch patterns) whose objects may adopt AWS objects that "
         "Herd did not create for them; empty: none. Never one another resource holds",
     )
-    drift_interval: float = Field(300.0, gt=0, description="Seconds between drift checks")
+    drift_interval: float = Field(
+        300.0, gt=0, description="Seconds from the end of one drift sweep to the next"
+    )
+    drift_max_rate: float = Field(
+        100.0, gt=0, description="Objects a drift sweep checks per second, at most"
+    )
     metrics_port: int = Field(9300, ge=0, description="Prometheus metrics port; 0 turns it off")
     health_port: int = Field(8081, ge=0, description="Liveness endpoint port; 0 turns it off")
     listen_host: str = Field(
@@ -39,6 +44,18 @@ class Settings(CoreSettings):
     )
     peering: str | None = Field(
         None, description="Kopf peering name for leader election; unset: standalone"
+    )
+    peering_priority: int | None = Field(
+        None,
+        description="This replica's Kopf priority (the highest live one works, the others "
+        "wait); unset: the earlier a replica started the higher (replicas never tie: Kopf "
+        "pauses all replicas of equal priority)",
+    )
+    peering_lifetime: int = Field(
+        60,
+        ge=10,
+        description="Seconds a replica's peering record counts as alive: a replica killed "
+        "without a goodbye is replaced after at most this long",
     )
 
     # Tenants

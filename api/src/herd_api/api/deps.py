@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Path, Request, status
 
+from herd_api.claims import Claims
 from herd_api.core import clientaddr
 from herd_api.core.config import Settings, get_settings
 from herd_api.core.ratelimit import KeyedLimiter
@@ -26,6 +27,15 @@ def get_store() -> TenantStore:
 
 
 StoreDep = Annotated[TenantStore, Depends(get_store)]
+
+
+@lru_cache
+def get_claims() -> Claims:
+    s = get_settings()
+    return Claims(s.tenants_namespace, s.signup_claim_ttl)
+
+
+ClaimsDep = Annotated[Claims, Depends(get_claims)]
 
 
 @lru_cache

@@ -21,6 +21,12 @@ class Settings(CoreSettings):
     cors_origins: list[str] = Field(default_factory=list)
     signup_rate: float = Field(1.0, gt=0, description="Signups per second per client")
     signup_burst: int = Field(10, ge=1, description="Signups a client may make at once")
+    signup_claim_ttl: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds an email claim waits for its Tenant; after that a signup whose "
+        "Tenant never came no longer blocks the email",
+    )
     trusted_proxies: int = Field(
         0,
         ge=0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,20 +10,33 @@ from botocore.exceptions import ClientError
 
 from herd_core import aws
 from herd_core.aws import issuer_url
-from herd_core.errors import is_not_found
+from herd_core.errors import code, is_not_found
+from herd_operator.clients.coalesce import Coalesced
 from herd_operator.settings import Settings
 
 __all__ = ["Cognito", "issuer_url"]
 
 
+_listers: dict[tuple[int, str], Coalesced[list[dict[str, Any]]]] = {}
+_listers_lock = threading.Lock()
+
+
 class Cognito:
     def __init__(self, settings: Settings) -> None:
         self.region = settings.aws_region
-        self._c: Any = aws.client("cognito-idp", settings)
+        self._c: Any = aws.shared("cognito-idp", settings)
 
     # -- app clients ---------------------------------------------------------------------
     def clients_named(self, pool_id: str, name: str) -> list[str]:
-        return [c["ClientId"] for c in self._clients(pool_id) if c["ClientName"] == name]
+        """Ids of the pool's clients of that name, from a list started after this call
+        (shared with concurrent callers: clients/coalesce.py)."""
+        with _listers_lock:
+            lister = _listers.get((id(self._c), pool_id))
+            if lister is None:
+                lister = _listers[(id(self._c), pool_id)] = Coalesced(
+                    lambda: list(self._clients(pool_id))
+                )
+        return [c["ClientId"] for c in lister.get() if c["ClientName"] == name]
 
     def _clients(self, pool_id: str) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {"UserPoolId": pool_id, "MaxResults": 60}
@@ -80,6 +94,18 @@ class Cognito:
             MessageAction="SUPPRESS",
             UserAttributes=[{"Name": k, "Value": v} for k, v in attributes.items()],
         )
+
+    def create_user_if_absent(
+        self, pool_id: str, username: str, attributes: dict[str, str]
+    ) -> bool:
+        """True when created; False when a user of that name exists already."""
+        try:
+            self.create_user(pool_id, username, attributes)
+        except ClientError as err:
+            if code(err) == "UsernameExistsException":
+                return False
+            raise
+        return True
 
     def delete_user(self, pool_id: str, username: str) -> None:
         try:

@@ -15,11 +15,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
 from botocore.exceptions import BotoCoreError, ClientError
+from kubernetes.client.exceptions import ApiException
 
 from herd_core import conditions as cond
 from herd_core import kube
@@ -27,14 +28,27 @@ from herd_core.errors import InvalidSpec, Pending, Recoverable, Waiting, classif
 from herd_operator import metrics
 from herd_operator.settings import Settings
 
+Update = tuple[str, bool | None, str, str]  # a condition: type, status, reason, message
+
 
 @dataclass
 class Object:
-    """The custom object a handler works on, with the writes a handler needs."""
+    """The custom object a handler works on, with the writes a handler needs.
+
+    Status writes are merge patches. Outside a `step()` each goes out at once; inside one they
+    are gathered and written together when the step ends: one write per step, fields and
+    conditions alike. The conditions list is written whole under the resourceVersion it was
+    computed from, so a condition another program wrote meanwhile (the worker's) is never
+    lost: the write is refused (409), the object read again, the conditions set again. Each
+    write answers with the object, so the next one starts from it without a read.
+    """
 
     kind: str
     plural: str
     body: kopf.Body
+    _fields: dict[str, Any] = field(default_factory=dict, repr=False)
+    _updates: list[Update] = field(default_factory=list, repr=False)
+    _open: int = field(default=0, repr=False)
 
     @property
     def name(self) -> str:
@@ -61,7 +75,9 @@ class Object:
         return dict(self.body.get("status") or {})
 
     def patch_status(self, **fields: Any) -> None:
-        kube.patch_status(self.plural, self.namespace, self.name, fields)
+        _merge(self._fields, fields)
+        if not self._open:
+            self.flush()
 
     def body_patch(self, **fields: Any) -> None:
         """Merge-patch top-level fields outside spec and status (e.g. Argo's `operation`)."""
@@ -72,7 +88,10 @@ class Object:
         )
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
-        (kopf.warn if warning else kopf.info)(self.body, reason=reason, message=message)
+        try:
+            (kopf.warn if warning else kopf.info)(self.body, reason=reason, message=message)
+        except LookupError:  # outside Kopf's handlers (the drift sweep): no posting queue
+            kube.post_event(self.body, reason, message, warning)
 
     def owner_reference(self) -> dict[str, Any]:
         return {
@@ -84,8 +103,78 @@ class Object:
             "blockOwnerDeletion": True,
         }
 
-    def set_conditions(self, *updates: tuple[str, bool | None, str, str]) -> None:
-        kube.update_conditions(self.plural, self.namespace, self.name, list(updates))
+    def set_conditions(self, *updates: Update) -> None:
+        self._updates.extend(updates)
+        if not self._open:
+            self.flush()
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        """Gather the status writes of one step into one write at its end (also when it
+        fails: what the step made is recorded before its error moves on)."""
+        self._open += 1
+        try:
+            yield
+        finally:
+            self._open -= 1
+            self.flush()
+
+    def flush(self, attempts: int = 8) -> None:
+        fields, updates = self._fields, self._updates
+        self._fields, self._updates = {}, []
+        if not fields and not updates:
+            return
+        uid = self.uid
+        for _ in range(attempts):
+            current = dict(self.body.get("status") or {})
+            status = dict(fields)
+            version = None
+            if updates:
+                conditions = list(current.get("conditions") or [])
+                for type_, ok, reason, message in updates:
+                    conditions = cond.set_condition(
+                        conditions, type_, ok, reason, message, self.generation
+                    )
+                status["conditions"] = conditions
+                version = str(self.body["metadata"].get("resourceVersion") or "") or None
+            if _contains(current, status):
+                return  # nothing would change: no write
+            try:
+                raw = kube.patch_status(self.plural, self.namespace, self.name, status, version)
+            except ApiException as err:
+                if err.status == 404:
+                    return
+                if err.status != 409:
+                    raise
+                again = kube.get_object(self.plural, self.namespace, self.name)
+                if again is None or again["metadata"].get("uid") != uid:
+                    return  # gone, or another object of that name by now
+                self.body = kopf.Body(cast(Any, again))
+                continue
+            self.body = kopf.Body(cast(Any, raw))
+            return
+        raise RuntimeError(f"{self.plural}/{self.name}: status kept changing under us")
+
+
+def _merge(into: dict[str, Any], patch: dict[str, Any]) -> None:
+    """JSON merge patch of `patch` onto a pending patch (None stays: it deletes)."""
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _contains(current: Any, patch: Any) -> bool:
+    """Whether merge-patching `current` with `patch` would leave it as it is."""
+    if isinstance(patch, dict):
+        if current is not None and not isinstance(current, dict):
+            return False
+        have = current or {}
+        return all(
+            (k not in have) if v is None else _contains(have.get(k), v) for k, v in patch.items()
+        )
+    return bool(current == patch)
 
 
 _locks: dict[str, threading.Lock] = {}
@@ -123,7 +212,15 @@ def backoff(retry: int, settings: Settings) -> float:
 
 
 def reconcile(obj: Object, retry: int, settings: Settings, fn: Callable[[], str]) -> None:
-    """Run `fn` under the error contract and record the outcome in status, events, metrics."""
+    """Run `fn` under the error contract and record the outcome in status, events, metrics.
+
+    One status write for what `fn` leaves unwritten and the outcome together: `fn` writes at
+    once (obj.flush) only what must be recorded before its next side effect, and per step."""
+    with obj.step():
+        _reconcile(obj, retry, settings, fn)
+
+
+def _reconcile(obj: Object, retry: int, settings: Settings, fn: Callable[[], str]) -> None:
     started = time.perf_counter()
     try:
         try:

@@ -52,6 +52,7 @@ def reconcile(obj: Object, settings: Settings) -> str:
         if not owned:
             # Claim the name first: after a crash right after the create, we know it is ours.
             obj.patch_status(templateName=want.name)
+            obj.flush()
         try:
             ses.create(want)
             obj.event("Created", f"created SES template {want.name}")
@@ -66,6 +67,7 @@ def reconcile(obj: Object, settings: Settings) -> str:
             )
         adoption.check(obj, "templateName", want.name, f"SES template {want.name}", settings)
         obj.patch_status(templateName=want.name)
+        obj.flush()
         if differences(want, have):
             ses.update(want)
         obj.event("Adopted", f"adopted existing SES template {want.name}")

@@ -13,7 +13,7 @@ re-enqueued email job carries the same key and the worker sends it once.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from kubernetes.client.exceptions import ApiException
 
@@ -81,11 +81,20 @@ def reconcile(obj: Object, settings: Settings) -> str:
         raise InvalidSpec(f"Tenants live in namespace {settings.tenants_namespace}")
     if not settings.cognito_user_pool_id:
         raise InvalidSpec("the operator has no platform user pool (HERD_COGNITO_USER_POOL_ID)")
-    if obj.status.get("phase") in (None, "Pending", "Failed"):
-        obj.patch_status(phase="Provisioning")
-    ensure_user(obj, settings)
+    # One status write per step; the email step's goes out with Ready (common.reconcile): a
+    # crash between them queues the job again under the same key, and the worker sends once.
+    with obj.step():
+        if obj.status.get("phase") in (None, "Pending", "Failed"):
+            obj.patch_status(phase="Provisioning")
+        ensure_user(obj, settings)
+    # The child's name is its identity (a create twice answers 409): its step goes out with
+    # the next write, the Pending one or the realm's.
     ensure_client(obj)
-    ensure_realm(obj, settings)
+    if settings.openremote_enabled:
+        with obj.step():
+            ensure_realm(obj, settings)
+    else:
+        ensure_realm(obj, settings)  # a condition only
     ensure_welcome_email(obj, settings)
     obj.patch_status(phase="Ready", loginURL=login_url(spec["slug"], settings))
     return f"tenant {spec['slug']} is provisioned"
@@ -102,23 +111,25 @@ def _step(obj: Object, step: str, ok: bool | None, reason: str, message: str) ->
 def ensure_user(obj: Object, settings: Settings) -> None:
     spec, status = obj.spec, obj.status
     pool, email = str(settings.cognito_user_pool_id), spec["adminEmail"]
+    if status.get("cognitoUsername") == email and cond.is_true(status.get("conditions"), USER):
+        return  # recorded as ours: no AWS call
     cognito = Cognito(settings)
-    user = cognito.get_user(pool, email)
-    if user is None:
-        cognito.create_user(
-            pool, email, {"email": email, "email_verified": "true", "custom:tenant": spec["slug"]}
-        )
+    # Create first (one call when the user is new); an existing user is ours only if it
+    # carries this tenant (a create answered just before a crash), else another's.
+    if cognito.create_user_if_absent(
+        pool, email, {"email": email, "email_verified": "true", "custom:tenant": spec["slug"]}
+    ):
         obj.event("CognitoUserCreated", f"created Cognito user for the admin of {spec['slug']}")
     elif status.get("cognitoUsername") != email:
+        user = cognito.get_user(pool, email) or {}
         attrs = {a["Name"]: a["Value"] for a in user.get("UserAttributes", [])}
         if attrs.get("custom:tenant") != spec["slug"]:
             raise AlreadyExists(
                 f"the admin email is already the Cognito user of another "
                 f"tenant ({attrs.get('custom:tenant') or 'none'})"
             )
-    if status.get("cognitoUsername") != email:
-        obj.patch_status(cognitoUsername=email)
-        _step(obj, USER, True, "Created", "Cognito user exists; invitation suppressed")
+    obj.patch_status(cognitoUsername=email)
+    _step(obj, USER, True, "Created", "Cognito user exists; invitation suppressed")
 
 
 def client_step(condition: Mapping[str, Any], of_tenant: bool = False) -> tuple[str, ...]:
@@ -131,29 +142,38 @@ def client_step(condition: Mapping[str, Any], of_tenant: bool = False) -> tuple[
     return ("False", str(condition.get("reason") or "Creating"))
 
 
+def _create_child(obj: Object, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The child as created; None when one of that name exists already."""
+    group, version = body["apiVersion"].split("/")
+    try:
+        created = kube.custom().create_namespaced_custom_object(
+            group, version, obj.namespace, cognitoclient.PLURAL, body
+        )
+    except ApiException as err:
+        if err.status != 409:
+            raise
+        return None
+    obj.event("AppClientCreated", f"created CognitoClient {body['metadata']['name']}")
+    return cast(dict[str, Any], created)
+
+
 def ensure_client(obj: Object) -> None:
     body = child_client(obj)
     name = body["metadata"]["name"]
-    current = kube.get_object(cognitoclient.PLURAL, obj.namespace, name)
+    # First pass: create, and the answer is the child (no read). Later: read it.
+    first = cond.get(obj.status.get("conditions"), CLIENT) is None
+    current = _create_child(obj, body) if first else None
     if current is None:
-        try:
-            kube.custom().create_namespaced_custom_object(
-                body["apiVersion"].split("/")[0],
-                body["apiVersion"].split("/")[1],
-                obj.namespace,
-                cognitoclient.PLURAL,
-                body,
-            )
-            obj.event("AppClientCreated", f"created CognitoClient {name}")
-        except ApiException as err:
-            if err.status != 409:
-                raise
         current = kube.get_object(cognitoclient.PLURAL, obj.namespace, name)
-    elif current.get("spec", {}) != {**current.get("spec", {}), **body["spec"]}:
-        group, version = body["apiVersion"].split("/")
-        kube.custom().patch_namespaced_custom_object(
-            group, version, obj.namespace, cognitoclient.PLURAL, name, {"spec": body["spec"]}
-        )
+        if current is None:
+            current = _create_child(obj, body) or kube.get_object(
+                cognitoclient.PLURAL, obj.namespace, name
+            )
+        elif current.get("spec", {}) != {**current.get("spec", {}), **body["spec"]}:
+            group, version = body["apiVersion"].split("/")
+            kube.custom().patch_namespaced_custom_object(
+                group, version, obj.namespace, cognitoclient.PLURAL, name, {"spec": body["spec"]}
+            )
     conditions = (current or {}).get("status", {}).get("conditions")
     ready = cond.get(conditions, cond.READY)
     if not cond.is_true(conditions, cond.READY):
@@ -185,11 +205,13 @@ def ensure_realm(obj: Object, settings: Settings) -> None:
         if openremote.realm_exists(realm):
             raise AlreadyExists(f"OpenRemote realm {realm} already exists")
         obj.patch_status(realm=realm)  # claim before creating: a restart knows it is ours
+        obj.flush()
     openremote.create_realm(realm, spec["displayName"])
     user_id = status.get("realmAdminId") or openremote.create_user(
         realm, "admin", spec["adminEmail"]
     )
     obj.patch_status(realmAdminId=user_id)
+    obj.flush()  # the moment it exists
     openremote.set_roles(realm, user_id, settings.openremote_admin_roles)
     obj.event("RealmProvisioned", f"OpenRemote realm {realm} with its admin user")
     _step(obj, REALM, True, "Created", f"OpenRemote realm {realm} and admin user")
@@ -224,7 +246,7 @@ def ensure_welcome_email(obj: Object, settings: Settings) -> None:
         },
         report=emailjobs.Report(namespace=obj.namespace, name=obj.name, uid=obj.uid),
     )
-    emailjobs.enqueue(aws.client("sqs", settings), settings.email_queue_url, job)
+    emailjobs.enqueue(aws.shared("sqs", settings), settings.email_queue_url, job)
     # A crash right here re-enqueues on restart: same key, so the worker sends once.
     # (Merge patch: the worker's sentAt/messageId beside queuedAt are kept.)
     obj.patch_status(welcomeEmail={"queuedAt": cond.now()})

@@ -1,0 +1,178 @@
+"""Signup claims: uniqueness by construction, without scanning Tenants.
+
+A claim is a ConfigMap in the tenants namespace named after the hash of what it claims (an
+admin email, an Idempotency-Key). Creating an object is atomic in the API server, so of any
+number of concurrent signups for one email exactly one creates its claim; the others find it.
+Each request reads and writes only objects it can name, so its cost does not grow with the
+number of Tenants.
+
+A claim holds the slug it was made for (and, for a key, the request's hash). Once the Tenant
+exists the claim is owned by it, so deleting the Tenant lets the garbage collector remove the
+claim. A claim whose Tenant never came (the API died in between) or is gone is stale and may
+be taken over, by an update under its resourceVersion so two takers cannot both win.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from herd_api.tenants import digest
+from herd_core.constants import API_VERSION
+
+EMAIL, KEY = "email", "key"
+log = logging.getLogger("herd.api.claims")
+MANAGED_BY = {"app.kubernetes.io/managed-by": "herd-api"}
+
+
+def claim_name(kind: str, value: str) -> str:
+    return f"signup-{kind}-{digest(value)}"
+
+
+@dataclass
+class Claim:
+    name: str
+    slug: str
+    request: str | None
+    owner_uid: str | None
+    created: dt.datetime
+    resource_version: str
+
+    @classmethod
+    def of(cls, cm: Any) -> Claim:
+        data = cm.data or {}
+        owners = cm.metadata.owner_references or []
+        return cls(
+            name=cm.metadata.name,
+            slug=data.get("slug", ""),
+            request=data.get("request"),
+            owner_uid=owners[0].uid if owners else None,
+            created=cm.metadata.creation_timestamp,
+            resource_version=cm.metadata.resource_version,
+        )
+
+
+class Claims:
+    def __init__(self, namespace: str, ttl: float) -> None:
+        self.namespace = namespace
+        self.ttl = ttl  # seconds an unowned claim waits for its Tenant before it is stale
+        self.api = client.CoreV1Api()
+        self._background = ThreadPoolExecutor(4, thread_name_prefix="claims")
+
+    def _body(
+        self, name: str, slug: str, request: str | None, owner: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        data = {"slug": slug, **({"request": request} if request else {})}
+        metadata: dict[str, Any] = {"name": name, "labels": MANAGED_BY}
+        if owner:
+            metadata["ownerReferences"] = [owner_reference(owner)]
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+
+    def get(self, name: str) -> Claim | None:
+        try:
+            return Claim.of(self.api.read_namespaced_config_map(name, self.namespace))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def create(
+        self,
+        name: str,
+        slug: str,
+        request: str | None = None,
+        owner: dict[str, Any] | None = None,
+    ) -> Claim | None:
+        """Make the claim; None when it is made, else the claim someone else holds."""
+        try:
+            self.api.create_namespaced_config_map(
+                self.namespace,
+                self._body(name, slug, request, owner),  # type: ignore[arg-type]
+            )
+            return None
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        held = self.get(name)
+        if held is None:  # released a moment ago: try once more
+            return self.create(name, slug, request, owner)
+        return held
+
+    def take_over(self, held: Claim, slug: str, request: str | None = None) -> bool:
+        """Replace a stale claim; False when another request changed it first."""
+        body = self._body(held.name, slug, request, None)
+        body["metadata"]["resourceVersion"] = held.resource_version
+        try:
+            self.api.replace_namespaced_config_map(
+                held.name,
+                self.namespace,
+                body,  # type: ignore[arg-type]
+            )
+        except ApiException as err:
+            if err.status in (404, 409):
+                return False
+            raise
+        return True
+
+    def own(self, name: str, tenant: dict[str, Any]) -> None:
+        """Hand the claim to its Tenant: deleting the Tenant deletes the claim."""
+        self.api.patch_namespaced_config_map(
+            name,
+            self.namespace,
+            {"metadata": {"ownerReferences": [owner_reference(tenant)]}},
+        )
+
+    def own_later(self, name: str, tenant: dict[str, Any]) -> None:
+        """`own`, off the request's path: the signup is answered a round trip sooner. If the
+        API dies first, the claim stays unowned: it still holds while its Tenant exists,
+        and is stale (taken over) once the Tenant is gone and the claim older than its TTL;
+        only its removal with the Tenant is lost."""
+
+        def run() -> None:
+            try:
+                self.own(name, tenant)
+            except Exception:
+                log.exception("could not hand claim %s to its Tenant", name)
+
+        self._background.submit(run)
+
+    def release(self, name: str, slug: str) -> None:
+        """Drop a claim this signup made (it failed), never someone else's."""
+        current = self.get(name)
+        if current is None or current.slug != slug:
+            return
+        try:
+            self.api.delete_namespaced_config_map(
+                name,
+                self.namespace,
+                body=client.V1DeleteOptions(
+                    preconditions=client.V1Preconditions(resource_version=current.resource_version)
+                ),
+            )
+        except ApiException as err:
+            if err.status not in (404, 409):
+                raise
+
+    def stale(self, held: Claim, tenant: dict[str, Any] | None, email: str) -> bool:
+        """Whether a claim for another slug no longer stands for a signup."""
+        if tenant is not None and (tenant.get("spec") or {}).get("adminEmail") == email:
+            return False  # its Tenant exists and is this email's
+        if held.owner_uid is not None:
+            return True  # its Tenant is gone (the collector will follow) or was replaced
+        age = (dt.datetime.now(dt.UTC) - held.created).total_seconds()
+        return age > self.ttl  # its signup never created the Tenant
+
+
+def owner_reference(tenant: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": tenant.get("apiVersion", API_VERSION),
+        "kind": "Tenant",
+        "name": tenant["metadata"]["name"],
+        "uid": tenant["metadata"]["uid"],
+    }
