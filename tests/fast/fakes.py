@@ -4,16 +4,19 @@ hold, in a dict."""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from kubernetes.client import V1ConfigMap, V1ObjectMeta, V1OwnerReference
 from kubernetes.client.exceptions import ApiException
 from moto import mock_aws
 
-from herd_api.tenants import TenantStore, digest, tenant_body
+from herd_api.claims import Claims
+from herd_api.tenants import TenantStore, tenant_body
 from herd_devkit.settings import Settings
 
 REGION = "eu-west-1"
@@ -49,14 +52,6 @@ class FakeTenantStore(TenantStore):
         obj = self.objects.get(slug)
         return copy.deepcopy(obj) if obj else None
 
-    def find(self, label: str, value: str) -> list[dict[str, Any]]:
-        want = digest(value)
-        return [
-            copy.deepcopy(o)
-            for o in self.objects.values()
-            if o["metadata"].get("labels", {}).get(label) == want
-        ]
-
     def create(self, spec: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
         if spec["slug"] in self.objects:
             raise ApiException(status=409, reason="AlreadyExists")
@@ -84,3 +79,70 @@ class FakeTenantStore(TenantStore):
 
     def reachable(self) -> bool:
         return self.up
+
+
+class FakeConfigMaps:
+    """The ConfigMap calls signup claims make, with the API server's answers: 409 on a taken
+    name or a stale resourceVersion, 404 on a missing one."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, V1ConfigMap] = {}
+        self._versions = itertools.count(1)
+
+    def _model(self, body: dict[str, Any], created: dt.datetime | None = None) -> V1ConfigMap:
+        meta = body["metadata"]
+        owners = [
+            V1OwnerReference(
+                api_version=o["apiVersion"], kind=o["kind"], name=o["name"], uid=o["uid"]
+            )
+            for o in meta.get("ownerReferences") or []
+        ]
+        return V1ConfigMap(
+            data=dict(body.get("data") or {}),
+            metadata=V1ObjectMeta(
+                name=meta["name"],
+                resource_version=str(next(self._versions)),
+                creation_timestamp=created or dt.datetime.now(dt.UTC),
+                owner_references=owners or None,
+            ),
+        )
+
+    def _current(self, name: str) -> V1ConfigMap:
+        if name not in self.items:
+            raise ApiException(status=404, reason="NotFound")
+        return self.items[name]
+
+    def read_namespaced_config_map(self, name: str, namespace: str) -> V1ConfigMap:
+        return copy.deepcopy(self._current(name))
+
+    def create_namespaced_config_map(self, namespace: str, body: dict[str, Any]) -> None:
+        if body["metadata"]["name"] in self.items:
+            raise ApiException(status=409, reason="AlreadyExists")
+        self.items[body["metadata"]["name"]] = self._model(body)
+
+    def replace_namespaced_config_map(
+        self, name: str, namespace: str, body: dict[str, Any]
+    ) -> None:
+        current = self._current(name)
+        if body["metadata"].get("resourceVersion") != current.metadata.resource_version:
+            raise ApiException(status=409, reason="Conflict")
+        self.items[name] = self._model(body)
+
+    def patch_namespaced_config_map(self, name: str, namespace: str, body: dict[str, Any]) -> None:
+        current = self._current(name)
+        data = {"metadata": {"name": name, **body["metadata"]}, "data": current.data}
+        self.items[name] = self._model(data, current.metadata.creation_timestamp)
+
+    def delete_namespaced_config_map(self, name: str, namespace: str, body: Any = None) -> None:
+        current = self._current(name)
+        wanted = body.preconditions.resource_version if body and body.preconditions else None
+        if wanted and wanted != current.metadata.resource_version:
+            raise ApiException(status=409, reason="Conflict")
+        del self.items[name]
+
+
+def fake_claims(namespace: str = "tenants", ttl: float = 60) -> Claims:
+    """Signup claims on FakeConfigMaps."""
+    claims = Claims(namespace, ttl)
+    claims.api = FakeConfigMaps()  # type: ignore[assignment]
+    return claims

@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from herd_api.api import deps
+from herd_api.claims import EMAIL, Claims, claim_name
 from herd_api.core import config
 from herd_api.core.security import Verifier
 from herd_api.main import create_app
@@ -27,7 +28,8 @@ from herd_core import aws as aws_clients
 from herd_devkit.local import bootstrap
 from herd_devkit.settings import Settings
 
-from .fakes import FakeTenantStore, in_process_aws
+from ..helpers import wait_for
+from .fakes import FakeTenantStore, fake_claims, in_process_aws
 
 ADMIN = ("boss@herd-itt.com", "Adm1n-Passw0rd!")
 MEMBER = ("member@herd-itt.com", "Memb3r-Passw0rd!")
@@ -116,7 +118,12 @@ def store() -> FakeTenantStore:
     return FakeTenantStore()
 
 
-def app_client(cloud: Cloud, store: FakeTenantStore, folder: Path, **env: str) -> TestClient:
+@pytest.fixture
+def claims() -> Claims:
+    return fake_claims()
+
+
+def app_client(cloud: Cloud, store: FakeTenantStore, claims: Claims) -> TestClient:
     """The app as `herd api run` builds it, its store and token verifier overridden."""
     app = create_app()
     settings = config.get_settings()
@@ -125,13 +132,16 @@ def app_client(cloud: Cloud, store: FakeTenantStore, folder: Path, **env: str) -
     )
     verifier.__dict__["_jwks"] = MotoJWKS()  # its cached_property, filled in advance
     app.dependency_overrides[deps.get_store] = lambda: store
+    app.dependency_overrides[deps.get_claims] = lambda: claims
     app.dependency_overrides[deps.get_verifier] = lambda: verifier
     return TestClient(app)
 
 
 @pytest.fixture
-def client(cloud: Cloud, store: FakeTenantStore, tmp_path: Path) -> Iterator[TestClient]:
-    with _environment(cloud, tmp_path), app_client(cloud, store, tmp_path) as test_client:
+def client(
+    cloud: Cloud, store: FakeTenantStore, claims: Claims, tmp_path: Path
+) -> Iterator[TestClient]:
+    with _environment(cloud, tmp_path), app_client(cloud, store, claims) as test_client:
         yield test_client
 
 
@@ -266,7 +276,10 @@ def test_signups_are_rate_limited_per_client(
     cloud: Cloud, store: FakeTenantStore, tmp_path: Path
 ) -> None:
     limits = {"HERD_SIGNUP_BURST": "2", "HERD_SIGNUP_RATE": "0.01"}
-    with _environment(cloud, tmp_path, **limits), app_client(cloud, store, tmp_path) as client:
+    with (
+        _environment(cloud, tmp_path, **limits),
+        app_client(cloud, store, fake_claims()) as client,
+    ):
         answers = [signup(client, slug=f"rate-{i}", adminEmail=f"r{i}@x.com") for i in range(3)]
     assert [a.status_code for a in answers] == [202, 202, 429]
     assert int(answers[2].headers["Retry-After"]) >= 1
@@ -331,3 +344,19 @@ def test_sign_in_with_a_wrong_password_is_401(client: TestClient, tokens: dict[s
     unknown = client.post("/v1/auth/token", json={"username": "x@y.com", "password": "Nope-1!x"})
     assert unknown.status_code == 401
     assert wrong.json() == unknown.json()  # says nothing about which users exist
+
+
+def test_an_email_whose_tenant_is_gone_may_sign_up_again(
+    client: TestClient, store: FakeTenantStore, claims: Claims
+) -> None:
+    assert signup(client).status_code == 202
+    name = claim_name(EMAIL, "a@acme.example.com")
+    fake: Any = claims.api
+    # The claim is handed to its Tenant off the request's path.
+    wait_for(lambda: fake.items[name].metadata.owner_references, 10, "claim owned")
+    assert signup(client, slug="acme-again").status_code == 202
+    assert sorted(store.objects) == ["acme"]  # the email is taken while its Tenant exists
+    del store.objects["acme"]  # deleted (the garbage collector would take the claim too)
+    assert signup(client, slug="acme-again").status_code == 202
+    assert sorted(store.objects) == ["acme-again"]
+    assert fake.items[name].data["slug"] == "acme-again"
