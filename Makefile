@@ -59,8 +59,12 @@ sync: uv ## Install the Python workspace from uv.lock into .venv.
 	$(UV) sync --frozen
 
 .PHONY: test
-test: setup ## Run the whole test suite against real parts (control plane, moto, git).
+test: setup ## Run the whole test suite: tests/fast and the tests against real parts (control plane, moto, git).
 	$(UV) run pytest $(PYTEST_ARGS)
+
+.PHONY: test-fast
+test-fast: sync ## The in-process tests only (tests/fast/: no cluster, no moto server, no processes), in seconds.
+	$(UV) run pytest tests/fast $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: sync tools $(ACTIONLINT) ## ruff, mypy and the import contracts on every package, CRDs as their models say, helm lint of every chart, actionlint.

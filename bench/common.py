@@ -1,30 +1,26 @@
-"""What the bench scripts share."""
+"""What the bench scripts share: the local stack (devkit's Stack) with an environment's AWS
+side and our CRDs, and the Herd programs a bench starts on top."""
 
 from __future__ import annotations
 
-import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kubernetes import config
 from kubernetes.client import ApiClient
 
 from herd_core import aws
 from herd_core.emailjobs import EmailJob, enqueue
-from herd_devkit.local import bootstrap, crds
+from herd_devkit.local import bootstrap
 from herd_devkit.local.controlplane import ControlPlane
 from herd_devkit.local.moto_server import MotoServer
-from herd_devkit.local.process import free_port
 from herd_devkit.local.service import Service
-from herd_devkit.local.tools import helm_env
 from herd_devkit.settings import Settings, get_settings
+from herd_devkit.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
-HERD = [sys.executable, "-m", "herd_core"]
 
 
 def rss_mib(pid: int) -> float:
@@ -39,33 +35,36 @@ def rss_mib(pid: int) -> float:
 
 
 @dataclass
-class Stack:
+class Bench:
     """An embedded control plane, moto with an environment's AWS side, Herd's CRDs, and the
     Herd processes a bench starts on top (stopped with the stack)."""
 
-    root: Path
+    stack: Stack
     plane: ControlPlane
     moto: MotoServer
     aws: Settings  # for the bench's own AWS calls
     resources: bootstrap.Environment
     api: ApiClient
-    env: dict[str, str]  # for the processes: kubeconfig, AWS endpoint, queue, pool, ...
     services: list[Service] = field(default_factory=list)
+
+    @property
+    def root(self) -> Path:
+        return self.stack.root
 
     def run(
         self, command: list[str], port_variable: str, name: str | None = None, **env: str
     ) -> str:
         """Start `herd <command>` with a free port in `port_variable`; its base URL. `name`
-        (default: the command) must differ between processes of the same command."""
-        port = free_port()
-        service = Service(name or command[0], self.root / "services")
-        self.services.append(service)
-        service.start(
-            [*HERD, *command],
-            helm_env() | self.env | env | {port_variable: str(port)},
-            health=f"http://127.0.0.1:{port}/healthz",
+        (default: the command) must differ between processes of the same command. The
+        programs run with the admin kubeconfig: a bench measures speed, not RBAC."""
+        program = self.stack.program(
+            command,
+            port_variable,
+            self.stack.program_env(self.plane.kubeconfig, self.resources, **env),
+            name=name or command[0],
         )
-        return f"http://127.0.0.1:{port}"
+        self.services.append(program.service)
+        return program.url
 
     def queue_emails(self, count: int, prefix: str) -> None:
         """`count` email jobs of a `bench` SES template on the environment's queue."""
@@ -84,29 +83,14 @@ class Stack:
 
 
 @contextmanager
-def stack(prefix: str) -> Iterator[Stack]:
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    settings = get_settings().model_copy(update={"state_dir": root})
-    plane = ControlPlane.named("bench", settings=settings)
-    moto = MotoServer(root=root / "moto")
-    services: list[Service] = []
+def stack(prefix: str) -> Iterator[Bench]:
+    built = Stack(root=Path(tempfile.mkdtemp(prefix=prefix)), settings=get_settings())
     try:
-        plane.start()
-        moto.start()
-        aws = moto.settings(settings)
-        resources = bootstrap.bootstrap(aws)
-        api = config.new_client_from_config(config_file=str(plane.kubeconfig))
-        crds.install(api, ROOT / "charts" / "herd-operator" / "crds")
-        env = {
-            **os.environ,
-            **resources.env(),
-            "KUBECONFIG": str(plane.kubeconfig),
-            **moto.env(settings.aws_region),
-        }
-        s = Stack(root, plane, moto, aws, resources, api, env, services)
-        yield s
+        plane = built.cluster("bench")
+        moto = built.moto()
+        resources = built.bootstrap_aws()
+        api = built.client(plane.kubeconfig)
+        built.install_crds(api)
+        yield Bench(built, plane, moto, built.aws(), resources, api)
     finally:
-        for service in services:
-            service.stop()
-        moto.stop()
-        plane.stop()
+        built.stop()

@@ -14,10 +14,8 @@ import argparse
 import hashlib
 import hmac
 import json
-import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,21 +23,17 @@ from typing import Any
 
 import httpx
 from common import rss_mib  # bench/ is on sys.path when a script runs
-from kubernetes import client, config
+from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
 from herd_core.constants import GROUP, VERSION
-from herd_devkit.local import crds
-from herd_devkit.local.controlplane import ControlPlane
 from herd_devkit.local.gitrepo import Repo
 from herd_devkit.local.process import free_port, wait_until
-from herd_devkit.local.service import Service
-from herd_devkit.local.tools import binary, helm_env
+from herd_devkit.local.tools import binary
 from herd_devkit.settings import get_settings
+from herd_devkit.stack import Stack
 
-ROOT = Path(__file__).resolve().parent.parent
-HERD = [sys.executable, "-m", "herd_core"]
 SECRET = "bench"
 console = Console()
 
@@ -69,13 +63,12 @@ def main() -> None:
     parser.add_argument("--heals", type=int, default=5, help="hand edits for self-heal")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="herd-bench-gitops-"))
-    cp = ControlPlane.named("bench", settings=get_settings().model_copy(update={"state_dir": tmp}))
-    operator = Service("operator", tmp / "services")
+    built = Stack(root=tmp, settings=get_settings())
     try:
         with console.status("starting control plane and operator"):
-            cp.start()
-            api = config.new_client_from_config(config_file=str(cp.kubeconfig))
-            crds.install(api, ROOT / "charts" / "herd-operator" / "crds")
+            cp = built.cluster("bench")
+            api = built.client(cp.kubeconfig)
+            built.install_crds(api)
             core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
             rbac = client.RbacAuthorizationV1Api(api)
             extra = [f"big{i}" for i in range(2, args.apps + 1)]
@@ -112,23 +105,21 @@ def main() -> None:
                     },
                 },
             )
-            health, webhook = free_port(), free_port()
-            operator.start(
-                [*HERD, "operator", "run"],
-                {
-                    **os.environ,
-                    **helm_env(),
-                    "KUBECONFIG": str(cp.kubeconfig),
-                    "HERD_HEALTH_PORT": str(health),
-                    "HERD_METRICS_PORT": "0",
-                    "HERD_WEBHOOK_PORT": str(webhook),
-                    "HERD_WEBHOOK_SECRET": SECRET,
-                    "HERD_APP_TICK": "1",
-                    "HERD_STATE_DIR": str(tmp / "operator"),
-                    "HERD_APPLICATION_NAMESPACES": json.dumps(["small", "big", *extra]),
-                    "HERD_LOCAL_SOURCES": "true",
-                },
-                health=f"http://127.0.0.1:{health}/healthz",
+            webhook = free_port()
+            operator = built.program(
+                ["operator", "run"],
+                "HERD_HEALTH_PORT",
+                built.program_env(
+                    cp.kubeconfig,
+                    None,  # no AWS: Applications only
+                    HERD_METRICS_PORT="0",
+                    HERD_WEBHOOK_PORT=str(webhook),
+                    HERD_WEBHOOK_SECRET=SECRET,
+                    HERD_APP_TICK="1",
+                    HERD_STATE_DIR=str(tmp / "operator"),
+                    HERD_APPLICATION_NAMESPACES=json.dumps(["small", "big", *extra]),
+                    HERD_LOCAL_SOURCES="true",
+                ),
             )
             repo = Repo.create(
                 tmp / "repo",
@@ -270,7 +261,7 @@ def main() -> None:
                 app(ns, ns)
             for ns in extra:
                 wait_until(lambda n=ns: synced(n, repo.head("dev")), 1800, interval=1)
-            rss = sum(rss_mib(pid) for pid in operator.pids())
+            rss = sum(rss_mib(pid) for pid in operator.service.pids())
 
         def ratio(herd: float, kube: float) -> str:
             return f"{herd:.2f} s / {kube:.2f} s = {herd / kube:.2f}x"
@@ -291,8 +282,7 @@ def main() -> None:
         table.add_row(f"operator RSS, {args.apps} apps x {n} objects tracked (MiB)", f"{rss:.0f}")
         console.print(table)
     finally:
-        operator.stop()
-        cp.stop()
+        built.stop()
 
 
 if __name__ == "__main__":

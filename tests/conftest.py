@@ -1,5 +1,6 @@
-"""Session-wide real parts: one embedded control plane (or USE_EXISTING_CLUSTER), one moto
-server; a fresh namespace and fresh git repositories per test."""
+"""Session-wide real parts, built by devkit's Stack (as `make up` and the benches build
+theirs): one embedded control plane (or USE_EXISTING_CLUSTER), one moto server, the programs
+under their charts' ServiceAccounts; a fresh namespace and fresh git repositories per test."""
 
 from __future__ import annotations
 
@@ -16,16 +17,16 @@ from kubernetes import client, config
 from kubernetes.client import ApiClient
 
 from herd_core import aws
-from herd_devkit.local import bootstrap, identity
+from herd_devkit.local import bootstrap
 from herd_devkit.local.controlplane import ControlPlane
 from herd_devkit.local.gitrepo import Repo
 from herd_devkit.local.moto_server import MotoServer
-from herd_devkit.local.process import SPAWNED, alive, free_port, read_state, stop, wait_until
+from herd_devkit.local.process import free_port, leftovers, stop, wait_until
 from herd_devkit.settings import Settings, get_settings
+from herd_devkit.stack import Stack
 
-from .charts import helm
 from .faultproxy import FaultProxy
-from .helpers import ApiProcess, Custom, OperatorProcess, WorkerProcess, apply_crds
+from .helpers import ApiProcess, Custom, OperatorProcess, WorkerProcess
 from .openremote_stub import CLIENT_ID as STUB_CLIENT_ID
 from .openremote_stub import CLIENT_SECRET as STUB_CLIENT_SECRET
 from .openremote_stub import OpenRemoteStub
@@ -56,16 +57,24 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The session's stack; each part is started by the fixture that needs it."""
+    built = Stack(root=tmp_path_factory.mktemp("stack"), settings=get_settings())
+    try:
+        yield built
+    finally:
+        built.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(stack: Stack) -> Iterator[Cluster]:
     s = get_settings()
     if s.use_existing_cluster:
         if not s.kubeconfig:
             pytest.fail("USE_EXISTING_CLUSTER=true needs KUBECONFIG")
         yield Cluster(kubeconfig=s.kubeconfig, embedded=None)
         return
-    root = tmp_path_factory.mktemp("cluster")
-    cp = ControlPlane.named("test", settings=s.model_copy(update={"state_dir": root}))
-    cp.start()
+    cp = stack.cluster("test")
     try:
         yield Cluster(kubeconfig=cp.kubeconfig, embedded=cp)
     finally:
@@ -107,8 +116,8 @@ def make_namespace(api: ApiClient) -> Iterator[Callable[[str], str]]:
 
 
 @pytest.fixture(scope="session")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = MotoServer(root=tmp_path_factory.mktemp("moto")).start()
+def moto(stack: Stack) -> Iterator[MotoServer]:
+    server = stack.moto()
     try:
         yield server
     finally:
@@ -129,8 +138,8 @@ def repo(tmp_path: Path) -> Repo:
 
 # -- the operator against the cluster, with AWS behind a fault-injecting proxy ------------
 @pytest.fixture(scope="session")
-def crds(api: ApiClient) -> None:
-    apply_crds(api)
+def crds(stack: Stack, api: ApiClient) -> None:
+    stack.install_crds(api)
 
 
 @pytest.fixture(scope="session")
@@ -141,10 +150,10 @@ def proxy(moto: MotoServer) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture(scope="session")
-def aws_env(moto: MotoServer) -> bootstrap.Environment:
+def aws_env(stack: Stack, moto: MotoServer) -> bootstrap.Environment:
     """The AWS side of an environment, as `herd aws bootstrap` makes it (made once; tests
     use unique names instead of resets)."""
-    return bootstrap.bootstrap(moto.settings(get_settings(), aws_max_attempts=1))
+    return stack.bootstrap_aws(aws_max_attempts=1)
 
 
 @pytest.fixture(scope="session")
@@ -159,29 +168,24 @@ def openremote() -> Iterator[OpenRemoteStub]:
     stub.stop()
 
 
-def _base_env(cluster: Cluster, endpoint: str, aws_env: bootstrap.Environment) -> dict[str, str]:
-    return {
-        **os.environ,
-        **aws_env.env(),
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "eu-west-1",
-        "HERD_AWS_MAX_ATTEMPTS": "1",
-    }
+def _base_env(
+    stack: Stack, kubeconfig: Path, endpoint: str, aws_env: bootstrap.Environment
+) -> dict[str, str]:
+    """A program's environment as the Stack makes it; no retries of moto's 500s."""
+    return stack.program_env(kubeconfig, aws_env, endpoint, HERD_AWS_MAX_ATTEMPTS="1")
 
 
 @pytest.fixture(scope="session")
 def operator_env(
     tmp_path_factory: pytest.TempPathFactory,
+    stack: Stack,
     cluster: Cluster,
     proxy: FaultProxy,
     aws_env: bootstrap.Environment,
     openremote: OpenRemoteStub,
 ) -> dict[str, str]:
     return {
-        **_base_env(cluster, proxy.url, aws_env),
+        **_base_env(stack, cluster.kubeconfig, proxy.url, aws_env),
         "HERD_DRIFT_INTERVAL": "2",
         "HERD_RETRY_BACKOFF_BASE": "1",
         "HERD_RETRY_BACKOFF_MAX": "5",
@@ -212,7 +216,11 @@ PROGRAMS_NAMESPACE = "herd-system"
 
 @pytest.fixture(scope="session")
 def identities(
-    api: ApiClient, cluster: Cluster, tenants_ns: str, tmp_path_factory: pytest.TempPathFactory
+    stack: Stack,
+    api: ApiClient,
+    cluster: Cluster,
+    tenants_ns: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Path]:
     """herd-api and herd-workers installed from their charts (ServiceAccount, Role, binding),
     and a kubeconfig with a TokenRequest token for each: the API and the worker processes of
@@ -220,24 +228,15 @@ def identities(
     folder = tmp_path_factory.mktemp("identities")
     out: dict[str, Path] = {}
     for chart in ("herd-api", "herd-workers"):
-        helm(
-            "upgrade",
-            "--install",
+        stack.install_chart(
+            cluster.kubeconfig,
             chart,
             f"charts/{chart}",
-            "--namespace",
             PROGRAMS_NAMESPACE,
-            "--create-namespace",
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "-f",
-            f"charts/{chart}/ci/dev-values.yaml",
-            "--set",
-            f"config.tenantsNamespace={tenants_ns}",
-            "--set",
-            f"fullnameOverride={chart}",
+            values=[f"charts/{chart}/ci/dev-values.yaml"],
+            set_values={"config.tenantsNamespace": tenants_ns, "fullnameOverride": chart},
         )
-        out[chart] = identity.service_account_kubeconfig(
+        out[chart] = stack.identity(
             api, cluster.kubeconfig, PROGRAMS_NAMESPACE, chart, folder / f"{chart}.kubeconfig"
         )
     return out
@@ -245,14 +244,13 @@ def identities(
 
 @pytest.fixture(scope="session")
 def worker_env(
-    cluster: Cluster,
+    stack: Stack,
     moto: MotoServer,
     aws_env: bootstrap.Environment,
     identities: dict[str, Path],
 ) -> dict[str, str]:
     return {
-        **_base_env(cluster, moto.url, aws_env),
-        "KUBECONFIG": str(identities["herd-workers"]),
+        **_base_env(stack, identities["herd-workers"], moto.url, aws_env),
         "HERD_WORKER_WAIT_SECONDS": "1",
         # No HERD_WORKER_MAX_SEND_RATE: the worker reads SES's quota (moto: 1/s).
         "HERD_AWS_CALL_LOG": str(AWS_CALLS / "worker.jsonl"),
@@ -327,14 +325,13 @@ def _user(settings: Settings, pool: str, who: tuple[str, str], groups: tuple[str
 
 @pytest.fixture(scope="session")
 def api_env(
-    cluster: Cluster,
+    stack: Stack,
     moto: MotoServer,
     aws_env: bootstrap.Environment,
     identities: dict[str, Path],
 ) -> dict[str, str]:
     return {
-        **_base_env(cluster, moto.url, aws_env),
-        "KUBECONFIG": str(identities["herd-api"]),
+        **_base_env(stack, identities["herd-api"], moto.url, aws_env),
         "HERD_TENANTS_NAMESPACE": TENANTS,
         "HERD_JWKS_URL": f"{moto.url}/{aws_env.user_pool_id}/.well-known/jwks.json",
         "HERD_SIGNUP_BURST": "100000",
@@ -367,12 +364,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After every fixture is torn down: no process the suite started may still run. That
     covers what this process spawned and what detached `herd` commands recorded under the
     suite's temporary folders. A leftover is killed, named, and fails the run."""
-    records = list(SPAWNED)
     basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
-    for state in basetemp.rglob("*.json"):
-        with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError, OSError):
-            records += read_state(state)[0]
-    left = {r.pid: r for r in records if alive(r)}
+    left = {r.pid: r for r in leftovers(basetemp)}
     for record in left.values():
         with contextlib.suppress(RuntimeError):
             stop(record, grace=5)

@@ -1,30 +1,23 @@
-"""Test helpers: condition waits, custom objects, events, the operator as a real process."""
+"""Test helpers: condition waits, custom objects, events, the programs as real processes."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from herd_core.constants import GROUP, VERSION
-from herd_devkit.local import crds
-from herd_devkit.local.process import ProcessRecord, alive, free_port, spawn, stop
-from herd_devkit.local.tools import helm_env
+from herd_devkit.stack import HERD, Program
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 CRD_DIR = ROOT / "charts" / "herd-operator" / "crds"
-HERD = str(Path(sys.executable).parent / "herd")
 
 
 def wait_for(fn: Callable[[], T], timeout: float = 60, message: str = "condition") -> T:
@@ -43,11 +36,6 @@ def wait_for(fn: Callable[[], T], timeout: float = 60, message: str = "condition
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s: {message}; last: {last!r}")
         time.sleep(0.2)
-
-
-def apply_crds(api: ApiClient) -> None:
-    """Install the chart's CRDs, the one source of truth, as `make up` does."""
-    crds.install(api, CRD_DIR)
 
 
 class Custom:
@@ -128,72 +116,28 @@ def events(api: ApiClient, namespace: str, name: str) -> list[tuple[str, str, st
     return [(e.type, e.reason, e.message) for e in items]
 
 
-@dataclass
-class HerdProcess:
-    """A `herd ...` program as a real process: started, SIGKILLed and restarted by tests."""
-
-    env: dict[str, str]
-    log: Path
-    health_port: int = field(default_factory=free_port)
-    record: ProcessRecord | None = None
-    popen: subprocess.Popen[bytes] | None = None
-    args: tuple[str, ...] = ()
-    port_variable: str = ""
-
-    def start(self) -> HerdProcess:
-        env = {**helm_env(), **self.env, self.port_variable: str(self.health_port)}
-        self.popen, self.record = spawn(self.args[0], [HERD, *self.args], self.log, env=env)
-        popen = self.popen
-
-        def healthy() -> bool:
-            if popen.poll() is not None:
-                raise AssertionError(f"{self.args} exited:\n{self.log_text()[-3000:]}")
-            try:
-                url = f"http://127.0.0.1:{self.health_port}/healthz"
-                return httpx.get(url, timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, 60, f"{self.args} health endpoint")
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no finalizers, as a node failure or OOM would."""
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGKILL)
-            self.popen.wait(30)
-
-    def stop(self) -> None:
-        if self.record is not None and self.popen is not None:
-            stop(self.record, self.popen)
-
-    def running(self) -> bool:
-        return self.record is not None and alive(self.record)
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+# The Herd programs as real processes: devkit's one process wrapper (Program), with each
+# program's command and health port variable.
+HerdProcess = Program
+__all__ = ["HERD", "HerdProcess"]
 
 
-@dataclass
-class OperatorProcess(HerdProcess):
+@dataclass(kw_only=True)
+class OperatorProcess(Program):
     args: tuple[str, ...] = ("operator", "run", "--verbose")
     port_variable: str = "HERD_HEALTH_PORT"
 
 
-@dataclass
-class WorkerProcess(HerdProcess):
+@dataclass(kw_only=True)
+class WorkerProcess(Program):
     args: tuple[str, ...] = ("worker", "run")
     port_variable: str = "HERD_WORKER_PORT"
 
 
-@dataclass
-class ApiProcess(HerdProcess):
+@dataclass(kw_only=True)
+class ApiProcess(Program):
     args: tuple[str, ...] = ("api", "run", "--host", "127.0.0.1")
     port_variable: str = "HERD_API_PORT"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.health_port}"
 
 
 def sync_project(

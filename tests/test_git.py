@@ -115,3 +115,15 @@ def test_basic_credentials_never_follow_a_redirect(repo: Repo, tmp_path: Path) -
     )
     assert "http.followredirects false" in out
     assert "http.extraheader Authorization: Basic" in out
+
+
+def test_the_one_git_wrapper_reports_gits_own_words(tmp_path: Path) -> None:
+    """herd_core.git runs git for the operator's cache and the devkit's repositories alike."""
+    from herd_core import git as core_git
+
+    with pytest.raises(core_git.GitError, match=r"git rev-parse failed: .*not a git repository"):
+        core_git.run("rev-parse", "HEAD", cwd=tmp_path)
+    repo = Repo.create(tmp_path / "r", {"a.txt": "a\n"})
+    assert core_git.run("show", "main:a.txt", cwd=repo.origin) == "a"
+    archive = core_git.output("archive", "--format=tar", "main", cwd=repo.origin)
+    assert archive[257:262] == b"ustar"  # bytes as git wrote them

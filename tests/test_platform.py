@@ -68,9 +68,9 @@ def fresh_clone(dest: Path) -> Path:
     ).stdout.split(b"\0")
     for rel in filter(None, (f.decode() for f in files)):
         src = ROOT / rel
-        if src.is_symlink():  # charts/*/charts/herd-lib: the link itself, as git clones it
+        if src.is_symlink():  # as git checks one out (charts/<chart>/charts/herd-lib)
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(os.readlink(src), dest / rel)
+            (dest / rel).symlink_to(os.readlink(src))
         elif src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)

@@ -49,16 +49,7 @@ class TenantStore:
         return (obj["metadata"].get("annotations") or {}).get(REQUEST_ANNOTATION)
 
     def create(self, spec: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
-        labels = {EMAIL_LABEL: digest(spec["adminEmail"].lower())}
-        annotations = {REQUEST_ANNOTATION: request_hash(spec)}
-        if idempotency_key:
-            labels[KEY_LABEL] = digest(idempotency_key)
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": "Tenant",
-            "metadata": {"name": spec["slug"], "labels": labels, "annotations": annotations},
-            "spec": spec,
-        }
+        body = tenant_body(spec, idempotency_key)
         obj = self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
         return cast(dict[str, Any], obj)
 
@@ -121,6 +112,20 @@ def phase_selector(phase: str) -> str:
     if phase == "Pending":
         return ",".join(f"status.phase!={p}" for p in PHASES if p != "Pending")
     return f"status.phase={phase}"
+
+
+def tenant_body(spec: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+    """The Tenant a signup creates: labels hold digests of its admin email and key."""
+    labels = {EMAIL_LABEL: digest(spec["adminEmail"].lower())}
+    annotations = {REQUEST_ANNOTATION: request_hash(spec)}
+    if idempotency_key:
+        labels[KEY_LABEL] = digest(idempotency_key)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Tenant",
+        "metadata": {"name": spec["slug"], "labels": labels, "annotations": annotations},
+        "spec": spec,
+    }
 
 
 def request_hash(spec: dict[str, Any]) -> str:

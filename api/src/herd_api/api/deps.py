@@ -1,4 +1,5 @@
-"""Dependencies of the routes, as Annotated aliases."""
+"""Dependencies of the routes, as Annotated aliases: every route gets its settings, store,
+verifier and limiter through these (tests override them with `app.dependency_overrides`)."""
 
 from __future__ import annotations
 
@@ -67,8 +68,12 @@ def client_address(request: Request, settings: SettingsDep) -> str:
     )
 
 
-def rate_limited(request: Request, settings: SettingsDep) -> None:
-    wait = get_signup_limiter().check(client_address(request, settings))
+VerifierDep = Annotated[Verifier, Depends(get_verifier)]
+LimiterDep = Annotated[KeyedLimiter, Depends(get_signup_limiter)]
+
+
+def rate_limited(request: Request, settings: SettingsDep, limiter: LimiterDep) -> None:
+    wait = limiter.check(client_address(request, settings))
     if wait:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -77,7 +82,9 @@ def rate_limited(request: Request, settings: SettingsDep) -> None:
         )
 
 
-def signed_in(authorization: Annotated[str | None, Header()] = None) -> Principal:
+def signed_in(
+    verifier: VerifierDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
     """Any user of the pool signed in through the admin app client."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise HTTPException(
@@ -86,7 +93,7 @@ def signed_in(authorization: Annotated[str | None, Header()] = None) -> Principa
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        principal = get_verifier().verify(authorization[7:].strip())
+        principal = verifier.verify(authorization[7:].strip())
     except InvalidToken as err:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -96,18 +103,20 @@ def signed_in(authorization: Annotated[str | None, Header()] = None) -> Principa
     return principal
 
 
-def admin(principal: Annotated[Principal, Depends(signed_in)]) -> Principal:
-    if get_settings().admin_group not in principal.groups:
+def admin(settings: SettingsDep, principal: Annotated[Principal, Depends(signed_in)]) -> Principal:
+    if settings.admin_group not in principal.groups:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            detail=f"requires membership of the {get_settings().admin_group} group",
+            detail=f"requires membership of the {settings.admin_group} group",
         )
     return principal
 
 
-def tenant_admin(slug: SlugPath, principal: Annotated[Principal, Depends(signed_in)]) -> Principal:
+def tenant_admin(
+    slug: SlugPath, settings: SettingsDep, principal: Annotated[Principal, Depends(signed_in)]
+) -> Principal:
     """The admin of tenant `slug` (custom:tenant) or a platform admin."""
-    if principal.tenant != slug and get_settings().admin_group not in principal.groups:
+    if principal.tenant != slug and settings.admin_group not in principal.groups:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             detail=f"only the admin of tenant '{slug}' or a platform admin may do this",

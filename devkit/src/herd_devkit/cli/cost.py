@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
@@ -16,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from herd_core import git
 from herd_devkit.local.gitops import GITOPS_FOLDERS
 from herd_devkit.local.tools import binary
 from herd_devkit.validate import ENVIRONMENTS
@@ -26,15 +26,10 @@ console = Console()
 def checkout(repo: Path, revision: str, dest: Path) -> Path:
     """The GitOps folders of `revision` into `dest`, leaving the repository's index alone."""
     try:
-        tar = subprocess.run(
-            ["git", "archive", "--format=tar", revision, "--", *GITOPS_FOLDERS],
-            cwd=repo,
-            capture_output=True,
-            check=True,
-        ).stdout
-    except subprocess.CalledProcessError as err:
+        tar = git.output("archive", "--format=tar", revision, "--", *GITOPS_FOLDERS, cwd=repo)
+    except git.GitError as err:
         raise typer.BadParameter(
-            f"git archive {revision}: {err.stderr.decode().strip()}", param_hint="--since"
+            f"git archive {revision}: {err.stderr}", param_hint="--since"
         ) from err
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         archive.extractall(dest, filter="data")

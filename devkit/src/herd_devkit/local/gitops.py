@@ -3,15 +3,15 @@ the working tree, and a cluster bootstrapped to follow it (CRDs + its root Appli
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import yaml
 from kubernetes.client import ApiClient
 
+from herd_core import git
 from herd_devkit.local import crds
 from herd_devkit.local.gitrepo import Repo
-from herd_devkit.local.tools import binary
+from herd_devkit.stack import helm_install
 from herd_operator.gitops.kubeapply import Applier
 
 # What the clusters read from git.
@@ -24,13 +24,9 @@ def tracked_files(repo_root: Path, folders: tuple[str, ...] = GITOPS_FOLDERS) ->
     """Files git knows (tracked, or new and not ignored) under `folders`, with contents. A
     symlinked folder (charts/<chart>/charts/herd-lib) is copied file by file: it renders the
     same, and a Repo is written from files only."""
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *folders],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    out = git.run(
+        "ls-files", "--cached", "--others", "--exclude-standard", "--", *folders, cwd=repo_root
+    ).split()
     files: dict[str, str] = {}
     for rel in out:
         path = repo_root / rel
@@ -61,27 +57,15 @@ def install_operator_chart(
 ) -> None:
     """`helm upgrade --install` the operator chart with ENV's values: its ServiceAccount and
     RBAC are the operator's identity from then on (the herd-operator Application adopts it)."""
-    args = [
-        str(binary("helm")),
-        "upgrade",
-        "--install",
+    helm_install(
+        kubeconfig,
+        repo_root,
         OPERATOR_RELEASE,
         "charts/herd-operator",
-        "--namespace",
         OPERATOR_NAMESPACE,
-        "--create-namespace",
-        "--kubeconfig",
-        str(kubeconfig),
-        "-f",
-        "apps/herd-operator/values.yaml",
-        "-f",
-        f"clusters/{env}/values/herd-operator.yaml",
-    ]
-    for value in set_values or []:
-        args += ["--set", value]
-    result = subprocess.run(args, cwd=repo_root, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"helm: {result.stderr.strip()}")
+        ["apps/herd-operator/values.yaml", f"clusters/{env}/values/herd-operator.yaml"],
+        dict(v.split("=", 1) for v in set_values or []),
+    )
 
 
 # The platform Project and the ServiceAccount its Applications act as: applied before the

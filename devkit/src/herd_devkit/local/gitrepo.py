@@ -1,15 +1,16 @@
 """Real git repositories for tests and `make up`: a bare origin plus a working clone.
 
-Everything goes through the git CLI, as a user's pushes and merges would.
+Everything goes through the git CLI (herd_core.git, as the operator's sync), as a user's
+pushes and merges would.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from herd_core.git import run
 
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "Herd",
@@ -30,15 +31,8 @@ _CONFIG = (
 
 
 def git(*args: str, cwd: Path) -> str:
-    env = {**os.environ, **_IDENTITY, "GIT_TERMINAL_PROMPT": "0"}
-    result = subprocess.run(
-        ["git", *_CONFIG, *args], cwd=cwd, env=env, text=True, capture_output=True, check=False
-    )
-    if result.returncode != 0:
-        raise subprocess.CalledProcessError(
-            result.returncode, ["git", *args], result.stdout, result.stderr
-        )
-    return result.stdout.strip()
+    """Git as a user runs it here: as Herd, unsigned, file:// repositories allowed."""
+    return run(*args, cwd=cwd, env=_IDENTITY, config=_CONFIG)
 
 
 @dataclass

@@ -16,16 +16,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client import ApiClient
 
 from herd_core.constants import GROUP, VERSION
@@ -40,14 +39,14 @@ from herd_devkit.local.gitops import (
     url_rewrites,
 )
 from herd_devkit.local.gitrepo import Repo
-from herd_devkit.local.moto_server import MotoServer, without_aws
+from herd_devkit.local.moto_server import MotoServer
 from herd_devkit.local.process import free_port, wait_until
 from herd_devkit.local.service import Service
 from herd_devkit.local.tools import ToolsMissing, binary, helm_env
 from herd_devkit.settings import Settings
+from herd_devkit.stack import HERD, Stack
 from herd_devkit.validate import ENVIRONMENTS
 
-HERD = [sys.executable, "-m", "herd_core"]
 WEBHOOK_SECRET = "local-webhook-secret"  # only on loopback; real clusters take it from a Secret
 # The ServiceAccount each program runs as: its chart's, named after its Helm release.
 API_ACCOUNT, WORKER_ACCOUNT = "herd-api", "herd-workers"
@@ -63,13 +62,18 @@ class Platform:
     def state(self) -> Path:
         return self.settings.state_dir.absolute()
 
+    @cached_property
+    def stack(self) -> Stack:
+        """The local stack, detached: what `make up` starts outlives it."""
+        return Stack(
+            root=self.state, settings=self.settings, detached=True, repo_root=self.repo_root
+        )
+
     def moto(self) -> MotoServer:
-        return MotoServer(root=self.state / "moto", tie_to_parent=False)
+        return self.stack.moto_server()
 
     def cluster(self, env: str) -> ControlPlane:
-        return ControlPlane.named(
-            env, self.settings.model_copy(update={"state_dir": self.state}), tie_to_parent=False
-        )
+        return self.stack.control_plane(env)
 
     def service(self, name: str) -> Service:
         return Service(name, self.state / "services")
@@ -96,7 +100,7 @@ class Platform:
         return self.state / "identities" / f"{env}-{account}.kubeconfig"
 
     def up(self, say: Callable[[str], None]) -> dict[str, str]:
-        moto = self.moto().start()
+        moto = self.stack.moto()
         out = moto.env(self.settings.aws_region)
         say(f"moto (AWS) at {moto.url}")
         origin = self.origin()
@@ -105,11 +109,12 @@ class Platform:
         say(f"origin repository {origin.origin} (dev and main)")
         resources: dict[str, bootstrap.Environment] = {}
         for env in ENVIRONMENTS:
-            cp = self.cluster(env).start()
+            cp = self.stack.cluster(env)
             out[f"KUBECONFIG_{env.upper()}"] = str(cp.kubeconfig)
-            resources[env] = bootstrap.bootstrap(self.aws_settings(env, moto))
+            aws = self.stack.aws(aws_name_prefix=f"{env}-", environment=env)
+            resources[env] = bootstrap.bootstrap(aws)
             if env == "dev":  # the API runs against dev: its admin page needs an admin
-                admin.seed(self.aws_settings(env, moto), resources[env].user_pool_id, self.state)
+                admin.seed(aws, resources[env].user_pool_id, self.state)
             operator = self.service(f"operator-{env}")
             webhook = free_port()
             against = {"server": cp.server, "moto": moto.url}
@@ -118,7 +123,7 @@ class Platform:
                 install_operator_chart(cp.kubeconfig, self.repo_root, env)
                 with self._api(cp.kubeconfig) as api:
                     bootstrap_cluster(api, self.repo_root, env)
-                    identity.service_account_kubeconfig(
+                    self.stack.identity(
                         api,
                         cp.kubeconfig,
                         OPERATOR_NAMESPACE,
@@ -127,7 +132,7 @@ class Platform:
                     )
                 self._start(
                     operator.name,
-                    [*HERD, "operator", "run"],
+                    ["operator", "run"],
                     env,
                     self.identity(env, OPERATOR_RELEASE),
                     moto,
@@ -165,7 +170,7 @@ class Platform:
             self._account(dev, API_ACCOUNT)
             self._start(
                 "api",
-                [*HERD, "api", "run", "--port", str(api_port)],
+                ["api", "run"],
                 "dev",
                 self.identity("dev", API_ACCOUNT),
                 moto,
@@ -186,7 +191,7 @@ class Platform:
             self._account(dev, WORKER_ACCOUNT)
             self._start(
                 "worker",
-                [*HERD, "worker", "run"],
+                ["worker", "run"],
                 "dev",
                 self.identity("dev", WORKER_ACCOUNT),
                 moto,
@@ -246,7 +251,7 @@ class Platform:
         """.herd/bin: `herd`, and the pinned uv, kubectl and helm, as links."""
         bin_dir = self.state / "bin"
         bin_dir.mkdir(parents=True, exist_ok=True)
-        links = {"herd": Path(sys.executable).parent / "herd"}
+        links = {"herd": Path(HERD)}
         for tool in ("kubectl", "helm", "uv"):
             try:
                 links[tool] = binary(tool, self.settings)
@@ -276,11 +281,11 @@ class Platform:
 
     @staticmethod
     def _api(kubeconfig: Path) -> ApiClient:
-        return config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call, no-any-return]
+        return Stack.client(kubeconfig)
 
     def _account(self, kubeconfig: Path, account: str) -> None:
         with self._api(kubeconfig) as api:
-            identity.service_account_kubeconfig(
+            self.stack.identity(
                 api, kubeconfig, OPERATOR_NAMESPACE, account, self.identity("dev", account)
             )
 
@@ -296,14 +301,13 @@ class Platform:
         port_var: str,
         extra: dict[str, str],
     ) -> None:
-        port = extra.get(port_var) or str(free_port())
+        port = int(extra.get(port_var) or free_port())
         environ = {
             **self.process_env(env, moto, kubeconfig, resources),
             "HERD_GIT_URL_REWRITES": out["HERD_GIT_URL_REWRITES"],
             **extra,
-            port_var: port,
         }
-        self.service(name).start(args, environ, health=f"http://127.0.0.1:{port}/healthz")
+        self.stack.program(args, port_var, environ, name=name, port=port)
 
     def _applications(self, kubeconfig: Path) -> list[dict[str, Any]]:
         with self._api(kubeconfig) as api:
@@ -392,30 +396,20 @@ class Platform:
         if failed:
             raise RuntimeError("; ".join(failed))
 
-    def aws_settings(self, env: str, moto: MotoServer) -> Settings:
-        return moto.settings(self.settings, aws_name_prefix=f"{env}-", environment=env)
-
     def process_env(
         self, env: str, moto: MotoServer, kubeconfig: Path, resources: bootstrap.Environment
     ) -> dict[str, str]:
-        # The shell's AWS and Kubernetes settings never reach a program (it gets moto's and its
-        # own identity); the machine's CA bundle does.
-        inherited = {
-            k: v
-            for k, v in without_aws(os.environ).items()
-            if not k.startswith("HERD_") and k != "KUBECONFIG"
-        }
-        return {
-            **inherited,
-            "KUBECONFIG": str(kubeconfig),
-            **moto.env(self.settings.aws_region),
-            "HERD_ENVIRONMENT": env,
-            "HERD_AWS_NAME_PREFIX": f"{env}-",
-            "HERD_STATE_DIR": str(self.state),
-            "HERD_TENANTS_NAMESPACE": "tenants",
-            "HERD_LISTEN_HOST": "127.0.0.1",
-            **resources.env(),
-        }
+        # As the Stack makes a program's environment (none of the shell's AWS, Kubernetes or
+        # HERD_ settings), plus the environment's name and prefix.
+        return self.stack.program_env(
+            kubeconfig,
+            resources,
+            HERD_ENVIRONMENT=env,
+            HERD_AWS_NAME_PREFIX=f"{env}-",
+            HERD_STATE_DIR=str(self.state),
+            HERD_TENANTS_NAMESPACE="tenants",
+            HERD_LISTEN_HOST="127.0.0.1",
+        )
 
 
 def read_env(path: Path) -> dict[str, str]:

@@ -143,6 +143,17 @@ def read_state(path: Path) -> tuple[list[ProcessRecord], dict[str, object]]:
     return records, data
 
 
+def leftovers(*roots: Path) -> list[ProcessRecord]:
+    """Processes still running that this Python process spawned, or that a state file under
+    `roots` records (detached `herd` commands): at the end of a test run, none may be."""
+    records = list(SPAWNED)
+    for root in roots:
+        for state in root.rglob("*.json"):
+            with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError, OSError):
+                records += read_state(state)[0]
+    return list({r.pid: r for r in records if alive(r)}.values())
+
+
 def free_port() -> int:
     """A free loopback port. Racy by nature (bind, close, reuse): callers retry the start."""
     import socket

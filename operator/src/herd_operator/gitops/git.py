@@ -21,7 +21,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -29,11 +28,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from herd_core import git
+from herd_core.git import GitError
+
+__all__ = ["Credentials", "GitError", "RepoCache", "cache_key", "escaping_symlinks", "ssh_command"]
+
 SHA = re.compile(r"^[0-9a-f]{40}$")
-
-
-class GitError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -119,12 +119,7 @@ class RepoCache:
         config: list[str] = ["-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false"]
         for new, old in self.rewrites.items():
             config += ["-c", f"url.{new}.insteadOf={old}"]
-        env = {
-            **os.environ,
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_ASKPASS": "/bin/false",
-            **(extra_env or {}),
-        }
+        env = {"GIT_ASKPASS": "/bin/false", **(extra_env or {})}
         key_file = None
         if creds and creds.username and creds.password:
             token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
@@ -144,23 +139,10 @@ class RepoCache:
             key_file = name
         env["GIT_SSH_COMMAND"] = ssh_command(key_file, self.known_hosts)
         try:
-            result = subprocess.run(
-                ["git", *config, *args],
-                cwd=cwd,
-                env=env,
-                text=True,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as err:
-            raise GitError(f"git {args[0]} timed out") from err
+            return git.run(*args, cwd=cwd, env=env, config=config, timeout=timeout)
         finally:
             if key_file:
                 os.unlink(key_file)
-        if result.returncode != 0:
-            raise GitError(f"git {args[0]} failed: {result.stderr.strip()[-500:]}")
-        return result.stdout.strip()
 
     def mirror(self, url: str, creds: Credentials | None = None) -> Path:
         return self.root / "repos" / cache_key(url, creds)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,6 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from herd_devkit.local import certs
-from herd_devkit.local.process import alive, spawn, stop, wait_until
 from herd_devkit.local.tools import ToolsMissing, binary, k8s_assets
 from herd_devkit.settings import Settings
 
@@ -63,28 +60,6 @@ def test_serving_and_client_certs_chain_to_their_cas() -> None:
     orgs = admin.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     assert [o.value for o in orgs] == ["system:masters"]
     assert b"BEGIN PRIVATE KEY" in admin.key_pem  # PKCS#8
-
-
-def test_stop_kills_the_whole_process_group(tmp_path: Path) -> None:
-    # A parent that ignores SIGTERM and has a child: stop() must still leave nothing.
-    script = (
-        "import signal,subprocess,time;signal.signal(signal.SIGTERM,signal.SIG_IGN);"
-        "subprocess.Popen(['sleep','300']);time.sleep(300)"
-    )
-    popen, record = spawn("stubborn", [sys.executable, "-c", script], tmp_path / "p.log")
-    assert wait_until(lambda: alive(record), 10)
-    children = Path(f"/proc/{record.pid}/task/{record.pid}/children")
-    assert wait_until(lambda: children.read_text().strip() != "", 10)
-    child = int(children.read_text().split()[0])
-    stop(record, popen, grace=1)
-    assert popen.returncode == -signal.SIGKILL
-    assert wait_until(
-        lambda: (
-            not Path(f"/proc/{child}").exists()
-            or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
-        ),
-        10,
-    )
 
 
 def test_env_file_is_shell_safe_and_reads_back(tmp_path: Path) -> None:

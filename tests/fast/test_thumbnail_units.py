@@ -9,7 +9,7 @@ from PIL import Image
 
 from herd_api.worker import images, thumbnailer
 
-from . import logo_files
+from .. import logo_files
 
 CAP = 25_000_000
 

@@ -23,7 +23,7 @@ from herd_devkit.cost.model import (
     summary,
 )
 
-from .helpers import ROOT
+from ..helpers import ROOT
 
 USAGE = config.Usage.model_validate(
     {

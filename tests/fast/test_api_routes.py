@@ -1,0 +1,362 @@
+"""The signup API's routes in this process: FastAPI's TestClient, a fake TenantStore, and
+Cognito in moto in-process (admin sign-in and the tokens it issues). tests/test_api.py does
+the same through the real uvicorn process, cluster and moto server."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jwt
+import kubernetes.client
+import pytest
+from fastapi.testclient import TestClient
+
+from herd_api.api import deps
+from herd_api.claims import EMAIL, Claims, claim_name
+from herd_api.core import config
+from herd_api.core.security import Verifier
+from herd_api.main import create_app
+from herd_api.tenants import EMAIL_LABEL, KEY_LABEL, digest
+from herd_core import aws as aws_clients
+from herd_devkit.local import bootstrap
+from herd_devkit.settings import Settings
+
+from ..helpers import wait_for
+from .fakes import FakeTenantStore, fake_claims, in_process_aws
+
+ADMIN = ("boss@herd-itt.com", "Adm1n-Passw0rd!")
+MEMBER = ("member@herd-itt.com", "Memb3r-Passw0rd!")
+SIGNUP = {"displayName": "Acme Farms", "slug": "acme", "adminEmail": "A@Acme.Example.com"}
+
+
+class MotoJWKS:
+    """The keys moto signs Cognito tokens with, read from moto's package rather than fetched
+    from a server (what PyJWKClient would do)."""
+
+    def __init__(self) -> None:
+        raw = (files("moto.cognitoidp") / "resources" / "jwks-public.json.gz").read_bytes()
+        self.keys = jwt.PyJWKSet.from_dict(json.loads(gzip.decompress(raw)))
+
+    def get_signing_key_from_jwt(self, token: str) -> jwt.PyJWK:
+        return self.keys[jwt.get_unverified_header(token)["kid"]]
+
+
+def _clear_caches() -> None:
+    for cached in (config.get_settings, deps.get_store, deps.get_verifier, deps.get_signup_limiter):
+        cached.cache_clear()
+
+
+@dataclass
+class Cloud:
+    """One moto for the module (made once: a bootstrap costs a second), with an admin and a
+    member in the pool and their id tokens from the API's own sign-in route."""
+
+    settings: Settings
+    side: bootstrap.Environment
+    tokens: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    with in_process_aws() as settings:
+        side = bootstrap.bootstrap(settings)
+        _user(settings, side.user_pool_id, ADMIN, ("admins",))
+        _user(settings, side.user_pool_id, MEMBER, ())
+        cloud = Cloud(settings, side, {})
+        with _environment(cloud, tmp_path_factory.mktemp("api")):
+            app = create_app()
+            with TestClient(app) as client:
+                for role, (username, password) in (("admin", ADMIN), ("member", MEMBER)):
+                    answer = client.post(
+                        "/v1/auth/token", json={"username": username, "password": password}
+                    )
+                    assert answer.status_code == 200, answer.text
+                    cloud.tokens[role] = answer.json()["idToken"]
+        yield cloud
+
+
+@contextmanager
+def _environment(cloud: Cloud, folder: Path, **extra: str) -> Iterator[None]:
+    """The API's environment, as its chart gives it; a kubeconfig that is never dialled."""
+    kubeconfig = folder / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: none\n"
+        "clusters: [{name: none, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: none, user: {token: unused}}]\n"
+        "contexts: [{name: none, context: {cluster: none, user: none}}]\n"
+    )
+    env = {
+        **cloud.side.env(),
+        "KUBECONFIG": str(kubeconfig),
+        "HERD_PUBLIC_URL": "https://signup.example.com/",
+        "HERD_SIGNUP_BURST": "1000",
+        "HERD_AWS_MAX_ATTEMPTS": "1",
+        **extra,
+    }
+    # create_app loads the kubeconfig into the client's process-wide default: put it back.
+    default = kubernetes.client.Configuration.get_default_copy()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        _clear_caches()
+        try:
+            yield
+        finally:
+            _clear_caches()
+            kubernetes.client.Configuration.set_default(default)
+
+
+@pytest.fixture
+def store() -> FakeTenantStore:
+    return FakeTenantStore()
+
+
+@pytest.fixture
+def claims() -> Claims:
+    return fake_claims()
+
+
+def app_client(cloud: Cloud, store: FakeTenantStore, claims: Claims) -> TestClient:
+    """The app as `herd api run` builds it, its store and token verifier overridden."""
+    app = create_app()
+    settings = config.get_settings()
+    verifier = Verifier.for_pool(
+        settings.aws_region, cloud.side.user_pool_id, cloud.side.admin_client_id
+    )
+    verifier.__dict__["_jwks"] = MotoJWKS()  # its cached_property, filled in advance
+    app.dependency_overrides[deps.get_store] = lambda: store
+    app.dependency_overrides[deps.get_claims] = lambda: claims
+    app.dependency_overrides[deps.get_verifier] = lambda: verifier
+    return TestClient(app)
+
+
+@pytest.fixture
+def client(
+    cloud: Cloud, store: FakeTenantStore, claims: Claims, tmp_path: Path
+) -> Iterator[TestClient]:
+    with _environment(cloud, tmp_path), app_client(cloud, store, claims) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def tokens(cloud: Cloud) -> dict[str, str]:
+    return cloud.tokens
+
+
+def _user(settings: Settings, pool: str, who: tuple[str, str], groups: tuple[str, ...]) -> None:
+    idp = aws_clients.client("cognito-idp", settings)
+    idp.admin_create_user(
+        UserPoolId=pool,
+        Username=who[0],
+        MessageAction="SUPPRESS",
+        UserAttributes=[{"Name": "email", "Value": who[0]}],
+    )
+    idp.admin_set_user_password(UserPoolId=pool, Username=who[0], Password=who[1], Permanent=True)
+    for group in groups:
+        idp.admin_add_user_to_group(UserPoolId=pool, Username=who[0], GroupName=group)
+
+
+def signup(client: TestClient, key: str | None = None, **changes: Any) -> Any:
+    body = {**SIGNUP, "plan": "starter", **changes}
+    return client.post("/v1/signups", json=body, headers={"Idempotency-Key": key} if key else {})
+
+
+# -- probes and pages -----------------------------------------------------------------------
+def test_probes_and_pages(client: TestClient, store: FakeTenantStore) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    store.up = False
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200  # alive, though not ready
+    assert "<form" in client.get("/").text
+    assert client.get("/admin").status_code == 200
+    assert "herd_api_requests_total" in client.get("/metrics").text
+
+
+# -- signups --------------------------------------------------------------------------------
+def test_a_signup_creates_one_tenant_and_reports_its_progress(
+    client: TestClient, store: FakeTenantStore
+) -> None:
+    answer = signup(client)
+    assert answer.status_code == 202
+    assert answer.json() == {
+        "slug": "acme",
+        "status": "https://signup.example.com/v1/signups/acme",
+    }
+    tenant = store.objects["acme"]
+    assert tenant["spec"]["adminEmail"] == "a@acme.example.com"  # lowercased
+    assert tenant["metadata"]["labels"][EMAIL_LABEL] == digest("a@acme.example.com")
+    assert "a@acme" not in json.dumps(tenant["metadata"])  # only digests in labels
+    assert client.get("/v1/signups/acme").json() == {
+        "slug": "acme",
+        "phase": "Pending",
+        "conditions": [],
+    }
+
+    tenant["status"] = {
+        "phase": "Ready",
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Available", "message": "internal"}
+        ],
+    }
+    seen = client.get("/v1/signups/acme").json()
+    assert seen["phase"] == "Ready"
+    # Anyone may read a signup's progress: never a condition's message.
+    assert seen["conditions"] == [{"type": "Ready", "status": "True", "reason": "Available"}]
+    assert client.get("/v1/signups/nobody").status_code == 404
+
+
+def test_a_taken_slug_is_409_and_a_known_email_reveals_nothing(
+    client: TestClient, store: FakeTenantStore
+) -> None:
+    assert signup(client).status_code == 202
+    taken = signup(client, adminEmail="other@example.com")
+    assert taken.status_code == 409
+    assert "already taken" in taken.json()["detail"]
+    # The same email under another slug: answered as accepted, nothing created.
+    again = signup(client, slug="acme-two", adminEmail="a@acme.example.com")
+    assert again.status_code == 202
+    assert sorted(store.objects) == ["acme"]
+
+
+def test_an_idempotency_key_replays_and_refuses_another_request(
+    client: TestClient, store: FakeTenantStore
+) -> None:
+    first = signup(client, key="k-1")
+    replay = signup(client, key="k-1")
+    assert first.status_code == replay.status_code == 202
+    assert first.json() == replay.json()
+    assert len(store.objects) == 1
+    assert store.objects["acme"]["metadata"]["labels"][KEY_LABEL] == digest("k-1")
+    other = signup(client, key="k-1", slug="acme-two", adminEmail="b@example.com")
+    assert other.status_code == 422
+    assert "Idempotency-Key" in other.json()["detail"]
+    assert len(store.objects) == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"slug": "admin"}, "slug"),  # reserved
+        ({"slug": "Has_Upper"}, "slug"),
+        ({"slug": "-edge"}, "slug"),
+        ({"adminEmail": "not-an-email"}, "adminEmail"),
+        ({"plan": "free"}, "plan"),
+        ({"displayName": ""}, "displayName"),
+    ],
+)
+def test_bad_signups_are_422_and_create_nothing(
+    client: TestClient, store: FakeTenantStore, changes: dict[str, str], field: str
+) -> None:
+    answer = signup(client, **changes)
+    assert answer.status_code == 422
+    assert any(field in err["loc"] for err in answer.json()["detail"])
+    assert store.objects == {}
+
+
+def test_odd_slugs_in_paths_and_huge_bodies_are_refused(client: TestClient) -> None:
+    assert client.get("/v1/signups/a_b").status_code == 422
+    assert client.get("/v1/signups/" + "a" * 41).status_code == 422
+    huge = client.post(
+        "/v1/signups",
+        content=b'{"displayName": "' + b"x" * 20_000 + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert huge.status_code == 413
+
+
+def test_signups_are_rate_limited_per_client(
+    cloud: Cloud, store: FakeTenantStore, tmp_path: Path
+) -> None:
+    limits = {"HERD_SIGNUP_BURST": "2", "HERD_SIGNUP_RATE": "0.01"}
+    with (
+        _environment(cloud, tmp_path, **limits),
+        app_client(cloud, store, fake_claims()) as client,
+    ):
+        answers = [signup(client, slug=f"rate-{i}", adminEmail=f"r{i}@x.com") for i in range(3)]
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert int(answers[2].headers["Retry-After"]) >= 1
+    assert sorted(store.objects) == ["rate-0", "rate-1"]
+
+
+# -- admin ------------------------------------------------------------------------------------
+def test_admin_routes_need_an_admins_token(client: TestClient, tokens: dict[str, str]) -> None:
+    assert client.get("/v1/tenants").status_code == 401
+    assert client.get("/v1/tenants", headers={"Authorization": "Bearer junk"}).status_code == 401
+    member = client.get("/v1/tenants", headers={"Authorization": f"Bearer {tokens['member']}"})
+    assert member.status_code == 403
+    assert "admins" in member.json()["detail"]
+    assert client.delete("/v1/tenants/acme").status_code == 401
+
+
+def test_a_token_of_another_app_client_is_refused(client: TestClient, cloud: Cloud) -> None:
+    idp = aws_clients.client("cognito-idp", cloud.settings)
+    other = idp.create_user_pool_client(
+        UserPoolId=cloud.side.user_pool_id,
+        ClientName="other",
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    )["UserPoolClient"]["ClientId"]
+    auth = idp.initiate_auth(
+        ClientId=other,
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": ADMIN[0], "PASSWORD": ADMIN[1]},
+    )["AuthenticationResult"]
+    answer = client.get("/v1/tenants", headers={"Authorization": f"Bearer {auth['IdToken']}"})
+    assert answer.status_code == 401
+    assert "another app client" in answer.json()["detail"]
+
+
+def test_admins_list_in_pages_and_delete(
+    client: TestClient, store: FakeTenantStore, tokens: dict[str, str]
+) -> None:
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    for i in range(3):
+        assert signup(client, slug=f"page-{i}", adminEmail=f"p{i}@x.com").status_code == 202
+    first = client.get("/v1/tenants", params={"limit": 2}, headers=admin).json()
+    assert [t["slug"] for t in first["items"]] == ["page-0", "page-1"]
+    rest = client.get(
+        "/v1/tenants", params={"limit": 2, "continue": first["continue"]}, headers=admin
+    ).json()
+    assert [t["slug"] for t in rest["items"]] == ["page-2"]
+    assert rest.get("continue") is None
+    bad = client.get("/v1/tenants", params={"continue": "garbage"}, headers=admin)
+    assert bad.status_code == 400
+    assert client.get("/v1/tenants", params={"limit": 0}, headers=admin).status_code == 422
+
+    assert client.delete("/v1/tenants/page-1", headers=admin).json() == {
+        "slug": "page-1",
+        "status": "deleting",
+    }
+    assert sorted(store.objects) == ["page-0", "page-2"]
+    assert client.delete("/v1/tenants/page-1", headers=admin).status_code == 404
+
+
+def test_sign_in_with_a_wrong_password_is_401(client: TestClient, tokens: dict[str, str]) -> None:
+    wrong = client.post("/v1/auth/token", json={"username": ADMIN[0], "password": "nope-Nope1!"})
+    assert wrong.status_code == 401
+    unknown = client.post("/v1/auth/token", json={"username": "x@y.com", "password": "Nope-1!x"})
+    assert unknown.status_code == 401
+    assert wrong.json() == unknown.json()  # says nothing about which users exist
+
+
+def test_an_email_whose_tenant_is_gone_may_sign_up_again(
+    client: TestClient, store: FakeTenantStore, claims: Claims
+) -> None:
+    assert signup(client).status_code == 202
+    name = claim_name(EMAIL, "a@acme.example.com")
+    fake: Any = claims.api
+    # The claim is handed to its Tenant off the request's path.
+    wait_for(lambda: fake.items[name].metadata.owner_references, 10, "claim owned")
+    assert signup(client, slug="acme-again").status_code == 202
+    assert sorted(store.objects) == ["acme"]  # the email is taken while its Tenant exists
+    del store.objects["acme"]  # deleted (the garbage collector would take the claim too)
+    assert signup(client, slug="acme-again").status_code == 202
+    assert sorted(store.objects) == ["acme-again"]
+    assert fake.items[name].data["slug"] == "acme-again"

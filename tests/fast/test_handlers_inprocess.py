@@ -1,0 +1,266 @@
+"""The operator's reconcile steps in this process: AWS is moto in-process, the custom object
+a fake that keeps its status and events in memory (kopf and the API server are the real-parts
+tests' business: test_sestemplate.py, test_tenant.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kopf
+import pytest
+from botocore.exceptions import ClientError
+
+from herd_core import aws as aws_clients
+from herd_core import conditions as cond
+from herd_core import kube
+from herd_core.constants import API_VERSION
+from herd_core.errors import AlreadyExists, InvalidSpec
+from herd_devkit.local import bootstrap
+from herd_devkit.settings import Settings
+from herd_operator.handlers import common, sestemplate, tenant
+from herd_operator.handlers.common import Object
+from herd_operator.settings import Settings as OperatorSettings
+
+
+class FakeObject(Object):
+    """An Object whose writes land in its own body, and whose events are kept in a list."""
+
+    def __init__(self, kind: str, plural: str, name: str, spec: dict[str, Any]) -> None:
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": kind,
+            "metadata": {"name": name, "namespace": "tenants", "uid": f"uid-{name}"},
+            "spec": spec,
+            "status": {},
+        }
+        super().__init__(kind, plural, kopf.Body(body))
+        self.raw = body
+        self.events: list[tuple[str, bool]] = []
+
+    def patch_status(self, **fields: Any) -> None:
+        self.raw["status"] |= json.loads(json.dumps(fields))
+
+    def event(self, reason: str, message: str, warning: bool = False) -> None:
+        self.events.append((reason, warning))
+
+    def set_conditions(self, *updates: tuple[str, bool | None, str, str]) -> None:
+        conditions = self.raw["status"].get("conditions")
+        for type_, status, reason, message in updates:
+            conditions = cond.set_condition(conditions, type_, status, reason, message)
+        self.raw["status"]["conditions"] = conditions
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        return dict(cond.get(self.raw["status"].get("conditions"), type_) or {})
+
+    @property
+    def reasons(self) -> list[str]:
+        return [reason for reason, _ in self.events]
+
+
+@pytest.fixture
+def settings(aws: Settings, aws_side: bootstrap.Environment) -> OperatorSettings:
+    return OperatorSettings(
+        **{k.removeprefix("HERD_").lower(): v for k, v in aws_side.env().items()},
+        aws_region=aws.aws_region,
+        aws_max_attempts=1,
+        aws_name_prefix=aws.aws_name_prefix,
+        login_url_template="https://platform.example.com/?realm={slug}",
+    )
+
+
+def template(**spec: Any) -> FakeObject:
+    return FakeObject(
+        "SESTemplate",
+        sestemplate.PLURAL,
+        "welcome",
+        # html and text both: moto answers a missing part as "" (SES omits it).
+        {
+            "subject": "Hi {{name}}",
+            "html": "<p>Hello {{name}}</p>",
+            "text": "Hello {{name}}",
+            **spec,
+        },
+    )
+
+
+def ses_template(settings: OperatorSettings, name: str) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = aws_clients.client("ses", settings).get_template(TemplateName=name)[
+            "Template"
+        ]
+    except ClientError:
+        return None
+    return found
+
+
+# -- SESTemplate --------------------------------------------------------------------------
+def test_a_template_is_created_once_updated_on_change_and_deleted(
+    settings: OperatorSettings,
+) -> None:
+    obj = template()
+    assert (
+        sestemplate.reconcile(obj, settings)
+        == f"SES template {settings.aws_name_prefix}welcome is in sync"
+    )
+    assert (
+        obj.status["templateName"] == f"{settings.aws_name_prefix}welcome"
+    )  # claimed before the create
+    assert (
+        ses_template(settings, f"{settings.aws_name_prefix}welcome")["SubjectPart"] == "Hi {{name}}"
+    )  # type: ignore[index]
+    sestemplate.reconcile(obj, settings)
+    assert obj.reasons == ["Created"]  # nothing to do the second time
+
+    obj.raw["spec"]["subject"] = "Welcome {{name}}"
+    sestemplate.reconcile(obj, settings)
+    assert obj.reasons == ["Created", "Updated"]
+    assert (
+        ses_template(settings, f"{settings.aws_name_prefix}welcome")["SubjectPart"]
+        == "Welcome {{name}}"
+    )  # type: ignore[index]
+
+    sestemplate.delete(obj, settings)
+    assert ses_template(settings, f"{settings.aws_name_prefix}welcome") is None
+
+
+def test_a_bad_placeholder_is_refused_before_any_aws_call(settings: OperatorSettings) -> None:
+    obj = template(text="Hello {{#if name}} no end")
+    with pytest.raises(InvalidSpec, match="never closed"):
+        sestemplate.reconcile(obj, settings)
+    assert ses_template(settings, f"{settings.aws_name_prefix}welcome") is None
+    assert obj.status == {}
+
+
+def test_someone_elses_template_is_not_taken_without_adopt(settings: OperatorSettings) -> None:
+    aws_clients.client("ses", settings).create_template(
+        Template={
+            "TemplateName": f"{settings.aws_name_prefix}welcome",
+            "SubjectPart": "theirs",
+            "TextPart": "x",
+        }
+    )
+    with pytest.raises(AlreadyExists, match="adopt"):
+        sestemplate.reconcile(template(), settings)
+    assert ses_template(settings, f"{settings.aws_name_prefix}welcome")["SubjectPart"] == "theirs"  # type: ignore[index]
+
+
+def test_drift_is_repaired_only_once_in_sync(settings: OperatorSettings) -> None:
+    obj = template()
+    sestemplate.reconcile(obj, settings)
+    aws_clients.client("ses", settings).delete_template(
+        TemplateName=f"{settings.aws_name_prefix}welcome"
+    )
+    sestemplate.repair_drift(obj, settings)  # not Ready yet: the reconcile's business
+    assert ses_template(settings, f"{settings.aws_name_prefix}welcome") is None
+    # Through the error contract, as the handler runs it: Ready, observedGeneration.
+    common.reconcile(obj, 0, settings, lambda: sestemplate.reconcile(obj, settings))
+    aws_clients.client("ses", settings).delete_template(
+        TemplateName=f"{settings.aws_name_prefix}welcome"
+    )
+    sestemplate.repair_drift(obj, settings)
+    assert ses_template(settings, f"{settings.aws_name_prefix}welcome") is not None
+    assert obj.events[-1] == ("DriftRepaired", True)
+
+
+def test_a_retained_template_outlives_its_object(settings: OperatorSettings) -> None:
+    obj = template(deletionPolicy="Retain")
+    sestemplate.reconcile(obj, settings)
+    sestemplate.delete(obj, settings)
+    assert ses_template(settings, f"{settings.aws_name_prefix}welcome") is not None
+    assert obj.reasons[-1] == "Retained"
+
+
+# -- the error contract ---------------------------------------------------------------------
+def test_success_invalid_specs_and_throttling_end_as_the_contract_says(
+    settings: OperatorSettings,
+) -> None:
+    obj = template()
+    common.reconcile(obj, 0, settings, lambda: "all good")
+    assert obj.condition(cond.READY)["status"] == "True"
+    assert obj.condition(cond.SYNCED)["reason"] == cond.RECONCILE_SUCCESS
+
+    def invalid() -> str:
+        raise InvalidSpec("spec.subject is empty")
+
+    with pytest.raises(kopf.PermanentError):
+        common.reconcile(obj, 0, settings, invalid)
+    assert obj.condition(cond.READY) | {"lastTransitionTime": None} == {
+        "type": "Ready",
+        "status": "False",
+        "reason": cond.INVALID_SPEC,
+        "message": "spec.subject is empty",
+        "lastTransitionTime": None,
+    }
+
+    def throttled() -> str:
+        raise ClientError({"Error": {"Code": "Throttling", "Message": "slow down"}}, "GetTemplate")
+
+    with pytest.raises(kopf.TemporaryError) as caught:
+        common.reconcile(obj, 3, settings, throttled)
+    assert caught.value.delay == common.backoff(3, settings) == 16
+    assert obj.condition(cond.SYNCED)["reason"] == cond.RECOVERABLE
+    assert obj.events[-1] == (cond.RECOVERABLE, True)
+
+
+# -- Tenant steps -----------------------------------------------------------------------------
+def acme() -> FakeObject:
+    return FakeObject(
+        "Tenant",
+        tenant.PLURAL,
+        "acme",
+        {
+            "slug": "acme",
+            "displayName": "Acme Farms",
+            "adminEmail": "admin@acme.example.com",
+            "plan": "starter",
+        },
+    )
+
+
+def test_the_admin_user_is_made_once_and_never_taken_from_another_tenant(
+    settings: OperatorSettings,
+) -> None:
+    obj = acme()
+    tenant.ensure_user(obj, settings)
+    tenant.ensure_user(obj, settings)
+    assert obj.reasons == ["CognitoUserCreated"]
+    assert obj.status["cognitoUsername"] == "admin@acme.example.com"
+    assert obj.condition(tenant.USER)["status"] == "True"
+    user = aws_clients.client("cognito-idp", settings).admin_get_user(
+        UserPoolId=settings.cognito_user_pool_id, Username="admin@acme.example.com"
+    )
+    assert {"Name": "custom:tenant", "Value": "acme"} in user["UserAttributes"]
+
+    other = acme()
+    other.raw["metadata"]["name"] = other.raw["spec"]["slug"] = "other"
+    with pytest.raises(AlreadyExists, match="another tenant \\(acme\\)"):
+        tenant.ensure_user(other, settings)
+
+
+def test_the_welcome_email_waits_for_its_template_then_is_queued_once(
+    settings: OperatorSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    templates: dict[str, dict[str, Any]] = {}
+    monkeypatch.setattr(kube, "get_object", lambda plural, ns, name: templates.get(name))
+    obj = acme()
+    with pytest.raises(tenant.Waiting):
+        tenant.ensure_welcome_email(obj, settings)
+    assert obj.condition(tenant.EMAIL)["reason"] == "TemplateNotReady"
+
+    templates["welcome"] = {
+        "status": {
+            "templateName": f"{settings.aws_name_prefix}welcome",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }
+    }
+    tenant.ensure_welcome_email(obj, settings)
+    tenant.ensure_welcome_email(obj, settings)  # queuedAt recorded: not again
+    sqs = aws_clients.client("sqs", settings)
+    messages = sqs.receive_message(QueueUrl=settings.email_queue_url, MaxNumberOfMessages=10)
+    [job] = [json.loads(m["Body"]) for m in messages["Messages"]]
+    assert job["idempotencyKey"] == "welcome-uid-acme"
+    assert job["template"] == f"{settings.aws_name_prefix}welcome"
+    assert job["data"]["loginURL"] == "https://platform.example.com/?realm=acme"
+    assert job["report"] == {"namespace": "tenants", "name": "acme", "uid": "uid-acme"}
+    assert obj.condition(tenant.EMAIL)["status"] == "True"

@@ -1,0 +1,178 @@
+"""The email worker's main paths in this process: SQS, SES and DynamoDB are moto in-process,
+the Tenant status report a recording fake. tests/test_worker.py runs the real process."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ses.models import ses_backends
+
+from herd_api.core.config import Settings as ApiSettings
+from herd_api.worker import worker as worker_module
+from herd_api.worker.claims import Claims
+from herd_api.worker.worker import Worker
+from herd_core import aws as aws_clients
+from herd_core.emailjobs import EmailJob, Report, enqueue
+from herd_devkit.local import bootstrap
+from herd_devkit.settings import Settings
+
+from .fakes import REGION
+
+
+@pytest.fixture
+def reports(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every status report the worker makes: (report, messageId, sentAt). An exception put
+    first in the list is raised instead (the API server down, RBAC missing)."""
+    made: list[Any] = []
+
+    def delivered(target: Report, message_id: str, sent_at: float) -> bool:
+        if made and isinstance(made[0], Exception):
+            raise made[0]
+        made.append((target, message_id, sent_at))
+        return True
+
+    monkeypatch.setattr(worker_module.report, "delivered", delivered)
+    return made
+
+
+@dataclass
+class Rig:
+    """A worker on this test's own queue, table and template (names under its prefix)."""
+
+    worker: Worker
+    prefix: str
+
+    @property
+    def to(self) -> str:
+        return f"admin@{self.prefix}example.com"
+
+    def job(self, key: str = "welcome-1", template: str = "", report: bool = True) -> None:
+        """Enqueue a job as the operator does."""
+        job = EmailJob(
+            idempotency_key=key,
+            template=template or f"{self.prefix}welcome",
+            to=self.to,
+            data={"displayName": "Acme"},
+            report=Report(namespace="tenants", name="acme", uid="uid-1") if report else None,
+        )
+        enqueue(self.worker.sqs, self.worker.queue_url, job)
+
+    def raw(self, body: str) -> None:
+        self.worker.sqs.send_message(QueueUrl=self.worker.queue_url, MessageBody=body)
+
+    def sent(self) -> list[Any]:
+        """The emails SES took for this test's recipient."""
+        backend = ses_backends[DEFAULT_ACCOUNT_ID][REGION]
+        return [m for m in backend.sent_messages if self.to in m.destinations["ToAddresses"]]
+
+    def depth(self) -> tuple[int, int]:
+        """(visible, in flight) messages of the queue."""
+        attrs = self.worker.sqs.get_queue_attributes(
+            QueueUrl=self.worker.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]), int(
+            attrs["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    def claim(self, key: str) -> dict[str, Any]:
+        item: dict[str, Any] = self.worker.claims._ddb.get_item(
+            TableName=self.worker.settings.email_jobs_table, Key={"key": {"S": key}}
+        ).get("Item", {})
+        return item
+
+
+@pytest.fixture
+def rig(aws: Settings, aws_side: bootstrap.Environment) -> Rig:
+    aws_clients.client("ses", aws).create_template(
+        Template={
+            "TemplateName": f"{aws.aws_name_prefix}welcome",
+            "SubjectPart": "Welcome {{displayName}}",
+            "TextPart": "Hello {{displayName}}",
+        }
+    )
+    settings = ApiSettings(
+        **{k.removeprefix("HERD_").lower(): v for k, v in aws_side.env().items()},
+        aws_region=REGION,
+        aws_max_attempts=1,
+        worker_wait_seconds=0,
+        worker_max_send_rate=100,
+        worker_retry_base=30,
+    )
+    return Rig(Worker(settings), aws.aws_name_prefix)
+
+
+def test_a_job_is_sent_once_claimed_and_reported(rig: Rig, reports: list[Any]) -> None:
+    rig.job()
+    assert rig.worker.poll_once() == 1
+    assert len(rig.sent()) == 1
+    item = rig.claim("welcome-1")
+    assert item["state"]["S"] == "sent"
+    assert rig.depth() == (0, 0)  # deleted once sent and reported
+    [(target, message_id, sent_at)] = reports
+    assert (target.name, target.uid) == ("acme", "uid-1")
+    assert message_id == item["messageId"]["S"]
+    assert abs(sent_at - time.time()) < 60
+
+
+def test_a_duplicate_job_is_dropped_and_only_reported_again(rig: Rig, reports: list[Any]) -> None:
+    rig.job()
+    rig.worker.poll_once()
+    rig.job()  # the operator re-enqueued after a crash
+    assert rig.worker.poll_once() == 1
+    assert len(rig.sent()) == 1
+    assert rig.depth() == (0, 0)
+    assert len(reports) == 2
+    assert reports[0][1] == reports[1][1]  # the first send's message id, both times
+
+
+def test_a_poison_message_is_backed_off_never_sent(rig: Rig, reports: list[Any]) -> None:
+    rig.raw('{"to": "nobody"}')
+    rig.raw("not json")
+    assert rig.worker.poll_once() == 2
+    assert rig.sent() == [] and reports == []
+    assert rig.depth() == (0, 2)  # hidden for the backoff; the DLQ takes them in the end
+
+
+def test_a_failed_send_releases_its_claim_for_the_retry(rig: Rig, reports: list[Any]) -> None:
+    rig.job(template="no-such-template")
+    rig.worker.poll_once()
+    assert rig.sent() == []
+    assert rig.claim("welcome-1") == {}  # released: the retry may claim it at once
+    assert rig.depth() == (0, 1)
+
+
+def test_a_failed_report_is_retried_without_a_second_email(rig: Rig, reports: list[Any]) -> None:
+    reports.append(RuntimeError("403 from the API server"))
+    rig.job()
+    rig.worker.poll_once()
+    assert len(rig.sent()) == 1
+    assert rig.depth() == (0, 1)  # kept for the report's retry
+    reports.clear()  # the API server answers again; the redelivery (here: a new copy)
+    rig.job()
+    rig.worker.poll_once()
+    assert len(rig.sent()) == 1
+    assert len(reports) == 1
+
+
+def test_a_key_another_worker_holds_is_deferred(rig: Rig, reports: list[Any]) -> None:
+    other = Claims(rig.worker.claims._ddb, rig.worker.settings.email_jobs_table, lease=30)
+    assert other.claim("welcome-1").won
+    rig.job()
+    rig.worker.poll_once()
+    assert rig.sent() == [] and reports == []
+    assert rig.claim("welcome-1")["state"]["S"] == "sending"
+    assert rig.depth() == (0, 1)  # hidden until the other's lease ends
+
+
+def test_a_stopping_worker_releases_what_it_has_not_started(rig: Rig, reports: list[Any]) -> None:
+    for i in range(3):
+        rig.job(key=f"k-{i}", report=False)
+    rig.worker.stop.set()  # SIGTERM before the first message
+    assert rig.worker.poll_once() == 3
+    assert rig.sent() == []
+    assert rig.depth() == (3, 0)  # visible again at once, for another worker
