@@ -206,7 +206,7 @@ class Platform:
             self._account(dev, WORKER_ACCOUNT)
             self._start(
                 "thumbnails",
-                [*HERD, "worker", "run", "--kind", "thumbnails"],
+                ["worker", "run", "--kind", "thumbnails"],
                 "dev",
                 self.identity("dev", WORKER_ACCOUNT),
                 moto,
