@@ -376,17 +376,24 @@ def test_a_namespace_deleted_and_recreated(
         before = core.read_namespace(target).metadata.uid
         core.delete_namespace(target)
 
+        seen: list[object] = []
+
         def original_gone() -> bool:
             # Self-heal may make the namespace again before a poll sees the gap: the one we
             # deleted is gone when the name is free or held by a namespace with another uid.
             try:
-                return bool(core.read_namespace(target).metadata.uid != before)
+                ns = core.read_namespace(target)
             except ApiException as err:
                 if err.status == 404:
                     return True
                 raise
+            seen[:] = [ns.status.conditions]  # why it is still terminating, if it hangs
+            return bool(ns.metadata.uid != before)
 
-        wait_for(original_gone, 90, "namespace gone")
+        try:
+            wait_for(original_gone, 90, "namespace gone")
+        except AssertionError as err:
+            raise AssertionError(f"{err}; its conditions: {seen}") from None
         # Its objects' deletion events wake the Application; it makes both again.
         wait_for(lambda: cm_data(api, target, "a") == {"k": "1"}, 60, "namespace and object back")
     finally:
