@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("--pushes", type=int, default=10)
     parser.add_argument("--apps", type=int, default=5, help="apps of --objects for the RSS")
     parser.add_argument("--heals", type=int, default=5, help="hand edits for self-heal")
+    parser.add_argument(
+        "--sync-concurrency", type=int, default=None, help="HERD_APP_SYNC_CONCURRENCY"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="herd-bench-gitops-"))
     built = Stack(root=tmp, settings=get_settings())
@@ -116,6 +119,11 @@ def main() -> None:
                     HERD_WEBHOOK_PORT=str(webhook),
                     HERD_WEBHOOK_SECRET=SECRET,
                     HERD_APP_TICK="1",
+                    **(
+                        {"HERD_APP_SYNC_CONCURRENCY": str(args.sync_concurrency)}
+                        if args.sync_concurrency
+                        else {}
+                    ),
                     HERD_STATE_DIR=str(tmp / "operator"),
                     HERD_APPLICATION_NAMESPACES=json.dumps(["small", "big", *extra]),
                     HERD_LOCAL_SOURCES="true",
