@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter, Gauge
 
 from herd_api.core.config import Settings
-from herd_api.worker import images, logo_report
+from herd_api.worker import images, logo_report, queue
 from herd_api.worker.claims import Claims
 from herd_core import aws, kube
 
@@ -115,36 +115,15 @@ class ThumbnailWorker:
 
     def run(self) -> None:
         if self.settings.thumbnail_dlq_url:
-            threading.Thread(target=self._watch_dlq, daemon=True, name="dlq-depth").start()
+            queue.watch_depth(
+                self.sqs, self.settings.thumbnail_dlq_url, DLQ_DEPTH, self.settings, self.stop
+            )
         while not self.stop.is_set():
             self.poll_once()
         log.info("thumbnail worker stopped")
 
-    def _watch_dlq(self) -> None:
-        while not self.stop.is_set():
-            try:
-                attrs = self.sqs.get_queue_attributes(
-                    QueueUrl=self.settings.thumbnail_dlq_url,
-                    AttributeNames=["ApproximateNumberOfMessages"],
-                )["Attributes"]
-                DLQ_DEPTH.set(int(attrs["ApproximateNumberOfMessages"]))
-            except Exception as err:  # a metric never stops the worker
-                log.warning("reading the dead-letter queue's depth failed: %s", err)
-            self.stop.wait(self.settings.worker_dlq_interval)
-
     def poll_once(self) -> int:
-        try:
-            messages = self.sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=self.settings.worker_batch_size,
-                WaitTimeSeconds=self.settings.worker_wait_seconds,
-                VisibilityTimeout=self.settings.worker_visibility_timeout,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            ).get("Messages", [])
-        except (ClientError, BotoCoreError) as err:
-            log.warning("receive failed: %s", err)
-            self.stop.wait(self.settings.worker_retry_base)
-            return 0
+        messages = queue.receive(self.sqs, self.queue_url, self.settings, self.stop)
         for i, message in enumerate(messages):
             if self.stop.is_set():
                 for m in messages[i:]:  # SIGTERM: give the rest back at once

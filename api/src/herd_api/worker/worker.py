@@ -33,7 +33,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
 from herd_api.core.config import Settings
-from herd_api.worker import report
+from herd_api.worker import queue, report
 from herd_api.worker.budget import SharedBudget
 from herd_api.worker.claims import Claims
 from herd_core import aws, kube
@@ -79,24 +79,15 @@ class Worker:
 
     def run(self) -> None:
         if self.settings.email_dlq_url:
-            threading.Thread(target=self._watch_dlq, daemon=True, name="dlq-depth").start()
+            queue.watch_depth(
+                self.sqs, self.settings.email_dlq_url, DLQ_DEPTH, self.settings, self.stop
+            )
         while not self.stop.is_set():
             self.poll_once()
         log.info("worker stopped")
 
     def poll_once(self) -> int:
-        try:
-            messages = self.sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=self.settings.worker_batch_size,
-                WaitTimeSeconds=self.settings.worker_wait_seconds,
-                VisibilityTimeout=self.settings.worker_visibility_timeout,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            ).get("Messages", [])
-        except (ClientError, BotoCoreError) as err:
-            log.warning("receive failed: %s", err)
-            self.stop.wait(self.settings.worker_retry_base)
-            return 0
+        messages = queue.receive(self.sqs, self.queue_url, self.settings, self.stop)
         for i, message in enumerate(messages):
             if self.stop.is_set():
                 self._release(messages[i:])  # SIGTERM: give the rest back at once
@@ -230,18 +221,6 @@ class Worker:
         finally:
             done.set()
             thread.join()
-
-    def _watch_dlq(self) -> None:
-        while not self.stop.is_set():
-            try:
-                attrs = self.sqs.get_queue_attributes(
-                    QueueUrl=self.settings.email_dlq_url,
-                    AttributeNames=["ApproximateNumberOfMessages"],
-                )["Attributes"]
-                DLQ_DEPTH.set(int(attrs["ApproximateNumberOfMessages"]))
-            except Exception as err:  # a metric never stops the worker
-                log.warning("reading the dead-letter queue's depth failed: %s", err)
-            self.stop.wait(self.settings.worker_dlq_interval)
 
     def _delete(self, receipt: str) -> None:
         self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
