@@ -20,12 +20,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from common import Stack, stack  # bench/ is on sys.path when a script runs
+from common import Stack, create_tenant, stack  # bench/ is on sys.path when a script runs
 from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
-from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.process import wait_until
 
 console = Console()
@@ -33,27 +32,10 @@ console = Console()
 
 def make_tenants(st: Stack, count: int) -> None:
     """`count` Tenants straight into the API server (no operator runs in this bench)."""
-    custom = client.CustomObjectsApi(st.api)
 
     def create(i: int) -> None:
         slug = f"pre-{i:05d}"
-        custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            "tenants",
-            "tenants",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "Tenant",
-                "metadata": {"name": slug},
-                "spec": {
-                    "displayName": f"Pre {i}",
-                    "slug": slug,
-                    "adminEmail": f"admin@{slug}.example.com",
-                    "plan": "starter",
-                },
-            },
-        )
+        create_tenant(st.api, slug, f"Pre {i}", f"admin@{slug}.example.com")
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(create, range(count)))

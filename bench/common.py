@@ -9,9 +9,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubernetes import client
 from kubernetes.client import ApiClient
 
 from herd_core import aws
+from herd_core.constants import GROUP, VERSION
 from herd_core.emailjobs import EmailJob, enqueue
 from herd_devkit.local import bootstrap
 from herd_devkit.local.controlplane import ControlPlane
@@ -21,6 +23,27 @@ from herd_devkit.settings import Settings, get_settings
 from herd_devkit.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_tenant(api: ApiClient, slug: str, display_name: str, admin_email: str) -> None:
+    """A Tenant straight into the API server, as a signup would make it."""
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        "tenants",
+        "tenants",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Tenant",
+            "metadata": {"name": slug},
+            "spec": {
+                "displayName": display_name,
+                "slug": slug,
+                "adminEmail": admin_email,
+                "plan": "starter",
+            },
+        },
+    )
 
 
 def rss_mib(pid: int) -> float:

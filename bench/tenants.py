@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import Stack, rss_mib, stack  # bench/ is on sys.path when a script runs
+from common import Stack, create_tenant, rss_mib, stack  # bench/ is on sys.path when a script runs
 from kubernetes import client, watch
 from rich.console import Console
 from rich.table import Table
@@ -169,23 +169,7 @@ def main() -> None:
 
         def create(i: int) -> None:
             slug = f"bench-{i:05d}"
-            custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                "tenants",
-                "tenants",
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "Tenant",
-                    "metadata": {"name": slug},
-                    "spec": {
-                        "displayName": f"Bench {i}",
-                        "slug": slug,
-                        "adminEmail": f"admin@{slug}.example.com",
-                        "plan": "starter",
-                    },
-                },
-            )
+            create_tenant(st.api, slug, f"Bench {i}", f"admin@{slug}.example.com")
 
         def tenants() -> list[dict[str, Any]]:
             found: list[dict[str, Any]] = []

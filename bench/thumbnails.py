@@ -14,7 +14,7 @@ import io
 import time
 import uuid
 
-from common import stack  # bench/ is on sys.path when a script runs
+from common import create_tenant, stack  # bench/ is on sys.path when a script runs
 from kubernetes import client
 from PIL import Image
 from rich.console import Console
@@ -22,7 +22,6 @@ from rich.table import Table
 
 from herd_api.worker import images
 from herd_core import aws
-from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.process import wait_until
 
 console = Console()
@@ -72,23 +71,7 @@ def end_to_end(count: int) -> Table:
         )
         slugs = [f"bench-{i}" for i in range(5)]
         for slug in slugs:
-            client.CustomObjectsApi(s.api).create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                "tenants",
-                "tenants",
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "Tenant",
-                    "metadata": {"name": slug},
-                    "spec": {
-                        "displayName": slug,
-                        "slug": slug,
-                        "adminEmail": f"a@{slug}.example.com",
-                        "plan": "starter",
-                    },
-                },
-            )
+            create_tenant(s.api, slug, slug, f"a@{slug}.example.com")
         s.run(
             ["worker", "run", "--kind", "thumbnails"],
             "HERD_WORKER_PORT",
