@@ -13,7 +13,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 
 from herd_core import aws
-from herd_core.constants import GROUP, VERSION
+from herd_core.constants import FINALIZER, GROUP, VERSION
 from herd_core.emailjobs import EmailJob, enqueue
 from herd_devkit.local import bootstrap
 from herd_devkit.local.controlplane import ControlPlane
@@ -35,7 +35,7 @@ def create_tenant(api: ApiClient, slug: str, display_name: str, admin_email: str
         {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Tenant",
-            "metadata": {"name": slug},
+            "metadata": {"name": slug, "finalizers": [FINALIZER]},
             "spec": {
                 "displayName": display_name,
                 "slug": slug,

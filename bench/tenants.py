@@ -15,6 +15,7 @@ import json
 import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -116,6 +117,12 @@ def wait_idle(files: list[Path], quiet: float, timeout: float) -> float:
     return float("inf")
 
 
+def _py_spy() -> str:
+    """py-spy from the dev group, beside this interpreter (no activated venv needed)."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else "py-spy"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tenants", type=int, default=200)
@@ -193,7 +200,7 @@ def main() -> None:
         if args.profile:
             pid, out = str(operator.pids()[0]), args.profile
             spy = subprocess.Popen(
-                ["py-spy", "record", "--pid", pid, "--rate", "50", "--format", "raw", "-o", out],
+                [_py_spy(), "record", "--pid", pid, "--rate", "50", "--format", "raw", "-o", out],
                 stdout=subprocess.DEVNULL,
             )
         progress = Progress(custom, ready, sent)

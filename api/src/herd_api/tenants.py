@@ -15,7 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from herd_api.models import PHASES
-from herd_core.constants import API_VERSION, GROUP, VERSION
+from herd_core.constants import API_VERSION, FINALIZER, GROUP, VERSION
 
 PLURAL = "tenants"
 KEY_LABEL = f"{GROUP}/idempotency-key"
@@ -123,7 +123,14 @@ def tenant_body(spec: dict[str, Any], idempotency_key: str | None) -> dict[str, 
     return {
         "apiVersion": API_VERSION,
         "kind": "Tenant",
-        "metadata": {"name": spec["slug"], "labels": labels, "annotations": annotations},
+        "metadata": {
+            "name": spec["slug"],
+            "labels": labels,
+            "annotations": annotations,
+            # The operator's finalizer from the start: it then starts on the Tenant at once,
+            # without a write of its own to add it (one request and one event fewer).
+            "finalizers": [FINALIZER],
+        },
         "spec": spec,
     }
 

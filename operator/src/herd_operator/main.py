@@ -73,6 +73,11 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.connect_timeout = 30
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 32
+    # After its own patch, kopf holds an object's older events until the patched version
+    # arrives, for at most this long. Under a burst of Tenants the watch runs more than the
+    # default 5 s behind: kopf then took a stale event (without its diff base) for a new
+    # object and ran the create handler a second time.
+    settings.persistence.consistency_timeout = 60
     # Peering: exactly one working replica. Kopf pauses every replica of equal priority, so
     # replicas of one Deployment must differ: the longest-running one leads, a new one waits
     # (a rolling update hands over when the old one says goodbye; a killed one is replaced
@@ -179,7 +184,10 @@ def tenant_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) -> None
         return
     with exclusive(body["metadata"]["uid"]):
         # As the API server has it now: the child's handler may have moved it on meanwhile.
-        obj = fresh(Object(tenant.KIND, tenant.PLURAL, body))
+        # A first run of a new Tenant needs no read: nothing but the signup has written it.
+        obj: Object | None = Object(tenant.KIND, tenant.PLURAL, body)
+        if not (reason == kopf.Reason.CREATE and retry == 0 and not body.get("status")):
+            obj = fresh(obj)  # type: ignore[arg-type]
         if obj is None:
             return
         current = obj
@@ -220,6 +228,8 @@ def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -
     if event["type"] == "DELETED":
         return
     ready = cond.get((body.get("status") or {}).get("conditions"), cond.READY) or {}
+    if not ready:
+        return  # not reconciled yet: nothing the Tenant, which made it, does not know
     owner = next(
         (o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == tenant.KIND),
         None,
@@ -234,7 +244,23 @@ def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -
     _, step, stamp, deleting = found[0]
     if deleting or tenant.client_step(ready) == step:
         return  # the Tenant has seen this state of its child already
-    wake = f"{body['metadata'].get('resourceVersion')}"
+    # The stamp names the child's state (its Ready transition), not its resourceVersion: the
+    # child's later writes in that state (kopf's own annotations, a lastSyncedTime) then
+    # wake the Tenant no second time while the index has not yet caught up with the wake.
+    wake = (
+        "client-"
+        + hashlib.sha256(
+            "/".join(
+                str(x)
+                for x in (
+                    body["metadata"].get("uid"),
+                    ready.get("status"),
+                    ready.get("reason"),
+                    ready.get("lastTransitionTime"),
+                )
+            ).encode()
+        ).hexdigest()[:16]
+    )
     if stamp == wake:
         return
     kube.custom().patch_namespaced_custom_object(

@@ -47,11 +47,14 @@ class Cognito:
                 return
             kwargs["NextToken"] = page["NextToken"]
 
-    def create_client(self, pool_id: str, params: dict[str, Any], generate_secret: bool) -> str:
-        result = self._c.create_user_pool_client(
+    def create_client(
+        self, pool_id: str, params: dict[str, Any], generate_secret: bool
+    ) -> dict[str, Any]:
+        """The client as created, secret included (as describe_client gives it)."""
+        result: dict[str, Any] = self._c.create_user_pool_client(
             UserPoolId=pool_id, GenerateSecret=generate_secret, **params
-        )
-        return str(result["UserPoolClient"]["ClientId"])
+        )["UserPoolClient"]
+        return result
 
     def describe_client(self, pool_id: str, client_id: str) -> dict[str, Any] | None:
         """The client, secret included: callers keep it out of logs, events and status."""

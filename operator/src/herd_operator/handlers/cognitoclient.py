@@ -104,8 +104,9 @@ def reconcile(obj: Object, settings: Settings) -> str:
         )
         client_id = None
     if not client_id:
-        client_id = _create_or_adopt(obj, cognito, pool, want, settings)
-        have = cognito.describe_client(pool, client_id)
+        # A create answers with the client: no describe after it.
+        client_id, have = _create_or_adopt(obj, cognito, pool, want, settings)
+        have = have or cognito.describe_client(pool, client_id)
     if have is None:
         raise Recoverable(f"app client {client_id} is not visible yet")
     if bool(have.get("ClientSecret")) != bool(spec.get("generateSecret")):
@@ -122,8 +123,10 @@ def reconcile(obj: Object, settings: Settings) -> str:
 
 def _create_or_adopt(
     obj: Object, cognito: Cognito, pool: str, want: dict[str, Any], settings: Settings
-) -> str:
+) -> tuple[str, dict[str, Any] | None]:
+    """The client's id, and the client itself when this call created it."""
     spec, status = obj.spec, obj.status
+    created = None
     # Cognito finds clients by name only through a list of the whole pool. A Tenant's own
     # client (named for its Tenant, whose name is unique) needs that list only to find a
     # create of ours cut short by a crash; under a burst of Tenants, a list per create of a
@@ -156,12 +159,13 @@ def _create_or_adopt(
     else:
         obj.patch_status(creationStarted=cond.now(), userPoolId=pool)
         obj.flush()  # before the create: a restart knows a create may have landed
-        client_id = cognito.create_client(pool, want, bool(spec.get("generateSecret")))
+        created = cognito.create_client(pool, want, bool(spec.get("generateSecret")))
+        client_id = str(created["ClientId"])
         obj.patch_status(clientId=client_id)
         obj.flush()  # the moment it exists
         obj.event("Created", f"created app client {client_id} in {pool}")
     obj.patch_status(clientId=client_id, userPoolId=pool, creationStarted=None)
-    return client_id
+    return client_id, created
 
 
 def write_secret(

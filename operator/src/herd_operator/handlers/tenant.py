@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from herd_core import aws, emailjobs, kube
 from herd_core import conditions as cond
-from herd_core.constants import API_VERSION, GROUP
+from herd_core.constants import API_VERSION, FINALIZER, GROUP
 from herd_core.errors import AlreadyExists, InvalidSpec, Pending, Waiting
 from herd_operator.clients.cognito import Cognito
 from herd_operator.clients.openremote import OpenRemote
@@ -72,6 +72,8 @@ def child_client(obj: Object) -> dict[str, Any]:
                 TENANT_LABEL: spec["slug"],
             },
             "ownerReferences": [obj.owner_reference()],
+            # Ours from the start: the operator need not add it in a write of its own.
+            "finalizers": [FINALIZER],
         },
         "spec": child,
     }
@@ -83,14 +85,15 @@ def reconcile(obj: Object, settings: Settings) -> str:
         raise InvalidSpec(f"Tenants live in namespace {settings.tenants_namespace}")
     if not settings.cognito_user_pool_id:
         raise InvalidSpec("the operator has no platform user pool (HERD_COGNITO_USER_POOL_ID)")
-    # One status write per step; the email step's goes out with Ready (common.reconcile): a
-    # crash between them queues the job again under the same key, and the worker sends once.
-    with obj.step():
-        if obj.status.get("phase") in (None, "Pending", "Failed"):
-            obj.patch_status(phase="Provisioning")
-        ensure_user(obj, settings)
-    # The child's name is its identity (a create twice answers 409): its step goes out with
-    # the next write, the Pending one or the realm's.
+    # Status is gathered by common.reconcile and written with the outcome, or before the
+    # next AWS side effect (the realm's step). The user's step goes out with the child's:
+    # creating the child is a Kubernetes write whose name is its identity (a create twice
+    # answers 409), and a user created just before a crash is recognised as ours by its
+    # custom:tenant. The email step's goes out with Ready: a crash between them queues the
+    # job again under the same key, and the worker sends once.
+    if obj.status.get("phase") in (None, "Pending", "Failed"):
+        obj.patch_status(phase="Provisioning")
+    ensure_user(obj, settings)
     ensure_client(obj)
     if settings.openremote_enabled:
         with obj.step():
