@@ -31,6 +31,7 @@ from rich.table import Table
 
 from herd_core import aws
 from herd_core.constants import GROUP, VERSION
+from herd_devkit.local import bootstrap
 from herd_devkit.local.process import wait_until
 
 console = Console()
@@ -40,9 +41,10 @@ WRITES = ("Create", "Update", "Delete", "Put", "Send", "Admin", "Set")  # AWS op
 def moto_rate(st: Stack, count: int, threads: int = 8) -> float:
     """Tenants/s that moto alone takes for a Tenant's core calls (AdminCreateUser,
     CreateUserPoolClient, SendMessage), driven directly with boto3 from `threads` threads, in
-    a pool of its own."""
+    a pool of its own made as the platform's is (email as the username: moto then scans the
+    pool's users on each create, so its rate falls as the pool grows)."""
     idp, sqs = aws.client("cognito-idp", st.aws), aws.client("sqs", st.aws)
-    pool = idp.create_user_pool(PoolName="bench-moto-rate")["UserPool"]["Id"]
+    pool = bootstrap.user_pool(st.aws, "bench-moto-rate")
 
     def one(i: int) -> None:
         idp.admin_create_user(
@@ -130,7 +132,9 @@ def main() -> None:
         "--soak", type=float, default=0, help="seconds of drift ticks to watch the RSS over"
     )
     parser.add_argument("--drift-interval", type=float, default=300, help="drift tick (prod: 300)")
-    parser.add_argument("--moto-rate", type=int, default=200, help="tenants for moto's rate")
+    parser.add_argument(
+        "--moto-rate", type=int, default=0, help="tenants for moto's rate (default: --tenants)"
+    )
     parser.add_argument("--workers", type=int, default=3, help="email worker processes")
     parser.add_argument(
         "--profile", metavar="FILE", help="py-spy stacks (raw) of the operator during the burst"
@@ -171,8 +175,8 @@ def main() -> None:
                 },
             )
         operator = st.services[0]
-        with console.status(f"moto alone: {args.moto_rate} tenants' core calls from 8 threads"):
-            moto_per_s = moto_rate(st, args.moto_rate)
+        with console.status(f"moto alone: {args.moto_rate or n} tenants' core calls, 8 threads"):
+            moto_per_s = moto_rate(st, args.moto_rate or n)
 
         def create(i: int) -> None:
             slug = f"bench-{i:05d}"

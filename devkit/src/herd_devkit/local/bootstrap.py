@@ -60,7 +60,7 @@ class Environment:
 def bootstrap(settings: Settings, billing_threshold: float | None = None) -> Environment:
     """`billing_threshold` (USD, the environment's clusters/<env>/cost.yaml) adds the alarm."""
     prefix = settings.aws_name_prefix
-    pool = _user_pool(settings, f"{prefix}herd-platform")
+    pool = user_pool(settings, f"{prefix}herd-platform")
     return Environment(
         user_pool_id=pool,
         admin_client_id=_admin_client(settings, pool),
@@ -76,7 +76,8 @@ def bootstrap(settings: Settings, billing_threshold: float | None = None) -> Env
     )
 
 
-def _user_pool(settings: Settings, name: str) -> str:
+def user_pool(settings: Settings, name: str) -> str:
+    """The user pool of that name, made as the platform's is (email as the username)."""
     idp = aws.client("cognito-idp", settings)
     pools = idp.list_user_pools(MaxResults=60)["UserPools"]
     pool_id = next((p["Id"] for p in pools if p["Name"] == name), None)
