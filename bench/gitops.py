@@ -220,7 +220,7 @@ def main() -> None:
         t0 = time.perf_counter()
         with console.status(f"first sync of {args.objects} objects"):
             app("big", "big")
-            wait_until(lambda: synced("big", repo.head("dev")), 1800, interval=0.5)
+            wait_until(lambda: synced("big", repo.head("dev")), 1800, interval=0.05)
         first = time.perf_counter() - t0
 
         with console.status("kubectl apply --server-side, no-op"):

@@ -228,26 +228,25 @@ def _resources(
     engine: Engine, comparison: Comparison, refreshed: bool
 ) -> tuple[list[dict[str, Any]], str, str]:
     out: list[dict[str, Any]] = []
-    statuses: list[str] = []
-    worst_message = ""
+    worst, worst_message = health.HEALTHY, ""
     for item in comparison.items:
         status, message = (
             health.of(item.live)
             if item.live is not None or not refreshed
             else engine.health(item.key, comparison.user)
         )
-        statuses.append(status)
         entry = {
             **item.key.as_status(),
             "status": SYNCED if item.in_sync else OUT_OF_SYNC,
             "health": {"status": status, **({"message": message} if message else {})},
         }
         out.append(entry)
-        if status == health.worst(statuses) and status != health.HEALTHY and not worst_message:
-            worst_message = f"{item.key}: {message or status}"
+        # The running worst, one comparison per object (the first object of the worst status
+        # names it in the message).
+        if health.worst([worst, status]) != worst:
+            worst, worst_message = status, f"{item.key}: {message or status}"
     for key, _ in comparison.prune:
         out.append({**key.as_status(), "status": OUT_OF_SYNC, "requiresPruning": True})
-    worst = health.worst(statuses)
     return out, worst, "" if worst == health.HEALTHY else worst_message
 
 
