@@ -176,3 +176,28 @@ def test_a_stopping_worker_releases_what_it_has_not_started(rig: Rig, reports: l
     assert rig.worker.poll_once() == 3
     assert rig.sent() == []
     assert rig.depth() == (3, 0)  # visible again at once, for another worker
+
+
+def test_the_jobs_of_a_batch_are_handled_at_once(
+    rig: Rig, reports: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each status report waits until three are in flight: handled one at a time, the first
+    would wait for ever (here: fail after 10 s); together, all three go."""
+    import threading
+
+    barrier = threading.Barrier(3, timeout=10)
+    report_one = worker_module.report.delivered
+
+    def delivered(target: Report, message_id: str, sent_at: float) -> bool:
+        barrier.wait()
+        return bool(report_one(target, message_id, sent_at))
+
+    monkeypatch.setattr(worker_module.report, "delivered", delivered)
+    for i in range(3):
+        rig.job(key=f"welcome-{i}")
+    handled = 0
+    deadline = time.monotonic() + 30
+    while handled < 3 and time.monotonic() < deadline:
+        handled += rig.worker.poll_once()
+    assert len(reports) == 3 and len(rig.sent()) == 3
+    assert rig.depth() == (0, 0)

@@ -74,6 +74,13 @@ class Settings(CoreSettings):
     worker_batch_size: int = Field(
         10, ge=1, le=10, description="Messages per receive (held hidden until handled)"
     )
+    worker_concurrency: int = Field(
+        8,
+        ge=1,
+        le=10,
+        description="Messages of one batch an email worker handles at once (each waits on "
+        "DynamoDB, SES and the API server; the shared budget still caps the send rate)",
+    )
     worker_retry_base: float = Field(2.0, gt=0, description="Backoff of a failed job, s")
     worker_claim_lease: float = Field(
         30.0,

@@ -12,7 +12,10 @@
   queue (its depth is a metric, and the chart alerts on it). A message that does not parse
   is such a poison message too. A failed status report is retried by redelivery: the claim
   then says `sent`, so only the report runs again, never the email.
-- SIGTERM: the message in hand is finished; messages received but not started are released.
+- Concurrency: the messages of a batch are handled up to `worker_concurrency` at once (each
+  mostly waits on DynamoDB, SES and the API server); claims, the budget and the error
+  boundary are per message, so nothing else changes.
+- SIGTERM: the messages in hand are finished; messages received but not started are released.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +71,7 @@ class Worker:
         self.claims = Claims(ddb, table, self.settings.worker_claim_lease)
         rate = self.settings.worker_max_send_rate or self.ses.max_send_rate()
         self.budget = SharedBudget(ddb, table, self.settings.worker_send_budget_key, rate)
+        self._pool = ThreadPoolExecutor(self.settings.worker_concurrency, "email-job")
         log.info(
             "worker ready: queue %s, %.3g emails/s shared by all workers",
             self.queue_url.rsplit("/", 1)[-1],
@@ -88,17 +93,20 @@ class Worker:
 
     def poll_once(self) -> int:
         messages = queue.receive(self.sqs, self.queue_url, self.settings, self.stop)
-        for i, message in enumerate(messages):
-            if self.stop.is_set():
-                self._release(messages[i:])  # SIGTERM: give the rest back at once
-                break
-            try:
-                self.handle(message)
-            except Exception as err:  # one message never stops the others
-                FAILED.labels("error").inc()
-                log.error("job in message %s failed: %s", message.get("MessageId"), err)
-                self._quietly(self._retry_later, message["ReceiptHandle"], _receives(message))
+        # Every message is started or released before the next receive.
+        list(self._pool.map(self._one, messages))
         return len(messages)
+
+    def _one(self, message: dict[str, Any]) -> None:
+        if self.stop.is_set():
+            self._release([message])  # SIGTERM: not started, given back at once
+            return
+        try:
+            self.handle(message)
+        except Exception as err:  # one message never stops the others
+            FAILED.labels("error").inc()
+            log.error("job in message %s failed: %s", message.get("MessageId"), err)
+            self._quietly(self._retry_later, message["ReceiptHandle"], _receives(message))
 
     def handle(self, message: dict[str, Any]) -> None:
         receipt, receives = message["ReceiptHandle"], _receives(message)
