@@ -28,6 +28,7 @@ from common import Stack, create_tenant, rss_mib, stack  # bench/ is on sys.path
 from kubernetes import client, watch
 from rich.console import Console
 from rich.table import Table
+from urllib3.exceptions import ProtocolError
 
 from herd_core import aws
 from herd_core.constants import GROUP, VERSION
@@ -86,16 +87,21 @@ class Progress(threading.Thread):
                 resource_version=version,
                 timeout_seconds=60,
             )
-            for event in stream:
-                obj = event["object"]
-                version = obj["metadata"]["resourceVersion"]
-                name, now = obj["metadata"]["name"], time.perf_counter()
-                if self.is_ready(obj):
-                    self.ready.setdefault(name, now)
-                if self.is_sent(obj):
-                    self.sent.setdefault(name, now)
+            try:
+                for event in stream:
+                    obj = event["object"]
+                    version = obj["metadata"]["resourceVersion"]
+                    name, now = obj["metadata"]["name"], time.perf_counter()
+                    if self.is_ready(obj):
+                        self.ready.setdefault(name, now)
+                    if self.is_sent(obj):
+                        self.sent.setdefault(name, now)
+                    if self.stop:
+                        return
+            except (ProtocolError, client.ApiException):
                 if self.stop:
-                    return
+                    return  # the stack is going down under the watch
+                version = None  # expired or cut: list again (each time is kept once)
 
 
 def aws_calls(path: Path) -> list[dict[str, Any]]:
@@ -136,6 +142,7 @@ def main() -> None:
         "--moto-rate", type=int, default=0, help="tenants for moto's rate (default: --tenants)"
     )
     parser.add_argument("--workers", type=int, default=3, help="email worker processes")
+    parser.add_argument("--send-rate", type=float, default=100, help="SES emails/s, all workers")
     parser.add_argument(
         "--profile", metavar="FILE", help="py-spy stacks (raw) of the operator during the burst"
     )
@@ -158,7 +165,9 @@ def main() -> None:
                     "HERD_WORKER_PORT",
                     name=f"worker-{w}",
                     HERD_WORKER_WAIT_SECONDS="1",
-                    HERD_WORKER_MAX_SEND_RATE="1000",
+                    # A production SES rate: the budget item keeps one time per send allowed
+                    # in a window, so an unreal 1,000/s makes each take move 1,000 numbers.
+                    HERD_WORKER_MAX_SEND_RATE=str(args.send_rate),
                 )
             core, custom = client.CoreV1Api(st.api), client.CustomObjectsApi(st.api)
             core.create_namespace({"metadata": {"name": "tenants"}})

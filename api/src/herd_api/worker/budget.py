@@ -30,6 +30,9 @@ class SharedBudget:
         self.rate = rate
         self.window = max(1.0, 1.0 / rate)
         self.limit = max(1, math.floor(rate * self.window + 1e-9))
+        # The threads of one worker take turns at the item: only replicas race for it (a
+        # lost race costs a read and a write again, and the item is one hot key).
+        self._turn = threading.Lock()
 
     def try_take(self) -> tuple[float | None, float]:
         """(the send time recorded, 0) when a send may go now; else (None, seconds to wait)."""
@@ -68,7 +71,8 @@ class SharedBudget:
     def take(self, stop: threading.Event) -> float | None:
         """Block until a send may go (its recorded time) or `stop` is set (None)."""
         while not stop.is_set():
-            stamp, wait = self.try_take()
+            with self._turn:
+                stamp, wait = self.try_take()
             if stamp is not None:
                 return stamp
             if stop.wait(wait):
