@@ -94,8 +94,9 @@ def _scan(text: str, aliases_allowed: bool) -> tuple[bool, int]:
     for event in yaml.parse(text, Loader=_CLoader):
         if isinstance(event, yaml.AliasEvent):
             if not aliases_allowed:
+                mark: Any = event.start_mark  # libyaml's own Mark class
                 raise yaml.composer.ComposerError(
-                    None, None, "YAML aliases (*name) are not allowed", event.start_mark
+                    None, None, "YAML aliases (*name) are not allowed", mark
                 )
             aliases = True
         elif isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)):
