@@ -46,6 +46,23 @@ def create_tenant(api: ApiClient, slug: str, display_name: str, admin_email: str
     )
 
 
+def tenants_namespace(api: ApiClient) -> None:
+    """The `tenants` namespace with the welcome SESTemplate every Tenant's email uses."""
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": "tenants"}})
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        "tenants",
+        "sestemplates",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "SESTemplate",
+            "metadata": {"name": "welcome"},
+            "spec": {"subject": "Welcome {{displayName}}", "text": "Hi {{displayName}}"},
+        },
+    )
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a process, MiB (0 when it is gone)."""
     try:

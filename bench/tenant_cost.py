@@ -11,11 +11,17 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from common import create_tenant, stack  # bench/ is on sys.path when a script runs
+from common import (
+    create_tenant,
+    stack,
+    tenants_namespace,
+)  # bench/ is on sys.path when a script runs
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
+from herd_core import conditions as cond
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.process import wait_until
 from herd_operator.gitops import rawapi
@@ -24,14 +30,15 @@ console = Console()
 
 
 def api_requests(api: client.ApiClient) -> Counter[tuple[str, str, str]]:
+    """apiserver_request_total by (verb, resource, subresource)."""
     raw = rawapi.request(api, "GET", "/metrics", content_type="text/plain")
     counts: Counter[tuple[str, str, str]] = Counter()
-    for line in raw.data.decode().splitlines():
-        if line.startswith("apiserver_request_total{"):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-            verb = labels.get("verb", "")
-            key = (verb, labels.get("resource", ""), labels.get("subresource", ""))
-            counts[key] += int(float(line.rsplit(" ", 1)[1]))
+    for family in text_string_to_metric_families(raw.data.decode()):
+        for sample in family.samples:
+            if sample.name == "apiserver_request_total":
+                labels = sample.labels
+                key = (labels["verb"], labels["resource"], labels.get("subresource", ""))
+                counts[key] += int(sample.value)
     return counts
 
 
@@ -49,29 +56,14 @@ def main() -> None:
             HERD_AWS_CALL_LOG=str(calls),
         )
         st.run(["worker", "run"], "HERD_WORKER_PORT", name="worker", HERD_WORKER_WAIT_SECONDS="1")
-        core, custom = client.CoreV1Api(st.api), client.CustomObjectsApi(st.api)
-        core.create_namespace({"metadata": {"name": "tenants"}})
-        custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            "tenants",
-            "sestemplates",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "SESTemplate",
-                "metadata": {"name": "welcome"},
-                "spec": {"subject": "Welcome {{displayName}}", "text": "Hi {{displayName}}"},
-            },
-        )
+        custom = client.CustomObjectsApi(st.api)
+        tenants_namespace(st.api)
 
         def template_ready() -> bool:
             t = custom.get_namespaced_custom_object(
                 GROUP, VERSION, "tenants", "sestemplates", "welcome"
             )
-            return any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in (t.get("status") or {}).get("conditions") or []  # type: ignore[union-attr]
-            )
+            return cond.is_true((t.get("status") or {}).get("conditions"), cond.READY)  # type: ignore[union-attr]
 
         wait_until(template_ready, 60, interval=0.2)
         before, logged = api_requests(st.api), len(calls.read_text().splitlines())

@@ -24,7 +24,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import Stack, create_tenant, rss_mib, stack  # bench/ is on sys.path when a script runs
+from common import (
+    Stack,
+    create_tenant,
+    rss_mib,
+    stack,
+    tenants_namespace,
+)  # bench/ is on sys.path when a script runs
 from kubernetes import client, watch
 from rich.console import Console
 from rich.table import Table
@@ -169,20 +175,8 @@ def main() -> None:
                     # in a window, so an unreal 1,000/s makes each take move 1,000 numbers.
                     HERD_WORKER_MAX_SEND_RATE=str(args.send_rate),
                 )
-            core, custom = client.CoreV1Api(st.api), client.CustomObjectsApi(st.api)
-            core.create_namespace({"metadata": {"name": "tenants"}})
-            custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                "tenants",
-                "sestemplates",
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "SESTemplate",
-                    "metadata": {"name": "welcome"},
-                    "spec": {"subject": "Welcome {{displayName}}", "text": "Hi {{displayName}}"},
-                },
-            )
+            custom = client.CustomObjectsApi(st.api)
+            tenants_namespace(st.api)
         operator = st.services[0]
         with console.status(f"moto alone: {args.moto_rate or n} tenants' core calls, 8 threads"):
             moto_per_s = moto_rate(st, args.moto_rate or n)

@@ -3,6 +3,7 @@ the Tenant status report a recording fake. tests/test_worker.py runs the real pr
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -183,8 +184,6 @@ def test_the_jobs_of_a_batch_are_handled_at_once(
 ) -> None:
     """Each status report waits until three are in flight: handled one at a time, the first
     would wait for ever (here: fail after 10 s); together, all three go."""
-    import threading
-
     barrier = threading.Barrier(3, timeout=10)
     report_one = worker_module.report.delivered
 

@@ -185,12 +185,12 @@ def tenant_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) -> None
     with exclusive(body["metadata"]["uid"]):
         # As the API server has it now: the child's handler may have moved it on meanwhile.
         # A first run of a new Tenant needs no read: nothing but the signup has written it.
-        obj: Object | None = Object(tenant.KIND, tenant.PLURAL, body)
-        if not (reason == kopf.Reason.CREATE and retry == 0 and not body.get("status")):
-            obj = fresh(obj)  # type: ignore[arg-type]
-        if obj is None:
+        given = Object(tenant.KIND, tenant.PLURAL, body)
+        first_run = reason == kopf.Reason.CREATE and retry == 0 and not body.get("status")
+        found = given if first_run else fresh(given)
+        if found is None:
             return
-        current = obj
+        current = found
         try:
             reconcile(current, retry, S, lambda: tenant.reconcile(current, S))
         except kopf.PermanentError:
