@@ -200,3 +200,16 @@ def test_the_jobs_of_a_batch_are_handled_at_once(
         handled += rig.worker.poll_once()
     assert len(reports) == 3 and len(rig.sent()) == 3
     assert rig.depth() == (0, 0)
+
+
+def test_two_deliveries_of_a_job_in_one_batch_go_in_turn(rig: Rig, reports: list[Any]) -> None:
+    """Handled at once, the second would find the key held and hide for the lease; in turn,
+    it finds the job sent and is dropped."""
+    rig.job(key="welcome-dup")
+    rig.job(key="welcome-dup")
+    handled = 0
+    deadline = time.monotonic() + 30
+    while handled < 2 and time.monotonic() < deadline:
+        handled += rig.worker.poll_once()
+    assert len(rig.sent()) == 1
+    assert rig.depth() == (0, 0)  # both consumed, none hidden for a lease

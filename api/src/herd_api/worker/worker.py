@@ -13,8 +13,8 @@
   is such a poison message too. A failed status report is retried by redelivery: the claim
   then says `sent`, so only the report runs again, never the email.
 - Concurrency: the messages of a batch are handled up to `worker_concurrency` at once (each
-  mostly waits on DynamoDB, SES and the API server); claims, the budget and the error
-  boundary are per message, so nothing else changes.
+  mostly waits on DynamoDB, SES and the API server), deliveries of one job in turn; claims,
+  the budget and the error boundary are per message, so nothing else changes.
 - SIGTERM: the messages in hand are finished; messages received but not started are released.
 """
 
@@ -93,9 +93,18 @@ class Worker:
 
     def poll_once(self) -> int:
         messages = queue.receive(self.sqs, self.queue_url, self.settings, self.stop)
+        # Deliveries of one job in a batch go in turn, so the later one finds the job sent
+        # (and is dropped) rather than held by the earlier one (and hidden for its lease).
         # Every message is started or released before the next receive.
-        list(self._pool.map(self._one, messages))
+        turns: dict[str, list[dict[str, Any]]] = {}
+        for message in messages:
+            turns.setdefault(_job_key(message), []).append(message)
+        list(self._pool.map(self._in_turn, turns.values()))
         return len(messages)
+
+    def _in_turn(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            self._one(message)
 
     def _one(self, message: dict[str, Any]) -> None:
         if self.stop.is_set():
@@ -254,6 +263,14 @@ class Worker:
             fn(receipt, value)
         except (ClientError, BotoCoreError) as err:
             log.warning("queue call failed (the message comes back on its own): %s", err)
+
+
+def _job_key(message: dict[str, Any]) -> str:
+    """The job's idempotency key; the message's own id when the body is no job."""
+    try:
+        return str(json.loads(message["Body"])["idempotencyKey"])
+    except (ValueError, KeyError, TypeError):
+        return str(message["MessageId"])
 
 
 def _receives(message: dict[str, Any]) -> int:
