@@ -5,7 +5,8 @@ kubectl's); self-heal latency of a hand edit; the operator's RSS with five such 
 
     uv run python bench/gitops.py [--objects 2000] [--pushes 10] [--apps 5]
 
-Runs its own embedded control plane, a real bare repository and the operator process.
+Runs its own embedded control plane, a real bare repository and the operator process (under
+its chart's ServiceAccount, as on EKS).
 """
 
 from __future__ import annotations
@@ -108,12 +109,16 @@ def main() -> None:
                     },
                 },
             )
+            # The operator as on EKS: its chart's ServiceAccount and RBAC, a TokenRequest token.
+            identity = built.chart_identity(
+                api, cp.kubeconfig, "herd-operator", tmp / "operator.kubeconfig"
+            )
             webhook = free_port()
             operator = built.program(
                 ["operator", "run"],
                 "HERD_HEALTH_PORT",
                 built.program_env(
-                    cp.kubeconfig,
+                    identity,
                     None,  # no AWS: Applications only
                     HERD_METRICS_PORT="0",
                     HERD_WEBHOOK_PORT=str(webhook),

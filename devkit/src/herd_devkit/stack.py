@@ -195,6 +195,27 @@ class Stack:
         namespace/account: a program run with it is judged by its chart's RBAC."""
         return identity.service_account_kubeconfig(api, kubeconfig, namespace, account, dest)
 
+    def chart_identity(
+        self,
+        api: ApiClient,
+        kubeconfig: Path,
+        chart: str,
+        dest: Path,
+        set_values: Mapping[str, str] | None = None,
+        namespace: str = "herd-system",
+    ) -> Path:
+        """`chart` (herd-operator, herd-api, herd-workers) installed with its CI values, and
+        a kubeconfig at `dest` for its ServiceAccount: its program runs as on EKS."""
+        self.install_chart(
+            kubeconfig,
+            chart,
+            f"charts/{chart}",
+            namespace,
+            values=[f"charts/{chart}/ci/dev-values.yaml"],
+            set_values={"fullnameOverride": chart, **(set_values or {})},
+        )
+        return self.identity(api, kubeconfig, namespace, chart, dest)
+
     # -- programs ---------------------------------------------------------------------------
     def program_env(
         self,

@@ -25,8 +25,7 @@ import copy
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -356,16 +355,16 @@ class Engine:
                     continue
             to_dry_run.append(item)
 
-        def dry_run(item: Item) -> str | None:
-            try:
-                item.dry_run = applier.apply(item.desired, dry_run=True)
-            except ApplyError as err:
-                return str(err)
+        answers = applier.apply_each(
+            [i.desired for i in to_dry_run], dry_run=True, concurrency=self.concurrency
+        )
+        for item, answer in zip(to_dry_run, answers, strict=True):
+            if isinstance(answer, ApplyError):
+                errors.append(str(answer))
+                continue
+            item.dry_run = answer
             if self.memo is not None:
                 self.memo.record(app.id, user, item.key, item.digest, item.live, item.dry_run)
-            return None
-
-        errors += [e for e in self._each(dry_run, to_dry_run) if e]
         if errors:
             raise ComparisonError(
                 "; ".join(errors[:5])
@@ -424,13 +423,6 @@ class Engine:
         if self.live is not None:
             self.live.forget(app_id)
 
-    def _each(self, fn: Callable[[Item], str | None], items: list[Item]) -> list[str | None]:
-        """`fn` over `items`, `concurrency` at a time."""
-        if self.concurrency == 1 or len(items) < 2:
-            return [fn(i) for i in items]
-        with ThreadPoolExecutor(min(self.concurrency, len(items))) as pool:
-            return list(pool.map(fn, items))
-
     def cascade(self, app: Application) -> list[str]:
         """Delete what the Application tracks (as its ServiceAccount); what still exists."""
         _project, user = self.identity(app)
@@ -470,7 +462,15 @@ class Engine:
                 for item in todo:
                     if item.live is None and item.dry_run is None:
                         self._await_kind(applier, item.key)
-                failed = [e for e in self._each(lambda i: self._apply(app, applier, i), todo) if e]
+                answers = applier.apply_each(
+                    [i.desired for i in todo], concurrency=self.concurrency
+                )
+                failed = []
+                for item, answer in zip(todo, answers, strict=True):
+                    if isinstance(answer, ApplyError):
+                        failed.append(str(answer))
+                    else:
+                        self._applied(app, applier, item, answer)
                 if failed:
                     raise SyncError(failed[0])
             if self.wave_health_gate and index < len(waves) - 1:
@@ -514,11 +514,9 @@ class Engine:
                 raise SyncError(f"prune {key}: {api_message(err)}") from err
         comparison.prune = []
 
-    def _apply(self, app: Application, applier: Applier, item: Item) -> str | None:
-        try:
-            applied = applier.apply(item.desired)
-        except ApplyError as err:
-            return str(err)
+    def _applied(
+        self, app: Application, applier: Applier, item: Item, applied: dict[str, Any]
+    ) -> None:
         # What the server now holds is both the live object and git's: in sync.
         item.live = item.dry_run = applied
         item.known_in_sync = False
@@ -533,7 +531,6 @@ class Engine:
             )
             if informer is not None and informer.usable:
                 informer.put(copy.copy(applied))
-        return None
 
     def _await_kind(self, applier: Applier, key: Key, timeout: float = 60) -> None:
         """A kind whose CRD this sync has just applied: wait until the API serves it."""

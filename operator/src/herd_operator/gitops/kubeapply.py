@@ -27,8 +27,6 @@ def describe(obj: dict[str, Any]) -> str:
 
 
 def api_message(err: ApiException) -> str:
-    import json
-
     try:
         return str(json.loads(err.body or "").get("message") or err.reason)
     except (TypeError, ValueError):
@@ -62,25 +60,52 @@ class Applier:
         return bool(self.resource(obj["apiVersion"], obj["kind"]).namespaced)
 
     def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        req = self._apply_request(obj, dry_run)
+        try:
+            return rawapi.send(self.api, req)
+        except ApiException as err:
+            raise ApplyError(f"{describe(obj)}: {api_message(err)}") from err
+
+    def apply_each(
+        self, objs: list[dict[str, Any]], dry_run: bool = False, concurrency: int = 1
+    ) -> list[dict[str, Any] | ApplyError]:
+        """`apply` of each object, `concurrency` at a time: what the server holds (or would)
+        or why it refused, in order."""
+        out: list[dict[str, Any] | ApplyError] = []
+        requests: list[rawapi.Request] = []
+        for obj in objs:
+            try:
+                requests.append(self._apply_request(obj, dry_run))
+                out.append({})  # its answer, below
+            except ApplyError as err:
+                out.append(err)
+        answers = iter(rawapi.many(self.api, requests, concurrency))
+        for i, obj in enumerate(objs):
+            if isinstance(out[i], ApplyError):
+                continue
+            answer = next(answers)
+            if isinstance(answer, ApiException):
+                out[i] = ApplyError(f"{describe(obj)}: {api_message(answer)}")
+            else:
+                out[i] = answer
+        return out
+
+    def _apply_request(self, obj: dict[str, Any], dry_run: bool) -> rawapi.Request:
+        """A server-side apply, forced (git wins), as a plain request: JSON both ways, since
+        the dynamic client's models cost more than the request."""
         res = self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         query = [("fieldManager", self.field_manager), ("force", "true")]
         if dry_run:
             query.append(("dryRun", "All"))
         namespace = meta.get("namespace") if res.namespaced else None
-        path = res.path(name=meta["name"], namespace=namespace)  # type: ignore[no-untyped-call]
-        try:
-            # Plain JSON both ways: the dynamic client's models cost more than the request.
-            return rawapi.call(
-                self.api,
-                "PATCH",
-                path,
-                query,
-                body=json.dumps(obj),
-                content_type="application/apply-patch+yaml",
-            )
-        except ApiException as err:
-            raise ApplyError(f"{describe(obj)}: {api_message(err)}") from err
+        return rawapi.Request(
+            "PATCH",
+            res.path(name=meta["name"], namespace=namespace),  # type: ignore[no-untyped-call]
+            query,
+            body=json.dumps(obj),
+            content_type="application/apply-patch+yaml",
+        )
 
     def get(
         self, api_version: str, kind: str, name: str, namespace: str | None
