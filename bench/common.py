@@ -3,6 +3,8 @@ side and our CRDs, and the Herd programs a bench starts on top."""
 
 from __future__ import annotations
 
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -125,12 +127,24 @@ class Bench:
 @contextmanager
 def stack(prefix: str) -> Iterator[Bench]:
     built = Stack(root=Path(tempfile.mkdtemp(prefix=prefix)), settings=get_settings())
-    try:
+    with kept_on_failure(built):
         plane = built.cluster("bench")
         moto = built.moto()
         resources = built.bootstrap_aws()
         api = built.client(plane.kubeconfig)
         built.install_crds(api)
         yield Bench(built, plane, moto, built.aws(), resources, api)
-    finally:
+
+
+@contextmanager
+def kept_on_failure(built: Stack) -> Iterator[None]:
+    """Stop the stack; remove its files (etcd's data, logs: ~100 MB a run) unless the bench
+    failed, when they are what tells why."""
+    try:
+        yield
+    except BaseException:
         built.stop()
+        print(f"logs and state kept in {built.root}", file=sys.stderr)
+        raise
+    built.stop()
+    shutil.rmtree(built.root, ignore_errors=True)

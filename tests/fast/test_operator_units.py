@@ -1,14 +1,20 @@
-"""Pure parts of the operator: the compact diff base and the adoption namespace rule."""
+"""Pure parts of the operator: the compact diff base, the adoption namespace rule and what a
+status write sends."""
 
 from __future__ import annotations
 
+import copy
 import json
+from typing import Any
 
 import kopf
+import pytest
 
+from herd_core import kube
 from herd_devkit.settings import Settings
 from herd_operator.diffbase import DigestDiffBaseStorage, digest_long_strings
 from herd_operator.handlers.adoption import namespace_may_adopt
+from herd_operator.handlers.common import Object
 
 
 def body(html: str) -> kopf.Body:
@@ -48,3 +54,42 @@ def test_namespaces_may_adopt_only_when_listed() -> None:
     assert namespace_may_adopt("adopt-x1", allowed)
     assert not namespace_may_adopt("tenants", allowed)
     assert not namespace_may_adopt("Adopt-x1", allowed)
+
+
+def test_a_status_write_sends_only_the_fields_that_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A big Application's resources (thousands) are not re-sent for a new reconciledAt."""
+    resources = [{"kind": "ConfigMap", "name": f"cm-{i}", "status": "Synced"} for i in range(2000)]
+    stored: dict[str, Any] = {
+        "apiVersion": "platform.herd-itt.com/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "a", "namespace": "n", "uid": "u", "resourceVersion": "7"},
+        "status": {"resources": resources, "reconciledAt": "t1", "gone": "x"},
+    }
+    sent: list[tuple[dict[str, Any], str | None]] = []
+
+    def patch_status(
+        plural: str, namespace: str, name: str, status: dict[str, Any], version: str | None = None
+    ) -> dict[str, Any]:
+        sent.append((copy.deepcopy(status), version))
+        for key, value in status.items():
+            if value is None:
+                stored["status"].pop(key, None)
+            else:
+                stored["status"][key] = value
+        return copy.deepcopy(stored)
+
+    monkeypatch.setattr(kube, "patch_status", patch_status)
+    obj = Object("Application", "applications", kopf.Body(copy.deepcopy(stored)))
+
+    obj.patch_status(resources=copy.deepcopy(resources), reconciledAt="t2", gone=None)
+    assert sent == [({"reconciledAt": "t2", "gone": None}, None)]
+
+    obj.set_conditions(("Ready", True, "Synced", "ok"))
+    ((status, version),) = sent[1:]
+    assert set(status) == {"conditions"} and version == "7"  # a list replaced whole: guarded
+
+    obj.patch_status(resources=resources[:1], reconciledAt="t2")
+    assert sent[2] == ({"resources": resources[:1]}, None)
+    assert stored["status"]["resources"] == resources[:1]

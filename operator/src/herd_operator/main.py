@@ -391,10 +391,19 @@ def application_reconcile(body: kopf.Body, **_: Any) -> None:
     when=application_in_scope,
 )
 def application_poll(body: kopf.Body, **_: Any) -> None:
+    # Kopf's copy first: a big app's whole status (thousands of resources) is not read
+    # from the API server every tick to find that nothing is due. Kopf's copy is at most
+    # one watch event old, so what it misses is due at the next tick; a fresh read decides.
+    if not application.due(Object(application.KIND, application.PLURAL, body), S, _now()):
+        return
     with exclusive(body["metadata"]["uid"]):
         obj = fresh(Object(application.KIND, application.PLURAL, body))
-        if obj is not None and application.due(obj, S, dt.datetime.now(dt.UTC)):
+        if obj is not None and application.due(obj, S, _now()):
             application.reconcile(obj, engine(), S)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 @kopf.on.event(GROUP, VERSION, application.PLURAL, when=application_cascades)

@@ -122,7 +122,8 @@ async def _many(
     timeout: float,
 ) -> list[dict[str, Any] | ApiException]:
     connector = aiohttp.TCPConnector(limit=concurrency, ssl=_ssl_context(cfg))
-    limit = asyncio.Semaphore(concurrency)
+    answers: list[dict[str, Any] | ApiException] = [{} for _ in requests]
+    todo = iter(range(len(requests)))
     async with aiohttp.ClientSession(
         connector=connector,
         headers=headers,
@@ -130,19 +131,18 @@ async def _many(
     ) as session:
 
         async def one(req: Request) -> dict[str, Any] | ApiException:
-            async with limit:
-                try:
-                    async with session.request(
-                        req.method,
-                        URL(cfg.host + req.path, encoded=True),
-                        params=req.query,
-                        data=req.body,
-                        headers={"Content-Type": req.content_type},
-                        server_hostname=cfg.tls_server_name or None,
-                    ) as response:
-                        body = await response.read()
-                except (aiohttp.ClientError, TimeoutError) as err:
-                    return ApiException(status=0, reason=f"no answer: {err!r}")
+            try:
+                async with session.request(
+                    req.method,
+                    URL(cfg.host + req.path, encoded=True),
+                    params=req.query,
+                    data=req.body,
+                    headers={"Content-Type": req.content_type},
+                    server_hostname=cfg.tls_server_name or None,
+                ) as response:
+                    body = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as err:
+                return ApiException(status=0, reason=f"no answer: {err!r}")
             if not 200 <= response.status <= 299:
                 return ApiException(
                     status=response.status,
@@ -152,7 +152,14 @@ async def _many(
             out: dict[str, Any] = json.loads(body)
             return out
 
-        return list(await asyncio.gather(*(one(r) for r in requests)))
+        async def worker() -> None:
+            # `concurrency` of these, not a task per request: thousands of pending tasks
+            # would raise the process's memory high-water mark for good.
+            for i in todo:
+                answers[i] = await one(requests[i])
+
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, len(requests)))))
+    return answers
 
 
 def _ssl_context(cfg: Configuration) -> ssl.SSLContext | bool:

@@ -139,8 +139,13 @@ class Object:
                 version = str(self.body["metadata"].get("resourceVersion") or "") or None
             if _contains(current, status):
                 return  # nothing would change: no write
+            # Only the fields that change: a big Application's resources (thousands, ~300 KB)
+            # are not re-sent, re-parsed and re-validated for a new reconciledAt.
+            changed = {k: v for k, v in status.items() if current.get(k) != v}
+            if "conditions" not in changed:
+                version = None  # the precondition guards the conditions list alone
             try:
-                raw = kube.patch_status(self.plural, self.namespace, self.name, status, version)
+                raw = kube.patch_status(self.plural, self.namespace, self.name, changed, version)
             except ApiException as err:
                 if err.status == 404:
                     return
