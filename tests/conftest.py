@@ -32,6 +32,7 @@ from .openremote_stub import CLIENT_SECRET as STUB_CLIENT_SECRET
 from .openremote_stub import OpenRemoteStub
 
 TENANTS = "tenants"
+PROGRAMS_NAMESPACE = "herd-system"  # where the herd charts run, as on EKS
 ADOPTING = "adopt"  # namespaces named adopt-* may adopt AWS objects (HERD_ADOPTION_NAMESPACES)
 # Every AWS call of the operator, API and worker processes (tests/test_zz_iam.py reads it).
 AWS_CALLS = Path(tempfile.gettempdir()) / f"herd-aws-calls-{os.getpid()}"
@@ -176,16 +177,37 @@ def _base_env(
 
 
 @pytest.fixture(scope="session")
+def operator_identity(
+    stack: Stack,
+    api: ApiClient,
+    cluster: Cluster,
+    crds: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """The operator chart installed (its ServiceAccount, ClusterRole and bindings) and a
+    kubeconfig with a TokenRequest token of that ServiceAccount: the session's operator is
+    judged by exactly the RBAC its chart grants, as on EKS, never by the admin's."""
+    return stack.chart_identity(
+        api,
+        cluster.kubeconfig,
+        "herd-operator",
+        tmp_path_factory.mktemp("operator-identity") / "herd-operator.kubeconfig",
+        set_values={"config.tenantsNamespace": TENANTS},
+        namespace=PROGRAMS_NAMESPACE,
+    )
+
+
+@pytest.fixture(scope="session")
 def operator_env(
     tmp_path_factory: pytest.TempPathFactory,
     stack: Stack,
-    cluster: Cluster,
+    operator_identity: Path,
     proxy: FaultProxy,
     aws_env: bootstrap.Environment,
     openremote: OpenRemoteStub,
 ) -> dict[str, str]:
     return {
-        **_base_env(stack, cluster.kubeconfig, proxy.url, aws_env),
+        **_base_env(stack, operator_identity, proxy.url, aws_env),
         "HERD_DRIFT_INTERVAL": "2",
         "HERD_RETRY_BACKOFF_BASE": "1",
         "HERD_RETRY_BACKOFF_MAX": "5",
@@ -211,7 +233,6 @@ def operator_env(
 
 
 # -- the API and the worker under their charts' ServiceAccounts -----------------------------
-PROGRAMS_NAMESPACE = "herd-system"
 
 
 @pytest.fixture(scope="session")
@@ -226,20 +247,17 @@ def identities(
     and a kubeconfig with a TokenRequest token for each: the API and the worker processes of
     the tests are judged by exactly the RBAC their charts grant, as on EKS."""
     folder = tmp_path_factory.mktemp("identities")
-    out: dict[str, Path] = {}
-    for chart in ("herd-api", "herd-workers"):
-        stack.install_chart(
+    return {
+        chart: stack.chart_identity(
+            api,
             cluster.kubeconfig,
             chart,
-            f"charts/{chart}",
-            PROGRAMS_NAMESPACE,
-            values=[f"charts/{chart}/ci/dev-values.yaml"],
-            set_values={"config.tenantsNamespace": tenants_ns, "fullnameOverride": chart},
+            folder / f"{chart}.kubeconfig",
+            set_values={"config.tenantsNamespace": tenants_ns},
+            namespace=PROGRAMS_NAMESPACE,
         )
-        out[chart] = stack.identity(
-            api, cluster.kubeconfig, PROGRAMS_NAMESPACE, chart, folder / f"{chart}.kubeconfig"
-        )
-    return out
+        for chart in ("herd-api", "herd-workers")
+    }
 
 
 @pytest.fixture(scope="session")

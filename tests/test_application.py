@@ -16,14 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
-from kubernetes import client
+from kubernetes import client, utils
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from herd_core.constants import GROUP, TRACKING_ANNOTATION, VERSION
 from herd_devkit.local.gitrepo import Repo
 
-from .conftest import WEBHOOK_PORT, WEBHOOK_SECRET
+from .charts import template
+from .conftest import PROGRAMS_NAMESPACE, WEBHOOK_PORT, WEBHOOK_SECRET
 from .helpers import Custom, sync_project, wait_for
 
 pytestmark = pytest.mark.usefixtures("live_operator", "project")
@@ -796,8 +797,32 @@ def test_credentials_only_from_labelled_secrets_and_only_for_their_url(
             "syncPolicy": {"automated": {}},
         },
     )
-    assert "lacks the label platform.herd-itt.com/secret-type=repository" in wait_for(
-        lambda: condition(objects, "creds"), 30, "unlabelled Secret refused"
+    # The operator reads Secrets only where its chart grants it: not in an Application
+    # namespace that config.applicationNamespaces names by a glob (t-*) alone.
+    assert "credentials Secret creds: Forbidden" in wait_for(
+        lambda: condition(objects, "creds"), 30, "no access to the namespace's Secrets"
+    )
+    # As for a namespace listed by name: the chart's own Role and RoleBinding.
+    for doc in template(
+        "herd-operator",
+        "-n",
+        PROGRAMS_NAMESPACE,
+        "--set",
+        "fullnameOverride=herd-operator",
+        "--set",
+        f"config.applicationNamespaces={{{namespace}}}",
+        "--show-only",
+        "templates/role-repository-secrets.yaml",
+    ):
+        if doc["metadata"]["namespace"] == namespace:
+            utils.create_from_dict(api, doc)
+    wait_for(
+        lambda: (
+            "lacks the label platform.herd-itt.com/secret-type=repository"
+            in (condition(objects, "creds") or "")
+        ),
+        30,
+        "unlabelled Secret refused",
     )
     # Labelled, but for another host: the password is never sent to this one.
     core.patch_namespaced_secret(

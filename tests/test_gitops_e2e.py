@@ -17,8 +17,16 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client import ApiClient
 
+from herd_devkit.local import identity
 from herd_devkit.local.controlplane import ControlPlane
-from herd_devkit.local.gitops import bootstrap_cluster, seed_origin, url_rewrites
+from herd_devkit.local.gitops import (
+    OPERATOR_NAMESPACE,
+    OPERATOR_RELEASE,
+    bootstrap_cluster,
+    install_operator_chart,
+    seed_origin,
+    url_rewrites,
+)
 from herd_devkit.local.gitrepo import Repo
 from herd_devkit.local.process import free_port
 from herd_devkit.settings import get_settings
@@ -60,10 +68,19 @@ def envs(
                 name, settings=get_settings().model_copy(update={"state_dir": state})
             ).start()
             api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+            # As `make up`: the operator chart first, and the operator runs as its account.
+            install_operator_chart(plane.kubeconfig, ROOT, name)
             bootstrap_cluster(api, ROOT, name)
+            account = identity.service_account_kubeconfig(
+                api,
+                plane.kubeconfig,
+                OPERATOR_NAMESPACE,
+                OPERATOR_RELEASE,
+                state / "operator.kubeconfig",
+            )
             env = {
                 **operator_env,
-                "KUBECONFIG": str(plane.kubeconfig),
+                "KUBECONFIG": str(account),
                 "HERD_STATE_DIR": str(state / "operator"),
                 "HERD_AWS_NAME_PREFIX": f"e2e-{name}-",
                 "HERD_METRICS_PORT": "0",
@@ -193,7 +210,8 @@ def test_prune_self_heal_and_a_broken_commit(envs: dict[str, Env], origin: Repo)
     tenants.wait_gone("sestemplates", "welcome", timeout=60)
 
     # A commit that does not render leaves the cluster as it was, and says why.
-    before = apps_api.read_namespaced_deployment("herd-api", SYSTEM).metadata.resource_version
+    # Its generation: the spec's version (controllers keep writing its status meanwhile).
+    before = apps_api.read_namespaced_deployment("herd-api", SYSTEM).metadata.generation
     broken = yaml.safe_load(tag_values("1.0.0"))
     broken["replicaCount"] = 0  # refused by charts/herd-api/values.schema.json
     origin.commit("dev", "broken values", {"apps/herd-api/values.yaml": yaml.safe_dump(broken)})
@@ -206,9 +224,7 @@ def test_prune_self_heal_and_a_broken_commit(envs: dict[str, Env], origin: Repo)
         )
 
     assert "replicaCount" in wait_for(comparison_error, 60, "ComparisonError")
-    assert (
-        apps_api.read_namespaced_deployment("herd-api", SYSTEM).metadata.resource_version == before
-    )
+    assert apps_api.read_namespaced_deployment("herd-api", SYSTEM).metadata.generation == before
     fixed = origin.commit("dev", "fixed", {"apps/herd-api/values.yaml": tag_values("1.0.1")})
     synced(dev, "herd-api", fixed)
     assert api_image(dev).endswith(":1.0.1")

@@ -28,6 +28,9 @@ def run(
     import herd_operator.main  # noqa: F401 - registers the handlers
 
     s = get_settings()
+    # Kopf's handler alone: the herd CLI's plain-text one would print every line twice, and
+    # in plain text beside --json-logs (the chart's), which a log pipeline cannot parse.
+    logging.getLogger().handlers.clear()
     kopf.configure(
         verbose=verbose, log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.PLAIN
     )
