@@ -20,8 +20,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from common import Stack, create_tenant, stack  # bench/ is on sys.path when a script runs
-from kubernetes import client
+
+# bench/ is on sys.path when a script runs
+from common import Bench, create_tenant, namespace, stack
 from rich.console import Console
 from rich.table import Table
 
@@ -30,7 +31,7 @@ from herd_devkit.local.process import wait_until
 console = Console()
 
 
-def make_tenants(st: Stack, count: int) -> None:
+def make_tenants(st: Bench, count: int) -> None:
     """`count` Tenants straight into the API server (no operator runs in this bench)."""
 
     def create(i: int) -> None:
@@ -52,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     with stack("herd-bench-api-") as st:
         with console.status("starting control plane, moto, API"):
-            client.CoreV1Api(st.api).create_namespace({"metadata": {"name": "tenants"}})
+            namespace(st.api, "tenants")
             url = st.run(["api", "run"], "HERD_API_PORT", HERD_SIGNUP_BURST="1000000")
 
         def signup(_: int, since: float | None = None) -> float:

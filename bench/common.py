@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kubernetes import client
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 
 from herd_core import aws
 from herd_core.constants import FINALIZER, GROUP, VERSION
@@ -25,6 +26,8 @@ from herd_devkit.settings import Settings, get_settings
 from herd_devkit.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
+# The chart whose ServiceAccount each program runs as.
+CHARTS = {"operator": "herd-operator", "worker": "herd-workers", "api": "herd-api"}
 
 
 def create_tenant(api: ApiClient, slug: str, display_name: str, admin_email: str) -> None:
@@ -48,9 +51,18 @@ def create_tenant(api: ApiClient, slug: str, display_name: str, admin_email: str
     )
 
 
+def namespace(api: ApiClient, name: str) -> None:
+    """Namespace `name`, made unless it is there."""
+    try:
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    except ApiException as err:
+        if err.status != 409:
+            raise
+
+
 def tenants_namespace(api: ApiClient) -> None:
     """The `tenants` namespace with the welcome SESTemplate every Tenant's email uses."""
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": "tenants"}})
+    namespace(api, "tenants")
     client.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP,
         VERSION,
@@ -88,21 +100,35 @@ class Bench:
     resources: bootstrap.Environment
     api: ApiClient
     services: list[Service] = field(default_factory=list)
+    identities: dict[str, Path] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
         return self.stack.root
 
+    def identity(self, program: str) -> Path:
+        """A kubeconfig for `program`'s chart ServiceAccount (the chart installed first, its
+        Roles in the `tenants` namespace): each program runs as on EKS, under its own RBAC,
+        and authenticates as it does there (a ServiceAccount token, not the admin's client
+        certificate)."""
+        chart = CHARTS[program]
+        if chart not in self.identities:
+            namespace(self.api, "tenants")
+            self.identities[chart] = self.stack.chart_identity(
+                self.api, self.plane.kubeconfig, chart, self.root / f"{chart}.kubeconfig"
+            )
+        return self.identities[chart]
+
     def run(
         self, command: list[str], port_variable: str, name: str | None = None, **env: str
     ) -> str:
-        """Start `herd <command>` with a free port in `port_variable`; its base URL. `name`
-        (default: the command) must differ between processes of the same command. The
-        programs run with the admin kubeconfig: a bench measures speed, not RBAC."""
+        """Start `herd <command>` with a free port in `port_variable`, under its chart's
+        ServiceAccount; its base URL. `name` (default: the command) must differ between
+        processes of the same command."""
         program = self.stack.program(
             command,
             port_variable,
-            self.stack.program_env(self.plane.kubeconfig, self.resources, **env),
+            self.stack.program_env(self.identity(command[0]), self.resources, **env),
             name=name or command[0],
         )
         self.services.append(program.service)

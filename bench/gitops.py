@@ -180,19 +180,23 @@ def main() -> None:
             """Until the Application's status is `ok`, from a watch: polling would GET its
             whole status (2,000 resources) many times a second from the API server it is
             timing, and round the figure up to the poll interval."""
-            w = watch.Watch()
-            for event in w.stream(
-                custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                name,
-                "applications",
-                field_selector=f"metadata.name={name}",
-                timeout_seconds=int(timeout),
-            ):
-                if ok(event["object"].get("status") or {}):
-                    w.stop()
-                    return
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                w = watch.Watch()
+                for event in w.stream(  # each watch starts with the current object
+                    custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    name,
+                    "applications",
+                    field_selector=f"metadata.name={name}",
+                    timeout_seconds=max(1, int(left)),
+                ):
+                    if event["type"] == "ERROR":
+                        break  # watch again
+                    if ok(event["object"].get("status") or {}):
+                        w.stop()
+                        return
             raise TimeoutError(f"Application {name}: not there after {timeout} s")
 
         def push(sha: str) -> None:

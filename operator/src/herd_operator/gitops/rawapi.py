@@ -5,6 +5,7 @@ spends most of its client time building and unbuilding those."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import ssl
 from collections.abc import Iterator, Sequence
@@ -16,10 +17,12 @@ import aiohttp
 import urllib3
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
+from kubernetes.client.rest import should_bypass_proxies
 from kubernetes.watch.watch import iter_resp_lines
 from yarl import URL
 
 Query = list[tuple[str, str]]
+SMALL_BATCH = 2  # requests; a batch this small goes through the ApiClient's own pool
 
 
 @dataclass(frozen=True)
@@ -101,17 +104,36 @@ def many(
         in_loop = True
     except RuntimeError:
         in_loop = False
-    if in_loop or cfg.proxy:  # not the common case: the thread pool over urllib3
+    proxied = bool(cfg.proxy) and not should_bypass_proxies(cfg.host, cfg.no_proxy or "")
+    # Not the common case, or too few to pay for a loop, a TLS context and new connections:
+    # the thread pool over the ApiClient's own (kept-alive) urllib3 pool.
+    if in_loop or proxied or len(requests) <= SMALL_BATCH:
         return _threaded(api, requests, concurrency, timeout)
-    # Auth (a token file is re-read when due) and default headers, once for the batch.
-    first = requests[0]
-    _m, _u, headers, _b, _p = api.param_serialize(
-        first.method,
-        first.path,
-        header_params={"Accept": "application/json"},
-        auth_settings=["BearerToken"],
-    )
-    return asyncio.run(_many(cfg, headers, requests, concurrency, timeout))
+    answers: list[dict[str, Any] | ApiException | None] = [None] * len(requests)
+    todo = list(range(len(requests)))
+    for _ in range(2):
+        # Auth (a token file or an exec plugin is asked again when due) and the default
+        # headers, Impersonate-User included, for the batch; once more for what got a 401
+        # (a token that expired within the batch).
+        _m, _u, headers, _b, _p = api.param_serialize(
+            requests[0].method,
+            requests[0].path,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        got = asyncio.run(_many(cfg, headers, [requests[i] for i in todo], concurrency, timeout))
+        for i, answer in zip(todo, got, strict=True):
+            answers[i] = answer
+        todo = [i for i, a in zip(todo, got, strict=True) if _unauthorized(a)]
+        if not todo:
+            break
+    done = [a for a in answers if a is not None]
+    assert len(done) == len(requests)
+    return done
+
+
+def _unauthorized(answer: dict[str, Any] | ApiException) -> bool:
+    return isinstance(answer, ApiException) and answer.status == 401
 
 
 async def _many(
@@ -121,8 +143,8 @@ async def _many(
     concurrency: int,
     timeout: float,
 ) -> list[dict[str, Any] | ApiException]:
-    connector = aiohttp.TCPConnector(limit=concurrency, ssl=_ssl_context(cfg))
-    answers: list[dict[str, Any] | ApiException] = [{} for _ in requests]
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=_ssl_context(_tls(cfg)))
+    answers: list[dict[str, Any] | ApiException | None] = [None] * len(requests)
     todo = iter(range(len(requests)))
     async with aiohttp.ClientSession(
         connector=connector,
@@ -141,15 +163,22 @@ async def _many(
                     server_hostname=cfg.tls_server_name or None,
                 ) as response:
                     body = await response.read()
+            except aiohttp.ClientResponseError as err:
+                # Its repr holds the request's headers, the bearer token among them: only
+                # the status and message go on (into status conditions, events, logs).
+                return ApiException(status=err.status, reason=f"bad answer: {err.message}")
             except (aiohttp.ClientError, TimeoutError) as err:
-                return ApiException(status=0, reason=f"no answer: {err!r}")
+                return ApiException(status=0, reason=f"no answer: {type(err).__name__}: {err}")
             if not 200 <= response.status <= 299:
                 return ApiException(
                     status=response.status,
                     reason=response.reason,
                     body=body.decode("utf-8", "replace"),
                 )
-            out: dict[str, Any] = json.loads(body)
+            try:
+                out: dict[str, Any] = json.loads(body)
+            except ValueError:
+                return ApiException(status=response.status, reason="bad answer: not JSON")
             return out
 
         async def worker() -> None:
@@ -158,18 +187,37 @@ async def _many(
             for i in todo:
                 answers[i] = await one(requests[i])
 
-        await asyncio.gather(*(worker() for _ in range(min(concurrency, len(requests)))))
-    return answers
+        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(requests))))))
+    done = [a for a in answers if a is not None]
+    assert len(done) == len(requests)
+    return done
 
 
-def _ssl_context(cfg: Configuration) -> ssl.SSLContext | bool:
-    """The TLS the ApiClient's urllib3 pool would use."""
-    if not cfg.verify_ssl:
+_Tls = tuple[bool, str | None, str | bytes | None, str | None, str | None, bool | None]
+
+
+def _tls(cfg: Configuration) -> _Tls:
+    return (
+        bool(cfg.verify_ssl),
+        cfg.ssl_ca_cert,
+        cfg.ca_cert_data,
+        cfg.cert_file,
+        cfg.key_file,
+        cfg.assert_hostname,
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _ssl_context(tls: _Tls) -> ssl.SSLContext | bool:
+    """The TLS the ApiClient's urllib3 pool would use (built once per configuration: loading
+    the CA costs milliseconds, a batch may be small)."""
+    verify, ca_file, ca_data, cert_file, key_file, assert_hostname = tls
+    if not verify:
         return False
-    ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert, cadata=cfg.ca_cert_data)
-    if cfg.cert_file:
-        ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-    if cfg.assert_hostname is False:
+    ctx = ssl.create_default_context(cafile=ca_file, cadata=ca_data)
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    if assert_hostname is False:
         ctx.check_hostname = False
     return ctx
 
@@ -183,7 +231,7 @@ def _threaded(
         except ApiException as err:
             return err
         except urllib3.exceptions.HTTPError as err:
-            return ApiException(status=0, reason=f"no answer: {err!r}")
+            return ApiException(status=0, reason=f"no answer: {type(err).__name__}: {err}")
 
     with ThreadPoolExecutor(max(1, min(concurrency, len(requests)))) as pool:
         return list(pool.map(one, requests))
