@@ -22,10 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 # bench/ is on sys.path when a script runs
-from common import Bench, create_tenant, namespace, stack
+from common import Bench, create_tenant, stack
 from rich.console import Console
 from rich.table import Table
 
+from herd_devkit.local.gitops import ensure_namespace
 from herd_devkit.local.process import wait_until
 
 console = Console()
@@ -53,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     with stack("herd-bench-api-") as st:
         with console.status("starting control plane, moto, API"):
-            namespace(st.api, "tenants")
+            ensure_namespace(st.api, "tenants")
             url = st.run(["api", "run"], "HERD_API_PORT", HERD_SIGNUP_BURST="1000000")
 
         def signup(_: int, since: float | None = None) -> float:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from kubernetes import client
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
 from herd_core import aws
 from herd_core.constants import FINALIZER, GROUP, VERSION
 from herd_core.emailjobs import EmailJob, enqueue
 from herd_devkit.local import bootstrap
 from herd_devkit.local.controlplane import ControlPlane
+from herd_devkit.local.gitops import ensure_namespace
 from herd_devkit.local.moto_server import MotoServer
 from herd_devkit.local.service import Service
 from herd_devkit.settings import Settings, get_settings
@@ -51,18 +51,9 @@ def create_tenant(api: ApiClient, slug: str, display_name: str, admin_email: str
     )
 
 
-def namespace(api: ApiClient, name: str) -> None:
-    """Namespace `name`, made unless it is there."""
-    try:
-        client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
-    except ApiException as err:
-        if err.status != 409:
-            raise
-
-
 def tenants_namespace(api: ApiClient) -> None:
     """The `tenants` namespace with the welcome SESTemplate every Tenant's email uses."""
-    namespace(api, "tenants")
+    ensure_namespace(api, "tenants")
     client.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP,
         VERSION,
@@ -113,7 +104,7 @@ class Bench:
         certificate)."""
         chart = CHARTS[program]
         if chart not in self.identities:
-            namespace(self.api, "tenants")
+            ensure_namespace(self.api, "tenants")
             self.identities[chart] = self.stack.chart_identity(
                 self.api, self.plane.kubeconfig, chart, self.root / f"{chart}.kubeconfig"
             )

@@ -12,14 +12,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from herd_devkit.local import identity
 from herd_devkit.local.controlplane import ControlPlane
-from herd_devkit.local.gitops import (
-    OPERATOR_NAMESPACE,
-    OPERATOR_RELEASE,
-    seed_origin,
-    url_rewrites,
-)
+from herd_devkit.local.gitops import operator_kubeconfig, seed_origin, url_rewrites
 from herd_devkit.settings import get_settings
 
 from .charts import helm
@@ -72,13 +66,7 @@ def test_make_bootstrap_hands_the_cluster_to_git(
                     **operator_env,
                     # The ServiceAccount `make bootstrap` installed, as on EKS.
                     "KUBECONFIG": str(
-                        identity.service_account_kubeconfig(
-                            api,
-                            cp.kubeconfig,
-                            OPERATOR_NAMESPACE,
-                            OPERATOR_RELEASE,
-                            tmp_path / "operator.kubeconfig",
-                        )
+                        operator_kubeconfig(api, cp.kubeconfig, tmp_path / "operator.kubeconfig")
                     ),
                     "HERD_STATE_DIR": str(tmp_path / "operator"),
                     "HERD_METRICS_PORT": "0",

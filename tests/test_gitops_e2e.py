@@ -17,13 +17,11 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client import ApiClient
 
-from herd_devkit.local import identity
 from herd_devkit.local.controlplane import ControlPlane
 from herd_devkit.local.gitops import (
-    OPERATOR_NAMESPACE,
-    OPERATOR_RELEASE,
     bootstrap_cluster,
     install_operator_chart,
+    operator_kubeconfig,
     seed_origin,
     url_rewrites,
 )
@@ -71,13 +69,7 @@ def envs(
             # As `make up`: the operator chart first, and the operator runs as its account.
             install_operator_chart(plane.kubeconfig, ROOT, name)
             bootstrap_cluster(api, ROOT, name)
-            account = identity.service_account_kubeconfig(
-                api,
-                plane.kubeconfig,
-                OPERATOR_NAMESPACE,
-                OPERATOR_RELEASE,
-                state / "operator.kubeconfig",
-            )
+            account = operator_kubeconfig(api, plane.kubeconfig, state / "operator.kubeconfig")
             env = {
                 **operator_env,
                 "KUBECONFIG": str(account),

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
 from herd_core.constants import GROUP
+from herd_devkit.local.gitops import ensure_namespace
 from herd_operator.gitops.kubeapply import Applier, ApplyError, describe
 from herd_operator.gitops.render import RenderError, Source, render
 
@@ -59,7 +58,6 @@ def dry_run(api: ApiClient, apps: list[RenderedApp]) -> list[str]:
     """Server-side dry run of every object; namespaces are created for real first (the
     cluster is a throwaway). Returns the errors."""
     applier = Applier(api, field_manager="herd-validate")
-    core = client.CoreV1Api(api)
     errors: list[str] = []
     for app in apps:
         for obj in app.objects:
@@ -74,19 +72,11 @@ def dry_run(api: ApiClient, apps: list[RenderedApp]) -> list[str]:
                             "namespace": obj["metadata"].get("namespace") or app.namespace,
                         },
                     }
-                    _ensure_namespace(core, obj["metadata"]["namespace"])
+                    ensure_namespace(api, obj["metadata"]["namespace"])
                 applier.apply(obj, dry_run=True)
             except ApplyError as err:
                 errors.append(f"{app.env}/{app.name}: {err}")
     return errors
-
-
-def _ensure_namespace(core: client.CoreV1Api, name: str) -> None:
-    try:
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    except ApiException as err:
-        if err.status != 409:
-            raise
 
 
 def render_all(repo: Path, helm: Path) -> tuple[list[RenderedApp], list[str]]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from kubernetes import client
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 
 from herd_core import git
-from herd_devkit.local import crds
+from herd_devkit.local import crds, identity
 from herd_devkit.local.gitrepo import Repo
 from herd_devkit.stack import helm_install
 from herd_operator.gitops.kubeapply import Applier
@@ -66,6 +68,25 @@ def install_operator_chart(
         ["apps/herd-operator/values.yaml", f"clusters/{env}/values/herd-operator.yaml"],
         dict(v.split("=", 1) for v in set_values or []),
     )
+
+
+def operator_kubeconfig(api: ApiClient, admin_kubeconfig: Path, dest: Path) -> Path:
+    """A kubeconfig at `dest` for the operator chart's ServiceAccount (a TokenRequest token):
+    the identity the operator runs under, as on EKS."""
+    return identity.service_account_kubeconfig(
+        api, admin_kubeconfig, OPERATOR_NAMESPACE, OPERATOR_RELEASE, dest
+    )
+
+
+def ensure_namespace(api: ApiClient, name: str) -> None:
+    """Namespace `name`, made unless it is there."""
+    try:
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+        )
+    except ApiException as err:
+        if err.status != 409:
+            raise
 
 
 # The platform Project and the ServiceAccount its Applications act as: applied before the

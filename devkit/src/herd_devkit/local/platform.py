@@ -35,6 +35,7 @@ from herd_devkit.local.gitops import (
     OPERATOR_RELEASE,
     bootstrap_cluster,
     install_operator_chart,
+    operator_kubeconfig,
     seed_origin,
     url_rewrites,
 )
@@ -123,13 +124,7 @@ class Platform:
                 install_operator_chart(cp.kubeconfig, self.repo_root, env)
                 with self._api(cp.kubeconfig) as api:
                     bootstrap_cluster(api, self.repo_root, env)
-                    self.stack.identity(
-                        api,
-                        cp.kubeconfig,
-                        OPERATOR_NAMESPACE,
-                        OPERATOR_RELEASE,
-                        self.identity(env, OPERATOR_RELEASE),
-                    )
+                    operator_kubeconfig(api, cp.kubeconfig, self.identity(env, OPERATOR_RELEASE))
                 self._start(
                     operator.name,
                     ["operator", "run"],

@@ -71,21 +71,18 @@ class Applier:
     ) -> list[dict[str, Any] | ApplyError]:
         """`apply` of each object, `concurrency` at a time: what the server holds (or would)
         or why it refused, in order."""
-        out: list[dict[str, Any] | ApplyError] = []
+        out: list[dict[str, Any] | ApplyError] = [{} for _ in objs]
         requests: list[rawapi.Request] = []
-        for obj in objs:
+        sent: list[int] = []  # the index of each request's object
+        for i, obj in enumerate(objs):
             try:
                 requests.append(self._apply_request(obj, dry_run))
-                out.append({})  # its answer, below
+                sent.append(i)
             except ApplyError as err:
-                out.append(err)
-        answers = iter(rawapi.many(self.api, requests, concurrency))
-        for i, obj in enumerate(objs):
-            if isinstance(out[i], ApplyError):
-                continue
-            answer = next(answers)
+                out[i] = err
+        for i, answer in zip(sent, rawapi.many(self.api, requests, concurrency), strict=True):
             if isinstance(answer, ApiException):
-                out[i] = ApplyError(f"{describe(obj)}: {api_message(answer)}")
+                out[i] = ApplyError(f"{describe(objs[i])}: {api_message(answer)}")
             else:
                 out[i] = answer
         return out

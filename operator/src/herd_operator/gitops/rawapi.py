@@ -109,27 +109,28 @@ def many(
     # the thread pool over the ApiClient's own (kept-alive) urllib3 pool.
     if in_loop or proxied or len(requests) <= SMALL_BATCH:
         return _threaded(api, requests, concurrency, timeout)
-    answers: list[dict[str, Any] | ApiException | None] = [None] * len(requests)
-    todo = list(range(len(requests)))
-    for _ in range(2):
-        # Auth (a token file or an exec plugin is asked again when due) and the default
-        # headers, Impersonate-User included, for the batch; once more for what got a 401
-        # (a token that expired within the batch).
-        _m, _u, headers, _b, _p = api.param_serialize(
-            requests[0].method,
-            requests[0].path,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-        )
-        got = asyncio.run(_many(cfg, headers, [requests[i] for i in todo], concurrency, timeout))
-        for i, answer in zip(todo, got, strict=True):
+    answers = _batch(api, requests, concurrency, timeout)
+    # Once more, with fresh auth, for what got a 401: a token that expired within the batch.
+    expired = [i for i, answer in enumerate(answers) if _unauthorized(answer)]
+    if expired:
+        again = _batch(api, [requests[i] for i in expired], concurrency, timeout)
+        for i, answer in zip(expired, again, strict=True):
             answers[i] = answer
-        todo = [i for i, a in zip(todo, got, strict=True) if _unauthorized(a)]
-        if not todo:
-            break
-    done = [a for a in answers if a is not None]
-    assert len(done) == len(requests)
-    return done
+    return answers
+
+
+def _batch(
+    api: ApiClient, requests: Sequence[Request], concurrency: int, timeout: float
+) -> list[dict[str, Any] | ApiException]:
+    # Auth (a token file or an exec plugin is asked again when due) and the default headers,
+    # Impersonate-User included, once for the batch.
+    _m, _u, headers, _b, _p = api.param_serialize(
+        requests[0].method,
+        requests[0].path,
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    return asyncio.run(_many(api.configuration, headers, requests, concurrency, timeout))
 
 
 def _unauthorized(answer: dict[str, Any] | ApiException) -> bool:
