@@ -9,7 +9,7 @@ number of Tenants.
 A claim holds the slug it was made for (and, for a key, the request's hash). Once the Tenant
 exists the claim is owned by it, so deleting the Tenant lets the garbage collector remove the
 claim. A claim whose Tenant never came (the API died in between) or is gone is stale and may
-be taken over, by an update under its resourceVersion so two takers cannot both win.
+be taken over: deleted under its resourceVersion, so two takers cannot both win, and made anew.
 """
 
 from __future__ import annotations
@@ -105,17 +105,31 @@ class Claims:
         return held
 
     def take_over(self, held: Claim, slug: str, request: str | None = None) -> bool:
-        """Replace a stale claim; False when another request changed it first."""
-        body = self._body(held.name, slug, request, None)
-        body["metadata"]["resourceVersion"] = held.resource_version
+        """Replace a stale claim; False when another request changed it first.
+
+        Delete under its resourceVersion, then create anew: the new claim's age starts now.
+        An update would keep the old creationTimestamp, and the next request would find the
+        claim just taken stale as well and take it too (two Tenants for one email)."""
         try:
-            self.api.replace_namespaced_config_map(
+            self.api.delete_namespaced_config_map(
                 held.name,
                 self.namespace,
-                body,  # type: ignore[arg-type]
+                body=client.V1DeleteOptions(
+                    preconditions=client.V1Preconditions(resource_version=held.resource_version)
+                ),
             )
         except ApiException as err:
             if err.status in (404, 409):
+                return False
+            raise
+        # A new signup may create the claim between the two calls; then it is theirs.
+        try:
+            self.api.create_namespaced_config_map(
+                self.namespace,
+                self._body(held.name, slug, request, None),  # type: ignore[arg-type]
+            )
+        except ApiException as err:
+            if err.status == 409:
                 return False
             raise
         return True
