@@ -17,6 +17,7 @@ from herd_devkit.local.service import Service
 from herd_devkit.settings import Settings
 
 READY_TIMEOUT = 60.0
+MODULE = "herd_devkit.local.moto_serial"  # moto.server, one request at a time
 
 
 def without_aws(environ: Mapping[str, str]) -> dict[str, str]:
@@ -77,7 +78,7 @@ class MotoServer:
             url = f"http://127.0.0.1:{port}"
             try:
                 self._service.start(
-                    [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                    [sys.executable, "-m", MODULE, "-H", "127.0.0.1", "-p", str(port)],
                     # No AWS credentials of the shell reach moto (it would record them).
                     without_aws(os.environ),
                     health=f"{url}/moto-api/data.json",

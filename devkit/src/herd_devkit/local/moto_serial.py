@@ -1,0 +1,67 @@
+"""`python -m moto.server`, one request at a time.
+
+moto 5.2's backends are not thread-safe. Its Cognito user pool iterates over its users to find
+one by email while another request thread inserts one, and answers 500 (`RuntimeError:
+OrderedDict mutated during iteration`); with thousands of users, thousands of concurrent
+AdminCreateUser calls failed so (bench/tenants.py, 10,000 Tenants). moto's work is Python
+under the GIL either way, so serializing requests costs little; connections stay concurrent
+(threaded server, HTTP/1.1 keep-alive), only the handling of requests is one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import run_simple
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def serialized(app: WSGIApp) -> WSGIApp:
+    """`app` with each request handled, body included, under one lock."""
+    lock = threading.Lock()
+
+    def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        with lock:
+            result = app(environ, start_response)
+            try:
+                return [b"".join(result)]
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+    return handle
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto.server: URLs it hands out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True  # type: ignore[attr-defined]  # as moto.server
+    run_simple(
+        args.host,
+        args.port,
+        serialized(app),  # type: ignore[arg-type]
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+
+
+if __name__ == "__main__":
+    main()
