@@ -120,8 +120,9 @@ def test_concurrent_signups_into_a_large_pool_all_succeed(tmp_path: Path) -> Non
         with ThreadPoolExecutor(16) as pool_threads:
             failures = [f for f in pool_threads.map(create, range(2000)) if f]
         assert failures == []
-        assert cognito.describe_user_pool(UserPoolId=pool_id)["UserPool"][
-            "EstimatedNumberOfUsers"
-        ] == 2000
+        assert (
+            cognito.describe_user_pool(UserPoolId=pool_id)["UserPool"]["EstimatedNumberOfUsers"]
+            == 2000
+        )
     finally:
         moto.stop()
