@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     run_simple(
         args.host,
         args.port,
-        serialized(app),  # type: ignore[arg-type]
+        serialized(app),
         threaded=True,
         request_handler=MotoRequestHandler,
     )
