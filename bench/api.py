@@ -23,6 +23,7 @@ import httpx
 
 # bench/ is on sys.path when a script runs
 from common import Bench, create_tenant, stack
+from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
@@ -91,6 +92,30 @@ def main() -> None:
                 latencies = sorted(pool.map(due, range(args.requests)))
             return args.requests / (time.perf_counter() - t0), latencies
 
+        def server_alone() -> float:
+            """The API server's own ceiling: the writes of one signup (claim create, Tenant
+            create, claim handed to the Tenant) straight from this process under the API's
+            identity, closed-loop at the same concurrency; signups/s no API could beat here."""
+            direct = st.stack.client(st.identity("api"))
+            core = client.CoreV1Api(direct)
+
+            def writes(_: int) -> None:
+                slug = f"d-{uuid.uuid4().hex[:12]}"
+                core.create_namespaced_config_map(
+                    "tenants", {"metadata": {"name": f"direct-{slug}"}, "data": {"slug": slug}}
+                )
+                tenant = create_tenant(direct, slug, "Direct", f"a@{slug}.example.com")
+                owner = {"apiVersion": tenant["apiVersion"], "kind": "Tenant", "name": slug}
+                owner["uid"] = tenant["metadata"]["uid"]
+                core.patch_namespaced_config_map(
+                    f"direct-{slug}", "tenants", {"metadata": {"ownerReferences": [owner]}}
+                )
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                list(pool.map(writes, range(args.requests)))
+            return args.requests / (time.perf_counter() - t0)
+
         def pct(latencies: list[float], p: float) -> float:
             return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
 
@@ -106,6 +131,8 @@ def main() -> None:
                 runs.append((f"{present} Tenants, concurrency {args.concurrency}", rate, latencies))
                 rate, latencies = opened()
                 runs.append((f"{present} Tenants, offered {args.signup_rate:g}/s", rate, latencies))
+            with console.status("the API server alone: a signup's writes"):
+                ceiling = server_alone()
 
         with console.status(f"queueing {args.emails} email jobs"):
             st.queue_emails(args.emails, "bench")
@@ -136,6 +163,11 @@ def main() -> None:
                 f"{pct(latencies, 0.5):.0f} / {p99:.0f} / {statistics.mean(latencies) * 1000:.0f}",
                 target(p99) if "offered" in name else "",
             )
+        table.add_row(
+            f"API server alone, a signup's 3 writes, concurrency {args.concurrency}: sets/s",
+            f"{ceiling:.0f}",
+            "the ceiling of any API here",
+        )
         table.add_row("emails", f"{args.emails} at a configured {args.rate:g}/s")
         table.add_row("emails/s (incl. worker start)", f"{args.emails / email_wall:.1f}")
         table.add_row("emails sent (must equal jobs)", str(sent()))

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client import ApiClient
@@ -30,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CHARTS = {"operator": "herd-operator", "worker": "herd-workers", "api": "herd-api"}
 
 
-def create_tenant(api: ApiClient, slug: str, display_name: str, admin_email: str) -> None:
+def create_tenant(api: ApiClient, slug: str, display_name: str, admin_email: str) -> dict[str, Any]:
     """A Tenant straight into the API server, as a signup would make it."""
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
+    return client.CustomObjectsApi(api).create_namespaced_custom_object(  # type: ignore[no-any-return]
         GROUP,
         VERSION,
         "tenants",
