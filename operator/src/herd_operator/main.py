@@ -20,7 +20,7 @@ from kubernetes import client
 from herd_core import conditions as cond
 from herd_core import kube
 from herd_core.constants import FINALIZER, GROUP, VERSION, WAKE_ANNOTATION
-from herd_operator import drift, metrics
+from herd_operator import drift, kubesession, metrics
 from herd_operator.diffbase import DigestDiffBaseStorage
 from herd_operator.gitops import webhook
 from herd_operator.gitops.cache import LiveCache
@@ -54,6 +54,11 @@ def peering_priority() -> int:
     if S.peering_priority is not None:
         return S.peering_priority
     return (10**13 - int(_STARTED * 1000)) * 1000 + random.randrange(1000)
+
+
+@kopf.on.login()
+async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+    return await kubesession.login(S.kube_connections, S.watch_namespaces, **kwargs)
 
 
 @kopf.on.startup()

@@ -39,6 +39,12 @@ class Settings(CoreSettings):
         "child's change wakes it at once; this is only the backstop)",
     )
     retry_backoff_max: float = Field(300.0, gt=0, description="Longest retry delay, seconds")
+    kube_connections: int = Field(
+        32,
+        ge=1,
+        description="Kopf's requests to the API server at once (connections beside its "
+        "watch streams); more wait for one",
+    )
     watch_namespaces: list[str] = Field(
         default_factory=list, description="Namespaces the operator watches; empty: all"
     )
