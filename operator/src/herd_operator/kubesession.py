@@ -26,9 +26,7 @@ def pool_size(requests: int, namespaces: list[str]) -> int:
     return requests + WATCHED_KINDS * max(1, len(namespaces))
 
 
-async def login(
-    requests: int, namespaces: list[str], **kwargs: Any
-) -> kopf.AiohttpSession | None:
+async def login(requests: int, namespaces: list[str], **kwargs: Any) -> kopf.AiohttpSession | None:
     """Kopf's own login (in-cluster, else the kubeconfig), into a session whose pool holds
     at most `pool_size` connections."""
     info = kopf.login_via_client(**kwargs)
