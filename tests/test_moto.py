@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,19 @@ def test_concurrent_signups_into_a_large_pool_all_succeed(tmp_path: Path) -> Non
         )
     finally:
         moto.stop()
+
+
+def test_a_long_poll_does_not_hold_up_other_calls(aws_settings: Settings) -> None:
+    """SQS long polls wait inside moto: they stay outside the one-at-a-time lock."""
+    sqs = aws_client("sqs", aws_settings)
+    url = sqs.create_queue(QueueName=f"poll-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    with ThreadPoolExecutor(1) as pool:
+        polling = pool.submit(sqs.receive_message, QueueUrl=url, WaitTimeSeconds=10)
+        # Twenty calls one after another: the poll is inside moto well before the last, and
+        # a call queued behind it would return only when its 10 s were over.
+        cognito = aws_client("cognito-idp", aws_settings)
+        for _ in range(20):
+            cognito.list_user_pools(MaxResults=1)
+        assert not polling.done(), "the calls above returned only after the long poll"
+        sqs.send_message(QueueUrl=url, MessageBody="wake")
+        assert [m["Body"] for m in polling.result(timeout=15)["Messages"]] == ["wake"]

@@ -1,11 +1,12 @@
-"""`python -m moto.server`, one request at a time.
+"""`python -m moto.server`, one request at a time (SQS aside).
 
 moto 5.2's backends are not thread-safe. Its Cognito user pool iterates over its users to find
 one by email while another request thread inserts one, and answers 500 (`RuntimeError:
 OrderedDict mutated during iteration`); with thousands of users, thousands of concurrent
 AdminCreateUser calls failed so (bench/tenants.py, 10,000 Tenants). moto's work is Python
 under the GIL either way, so serializing requests costs little; connections stay concurrent
-(threaded server, HTTP/1.1 keep-alive), only the handling of requests is one at a time.
+(threaded server, HTTP/1.1 keep-alive), only the handling of requests is one at a time. SQS is
+left out: a long poll waits inside moto, and would hold every other request up.
 """
 
 from __future__ import annotations
@@ -28,11 +29,21 @@ from werkzeug.serving import run_simple
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+def waits(environ: dict[str, Any]) -> bool:
+    """An SQS request: ReceiveMessage long-polls inside moto (up to 20 s), so it must not
+    hold the lock; moto's SQS queues lock for themselves."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    return "/sqs/aws4_request" in auth or target.startswith("AmazonSQS.")
+
+
 def serialized(app: WSGIApp) -> WSGIApp:
-    """`app` with each request handled, body included, under one lock."""
+    """`app` with each request but SQS's handled, body included, under one lock."""
     lock = threading.Lock()
 
     def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if waits(environ):
+            return app(environ, start_response)
         with lock:
             result = app(environ, start_response)
             try:
