@@ -27,6 +27,7 @@ from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
+from herd_api.claims import owner_reference
 from herd_devkit.local.gitops import ensure_namespace
 from herd_devkit.local.process import wait_until
 
@@ -105,8 +106,7 @@ def main() -> None:
                     "tenants", {"metadata": {"name": f"direct-{slug}"}, "data": {"slug": slug}}
                 )
                 tenant = create_tenant(direct, slug, "Direct", f"a@{slug}.example.com")
-                owner = {"apiVersion": tenant["apiVersion"], "kind": "Tenant", "name": slug}
-                owner["uid"] = tenant["metadata"]["uid"]
+                owner = owner_reference(tenant)  # as the API hands a claim to its Tenant
                 core.patch_namespaced_config_map(
                     f"direct-{slug}", "tenants", {"metadata": {"ownerReferences": [owner]}}
                 )

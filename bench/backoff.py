@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from common import create_tenant, rss_mib, stack, tenants_namespace
+from common import Bench, create_tenant, rss_mib, stack, tenants_namespace
 from kubernetes import client
 from rich.console import Console
 from rich.table import Table
@@ -41,6 +41,23 @@ def retrying(custom: client.CustomObjectsApi) -> int:
             return count
 
 
+def rss_over(pid: int, seconds: float, what: str) -> list[float]:
+    """The process's RSS every 5 s for `seconds` (MiB)."""
+    samples: list[float] = []
+    end = time.monotonic() + seconds
+    with console.status(f"{what}, RSS over {seconds:g} s"):
+        while time.monotonic() < end:
+            samples.append(rss_mib(pid))
+            time.sleep(min(5.0, max(0.0, end - time.monotonic())))  # sampling interval
+    return samples
+
+
+def start_operator(st: Bench) -> int:
+    """The operator, every AWS call failing; its pid."""
+    st.run(["operator", "run"], "HERD_HEALTH_PORT", HERD_METRICS_PORT="0", **UNREACHABLE)
+    return int(st.services[-1].pids()[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tenants", type=int, default=2000)
@@ -49,9 +66,9 @@ def main() -> None:
     rows: list[tuple[str, str]] = []
     with stack("herd-bench-backoff-") as st:
         tenants_namespace(st.api)
-        st.run(["operator", "run"], "HERD_HEALTH_PORT", HERD_METRICS_PORT="0", **UNREACHABLE)
-        pid = st.services[0].pids()[0]
-        rows.append(("operator RSS idle (MiB)", f"{rss_mib(pid):.0f}"))
+        pid = start_operator(st)
+        idle = rss_mib(pid)
+        rows.append(("operator RSS idle (MiB)", f"{idle:.0f}"))
         custom = client.CustomObjectsApi(st.api)
         with console.status(f"applying {args.tenants} Tenants"), ThreadPoolExecutor(16) as ex:
             list(
@@ -64,27 +81,15 @@ def main() -> None:
         with console.status("waiting until every Tenant is retrying"):
             wait_until(lambda: retrying(custom) >= args.tenants, 900, interval=2)
         rows.append(("all retrying after (s)", f"{time.perf_counter() - t0:.0f}"))
-        samples = []
-        end = time.monotonic() + args.watch
-        with console.status(f"operator RSS over {args.watch:g} s"):
-            while time.monotonic() < end:
-                samples.append(rss_mib(pid))
-                time.sleep(min(5.0, max(0.0, end - time.monotonic())))  # sampling interval
+        samples = rss_over(pid, args.watch, "all retrying")
         rows.append(
             ("RSS while retrying, min / max (MiB)", f"{min(samples):.0f} / {max(samples):.0f}")
         )
         st.services[0].stop()
         st.services.clear()
-        st.run(["operator", "run"], "HERD_HEALTH_PORT", HERD_METRICS_PORT="0", **UNREACHABLE)
-        pid = st.services[0].pids()[0]
-        after = []
-        end = time.monotonic() + args.watch
-        with console.status(f"after a restart, RSS over {args.watch:g} s"):
-            while time.monotonic() < end:
-                after.append(rss_mib(pid))
-                time.sleep(min(5.0, max(0.0, end - time.monotonic())))  # sampling interval
+        after = rss_over(start_operator(st), args.watch, "after a restart")
         rows.append(("after a restart, first / max (MiB)", f"{after[0]:.0f} / {max(after):.0f}"))
-        per = (max(samples) - float(rows[0][1])) / args.tenants * 1024
+        per = (max(samples) - idle) / args.tenants * 1024
         rows.append(("per retrying Tenant (KiB)", f"{per:.0f}"))
     table = Table("figure", "value", title=f"{args.tenants} Tenants in retry backoff")
     for name, value in rows:
