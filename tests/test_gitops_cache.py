@@ -5,18 +5,22 @@ events can explain how fast they react. The cache must never make a sync wrong."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from herd_core.constants import GROUP, VERSION
+from herd_devkit.local.controlplane import ControlPlane
 from herd_devkit.local.gitrepo import Repo
+from herd_devkit.settings import get_settings
 from herd_operator.gitops.cache import InformerKey, LiveCache
 
 from .helpers import Custom, sync_project, wait_for
@@ -89,7 +93,7 @@ def test_informer_lists_watches_and_survives_a_cut_watch(api: ApiClient, namespa
         core.create_namespaced_config_map(namespace, {"metadata": {"name": "c3"}})
         wait_for(lambda: informer.get("c3"), 30, "a new object seen through the watch")
         # The watch is cut and resumes from a resourceVersion long gone (the API server
-        # replays the state from its watch cache; a 410 would relist: the unit tests).
+        # replays the state from its watch cache; where it answers 410: the next test).
         informer.expire()
         wait_for(lambda: informer.resource_version != "1", 30, "watching again")
         core.delete_namespaced_config_map("c1", namespace)
@@ -99,6 +103,68 @@ def test_informer_lists_watches_and_survives_a_cut_watch(api: ApiClient, namespa
         assert informer.usable
     finally:
         cache.stop()
+
+
+@pytest.fixture(scope="module")
+def uncached_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane whose API server keeps no watch cache of PodTemplates, so their
+    watches are served by etcd itself and answer 410 Gone below its compacted revision (the
+    cached kinds replay from the watch cache instead, even after a compaction)."""
+    if get_settings().use_existing_cluster:
+        pytest.skip("compacts the etcd of a cluster of its own")
+    settings = get_settings().model_copy(update={"state_dir": tmp_path_factory.mktemp("gone")})
+    plane = dataclasses.replace(
+        ControlPlane.named("gone", settings, with_controller_manager=False),
+        apiserver_args=("--watch-cache-sizes=podtemplates#0",),
+    ).start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+def podtemplate(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}},
+    }
+
+
+def test_a_watch_below_the_compacted_revision_relists(uncached_plane: ControlPlane) -> None:
+    """The real 410: etcd compacted past the informer's resourceVersion, its watch answers
+    Gone, and the informer lists again and goes on watching from the new list."""
+    with config.new_client_from_config(config_file=str(uncached_plane.kubeconfig)) as api:
+        core = client.CoreV1Api(api)
+        for i in range(2):
+            core.create_namespaced_pod_template("default", podtemplate(f"p{i}"))
+        cache = LiveCache(api.configuration, sync_timeout=30)
+        try:
+            informer = cache.informer(
+                InformerKey("", "v1", "PodTemplate", "default"),
+                "/api/v1/namespaces/default/podtemplates",
+            )
+            assert informer.usable, informer.error
+            core.create_namespaced_pod_template("default", podtemplate("p2"))
+            wait_for(lambda: informer.get("p2"), 30, "a new object seen through the watch")
+            revision = int(
+                core.read_namespaced_pod_template("p2", "default").metadata.resource_version
+            )
+            compacted = httpx.post(
+                f"{uncached_plane.etcd}/v3/kv/compaction",
+                json={"revision": revision, "physical": True},
+                timeout=30,
+            )
+            compacted.raise_for_status()
+            assert informer.gone == 0
+            informer.expire()  # resume from resourceVersion 1, far below the compaction
+            wait_for(lambda: informer.gone == 1, 30, "the API server's 410 Gone")
+            wait_for(lambda: int(informer.resource_version or 0) >= revision, 30, "relisted")
+            assert set(informer.objects) == {"p0", "p1", "p2"}
+            core.delete_namespaced_pod_template("p0", "default")
+            wait_for(lambda: informer.get("p0") is None, 30, "watching again after the relist")
+            assert informer.usable and informer.gone == 1
+        finally:
+            cache.stop()
 
 
 @pytest.mark.usefixtures("project")

@@ -63,6 +63,7 @@ class ControlPlane:
     # Tied processes die with this Python process (tests); detached ones outlive it (CLI).
     tie_to_parent: bool = True
     kwok: tuple[Path, Path] | None = None  # (binary, stages file); None: not built
+    apiserver_args: tuple[str, ...] = ()  # more kube-apiserver flags (tests)
     _popens: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -99,6 +100,12 @@ class ControlPlane:
     def server(self) -> str:
         _, extra = read_state(self.state_file)
         return str(extra["server"])
+
+    @property
+    def etcd(self) -> str:
+        """etcd's client URL (its HTTP gateway serves the v3 API as JSON)."""
+        _, extra = read_state(self.state_file)
+        return str(extra["etcd"])
 
     # -- lifecycle ----------------------------------------------------------------------------
     def running(self) -> bool:
@@ -203,6 +210,7 @@ class ControlPlane:
         if not self.with_controller_manager:
             # Nothing would create the default ServiceAccounts the admission plugin demands.
             api.append("--disable-admission-plugins=ServiceAccount")
+        api.extend(self.apiserver_args)
         launch("kube-apiserver", api)
         self._wait("kube-apiserver", records[-1], self._api_ready)
 
