@@ -203,33 +203,40 @@ def tenant_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) -> None
             raise
 
 
-@kopf.index(GROUP, VERSION, tenant.PLURAL)
-def tenant_client_steps(
-    body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], tuple[str, tuple[str, ...], str | None, bool]]:
-    """What a child's wake needs to know of each Tenant, kept by kopf from the watch it
-    runs anyway: no read of the Tenant per child event."""
+# What a child's wake needs to know of each Tenant, by (namespace, name), kept from the Tenant
+# watch kopf runs anyway: no read of the Tenant per child event. Our own map, not a kopf
+# index: kopf holds every handler back until an index has seen every object, which with a
+# worker limit (fewer places than objects) would never happen.
+_tenants_seen: dict[tuple[str, str], tuple[str, tuple[str, ...], str | None, bool]] = {}
+
+
+@kopf.on.event(GROUP, VERSION, tenant.PLURAL)
+async def tenant_seen(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     meta = body["metadata"]
+    key = (str(meta["namespace"]), str(meta["name"]))
+    if event["type"] == "DELETED":
+        if (_tenants_seen.get(key) or ("",))[0] == str(meta.get("uid")):
+            del _tenants_seen[key]
+        return
     step = cond.get((body.get("status") or {}).get("conditions"), tenant.CLIENT) or {}
-    return {
-        (str(meta["namespace"]), str(meta["name"])): (
-            str(meta.get("uid")),
-            tenant.client_step(step, of_tenant=True),
-            (meta.get("annotations") or {}).get(WAKE_ANNOTATION),
-            bool(meta.get("deletionTimestamp")),
-        )
-    }
+    _tenants_seen[key] = (
+        str(meta.get("uid")),
+        tenant.client_step(step, of_tenant=True),
+        (meta.get("annotations") or {}).get(WAKE_ANNOTATION),
+        bool(meta.get("deletionTimestamp")),
+    )
 
 
 @kopf.on.event(GROUP, VERSION, cognitoclient.PLURAL, labels={tenant.TENANT_LABEL: kopf.PRESENT})
-def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
+def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     """A Tenant's CognitoClient changed state (Ready, or why not): wake the Tenant, whose
     handler ended Pending rather than polling its child. The wake is an
     annotation change, so kopf's own handler (with its retries) runs the Tenant. A restart
     resumes every Tenant and the watch replays every child, so no wake is lost. A watch
     event, not a change handler: the child's own diff base stays as it is. The Tenant's
-    side comes from an index (at worst a moment old: then one wake too many, which finds
-    nothing to do)."""
+    side comes from _tenants_seen (at worst a moment old: then one wake too many, which
+    finds nothing to do; not there yet at a start-up: the Tenant's own resume reads its
+    child)."""
     if event["type"] == "DELETED":
         return
     ready = cond.get((body.get("status") or {}).get("conditions"), cond.READY) or {}
@@ -242,16 +249,15 @@ def tenant_child_changed(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -
     if owner is None:
         return
     namespace = body["metadata"]["namespace"]
-    index: kopf.Index[tuple[str, str], Any] = kwargs["tenant_client_steps"]
-    found = [v for v in index.get((namespace, owner["name"]), []) if v[0] == owner["uid"]]
-    if not found:
+    seen = _tenants_seen.get((namespace, owner["name"]))
+    if seen is None or seen[0] != owner["uid"]:
         return
-    _, step, stamp, deleting = found[0]
+    _uid, step, stamp, deleting = seen
     if deleting or tenant.client_step(ready) == step:
         return  # the Tenant has seen this state of its child already
     # The stamp names the child's state (its Ready transition), not its resourceVersion: the
     # child's later writes in that state (kopf's own annotations, a lastSyncedTime) then
-    # wake the Tenant no second time while the index has not yet caught up with the wake.
+    # wake the Tenant no second time while _tenants_seen has not yet caught up with the wake.
     wake = (
         "client-"
         + hashlib.sha256(
