@@ -8,6 +8,7 @@ ServiceAccounts."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -90,9 +91,10 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaStack]:
         plane.stop()
 
 
-def operator(ha: HaStack, path: Path) -> OperatorProcess:
+def operator(ha: HaStack, path: Path, **extra: str) -> OperatorProcess:
     return OperatorProcess(
         env={
+            **extra,
             **ha.env,
             "KUBECONFIG": str(ha.kubeconfigs["herd-operator"]),
             "HERD_PEERING": PEERING,
@@ -103,6 +105,19 @@ def operator(ha: HaStack, path: Path) -> OperatorProcess:
             "HERD_STATE_DIR": str(path / "state"),
         },
         log=path / "operator.log",
+    )
+
+
+def email_worker(ha: HaStack, path: Path) -> WorkerProcess:
+    return WorkerProcess(
+        env={
+            **ha.env,
+            "KUBECONFIG": str(ha.kubeconfigs["herd-workers"]),
+            "HERD_WORKER_WAIT_SECONDS": "1",
+            "HERD_WORKER_MAX_SEND_RATE": "100",
+            "HERD_TENANTS_NAMESPACE": TENANTS,
+        },
+        log=path / "worker.log",
     )
 
 
@@ -132,16 +147,7 @@ def test_the_standby_replica_finishes_a_burst_when_the_active_one_is_killed(
     first = operator(ha, tmp_path / "a").start()
     # Started later, so of lower priority: it waits while the first one lives.
     second = operator(ha, tmp_path / "b").start()
-    worker = WorkerProcess(
-        env={
-            **ha.env,
-            "KUBECONFIG": str(ha.kubeconfigs["herd-workers"]),
-            "HERD_WORKER_WAIT_SECONDS": "1",
-            "HERD_WORKER_MAX_SEND_RATE": "100",
-            "HERD_TENANTS_NAMESPACE": TENANTS,
-        },
-        log=tmp_path / "worker.log",
-    ).start()
+    worker = email_worker(ha, tmp_path).start()
     try:
 
         def peers() -> dict[str, Any]:
@@ -218,3 +224,38 @@ def test_the_standby_replica_finishes_a_burst_when_the_active_one_is_killed(
     finally:
         for process in (worker, second, first):
             process.stop()
+
+
+def test_two_objects_in_flight_still_finish_a_burst(ha: HaStack, tmp_path: Path) -> None:
+    """HERD_OBJECTS_IN_FLIGHT bounds the objects of a kind handled at once; the rest wait
+    their turn. A Tenant that waits for its CognitoClient gives its place up (the child's
+    Ready wakes it), so two places for each kind never deadlock a burst of many."""
+    op = operator(ha, tmp_path, HERD_OBJECTS_IN_FLIGHT="2").start()
+    worker = email_worker(ha, tmp_path).start()
+    try:
+        objects = Custom(ha.api, TENANTS)
+        if not objects.exists("sestemplates", "welcome"):
+            objects.create("SESTemplate", "sestemplates", "welcome", WELCOME_TEMPLATE)
+        prefix = f"fl-{uuid.uuid4().hex[:6]}"
+        slugs = [f"{prefix}-{i:02d}" for i in range(20)]
+        for slug in slugs:
+            objects.create("Tenant", "tenants", slug, tenant_spec(slug))
+        custom = client.CustomObjectsApi(ha.api)
+
+        def ours() -> list[dict[str, Any]]:
+            items = custom.list_namespaced_custom_object(GROUP, VERSION, TENANTS, "tenants")
+            return [t for t in items["items"] if t["metadata"]["name"].startswith(prefix)]
+
+        def sent() -> int:
+            return sum(
+                bool(((t.get("status") or {}).get("welcomeEmail") or {}).get("sentAt"))
+                for t in ours()
+            )
+
+        wait_for(lambda: sent() == len(slugs), 300, "every Tenant Ready and emailed")
+        assert all((t.get("status") or {}).get("phase") == "Ready" for t in ours())
+        messages = ha.moto.data()["ses"]["TemplateMessage"]
+        assert sum(prefix in json.dumps(m) for m in messages) == len(slugs)
+    finally:
+        worker.stop()
+        op.stop()

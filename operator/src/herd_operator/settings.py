@@ -45,6 +45,13 @@ class Settings(CoreSettings):
         description="Kopf's requests to the API server at once (connections beside its "
         "watch streams); more wait for one",
     )
+    objects_in_flight: int | None = Field(
+        200,
+        ge=1,
+        description="Objects of one kind handled at once (Kopf's worker limit); the others "
+        "wait their turn in arrival order. An object waiting out a retry keeps its place: "
+        "this many retrying at once hold up the rest. Unset: no limit",
+    )
     watch_namespaces: list[str] = Field(
         default_factory=list, description="Namespaces the operator watches; empty: all"
     )
