@@ -228,8 +228,10 @@ def test_the_standby_replica_finishes_a_burst_when_the_active_one_is_killed(
 
 def test_two_objects_in_flight_still_finish_a_burst(ha: HaStack, tmp_path: Path) -> None:
     """HERD_OBJECTS_IN_FLIGHT bounds the objects of a kind handled at once; the rest wait
-    their turn. A Tenant that waits for its CognitoClient gives its place up (the child's
-    Ready wakes it), so two places for each kind never deadlock a burst of many."""
+    their turn. Two places never deadlock: not over the Tenants and CognitoClients already
+    there at start-up (with a kopf index, every worker waited for all of them to be indexed,
+    holding its place, and none was), nor a burst of new ones (a Tenant waiting for its
+    CognitoClient gives its place up; the child's Ready wakes it)."""
     op = operator(ha, tmp_path, HERD_OBJECTS_IN_FLIGHT="2").start()
     worker = email_worker(ha, tmp_path).start()
     try:
