@@ -226,38 +226,50 @@ def test_the_standby_replica_finishes_a_burst_when_the_active_one_is_killed(
             process.stop()
 
 
-def test_two_objects_in_flight_still_finish_a_burst(ha: HaStack, tmp_path: Path) -> None:
+def test_two_objects_in_flight_finish_a_burst_and_a_restart_over_it(
+    ha: HaStack, tmp_path: Path
+) -> None:
     """HERD_OBJECTS_IN_FLIGHT bounds the objects of a kind handled at once; the rest wait
-    their turn. Two places never deadlock: not over the Tenants and CognitoClients already
-    there at start-up (with a kopf index, every worker waited for all of them to be indexed,
-    holding its place, and none was), nor a burst of new ones (a Tenant waiting for its
-    CognitoClient gives its place up; the child's Ready wakes it)."""
-    op = operator(ha, tmp_path, HERD_OBJECTS_IN_FLIGHT="2").start()
+    their turn. Two places never deadlock: not a burst of new Tenants (a Tenant waiting for
+    its CognitoClient gives its place up; the child's Ready wakes it), nor a restart over
+    more objects than places (with a kopf index, every worker waited, holding its place,
+    for all of them to be indexed, and none ever was)."""
+    custom = client.CustomObjectsApi(ha.api)
+    objects = Custom(ha.api, TENANTS)
+    if not objects.exists("sestemplates", "welcome"):
+        objects.create("SESTemplate", "sestemplates", "welcome", WELCOME_TEMPLATE)
+    prefix = f"fl-{uuid.uuid4().hex[:6]}"
+
+    def sent(slugs: list[str]) -> bool:
+        items = custom.list_namespaced_custom_object(GROUP, VERSION, TENANTS, "tenants")
+        done = {
+            t["metadata"]["name"]
+            for t in items["items"]
+            if ((t.get("status") or {}).get("welcomeEmail") or {}).get("sentAt")
+            and (t.get("status") or {}).get("phase") == "Ready"
+        }
+        return set(slugs) <= done
+
     worker = email_worker(ha, tmp_path).start()
+    places = {"HERD_OBJECTS_IN_FLIGHT": "2"}
     try:
-        objects = Custom(ha.api, TENANTS)
-        if not objects.exists("sestemplates", "welcome"):
-            objects.create("SESTemplate", "sestemplates", "welcome", WELCOME_TEMPLATE)
-        prefix = f"fl-{uuid.uuid4().hex[:6]}"
-        slugs = [f"{prefix}-{i:02d}" for i in range(20)]
-        for slug in slugs:
-            objects.create("Tenant", "tenants", slug, tenant_spec(slug))
-        custom = client.CustomObjectsApi(ha.api)
-
-        def ours() -> list[dict[str, Any]]:
-            items = custom.list_namespaced_custom_object(GROUP, VERSION, TENANTS, "tenants")
-            return [t for t in items["items"] if t["metadata"]["name"].startswith(prefix)]
-
-        def sent() -> int:
-            return sum(
-                bool(((t.get("status") or {}).get("welcomeEmail") or {}).get("sentAt"))
-                for t in ours()
-            )
-
-        wait_for(lambda: sent() == len(slugs), 300, "every Tenant Ready and emailed")
-        assert all((t.get("status") or {}).get("phase") == "Ready" for t in ours())
+        burst = [f"{prefix}-{i:02d}" for i in range(12)]
+        op = operator(ha, tmp_path / "first", **places).start()
+        try:
+            for slug in burst:
+                objects.create("Tenant", "tenants", slug, tenant_spec(slug))
+            wait_for(lambda: sent(burst), 300, "a burst of 12 Ready and emailed")
+        finally:
+            op.stop()
+        later = [f"{prefix}-{i:02d}" for i in range(12, 16)]
+        op = operator(ha, tmp_path / "second", **places).start()
+        try:
+            for slug in later:
+                objects.create("Tenant", "tenants", slug, tenant_spec(slug))
+            wait_for(lambda: sent(later), 300, "new Tenants after a restart over 12 or more")
+        finally:
+            op.stop()
         messages = ha.moto.data()["ses"]["TemplateMessage"]
-        assert sum(prefix in json.dumps(m) for m in messages) == len(slugs)
+        assert sum(prefix in json.dumps(m) for m in messages) == len(burst) + len(later)
     finally:
         worker.stop()
-        op.stop()
