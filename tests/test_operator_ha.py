@@ -252,24 +252,19 @@ def test_two_objects_in_flight_finish_a_burst_and_a_restart_over_it(
 
     worker = email_worker(ha, tmp_path).start()
     places = {"HERD_OBJECTS_IN_FLIGHT": "2"}
+    # A burst of 12 new Tenants; then a new operator over them, and 4 more.
+    phases = [("burst", range(12)), ("after a restart over 12 or more", range(12, 16))]
     try:
-        burst = [f"{prefix}-{i:02d}" for i in range(12)]
-        op = operator(ha, tmp_path / "first", **places).start()
-        try:
-            for slug in burst:
-                objects.create("Tenant", "tenants", slug, tenant_spec(slug))
-            wait_for(lambda: sent(burst), 300, "a burst of 12 Ready and emailed")
-        finally:
-            op.stop()
-        later = [f"{prefix}-{i:02d}" for i in range(12, 16)]
-        op = operator(ha, tmp_path / "second", **places).start()
-        try:
-            for slug in later:
-                objects.create("Tenant", "tenants", slug, tenant_spec(slug))
-            wait_for(lambda: sent(later), 300, "new Tenants after a restart over 12 or more")
-        finally:
-            op.stop()
+        for what, numbers in phases:
+            slugs = [f"{prefix}-{i:02d}" for i in numbers]
+            op = operator(ha, tmp_path / f"op-{numbers[0]}", **places).start()
+            try:
+                for slug in slugs:
+                    objects.create("Tenant", "tenants", slug, tenant_spec(slug))
+                wait_for(lambda s=slugs: sent(s), 300, f"{what}: Ready and emailed")
+            finally:
+                op.stop()
         messages = ha.moto.data()["ses"]["TemplateMessage"]
-        assert sum(prefix in json.dumps(m) for m in messages) == len(burst) + len(later)
+        assert sum(prefix in json.dumps(m) for m in messages) == 16
     finally:
         worker.stop()
