@@ -419,7 +419,12 @@ def test_waves_wait_for_health(
         wait_for(lambda: cm_data(api, namespace, "after") is not None, 60, "wave 1 applied")
         st = synced_at(objects, "waves", sha)
         assert st["operationState"]["phase"] == "Succeeded"
-        assert st["health"]["status"] == "Healthy"
+        # The last wave's objects may still be settling when the sync ends: health follows.
+        wait_for(
+            lambda: synced_at(objects, "waves", sha)["health"]["status"] == "Healthy",
+            60,
+            "the Application Healthy",
+        )
     finally:
         client.CoreV1Api(api).delete_persistent_volume(pv_name)
 
