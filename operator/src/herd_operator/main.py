@@ -223,7 +223,8 @@ async def tenant_seen(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     meta = body["metadata"]
     key = (str(meta["namespace"]), str(meta["name"]))
     if event["type"] == "DELETED":
-        if (_tenants_seen.get(key) or ("",))[0] == str(meta.get("uid")):
+        seen = _tenants_seen.get(key)
+        if seen is not None and seen[0] == str(meta.get("uid")):  # not a newer namesake's
             del _tenants_seen[key]
         return
     step = cond.get((body.get("status") or {}).get("conditions"), tenant.CLIENT) or {}
