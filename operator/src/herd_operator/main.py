@@ -20,7 +20,7 @@ from kubernetes import client
 from herd_core import conditions as cond
 from herd_core import kube
 from herd_core.constants import FINALIZER, GROUP, VERSION, WAKE_ANNOTATION
-from herd_operator import drift, kubesession, metrics
+from herd_operator import drift, kubesession, metrics, slimwatch
 from herd_operator.diffbase import DigestDiffBaseStorage
 from herd_operator.gitops import webhook
 from herd_operator.gitops.cache import LiveCache
@@ -86,6 +86,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # objects, 200 at a time, would take 250 s just to pass over them.
     settings.queueing.worker_limit = S.objects_in_flight
     settings.queueing.idle_timeout = 0.2
+    # The bodies waiting in those queues (all of them, at a start) without managedFields.
+    slimwatch.install()
     # After its own patch, kopf holds an object's older events until the patched version
     # arrives, for at most this long. Under a burst of Tenants the watch runs more than the
     # default 5 s behind: kopf then took a stale event (without its diff base) for a new
