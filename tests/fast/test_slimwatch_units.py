@@ -74,6 +74,7 @@ def test_kopfs_own_watch_loop_yields_slimmed_events(fake_source: list[Any]) -> N
     assert key(listed["object"]) is not key(fake_source[2]["object"])  # as parsed: two strings
     seen = asyncio.run(collect())
     assert seen[0] == expected  # all but managedFields kept
+    assert seen[0]["object"] is listed["object"]  # in place: no copy beside kopf's chunk
     assert seen[1] is watching.Bookmark.LISTED
     assert "managedFields" not in seen[2]["object"]["metadata"]
     # Keys and short values are one string across bodies; long ones stay as they were.

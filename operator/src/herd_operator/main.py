@@ -86,7 +86,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # objects, 200 at a time, would take 250 s just to pass over them.
     settings.queueing.worker_limit = S.objects_in_flight
     settings.queueing.idle_timeout = 0.2
-    # The bodies waiting in those queues (all of them, at a start) without managedFields.
+    # At a start kopf queues every listed body: list them a page at a time (not the whole
+    # kind in one answer), and without managedFields.
+    settings.watching.chunk_size = 500
     slimwatch.install()
     # After its own patch, kopf holds an object's older events until the patched version
     # arrives, for at most this long. Under a burst of Tenants the watch runs more than the

@@ -27,12 +27,16 @@ log = logging.getLogger("herd.slimwatch")
 
 
 def slim(value: Any) -> Any:
-    """`value` (parsed JSON) with interned keys and short strings."""
+    """`value` (parsed JSON), in place, with interned keys and short strings. In place: kopf
+    keeps its listed chunk until the chunk is done, so a copy would add to the peak."""
     if isinstance(value, dict):
-        return {sys.intern(k): slim(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [slim(v) for v in value]
-    if isinstance(value, str) and len(value) <= INTERN_MAX:
+        items = [(sys.intern(k), slim(v)) for k, v in value.items()]
+        value.clear()
+        value.update(items)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            value[i] = slim(item)
+    elif isinstance(value, str) and len(value) <= INTERN_MAX:
         return sys.intern(value)
     return value
 
@@ -46,7 +50,7 @@ def slim_event(event: Any) -> Any:
         meta = body.get("metadata")
         if isinstance(meta, dict):
             meta.pop("managedFields", None)
-        event["object"] = slim(body)
+        slim(body)
     return event
 
 
