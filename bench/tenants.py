@@ -31,6 +31,7 @@ from common import (
     stack,
     tenants_namespace,
 )  # bench/ is on sys.path when a script runs
+from cpu import CpuMeter, summary
 from kubernetes import client, watch
 from rich.console import Console
 from rich.table import Table
@@ -211,6 +212,7 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
             )
         progress = Progress(custom, ready, sent)
+        meter = CpuMeter()
         t0 = time.perf_counter()
         progress.start()
         with ThreadPoolExecutor(16) as ex:
@@ -219,6 +221,7 @@ def main() -> None:
         with console.status(f"waiting for {n} Tenants"):
             wait_until(lambda: len(progress.ready) == n, 3600, interval=0.2)
             all_ready = max(progress.ready.values()) - t0
+            cpu = meter.stop()
             wait_until(lambda: len(progress.sent) == n, 3600, interval=0.2)
             all_sent = max(progress.sent.values()) - t0
         progress.stop = True
@@ -303,6 +306,7 @@ def main() -> None:
         )
         row("restart: a new Tenant Ready after (s)", f"{new_ready:.1f}")
         console.print(table)
+        console.print(f"CPU seconds from the first create to all Ready: {summary(*cpu)}")
         console.print(f"machine load (1/5/15 min): {Path('/proc/loadavg').read_text().split()[:3]}")
 
 
