@@ -1,5 +1,6 @@
 """Tenants applied at once: how long until all are Ready and every welcome email is sent;
-moto's own rate for the same AWS calls; an operator restart over all of them; its memory.
+moto's own rate for the same AWS calls; the CPU each part of the stack took meanwhile; an
+operator restart over all of them; its memory.
 
     uv run python bench/tenants.py [--tenants 1000] [--soak 1800] [--drift-interval 60]
                                    [--profile stacks.txt]

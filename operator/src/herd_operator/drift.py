@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -64,17 +65,38 @@ def listed(plural: str, namespaces: list[str]) -> Iterator[dict[str, Any]]:
             kwargs: dict[str, Any] = {"limit": PAGE}
             if token:
                 kwargs["_continue"] = token
-            if namespace is None:
-                page = api.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
-            else:
-                page = api.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, **kwargs
-                )
+            try:
+                if namespace is None:
+                    page = api.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
+                else:
+                    page = api.list_namespaced_custom_object(
+                        GROUP, VERSION, namespace, plural, **kwargs
+                    )
+            except ApiException as err:
+                # A sweep at drift_max_rate outlives its continue token: 10,000 objects at
+                # 100/s take 100 s, and the API server compacts etcd every 5 minutes. The
+                # 410 names a token for the rest of the list, as it is now (a sweep needs no
+                # snapshot); without one, the error stands.
+                token = _fresh_continue(err) if token else None
+                if not token:
+                    raise
+                log.info("%s: a page expired; the sweep goes on with the list as it is now", plural)
+                continue
             page = cast(dict[str, Any], page)
             yield from page["items"]
             token = page["metadata"].get("continue")
             if not token:
                 break
+
+
+def _fresh_continue(err: ApiException) -> str | None:
+    """The continue token a 410 Gone (an expired one) offers for the rest of the list."""
+    if err.status != 410:
+        return None
+    try:
+        return json.loads(err.body or "{}").get("metadata", {}).get("continue") or None
+    except (ValueError, AttributeError):
+        return None
 
 
 def outranked(peering: dict[str, Any], priority: int, now: dt.datetime) -> bool:
