@@ -25,7 +25,7 @@ PARTS = (
 
 
 def _processes() -> dict[int, tuple[str, float]]:
-    """Every process: (its part, or None, by command line; CPU seconds so far)."""
+    """Every process: (its part by command line, "other" if none; CPU seconds so far)."""
     found: dict[int, tuple[str, float]] = {}
     me = os.getpid()
     for entry in Path("/proc").iterdir():
@@ -57,7 +57,7 @@ class CpuMeter:
     it are missed)."""
 
     _before: dict[int, tuple[str, float]] = field(default_factory=_processes)
-    _machine: tuple[float, float] = field(default_factory=_machine)
+    _machine_before: tuple[float, float] = field(default_factory=_machine)
 
     def stop(self) -> tuple[dict[str, float], float, float]:
         """(CPU seconds by part, machine busy seconds, machine capacity seconds)."""
@@ -66,7 +66,7 @@ class CpuMeter:
         for pid, (part, seconds) in after.items():
             earlier = self._before.get(pid)
             by_part[part] += seconds - (earlier[1] if earlier and earlier[0] == part else 0.0)
-        return dict(by_part), busy - self._machine[0], total - self._machine[1]
+        return dict(by_part), busy - self._machine_before[0], total - self._machine_before[1]
 
 
 def summary(by_part: dict[str, float], busy: float, capacity: float) -> str:

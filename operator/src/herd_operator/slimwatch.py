@@ -10,7 +10,7 @@ with those strings interned it is ~5 KB, so the RSS after a restart over 10,000 
 longer grows by ~43 KB per Tenant and CognitoClient.
 
 Kopf has no hook for this: we wrap its watch generator (`kopf._cogs.clients.watching`,
-pinned with kopf in uv.lock; tests/test_slimwatch.py fails if the name moves).
+pinned with kopf in uv.lock; tests/fast/test_slimwatch_units.py fails if the name moves).
 """
 
 from __future__ import annotations
