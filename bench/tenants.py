@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from common import (
     Stack,
     create_tenant,
@@ -139,6 +140,24 @@ def _py_spy() -> str:
     return str(beside) if beside.exists() else "py-spy"
 
 
+WORKER_COUNTERS = (
+    "herd_emails_unknown_outcome_total",
+    "herd_email_claims_lost_total",
+    "herd_emails_duplicate_total",
+)
+
+
+def worker_counters(urls: list[str]) -> Counter[str]:
+    """WORKER_COUNTERS summed over every worker's /metrics."""
+    total: Counter[str] = Counter()
+    for url in urls:
+        for line in httpx.get(f"{url.rstrip('/')}/metrics", timeout=10).text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in WORKER_COUNTERS:
+                total[name] += float(value)
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tenants", type=int, default=200)
@@ -165,17 +184,20 @@ def main() -> None:
         }
         # The call log costs the operator a file append per call: on for the restart only.
         restart_env = {**operator_env, "HERD_AWS_CALL_LOG": str(calls_log)}
+        worker_urls: list[str] = []
         with console.status("starting control plane, moto, operator, worker"):
             st.run(["operator", "run"], "HERD_HEALTH_PORT", **operator_env)
             for w in range(args.workers):  # they share one send budget (DynamoDB)
-                st.run(
-                    ["worker", "run"],
-                    "HERD_WORKER_PORT",
-                    name=f"worker-{w}",
-                    HERD_WORKER_WAIT_SECONDS="1",
-                    # A production SES rate: the budget item keeps one time per send allowed
-                    # in a window, so an unreal 1,000/s makes each take move 1,000 numbers.
-                    HERD_WORKER_MAX_SEND_RATE=str(args.send_rate),
+                worker_urls.append(
+                    st.run(
+                        ["worker", "run"],
+                        "HERD_WORKER_PORT",
+                        name=f"worker-{w}",
+                        HERD_WORKER_WAIT_SECONDS="1",
+                        # A production SES rate: the budget item keeps one time per send allowed
+                        # in a window, so an unreal 1,000/s makes each take move 1,000 numbers.
+                        HERD_WORKER_MAX_SEND_RATE=str(args.send_rate),
+                    )
                 )
             custom = client.CustomObjectsApi(st.api)
             tenants_namespace(st.api)
@@ -230,13 +252,21 @@ def main() -> None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
         per_tenant = []
+        key_of: dict[str, str] = {}  # admin email: the welcome job's idempotency key
         for t in tenants():
+            key_of[t["spec"]["adminEmail"]] = f"welcome-{t['metadata']['uid']}"
             created = datetime.fromisoformat(t["metadata"]["creationTimestamp"])
             ready_at = next(
                 c["lastTransitionTime"] for c in t["status"]["conditions"] if c["type"] == "Ready"
             )
             per_tenant.append((datetime.fromisoformat(ready_at) - created).total_seconds())
-        emails = len(st.moto.data()["ses"]["TemplateMessage"])
+        sent_to = Counter(
+            m["destinations"]["ToAddresses"][0] for m in st.moto.data()["ses"]["TemplateMessage"]
+        )
+        emails = sum(sent_to.values())
+        twice = sorted(to for to, times in sent_to.items() if times > 1)
+        counters = worker_counters(worker_urls)
+        workers_logs = [s for s in st.services if s is not operator]
         rss_ready = rss_mib(operator.pids()[0])
 
         rss_soak = None
@@ -289,6 +319,10 @@ def main() -> None:
             f"{statistics.median(per_tenant):.0f} / {max(per_tenant):.0f}",
         )
         row("emails sent", str(emails), f"exactly {n}", emails == n)
+        row(
+            "  sends of unknown outcome / claims lost / duplicates dropped",
+            " / ".join(f"{counters[name]:.0f}" for name in WORKER_COUNTERS),
+        )
         row("operator RSS when all Ready (MiB)", f"{rss_ready:.0f}", "≤ 300 (10,000)")
         if rss_soak is not None:
             row(
@@ -307,6 +341,13 @@ def main() -> None:
         )
         row("restart: a new Tenant Ready after (s)", f"{new_ready:.1f}")
         console.print(table)
+        for to in twice[:20]:  # what the workers said of each address emailed twice
+            key = key_of.get(to, to)
+            console.print(f"[bold]{to}[/] ({key}) emailed {sent_to[to]} times:")
+            for service in workers_logs:
+                for line in service.log.read_text(errors="replace").splitlines():
+                    if key in line:
+                        console.print(f"  {service.name}: {line}")
         console.print(f"CPU seconds from the first create to all Ready: {summary(*cpu)}")
         console.print(f"machine load (1/5/15 min): {Path('/proc/loadavg').read_text().split()[:3]}")
 

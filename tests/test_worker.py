@@ -182,6 +182,101 @@ def test_a_worker_killed_right_after_its_claim_costs_one_lease_not_the_email(
 
 
 @pytest.mark.slow
+def test_a_send_answered_late_is_not_repeated_at_once(
+    worker_env: dict[str, str],
+    moto: MotoServer,
+    proxy: FaultProxy,
+    aws_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """SES takes the email but answers after the send's time (half the lease). A client
+    retry (standard mode retries read timeouts) would be a second email at once; the worker
+    makes one attempt, counts the outcome unknown and backs the message off."""
+    sqs, queue, template, marker = own_setup(aws_settings, "late")
+    lease = 4  # a send may take 2 s
+    # A slow server, not a wait of the test's: every send to this test's address answers late.
+    late = proxy.after("SendTemplatedEmail", lambda: time.sleep(lease), times=10, contains=marker)
+    env = private_env(
+        worker_env,
+        queue,
+        HERD_AWS_MAX_ATTEMPTS="5",  # production's: the retries this test is about
+        HERD_WORKER_VISIBILITY_TIMEOUT=str(lease),
+        HERD_WORKER_CLAIM_LEASE=str(lease),
+        HERD_WORKER_RETRY_BASE="600",
+    )
+    worker = WorkerProcess(
+        env={**env, "AWS_ENDPOINT_URL": proxy.url},
+        log=tmp_path_factory.mktemp("worker-late") / "worker.log",
+    ).start()
+    try:
+        enqueue(sqs, queue, job(template, marker))
+        wait_for(lambda: metric(worker, "herd_emails_unknown_outcome_total") == 1, 60, "unknown")
+        assert late.hits == 1  # one attempt
+        assert sent_to(moto, marker) == 1  # SES did take it
+        assert "may have sent it" in worker.log_text()
+        wait_for(lambda: queue_depth(sqs, queue) == (0, 1), 10, "backed off")
+    finally:
+        proxy.clear()
+        worker.stop()
+
+
+@pytest.mark.slow
+def test_a_hanging_queue_call_never_lets_a_held_claim_lapse(
+    worker_env: dict[str, str],
+    moto: MotoServer,
+    proxy: FaultProxy,
+    aws_settings: Settings,
+    aws_env: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The second job waits ~10 s for the send budget while holding its claim, under a
+    4 s lease; every visibility extension hangs for two leases. A heartbeat that renews
+    after its hide would let the lease lapse, for another worker to take over."""
+    sqs, queue, template, marker = own_setup(aws_settings, "beat")
+    lease = 4
+    first, second = job(template, marker, 0), job(template, marker, 1)
+    proxy.after(
+        "ChangeMessageVisibility", lambda: time.sleep(2 * lease), times=1000, contains=marker
+    )
+    env = private_env(
+        worker_env,
+        queue,
+        HERD_WORKER_VISIBILITY_TIMEOUT=str(lease),
+        HERD_WORKER_CLAIM_LEASE=str(lease),
+        HERD_WORKER_MAX_SEND_RATE="0.1",  # one email every 10 s
+    )
+    worker = WorkerProcess(
+        env={**env, "AWS_ENDPOINT_URL": proxy.url},
+        log=tmp_path_factory.mktemp("worker-beat") / "worker.log",
+    ).start()
+    ddb = aws.client("dynamodb", aws_settings)
+
+    def lapsed() -> bool:
+        """Is the second job's claim held with its lease over? (False once sent.)"""
+        item = ddb.get_item(
+            TableName=aws_env.email_jobs_table,
+            Key={"key": {"S": second.idempotency_key}},
+            ConsistentRead=True,
+        ).get("Item", {})
+        held = item.get("state", {}).get("S") == "sending"
+        return held and float(item["leaseUntil"]["N"]) < time.time()
+
+    try:
+        enqueue(sqs, queue, first)
+        enqueue(sqs, queue, second)
+        lapses = 0
+        deadline = time.monotonic() + 60
+        while sent_to(moto, marker) < 2 and time.monotonic() < deadline:
+            lapses += lapsed()
+        assert sent_to(moto, marker) == 2
+        assert lapses == 0
+        assert metric(worker, "herd_email_claims_lost_total") == 0
+    finally:
+        proxy.clear()
+        worker.stop()
+
+
+@pytest.mark.slow
 def test_a_failing_message_never_stops_the_others(
     worker_env: dict[str, str],
     moto: MotoServer,

@@ -9,6 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
@@ -18,6 +25,7 @@ from herd_api.worker.claims import Claims
 from herd_api.worker.worker import Worker
 from herd_core import aws as aws_clients
 from herd_core.emailjobs import EmailJob, Report, enqueue
+from herd_core.ses import outcome_unknown
 from herd_devkit.local import bootstrap
 from herd_devkit.settings import Settings
 
@@ -213,3 +221,51 @@ def test_two_deliveries_of_a_job_in_one_batch_go_in_turn(rig: Rig, reports: list
         handled += rig.worker.poll_once()
     assert len(rig.sent()) == 1
     assert rig.depth() == (0, 0)  # both consumed, none hidden for a lease
+
+
+def test_a_renewal_too_slow_to_cover_a_send_sends_nothing(
+    rig: Rig, reports: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The renewal before the send came back with less than the send's time of lease left
+    (DynamoDB stalling): a send then might outlive the lease and race a takeover."""
+    renew = rig.worker.claims.renew
+
+    def late(key: str, token: str) -> float | None:
+        end = renew(key, token)
+        return None if end is None else time.time() + rig.worker.send_timeout / 2
+
+    monkeypatch.setattr(rig.worker.claims, "renew", late)
+    rig.job()
+    rig.worker.poll_once()
+    assert rig.sent() == [] and reports == []
+    assert rig.claim("welcome-1") == {}  # given back: nothing went out
+    assert rig.depth() == (0, 1)  # backed off, tried again later
+
+
+@pytest.mark.parametrize(
+    ("error", "unknown"),
+    [
+        (ReadTimeoutError(endpoint_url="https://email"), True),
+        (ConnectionClosedError(endpoint_url="https://email"), True),
+        (ConnectTimeoutError(endpoint_url="https://email"), False),
+        (EndpointConnectionError(endpoint_url="https://email"), False),
+        (
+            ClientError(
+                {"Error": {"Code": "Throttling"}, "ResponseMetadata": {"HTTPStatusCode": 400}},
+                "SendTemplatedEmail",
+            ),
+            False,
+        ),
+        (
+            ClientError(
+                {"Error": {"Code": "InternalFailure"}, "ResponseMetadata": {"HTTPStatusCode": 500}},
+                "SendTemplatedEmail",
+            ),
+            True,
+        ),
+    ],
+)
+def test_a_send_may_have_gone_out_only_if_ses_had_the_request(
+    error: Exception, unknown: bool
+) -> None:
+    assert outcome_unknown(error) is unknown  # type: ignore[arg-type]

@@ -44,17 +44,21 @@ def client(
     region: str | None = None,
     unsigned: bool = False,
     max_pool_connections: int = 10,
+    timeouts: tuple[float, float] = (5, 30),
+    max_attempts: int | None = None,
 ) -> Any:
     """A boto3 client honouring AWS_ENDPOINT_URL, the region and standard-mode retries.
 
     Standard mode retries throttling and 5xx with exponential backoff and jitter, so callers
     never write their own retry loops. Unsigned clients call public APIs without credentials.
+    `timeouts` are (connect, read) seconds; `max_attempts` overrides the settings' attempts
+    (1 for a call that must never be repeated blindly).
     """
     s = settings or get_settings()
     config = Config(
-        retries={"mode": "standard", "total_max_attempts": s.aws_max_attempts},
-        connect_timeout=5,
-        read_timeout=30,
+        retries={"mode": "standard", "total_max_attempts": max_attempts or s.aws_max_attempts},
+        connect_timeout=timeouts[0],
+        read_timeout=timeouts[1],
         max_pool_connections=max_pool_connections,
         # Public APIs (Cognito InitiateAuth) need no credentials, so no IAM permission.
         **({"signature_version": UNSIGNED} if unsigned else {}),

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 
 from herd_core import aws
 from herd_core.errors import code, is_not_found
@@ -83,6 +83,24 @@ class SES:
                 text = str(part.get_content()).strip()
         return Rendered(subject=str(msg["Subject"] or ""), html=html, text=text)
 
+    def max_send_rate(self) -> float:
+        return float(self._c.get_send_quota()["MaxSendRate"])
+
+
+class Sender:
+    """SendTemplatedEmail in one attempt, bounded by `timeout` seconds (connect + answer).
+
+    SES takes no idempotency token, so a send repeated after a late or lost answer may be a
+    second email. Standard-mode retries do exactly that on a read timeout or a 5xx, at once and
+    up to the attempts allowed; here the caller decides, told by `outcome_unknown`.
+    """
+
+    def __init__(self, settings: Settings, timeout: float, region: str | None = None) -> None:
+        connect = min(5.0, timeout / 3)
+        self._c: Any = aws.client(
+            "ses", settings, region=region, timeouts=(connect, timeout - connect), max_attempts=1
+        )
+
     def send_templated(self, source: str, to: str, name: str, data: dict[str, Any]) -> str:
         result: str = self._c.send_templated_email(
             Source=source,
@@ -92,8 +110,13 @@ class SES:
         )["MessageId"]
         return result
 
-    def max_send_rate(self) -> float:
-        return float(self._c.get_send_quota()["MaxSendRate"])
+
+def outcome_unknown(err: ClientError | BotoCoreError) -> bool:
+    """True when SES may have taken the request: its answer was late or cut off, or SES
+    failed after reading it (5xx). A refusal (4xx) or a connection never made sent nothing."""
+    if isinstance(err, ClientError):
+        return int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) >= 500
+    return isinstance(err, HTTPClientError)  # read timeout, connection closed mid-answer
 
 
 def already_exists(err: ClientError) -> bool:

@@ -66,7 +66,7 @@ class Settings(CoreSettings):
     # Worker
     worker_wait_seconds: int = Field(20, ge=0, le=20, description="SQS long-poll wait")
     worker_visibility_timeout: int = Field(
-        30,
+        60,
         ge=2,
         le=43200,
         description="Seconds a received message stays hidden (extended while its claim is held)",
@@ -83,10 +83,12 @@ class Settings(CoreSettings):
     )
     worker_retry_base: float = Field(2.0, gt=0, description="Backoff of a failed job, s")
     worker_claim_lease: float = Field(
-        30.0,
+        60.0,
         gt=0,
         description="Seconds a send claim holds unless renewed; at most the "
-        "visibility timeout, so a dead worker's claim lapses before its message shows again",
+        "visibility timeout, so a dead worker's claim lapses before its message shows again. "
+        "One SES send may take half of it (connect and answer), and starts only with that "
+        "much of the lease ahead",
     )
     worker_max_send_rate: float | None = Field(
         None,

@@ -5,9 +5,12 @@ States of an item: `sending` (claimed by one worker's token, until `leaseUntil`)
 lease ran out belongs to a worker that died and may be taken over. The lease is never longer
 than the message's visibility timeout, so by the time SQS shows the message again the claim
 of a dead worker has lapsed: a kill right after the claim costs one lease, never the email.
+A send starts only with half a lease still ahead and may take at most that long, so no other
+worker can take a key over while its email is on the way, even if every renewal fails.
 
-SES has no idempotency token, so the one window where a duplicate can still happen is a crash
-between SES accepting the email and the `sent` write (documented).
+SES has no idempotency token, so a duplicate can still happen in one window: SES took the
+email but we never heard so (a crash before the `sent` write, an answer late or lost). The
+worker retries such a send later, once, and counts it (`herd_emails_unknown_outcome_total`).
 """
 
 from __future__ import annotations
@@ -76,8 +79,9 @@ class Claims:
             return Claim(won=False, held_until=float(until) if until else now + self.lease)
         return Claim(won=True, token=token)
 
-    def renew(self, key: str, token: str) -> bool:
-        """Push our lease on; False when the claim is no longer ours. (A conditional put, as
+    def renew(self, key: str, token: str) -> float | None:
+        """Push our lease on: its new end (reckoned from before the call, so never later than
+        DynamoDB holds it), or None when the claim is no longer ours. (A conditional put, as
         the claim itself: the worker's policy needs no UpdateItem.)"""
         now = time.time()
         try:
@@ -90,9 +94,9 @@ class Claims:
             )
         except ClientError as err:
             if _conditional_failed(err):
-                return False
+                return None
             raise
-        return True
+        return now + self.lease
 
     def sent(self, key: str, message_id: str, sent_at: float) -> None:
         self._ddb.put_item(

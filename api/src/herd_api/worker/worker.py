@@ -4,9 +4,14 @@
   MaxSendRate (GetSendQuota) unless configured.
 - Exactly once per idempotency key: a DynamoDB conditional write claims the key first, under
   a lease no longer than the message's visibility; while a worker holds a claim it extends
-  both (a heartbeat). A worker killed after its claim: the lease lapses no later than the
+  both (a heartbeat: the lease first, on the lease's own schedule, so a slow queue call never
+  lets it lapse). A worker killed after its claim: the lease lapses no later than the
   message shows again, and the next receive sends it. A message whose key another worker
   holds is hidden until that lease ends, instead of burning receives.
+- A send is one SES call, never repeated by the client (claims.py, ses.Sender), and starts
+  only with half a lease still ahead, which also bounds how long it may take: nobody can
+  take the key over while the email is on the way. A send whose answer is late or lost may
+  have gone out; it is retried after the backoff and counted, the one duplicate left.
 - Failures: an error boundary per message; a failed message's visibility is set to an
   exponential backoff; after the queue's maxReceiveCount SQS moves it to the dead-letter
   queue (its depth is a metric, and the chart alerts on it). A message that does not parse
@@ -42,7 +47,7 @@ from herd_api.worker.budget import SharedBudget
 from herd_api.worker.claims import Claims
 from herd_core import aws, kube
 from herd_core.emailjobs import EmailJob, Report, mask_email
-from herd_core.ses import SES
+from herd_core.ses import SES, Sender, outcome_unknown
 
 log = logging.getLogger("herd.worker")
 
@@ -50,6 +55,14 @@ SENT = Counter("herd_emails_sent_total", "Emails sent through SES")
 DUPLICATES = Counter("herd_emails_duplicate_total", "Deliveries skipped: already sent")
 FAILED = Counter("herd_emails_failed_total", "Failed email jobs, by reason", ["reason"])
 DEFERRED = Counter("herd_emails_deferred_total", "Deliveries hidden until another's lease ends")
+UNKNOWN = Counter(
+    "herd_emails_unknown_outcome_total",
+    "Sends whose answer was late or lost: SES may have sent them, and their retry may not be "
+    "the first email",
+)
+CLAIMS_LOST = Counter(
+    "herd_email_claims_lost_total", "Claims another worker took over while this one held them"
+)
 REPORTS_FAILED = Counter("herd_email_reports_failed_total", "Status reports to retry")
 DLQ_DEPTH = Gauge("herd_email_dlq_messages", "Messages in the email dead-letter queue")
 MAX_VISIBILITY = 43200  # SQS's limit, seconds
@@ -66,6 +79,9 @@ class Worker:
         self.queue_url: str = self.settings.email_queue_url
         self.sqs: Any = aws.client("sqs", self.settings)
         self.ses = SES(self.settings)
+        # Half a lease: the send must be over, answered or not, before the lease can lapse.
+        self.send_timeout = self.settings.worker_claim_lease / 2
+        self.sender = Sender(self.settings, self.send_timeout)
         ddb = aws.client("dynamodb", self.settings)
         table = self.settings.email_jobs_table  # full name, environment prefix included
         self.claims = Claims(ddb, table, self.settings.worker_claim_lease)
@@ -153,24 +169,38 @@ class Worker:
                 self.claims.release(job.idempotency_key, claim.token)
                 self._hide(receipt, 0)
                 return
-            if not self.claims.renew(job.idempotency_key, claim.token):
+            lease_end = self.claims.renew(job.idempotency_key, claim.token)
+            if lease_end is None:
                 # Lost while we waited (a pause longer than the lease): whoever took the key
                 # over sends it; sending here too would be the duplicate.
-                DEFERRED.inc()
+                CLAIMS_LOST.inc()
                 log.warning("claim of job %s was taken over; not sending", job.idempotency_key)
                 self._retry_later(receipt, receives)
                 return
+            if lease_end - time.time() < self.send_timeout:
+                # The renewal itself took so long that a send might outlive the lease.
+                DEFERRED.inc()
+                log.warning("DynamoDB too slow to send job %s under its lease", job.idempotency_key)
+                self.claims.release(job.idempotency_key, claim.token)
+                self._retry_later(receipt, receives)
+                return
             try:
-                message_id = self.ses.send_templated(
+                message_id = self.sender.send_templated(
                     self.settings.email_sender, job.to, job.template, self._with_logo(job)
                 )
             except (ClientError, BotoCoreError) as err:
                 FAILED.labels("ses").inc()
+                unknown = outcome_unknown(err)
+                if unknown:
+                    UNKNOWN.inc()
                 log.warning(
-                    "send of job %s to %s failed (receive %d): %s",
+                    "send of job %s to %s failed (receive %d)%s: %s",
                     job.idempotency_key,
                     mask_email(job.to),
                     receives,
+                    "; SES may have sent it, and its retry may be a second email"
+                    if unknown
+                    else "",
                     err,
                 )
                 self.claims.release(job.idempotency_key, claim.token)
@@ -218,26 +248,47 @@ class Worker:
 
     @contextmanager
     def _holding(self, receipt: str, key: str, token: str) -> Iterator[None]:
-        """While we hold the claim: keep the message hidden and the lease alive."""
+        """While we hold the claim: keep the lease alive and the message hidden.
+
+        Two loops, each due a third of a lease after its last call began: a hanging queue
+        call must not hold up the lease. Neither is waited for at the end; a late call does
+        no harm (a renewal is conditional on the claim still `sending` under our token, and
+        a hide only delays a message that is deleted or backed off anyway)."""
         done = threading.Event()
         every = max(0.5, min(self.settings.worker_visibility_timeout, self.claims.lease) / 3)
 
-        def beat() -> None:
-            while not done.wait(every):
-                try:
-                    self._hide(receipt, self.settings.worker_visibility_timeout)
-                    if not self.claims.renew(key, token):
-                        log.warning("claim of job %s was taken over", key)
-                except Exception as err:  # the next beat tries again
-                    log.warning("heartbeat of job %s failed: %s", key, err)
+        def renew() -> bool:
+            if self.claims.renew(key, token) is None and not done.is_set():
+                CLAIMS_LOST.inc()
+                log.warning("claim of job %s was taken over", key)
+                return False  # the key is the new holder's now
+            return True
 
-        thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{key[:20]}")
-        thread.start()
+        def hide() -> bool:
+            self._hide(receipt, self.settings.worker_visibility_timeout)
+            return True
+
+        def keep(call: Callable[[], bool], what: str) -> None:
+            due = time.monotonic() + every
+            while not done.wait(max(0.0, due - time.monotonic())):
+                began = time.monotonic()
+                try:
+                    if not call():
+                        return
+                    due = began + every
+                except Exception as err:  # tried again soon, well within the lease
+                    if not done.is_set():
+                        log.warning("%s of job %s failed: %s", what, key, err)
+                    due = time.monotonic() + min(1.0, every)
+
+        for call, what in ((renew, "lease renewal"), (hide, "visibility extension")):
+            threading.Thread(
+                target=keep, args=(call, what), daemon=True, name=f"{what}-{key[:20]}"
+            ).start()
         try:
             yield
         finally:
             done.set()
-            thread.join()
 
     def _delete(self, receipt: str) -> None:
         self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
