@@ -163,9 +163,10 @@ class Worker:
                 wait = (claim.held_until or time.time()) - time.time()
                 self._hide(receipt, min(MAX_VISIBILITY, max(1, math.ceil(wait) + 1)))
             return
-        with self._holding(receipt, job.idempotency_key, claim.token):
+        with self._holding(receipt, job.idempotency_key, claim.token) as let_go:
             stamp = self.budget.take(self.stop)
             if stamp is None:  # stopping while waiting for the budget
+                let_go()  # no hide of the heartbeat's may follow the one giving it back
                 self.claims.release(job.idempotency_key, claim.token)
                 self._hide(receipt, 0)
                 return
@@ -247,13 +248,14 @@ class Worker:
         return True
 
     @contextmanager
-    def _holding(self, receipt: str, key: str, token: str) -> Iterator[None]:
-        """While we hold the claim: keep the lease alive and the message hidden.
+    def _holding(self, receipt: str, key: str, token: str) -> Iterator[Callable[[], None]]:
+        """While we hold the claim: keep the lease alive and the message hidden. Yields
+        `let_go`, which stops both before the end (before a message is given back).
 
         Two loops, each due a third of a lease after its last call began: a hanging queue
-        call must not hold up the lease. Neither is waited for at the end; a late call does
-        no harm (a renewal is conditional on the claim still `sending` under our token, and
-        a hide only delays a message that is deleted or backed off anyway)."""
+        call must not hold up the lease. At the end each gets a third of a lease to finish
+        its call; a call later still does no harm (a renewal is conditional on the claim
+        still `sending` under our token, and a hide only delays the message's return)."""
         done = threading.Event()
         every = max(0.5, min(self.settings.worker_visibility_timeout, self.claims.lease) / 3)
 
@@ -281,14 +283,22 @@ class Worker:
                         log.warning("%s of job %s failed: %s", what, key, err)
                     due = time.monotonic() + min(1.0, every)
 
-        for call, what in ((renew, "lease renewal"), (hide, "visibility extension")):
-            threading.Thread(
-                target=keep, args=(call, what), daemon=True, name=f"{what}-{key[:20]}"
-            ).start()
-        try:
-            yield
-        finally:
+        loops = [
+            threading.Thread(target=keep, args=(call, what), daemon=True, name=f"{what}-{key}")
+            for call, what in ((renew, "lease renewal"), (hide, "visibility extension"))
+        ]
+
+        def let_go() -> None:
             done.set()
+            for loop in loops:
+                loop.join(every)
+
+        for loop in loops:
+            loop.start()
+        try:
+            yield let_go
+        finally:
+            let_go()
 
     def _delete(self, receipt: str) -> None:
         self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
