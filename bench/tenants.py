@@ -270,10 +270,17 @@ def main() -> None:
         rss_ready = rss_mib(operator.pids()[0])
 
         rss_soak = None
+        passes: list[str] = []
         if args.soak:
             with console.status(f"{args.soak:.0f} s of drift ticks"):
                 time.sleep(args.soak)  # a bench watching memory over time, not a test
             rss_soak = rss_mib(operator.pids()[0])
+            # Each pass says how many objects it checked: a pass cut short shows here.
+            passes = [
+                line.split("drift pass ", 1)[1]
+                for line in operator.log.read_text(errors="replace").splitlines()
+                if "drift pass " in line
+            ]
 
         # Restart over every Ready Tenant: how long until idle, and what it asked of AWS.
         with console.status("restarting the operator"):
@@ -331,6 +338,8 @@ def main() -> None:
                 "flat, ≤ 300",
                 rss_soak <= 300 and rss_soak - rss_ready < 0.1 * rss_ready,
             )
+        if args.soak:
+            row("drift passes in the soak", "; ".join(passes) or "none")
         row("operator RSS after the restart, idle (MiB)", f"{rss_restarted:.0f}", "≤ 300 (10,000)")
         row("restart: idle again after (s)", f"{idle:.1f}", "≤ 60", idle <= 60)
         row(

@@ -185,8 +185,15 @@ class Sweeper:
             try:
                 self._active_at = 0.0
                 if self.active_cached():
-                    self.sweep()
+                    began = time.monotonic()
+                    checked = self.sweep()
                     self.passes += 1
+                    log.info(
+                        "drift pass %d: %d objects checked in %.0f s",
+                        self.passes,
+                        checked,
+                        time.monotonic() - began,
+                    )
                     memory.trim()
             except Exception:
                 log.exception("drift sweep failed; next pass in %ss", interval)
