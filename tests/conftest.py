@@ -5,6 +5,7 @@ under their charts' ServiceAccounts; a fresh namespace and fresh git repositorie
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 import uuid
@@ -391,3 +392,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         names = ", ".join(f"{r.name} (pid {r.pid}, log {r.log})" for r in left.values())
         session.config.get_terminal_writer().line(f"processes left running: {names}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="module")
+def uncached_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane of the module's own whose API server keeps no watch cache: watches
+    and list pages are served by etcd itself, so below its compacted revision they answer
+    410 Gone (a cached kind replays from the watch cache instead, even after a compaction).
+    The test may compact its etcd (`plane.etcd`)."""
+    if get_settings().use_existing_cluster:
+        pytest.skip("compacts the etcd of a cluster of its own")
+    settings = get_settings().model_copy(update={"state_dir": tmp_path_factory.mktemp("gone")})
+    plane = dataclasses.replace(
+        ControlPlane.named("gone", settings, with_controller_manager=False),
+        apiserver_args=("--watch-cache=false",),
+    ).start()
+    try:
+        yield plane
+    finally:
+        plane.stop()

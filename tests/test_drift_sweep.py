@@ -4,9 +4,7 @@ and goes on with the list as it is now."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,27 +14,9 @@ from kubernetes import client, config
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local import crds
 from herd_devkit.local.controlplane import ControlPlane
-from herd_devkit.settings import get_settings
 from herd_operator import drift
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def etcd_lists(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A control plane whose API server keeps no watch cache, so every list page is read
-    from etcd and an old continue token meets etcd's compaction."""
-    if get_settings().use_existing_cluster:
-        pytest.skip("compacts the etcd of a cluster of its own")
-    settings = get_settings().model_copy(update={"state_dir": tmp_path_factory.mktemp("expire")})
-    plane = dataclasses.replace(
-        ControlPlane.named("expire", settings, with_controller_manager=False),
-        apiserver_args=("--watch-cache=false",),
-    ).start()
-    try:
-        yield plane
-    finally:
-        plane.stop()
 
 
 def template(name: str) -> dict[str, object]:
@@ -49,9 +29,9 @@ def template(name: str) -> dict[str, object]:
 
 
 def test_a_sweep_goes_on_past_a_compacted_continue_token(
-    etcd_lists: ControlPlane, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    uncached_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with config.new_client_from_config(config_file=str(etcd_lists.kubeconfig)) as api:
+    with config.new_client_from_config(config_file=str(uncached_plane.kubeconfig)) as api:
         crds.install(api, REPO / "charts" / "herd-operator" / "crds")
         custom = client.CustomObjectsApi(api)
         client.CoreV1Api(api).create_namespace({"metadata": {"name": "sweep"}})
@@ -68,7 +48,7 @@ def test_a_sweep_goes_on_past_a_compacted_continue_token(
             GROUP, VERSION, "sweep", "sestemplates", template("d")
         )
         compacted = httpx.post(
-            f"{etcd_lists.etcd}/v3/kv/compaction",
+            f"{uncached_plane.etcd}/v3/kv/compaction",
             json={"revision": int(d["metadata"]["resourceVersion"]), "physical": True},
             timeout=30,
         )

@@ -5,7 +5,6 @@ events can explain how fast they react. The cache must never make a sync wrong."
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ from kubernetes.client.exceptions import ApiException
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.controlplane import ControlPlane
 from herd_devkit.local.gitrepo import Repo
-from herd_devkit.settings import get_settings
 from herd_operator.gitops.cache import InformerKey, LiveCache
 
 from .helpers import Custom, sync_project, wait_for
@@ -103,24 +101,6 @@ def test_informer_lists_watches_and_survives_a_cut_watch(api: ApiClient, namespa
         assert informer.usable
     finally:
         cache.stop()
-
-
-@pytest.fixture(scope="module")
-def uncached_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A control plane whose API server keeps no watch cache of PodTemplates, so their
-    watches are served by etcd itself and answer 410 Gone below its compacted revision (the
-    cached kinds replay from the watch cache instead, even after a compaction)."""
-    if get_settings().use_existing_cluster:
-        pytest.skip("compacts the etcd of a cluster of its own")
-    settings = get_settings().model_copy(update={"state_dir": tmp_path_factory.mktemp("gone")})
-    plane = dataclasses.replace(
-        ControlPlane.named("gone", settings, with_controller_manager=False),
-        apiserver_args=("--watch-cache-sizes=podtemplates#0",),
-    ).start()
-    try:
-        yield plane
-    finally:
-        plane.stop()
 
 
 def podtemplate(name: str) -> dict[str, Any]:
