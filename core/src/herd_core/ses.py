@@ -92,7 +92,9 @@ class Sender:
 
     SES takes no idempotency token, so a send repeated after a late or lost answer may be a
     second email. Standard-mode retries do exactly that on a read timeout or a 5xx, at once and
-    up to the attempts allowed; here the caller decides, told by `outcome_unknown`.
+    up to the attempts allowed; here the caller decides, told by `outcome_unknown`. (The
+    worker backs the message off and tries again later, throttling included: its shared
+    send budget keeps it under SES's rate in the first place.)
     """
 
     def __init__(self, settings: Settings, timeout: float, region: str | None = None) -> None:
