@@ -269,3 +269,35 @@ def test_a_send_may_have_gone_out_only_if_ses_had_the_request(
     error: Exception, unknown: bool
 ) -> None:
     assert outcome_unknown(error) is unknown  # type: ignore[arg-type]
+
+
+def test_the_claims_own_end_is_never_taken_for_a_takeover(
+    rig: Rig, reports: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A heartbeat renewing after the `sent` write (or a release) finds the claim no longer
+    `sending`: that is the claim's end, not another worker's takeover."""
+    settings = rig.worker.settings.model_copy(
+        update={"worker_claim_lease": 1.5, "worker_visibility_timeout": 2}
+    )
+    worker = Worker(settings)  # renews every 0.5 s
+    sent = worker.claims.sent
+    renewed = threading.Event()
+    renew = worker.claims.renew
+
+    def renew_seen(key: str, token: str) -> float | None:
+        renewed.set()
+        return renew(key, token)
+
+    def slow_sent(key: str, message_id: str, sent_at: float) -> None:
+        sent(key, message_id, sent_at)
+        renewed.clear()
+        renewed.wait(2)  # a slow answer: time for the heartbeat's next renewal, if it runs
+
+    monkeypatch.setattr(worker.claims, "renew", renew_seen)
+    monkeypatch.setattr(worker.claims, "sent", slow_sent)
+    lost = worker_module.CLAIMS_LOST._value.get()
+    rig.job()
+    assert worker.poll_once() == 1
+    assert len(rig.sent()) == 1
+    assert worker_module.CLAIMS_LOST._value.get() == lost
+    assert not renewed.is_set()  # the heartbeat had stopped before the claim's end

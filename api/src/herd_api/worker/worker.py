@@ -69,6 +69,32 @@ MAX_VISIBILITY = 43200  # SQS's limit, seconds
 
 
 @dataclass
+class _Hold:
+    """A claim being held: its heartbeat's loops, and whether it was lost (counted once)."""
+
+    key: str
+    every: float
+    done: threading.Event = field(default_factory=threading.Event)
+    loops: list[threading.Thread] = field(default_factory=list)
+    lost: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def let_go(self, wait: bool = False) -> None:
+        """Stop the loops; with `wait`, give a call in flight a third of a lease to end."""
+        self.done.set()
+        for loop in self.loops if wait else ():
+            loop.join(self.every)
+
+    def lose(self) -> None:
+        """Found taken over (by the heartbeat or before the send): counted once."""
+        with self._lock:
+            first, self.lost = not self.lost, True
+        if first:
+            CLAIMS_LOST.inc()
+            log.warning("claim of job %s was taken over", self.key)
+
+
+@dataclass
 class Worker:
     settings: Settings
     stop: threading.Event = field(default_factory=threading.Event)
@@ -163,10 +189,10 @@ class Worker:
                 wait = (claim.held_until or time.time()) - time.time()
                 self._hide(receipt, min(MAX_VISIBILITY, max(1, math.ceil(wait) + 1)))
             return
-        with self._holding(receipt, job.idempotency_key, claim.token) as let_go:
+        with self._holding(receipt, job.idempotency_key, claim.token) as hold:
             stamp = self.budget.take(self.stop)
             if stamp is None:  # stopping while waiting for the budget
-                let_go()  # no hide of the heartbeat's may follow the one giving it back
+                hold.let_go(wait=True)  # no hide of the heartbeat's after the give-back
                 self.claims.release(job.idempotency_key, claim.token)
                 self._hide(receipt, 0)
                 return
@@ -174,14 +200,14 @@ class Worker:
             if lease_end is None:
                 # Lost while we waited (a pause longer than the lease): whoever took the key
                 # over sends it; sending here too would be the duplicate.
-                CLAIMS_LOST.inc()
-                log.warning("claim of job %s was taken over; not sending", job.idempotency_key)
+                hold.lose()
                 self._retry_later(receipt, receives)
                 return
             if lease_end - time.time() < self.send_timeout:
                 # The renewal itself took so long that a send might outlive the lease.
                 DEFERRED.inc()
                 log.warning("DynamoDB too slow to send job %s under its lease", job.idempotency_key)
+                hold.let_go()
                 self.claims.release(job.idempotency_key, claim.token)
                 self._retry_later(receipt, receives)
                 return
@@ -204,12 +230,14 @@ class Worker:
                     else "",
                     err,
                 )
+                hold.let_go()
                 self.claims.release(job.idempotency_key, claim.token)
                 self._retry_later(receipt, receives)
                 return
             # SES took it: from here on nothing may release the claim (a retry would send
             # again). The `sent` record is retried by boto (throttling); still failing, the
             # claim's lease runs on and the error boundary backs the message off.
+            hold.let_go()
             self.claims.sent(job.idempotency_key, message_id, stamp)
         SENT.inc()
         log.info(
@@ -248,21 +276,21 @@ class Worker:
         return True
 
     @contextmanager
-    def _holding(self, receipt: str, key: str, token: str) -> Iterator[Callable[[], None]]:
-        """While we hold the claim: keep the lease alive and the message hidden. Yields
-        `let_go`, which stops both before the end (before a message is given back).
+    def _holding(self, receipt: str, key: str, token: str) -> Iterator[_Hold]:
+        """While we hold the claim: keep the lease alive and the message hidden.
 
         Two loops, each due a third of a lease after its last call began: a hanging queue
-        call must not hold up the lease. At the end each gets a third of a lease to finish
-        its call; a call later still does no harm (a renewal is conditional on the claim
-        still `sending` under our token, and a hide only delays the message's return)."""
-        done = threading.Event()
+        call must not hold up the lease. `let_go` stops both; call it before a write that
+        ends the claim (`sent`, a release), whose effect a renewal would take for a
+        takeover. A call in flight then does no harm (a renewal is conditional on the claim
+        still `sending` under our token, and a hide only delays a message that is deleted or
+        backed off); only a give-back at once waits for it."""
         every = max(0.5, min(self.settings.worker_visibility_timeout, self.claims.lease) / 3)
+        hold = _Hold(key, every)
 
         def renew() -> bool:
-            if self.claims.renew(key, token) is None and not done.is_set():
-                CLAIMS_LOST.inc()
-                log.warning("claim of job %s was taken over", key)
+            if self.claims.renew(key, token) is None and not hold.done.is_set():
+                hold.lose()
                 return False  # the key is the new holder's now
             return True
 
@@ -272,33 +300,25 @@ class Worker:
 
         def keep(call: Callable[[], bool], what: str) -> None:
             due = time.monotonic() + every
-            while not done.wait(max(0.0, due - time.monotonic())):
+            while not hold.done.wait(max(0.0, due - time.monotonic())):
                 began = time.monotonic()
                 try:
                     if not call():
                         return
                     due = began + every
                 except Exception as err:  # tried again soon, well within the lease
-                    if not done.is_set():
+                    if not hold.done.is_set():
                         log.warning("%s of job %s failed: %s", what, key, err)
                     due = time.monotonic() + min(1.0, every)
 
-        loops = [
-            threading.Thread(target=keep, args=(call, what), daemon=True, name=f"{what}-{key}")
-            for call, what in ((renew, "lease renewal"), (hide, "visibility extension"))
-        ]
-
-        def let_go() -> None:
-            done.set()
-            for loop in loops:
-                loop.join(every)
-
-        for loop in loops:
+        for call, what in ((renew, "lease renewal"), (hide, "visibility extension")):
+            loop = threading.Thread(target=keep, args=(call, what), daemon=True, name=what)
+            hold.loops.append(loop)
             loop.start()
         try:
-            yield let_go
+            yield hold
         finally:
-            let_go()
+            hold.let_go()
 
     def _delete(self, receipt: str) -> None:
         self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
