@@ -196,6 +196,7 @@ class Worker:
                 self.claims.release(job.idempotency_key, claim.token)
                 self._hide(receipt, 0)
                 return
+            data = self._with_logo(job)  # an API-server read: before the lease is reckoned
             lease_end = self.claims.renew(job.idempotency_key, claim.token)
             if lease_end is None:
                 # Lost while we waited (a pause longer than the lease): whoever took the key
@@ -213,7 +214,7 @@ class Worker:
                 return
             try:
                 message_id = self.sender.send_templated(
-                    self.settings.email_sender, job.to, job.template, self._with_logo(job)
+                    self.settings.email_sender, job.to, job.template, data
                 )
             except (ClientError, BotoCoreError) as err:
                 FAILED.labels("ses").inc()
@@ -236,7 +237,7 @@ class Worker:
                 return
             # SES took it: from here on nothing may release the claim (a retry would send
             # again). The `sent` record is retried by boto (throttling); still failing, the
-            # claim's lease runs on and the error boundary backs the message off.
+            # claim lapses with its lease and the error boundary backs the message off.
             hold.let_go()
             self.claims.sent(job.idempotency_key, message_id, stamp)
         SENT.inc()
