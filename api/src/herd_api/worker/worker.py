@@ -4,8 +4,8 @@
   MaxSendRate (GetSendQuota) unless configured.
 - Exactly once per idempotency key: a DynamoDB conditional write claims the key first, under
   a lease no longer than the message's visibility; while a worker holds a claim it extends
-  both (a heartbeat: the lease first, on the lease's own schedule, so a slow queue call never
-  lets it lapse). A worker killed after its claim: the lease lapses no later than the
+  both (a heartbeat: the lease in a loop of its own, so a slow queue call never lets it
+  lapse). A worker killed after its claim: the lease lapses no later than the
   message shows again, and the next receive sends it. A message whose key another worker
   holds is hidden until that lease ends, instead of burning receives.
 - A send is one SES call, never repeated by the client (claims.py, ses.Sender), and starts
