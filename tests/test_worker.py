@@ -133,6 +133,15 @@ def private_env(worker_env: dict[str, str], queue: str, **extra: str) -> dict[st
     }
 
 
+def proxied_worker(
+    env: dict[str, str], proxy: FaultProxy, tmp: pytest.TempPathFactory, name: str
+) -> WorkerProcess:
+    """A worker whose AWS calls go through the fault proxy."""
+    return WorkerProcess(
+        env={**env, "AWS_ENDPOINT_URL": proxy.url}, log=tmp.mktemp(name) / "worker.log"
+    ).start()
+
+
 def metric(worker: WorkerProcess, name: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{worker.health_port}/metrics", timeout=5).text
     values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
@@ -155,10 +164,7 @@ def test_a_worker_killed_right_after_its_claim_costs_one_lease_not_the_email(
         HERD_WORKER_VISIBILITY_TIMEOUT=str(lease),
         HERD_WORKER_CLAIM_LEASE=str(lease),
     )
-    doomed = WorkerProcess(
-        env={**env, "AWS_ENDPOINT_URL": proxy.url},
-        log=tmp_path_factory.mktemp("worker-doomed") / "worker.log",
-    ).start()
+    doomed = proxied_worker(env, proxy, tmp_path_factory, "worker-doomed")
     one = job(template, marker)
     killed = proxy.after("PutItem", doomed.kill, contains=one.idempotency_key)
     try:
@@ -204,10 +210,7 @@ def test_a_send_answered_late_is_not_repeated_at_once(
         HERD_WORKER_CLAIM_LEASE=str(lease),
         HERD_WORKER_RETRY_BASE="600",
     )
-    worker = WorkerProcess(
-        env={**env, "AWS_ENDPOINT_URL": proxy.url},
-        log=tmp_path_factory.mktemp("worker-late") / "worker.log",
-    ).start()
+    worker = proxied_worker(env, proxy, tmp_path_factory, "worker-late")
     try:
         enqueue(sqs, queue, job(template, marker))
         wait_for(lambda: metric(worker, "herd_emails_unknown_outcome_total") == 1, 60, "unknown")
@@ -245,10 +248,7 @@ def test_a_hanging_queue_call_never_lets_a_held_claim_lapse(
         HERD_WORKER_CLAIM_LEASE=str(lease),
         HERD_WORKER_MAX_SEND_RATE="0.1",  # one email every 10 s
     )
-    worker = WorkerProcess(
-        env={**env, "AWS_ENDPOINT_URL": proxy.url},
-        log=tmp_path_factory.mktemp("worker-beat") / "worker.log",
-    ).start()
+    worker = proxied_worker(env, proxy, tmp_path_factory, "worker-beat")
     ddb = aws.client("dynamodb", aws_settings)
 
     def lapsed() -> bool:
@@ -288,10 +288,9 @@ def test_a_failing_message_never_stops_the_others(
     first, second = job(template, marker, 0), job(template, marker, 1)
     # DynamoDB throttles the first claim (the worker makes one attempt per call here).
     throttled = proxy.fail("PutItem", times=1, fault="throttle", contains=first.idempotency_key)
-    worker = WorkerProcess(
-        env={**private_env(worker_env, queue), "AWS_ENDPOINT_URL": proxy.url},
-        log=tmp_path_factory.mktemp("worker-boundary") / "worker.log",
-    ).start()
+    worker = proxied_worker(
+        private_env(worker_env, queue), proxy, tmp_path_factory, "worker-boundary"
+    )
     try:
         enqueue(sqs, queue, first)
         enqueue(sqs, queue, second)
