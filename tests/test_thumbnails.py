@@ -298,7 +298,12 @@ def test_the_logo_reaches_the_realm_and_a_welcome_email_sent_after_it(
             60,
             "the realm's logo in OpenRemote",
         )
-        assert tenants.get("tenants", slug)["status"]["realmLogoURL"] == logo["url256"]
+        # The status records the logo just after the realm shows it.
+        wait_for(
+            lambda: tenants.get("tenants", slug)["status"].get("realmLogoURL") == logo["url256"],
+            30,
+            "realmLogoURL in the Tenant's status",
+        )
         assert plain not in openremote.manager_config.get("realms", {})
     finally:
         worker.start()
