@@ -56,8 +56,14 @@ def test_create_update_delete(objects: Custom, aws_settings: Settings, api: ApiC
         "TextPart": SPEC["text"],
         "HtmlPart": SPEC["html"],
     }
-    assert ("Normal", "Created", f"created SES template {name}") in events(
-        api, objects.namespace, name
+    # Kopf posts Events from a queue of its own, after the status write at times.
+    wait_for(
+        lambda: (
+            ("Normal", "Created", f"created SES template {name}")
+            in events(api, objects.namespace, name)
+        ),
+        30,
+        "the Created event",
     )
 
     objects.patch(PLURAL, name, {"subject": "Hi {{name}}"})

@@ -141,13 +141,15 @@ def test_signup_to_ready_to_deleted(
 ) -> None:
     slug, email = new_tenant(tenants)
     assert_provisioned_once(tenants, slug, email, moto, aws_settings, user_pool, openremote)
-    reasons = {r for _, r, _ in events(api, tenants.namespace, slug)}
-    assert {
-        "CognitoUserCreated",
-        "AppClientCreated",
-        "RealmProvisioned",
-        "WelcomeEmailQueued",
-    } <= reasons
+    # Kopf posts Events from a queue of its own, after the status write at times.
+    wait_for(
+        lambda: (
+            {"CognitoUserCreated", "AppClientCreated", "RealmProvisioned", "WelcomeEmailQueued"}
+            <= {r for _, r, _ in events(api, tenants.namespace, slug)}
+        ),
+        30,
+        "the provisioning events",
+    )
     assert_cleaned_up(tenants, slug, email, aws_settings, user_pool, openremote)
 
 

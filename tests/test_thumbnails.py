@@ -161,9 +161,15 @@ def test_an_upload_becomes_two_thumbnails_and_the_tenants_logo_once(
     made = processed(s3, aws_env.logo_bucket, slug)
     assert len(made) == 2 and all(k.startswith(f"logos/{slug}/") for k in made)
     settings = moto.settings(get_settings(), aws_max_attempts=1)
-    assert claim(settings, aws_env.email_jobs_table, aws_env.logo_raw_bucket, key, s3)["messageId"][
-        "S"
-    ] == ("thumbnails")
+    # The worker marks the upload's claim done just after it writes status.logo.
+    done = wait_for(
+        lambda: claim(settings, aws_env.email_jobs_table, aws_env.logo_raw_bucket, key, s3).get(
+            "messageId"
+        ),
+        30,
+        "the upload's claim marked done",
+    )
+    assert done["S"] == "thumbnails"
 
     # S3 notifies at least once: the same event again is skipped, nothing is written twice.
     etag = s3.head_object(Bucket=aws_env.logo_raw_bucket, Key=key)["ETag"].strip('"')
@@ -196,6 +202,17 @@ def test_an_upload_becomes_two_thumbnails_and_the_tenants_logo_once(
         "tenants",
         slug,
         {"metadata": {"annotations": {"test.herd-itt.com/poke": "1"}}},
+    )
+    # Kopf records the poke in the Tenant's diff base once that reconcile is done.
+    wait_for(
+        lambda: (
+            "test.herd-itt.com/poke"
+            in (tenants.get("tenants", slug)["metadata"].get("annotations") or {}).get(
+                "platform.herd-itt.com/last-handled-configuration", ""
+            )
+        ),
+        60,
+        "the poked Tenant reconciled",
     )
     tenants.wait_condition("tenants", slug, timeout=60)
     assert (tenants.get("tenants", slug)["status"] or {}).get("logo") == logo
