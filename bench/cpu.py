@@ -24,6 +24,20 @@ PARTS = (
 )
 
 
+def _cpu_of(stat: str) -> float:
+    """CPU seconds (user + system) from the text of /proc/PID/stat."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds one process has taken so far (0 when it is gone)."""
+    try:
+        return _cpu_of(Path(f"/proc/{pid}/stat").read_text())
+    except OSError:
+        return 0.0
+
+
 def _processes() -> dict[int, tuple[str, float]]:
     """Every process: (its part by command line, "other" if none; CPU seconds so far)."""
     found: dict[int, tuple[str, float]] = {}
@@ -36,8 +50,7 @@ def _processes() -> dict[int, tuple[str, float]]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue  # gone meanwhile
-        fields = stat.rsplit(")", 1)[1].split()
-        seconds = (int(fields[11]) + int(fields[12])) / CLOCK  # utime + stime
+        seconds = _cpu_of(stat)
         pid = int(entry.name)
         part = "bench" if pid == me else next((p for k, p in PARTS if k in cmdline), "other")
         found[pid] = (part, seconds)

@@ -33,7 +33,7 @@ from common import (
     stack,
     tenants_namespace,
 )  # bench/ is on sys.path when a script runs
-from cpu import CpuMeter, summary
+from cpu import CpuMeter, cpu_seconds, summary
 from kubernetes import client, watch
 from rich.console import Console
 from rich.table import Table
@@ -119,18 +119,24 @@ def aws_calls(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def wait_idle(files: list[Path], quiet: float, timeout: float) -> float:
-    """Seconds from now until none of `files` grew for `quiet` seconds (that quiet excluded)."""
+def wait_idle(files: list[Path], pid: int, quiet: float, timeout: float) -> float:
+    """Seconds from now until, for `quiet` seconds (that quiet excluded), none of `files`
+    grew and process `pid` took under 5% of a core: an operator passing over Ready objects
+    logs nothing for them, so its log alone would call it idle too soon."""
+    step = 0.5
     t0 = time.perf_counter()
     sizes = [f.stat().st_size if f.exists() else 0 for f in files]
+    cpu = cpu_seconds(pid)
     last_change = t0
     while time.perf_counter() - t0 < timeout:
-        time.sleep(0.5)
+        time.sleep(step)
         now = [f.stat().st_size if f.exists() else 0 for f in files]
-        if now != sizes:
-            sizes, last_change = now, time.perf_counter()
+        cpu_now = cpu_seconds(pid)
+        if now != sizes or cpu_now - cpu > 0.05 * step:
+            last_change = time.perf_counter()
         elif time.perf_counter() - last_change >= quiet:
             return last_change - t0
+        sizes, cpu = now, cpu_now
     return float("inf")
 
 
@@ -168,7 +174,9 @@ def main() -> None:
     parser.add_argument(
         "--moto-rate", type=int, default=0, help="tenants for moto's rate (default: --tenants)"
     )
-    parser.add_argument("--workers", type=int, default=3, help="email worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=3, help="email worker processes (0: no emails sent)"
+    )
     parser.add_argument("--send-rate", type=float, default=100, help="SES emails/s, all workers")
     parser.add_argument(
         "--profile", metavar="FILE", help="py-spy stacks (raw) of the operator during the burst"
@@ -245,8 +253,10 @@ def main() -> None:
             wait_until(lambda: len(progress.ready) == n, 3600, interval=0.2)
             all_ready = max(progress.ready.values()) - t0
             cpu = meter.stop()
-            wait_until(lambda: len(progress.sent) == n, 3600, interval=0.2)
-            all_sent = max(progress.sent.values()) - t0
+            all_sent = None
+            if args.workers:  # 0: the restart's figures at 10,000 without an hour of emails
+                wait_until(lambda: len(progress.sent) == n, 3600, interval=0.2)
+                all_sent = max(progress.sent.values()) - t0
         progress.stop = True
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -261,7 +271,8 @@ def main() -> None:
             )
             per_tenant.append((datetime.fromisoformat(ready_at) - created).total_seconds())
         sent_to = Counter(
-            m["destinations"]["ToAddresses"][0] for m in st.moto.data()["ses"]["TemplateMessage"]
+            m["destinations"]["ToAddresses"][0]
+            for m in st.moto.data()["ses"].get("TemplateMessage", [])
         )
         emails = sum(sent_to.values())
         twice = sorted(to for to, times in sent_to.items() if times > 1)
@@ -291,7 +302,9 @@ def main() -> None:
             st.run(["operator", "run"], "HERD_HEALTH_PORT", **restart_env)
             operator = st.services[-1]
             started = time.perf_counter() - t1
-            idle = started + wait_idle([calls_log, operator.log], quiet=10, timeout=600)
+            idle = started + wait_idle(
+                [calls_log, operator.log], operator.pids()[0], quiet=10, timeout=600
+            )
         rss_restarted = rss_mib(operator.pids()[0])
         resumed = aws_calls(calls_log)[resume_from:]
         by_op = Counter(c["operation"] for c in resumed)
@@ -318,14 +331,17 @@ def main() -> None:
 
         row("all applied (s)", f"{applied:.1f}")
         row("all Ready (s)", f"{all_ready:.1f}", "≤ 60 (1,000)", all_ready <= 60)
-        row("all welcome emails sent (s)", f"{all_sent:.1f}", "≤ 75 (1,000)", all_sent <= 75)
+        if all_sent is None:
+            row("all welcome emails sent (s)", "not measured (--workers 0)", "≤ 75 (1,000)")
+        else:
+            row("all welcome emails sent (s)", f"{all_sent:.1f}", "≤ 75 (1,000)", all_sent <= 75)
         row("Tenants Ready per second", f"{n / all_ready:.1f}")
         row("moto alone, tenants/s (core calls, 8 threads)", f"{moto_per_s:.1f}")
         row(
             "create-to-Ready p50 / max (s)",
             f"{statistics.median(per_tenant):.0f} / {max(per_tenant):.0f}",
         )
-        row("emails sent", str(emails), f"exactly {n}", emails == n)
+        row("emails sent", str(emails), f"exactly {n}", emails == n if all_sent else None)
         row(
             "  sends of unknown outcome / claims lost / duplicates dropped",
             " / ".join(f"{counters[name]:.0f}" for name in WORKER_COUNTERS),
