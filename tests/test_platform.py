@@ -179,8 +179,10 @@ def test_newcomer_make_up_signup_promote_make_down(tmp_path: Path) -> None:
         assert 'href="/admin"' in httpx.get(f"{env['HERD_API_URL']}/", timeout=30).text
         mail = shell(clone, "herd mail")
         assert mail.returncode == 0 and mail.stderr == "", mail.stderr
-        rows = [line for line in mail.stdout.splitlines() if email in line]
-        assert len(rows) == 1 and "Welcome to Herd, Local Farms" in rows[0], mail.stdout
+        # Piped, `herd mail` prints whole values a line each (a table would cut them short).
+        rows = [line.split("\t") for line in mail.stdout.splitlines() if email in line]
+        assert len(rows) == 1 and rows[0][0] == email, mail.stdout
+        assert rows[0][2] == "Welcome to Herd, Local Farms", mail.stdout
 
         # kwok runs the platform's pods; the examples apply to dev and turn Ready.
         pods = shell(clone, "kubectl get pods -A --no-headers")

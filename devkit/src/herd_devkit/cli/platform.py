@@ -105,7 +105,7 @@ def mail() -> None:
         aws_region=env.get("AWS_REGION", get_settings().aws_region),
     )
     ses: Any = aws.client("ses", settings)
-    table = Table("to", "template", "subject", "message id")
+    rows: list[tuple[str, str, str, str]] = []
     sent = moto.data()["ses"]
     for message in sent.get("TemplateMessage", []):
         subject = ""
@@ -123,19 +123,32 @@ def mail() -> None:
             )
         except Exception as err:
             subject = f"(not rendered: {err})"
-        table.add_row(
-            ", ".join(message["destinations"]["ToAddresses"]),
-            message["template"],
-            subject,
-            message["id"],
+        rows.append(
+            (
+                ", ".join(message["destinations"]["ToAddresses"]),
+                message["template"],
+                subject,
+                message["id"],
+            )
         )
     for message in sent.get("Message", []):
-        table.add_row(
-            ", ".join(message["destinations"]["ToAddresses"]),
-            "-",
-            str(message.get("subject", "")),
-            message["id"],
+        rows.append(
+            (
+                ", ".join(message["destinations"]["ToAddresses"]),
+                "-",
+                str(message.get("subject", "")),
+                message["id"],
+            )
         )
+    if not console.is_terminal:
+        # Piped (into grep, a script): whole values, one email a line; a table would cut
+        # an address short to fit 80 columns.
+        for row in rows:
+            print("\t".join(row))
+        return
+    table = Table("to", "template", "subject", "message id")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 
