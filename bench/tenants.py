@@ -341,7 +341,12 @@ def main() -> None:
             "create-to-Ready p50 / max (s)",
             f"{statistics.median(per_tenant):.0f} / {max(per_tenant):.0f}",
         )
-        row("emails sent", str(emails), f"exactly {n}", emails == n if all_sent else None)
+        row(
+            "emails sent",
+            str(emails),
+            f"exactly {n}",
+            emails == n if all_sent is not None else None,
+        )
         row(
             "  sends of unknown outcome / claims lost / duplicates dropped",
             " / ".join(f"{counters[name]:.0f}" for name in WORKER_COUNTERS),
