@@ -16,6 +16,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from herd_core import aws
+from herd_core.constants import WAKE_ANNOTATION
 from herd_devkit.local.moto_server import MotoServer
 from herd_devkit.settings import Settings
 
@@ -344,20 +345,26 @@ def test_failed_sends_are_retried_then_dead_lettered(
     assert "send of job missing-" in worker.log_text()
 
 
-def test_one_writer_per_field_and_the_child_wakes_its_tenant(tenants: Custom) -> None:
-    """The Tenant waits on its CognitoClient with a 60 s backstop only: the child's change
-    wakes it. The worker's fields stay the worker's whatever the operator writes later."""
+def test_one_writer_per_field_and_the_new_child_hands_its_state_to_the_waiting_tenant(
+    tenants: Custom,
+) -> None:
+    """A new Tenant's handler waits in place for its new CognitoClient's first state (no poll,
+    no wake annotation, no second handler run). The worker's fields stay the worker's
+    whatever the operator writes later."""
     slug, _ = new_tenant(tenants)
     tenants.wait_condition(PLURAL, slug, timeout=90)
     child = tenants.condition("cognitoclients", f"{slug}-app", "Ready")
     ready = tenants.condition(PLURAL, slug, "AppClient")
-    # No poll: the Tenant took the AppClient step within moments of its child turning Ready.
+    # The Tenant took the AppClient step within moments of its child turning Ready...
     assert child["status"] == ready["status"] == "True"
     seconds = (
         dt.datetime.fromisoformat(ready["lastTransitionTime"])
         - dt.datetime.fromisoformat(child["lastTransitionTime"])
     ).total_seconds()
     assert 0 <= seconds <= 5, (child, ready)
+    # ...in the run that created the child: nothing woke it.
+    annotations = tenants.get(PLURAL, slug)["metadata"].get("annotations") or {}
+    assert WAKE_ANNOTATION not in annotations, annotations
 
     sent = tenants.wait_condition(PLURAL, slug, "WelcomeEmailSent", timeout=60)
     # The operator writes its own conditions again (a spec change)...
@@ -425,10 +432,13 @@ def test_a_foreign_secret_blocks_the_tenant_visibly_until_it_is_gone(
             "plan": "standard",
         },
     )
-    # The child refuses the Secret; its change wakes the Tenant, which says why it waits.
+    # The child refuses the Secret; the Tenant, waiting in place, says why it waits.
     tenants.wait_condition(PLURAL, slug, "AppClient", "False", reason="SecretConflict")
     assert tenants.get(PLURAL, slug)["status"]["phase"] == "Provisioning"
     secret = core.read_namespaced_secret(f"{slug}-cognito", tenants.namespace)
     assert secret.data == {"mine": "eWVz"} and not secret.metadata.owner_references
     core.delete_namespaced_secret(f"{slug}-cognito", tenants.namespace)
     tenants.wait_condition(PLURAL, slug, timeout=60)
+    # A failed child is retried on its own backoff, with no handler waiting for it: its
+    # change woke the Tenant through the annotation.
+    assert WAKE_ANNOTATION in (tenants.get(PLURAL, slug)["metadata"].get("annotations") or {})

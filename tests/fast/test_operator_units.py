@@ -3,6 +3,7 @@ status write sends."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from typing import Any
@@ -93,3 +94,46 @@ def test_a_status_write_sends_only_the_fields_that_change(
     obj.patch_status(resources=resources[:1], reconciledAt="t2")
     assert sent[2] == ({"resources": resources[:1]}, None)
     assert stored["status"]["resources"] == resources[:1]
+
+
+def child_event(tenant_uid: str, ready: str | None) -> kopf.Body:
+    conditions = [] if ready is None else [{"type": "Ready", "status": ready, "reason": "R"}]
+    return kopf.Body(
+        {
+            "metadata": {
+                "name": "acme-app",
+                "namespace": "tenants",
+                "uid": "child-uid",
+                "ownerReferences": [{"kind": "Tenant", "name": "acme", "uid": tenant_uid}],
+            },
+            "status": {"conditions": conditions},
+        }
+    )
+
+
+def test_a_waiting_tenant_takes_its_childs_new_state_and_nothing_else() -> None:
+    """The in-place wait of a Tenant for its new CognitoClient: it ends on the child's first
+    state, not on an event that leaves the state as recorded, and times out otherwise; while
+    it waits, no child event asks for the annotation wake."""
+    from herd_operator import main
+
+    async def scenario() -> None:
+        wait = main._child_waits["t-1"] = main.ChildWait()
+        try:
+            creating = ("False", "Creating")
+            assert not await main._child_moved(wait, creating, 0.05)  # no event at all
+            # An event of another Tenant's child, or one with no Ready yet, hands nothing over.
+            await main.tenant_child_seen(type="MODIFIED", body=child_event("t-2", "True"))
+            await main.tenant_child_seen(type="MODIFIED", body=child_event("t-1", None))
+            assert not await main._child_moved(wait, creating, 0.05)
+            assert main.child_wake("MODIFIED", child_event("t-1", "True")) is None
+            moved = asyncio.ensure_future(main._child_moved(wait, ("False", "R"), 5))
+            await main.tenant_child_seen(type="MODIFIED", body=child_event("t-1", "False"))
+            await asyncio.sleep(0)
+            assert not moved.done()  # the state as the Tenant recorded it: wait on
+            await main.tenant_child_seen(type="MODIFIED", body=child_event("t-1", "True"))
+            assert await asyncio.wait_for(moved, 5)
+        finally:
+            del main._child_waits["t-1"]
+
+    asyncio.run(scenario())

@@ -5,21 +5,27 @@ Run with `herd operator run`.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
 import random
 import shutil
 import time
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import kopf
+from kopf._core.actions import invocation  # kopf's own way to run sync code (pinned in uv.lock)
 from kubernetes import client
 
 from herd_core import conditions as cond
 from herd_core import kube
 from herd_core.constants import FINALIZER, GROUP, VERSION, WAKE_ANNOTATION
+from herd_core.errors import Pending
 from herd_operator import drift, kubesession, metrics, slimwatch
 from herd_operator.diffbase import DigestDiffBaseStorage
 from herd_operator.gitops import webhook
@@ -42,10 +48,12 @@ from herd_operator.handlers.common import (
 from herd_operator.settings import get_settings
 
 S = get_settings()
+T = TypeVar("T")
 
 
 _STARTED = time.time()
 _sweeper: drift.Sweeper | None = None
+_kopf_settings: kopf.OperatorSettings | None = None  # kopf's, for its thread pool
 
 
 def peering_priority() -> int:
@@ -103,6 +111,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.lifetime = S.peering_lifetime
     # A deleted Application waits for its poll timer to exit; check every second, not 60.
     settings.background.cancellation_polling = 1
+    global _kopf_settings
+    _kopf_settings = settings
     kube.load_config(S)
     metrics.serve(S.metrics_port, S.listen_host)
     if S.webhook_port:
@@ -191,10 +201,67 @@ def cognitoclient_delete(body: kopf.Body, retry: int, **_: Any) -> None:
     forget(obj.uid)
 
 
+@dataclass
+class ChildWait:
+    """A Tenant's handler waiting, in place, for its CognitoClient's next state."""
+
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    step: tuple[str, ...] | None = None  # the child's, as its latest event has it
+
+
+# By Tenant uid. Only this process's handlers wait, so only its own events concern them.
+_child_waits: dict[str, ChildWait] = {}
+
+
 @kopf.on.resume(GROUP, VERSION, tenant.PLURAL, when=needs_resume)
 @kopf.on.create(GROUP, VERSION, tenant.PLURAL)
 @kopf.on.update(GROUP, VERSION, tenant.PLURAL)
-def tenant_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:
+async def tenant_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:
+    """A new Tenant creates its CognitoClient and, rather than end Pending and be woken by an
+    annotation (two more writes to the Tenant, a read of it and a second handler run, queued
+    behind every Tenant not yet started), waits here for the child's first state: the
+    child's own event ends the wait (tenant_child_seen). The wait is bounded
+    (HERD_CHILD_WAIT); past it, and for a child that failed, the annotation wakes it."""
+    uid = str(body["metadata"]["uid"])
+    # Before the run that creates the child: the child's first state may come before it ends.
+    wait = _child_waits[uid] = ChildWait()
+    try:
+        ran = await _in_thread(lambda: _tenant_first_run(body, retry, reason))
+        if ran is None:
+            return
+        current, pending = ran
+        if not (isinstance(pending, tenant.ChildPending) and pending.unreconciled):
+            return
+        if await _child_moved(wait, pending.step, S.child_wait):
+            await _in_thread(lambda: _tenant_run(current, retry, locked=False))
+            _remember_tenant(current.body)
+    finally:
+        if _child_waits.get(uid) is wait:
+            del _child_waits[uid]
+
+
+async def _in_thread(fn: Callable[[], T]) -> T:
+    """A sync step of an async handler on kopf's own thread pool, as kopf runs a sync handler
+    (with its context, so kopf.info posts Events; a cancellation waits for the thread)."""
+    return cast(T, await invocation.invoke(fn, settings=_kopf_settings))
+
+
+async def _child_moved(wait: ChildWait, recorded: tuple[str, ...], timeout: float) -> bool:
+    """Whether the child's state moves on from `recorded` within `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while wait.step is None or wait.step == recorded:
+        wait.changed.clear()
+        try:
+            await asyncio.wait_for(wait.changed.wait(), deadline - loop.time())
+        except TimeoutError:
+            return False
+    return True
+
+
+def _tenant_first_run(
+    body: kopf.Body, retry: int, reason: str
+) -> tuple[Object, Pending | None] | None:
     with exclusive(body["metadata"]["uid"]):
         # As the API server has it now: the child's handler may have moved it on meanwhile.
         # A first run of a new Tenant needs no read: nothing but the signup has written it.
@@ -202,10 +269,16 @@ def tenant_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) -> None
         first_run = reason == kopf.Reason.CREATE and retry == 0 and not body.get("status")
         found = given if first_run else fresh(given)
         if found is None:
-            return
-        current = found
+            return None
+        return found, _tenant_run(found, retry, locked=True)
+
+
+def _tenant_run(current: Object, retry: int, locked: bool) -> Pending | None:
+    """One pass of the Tenant's reconcile, from `current` (the body its last write answered
+    with: a run after a wait needs no read of the Tenant)."""
+    with nullcontext() if locked else exclusive(current.uid):
         try:
-            reconcile(current, retry, S, lambda: tenant.reconcile(current, S))
+            return reconcile(current, retry, S, lambda: tenant.reconcile(current, S))
         except kopf.PermanentError:
             current.patch_status(phase="Failed")
             raise
@@ -227,6 +300,14 @@ async def tenant_seen(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         if seen is not None and seen[0] == str(meta.get("uid")):  # not a newer namesake's
             del _tenants_seen[key]
         return
+    _remember_tenant(body)
+
+
+def _remember_tenant(body: Mapping[str, Any]) -> None:
+    """The Tenant's side of a child's wake, from its watch event or from its handler's own
+    last write (the Tenant's watch events wait while its handler runs)."""
+    meta = body["metadata"]
+    key = (str(meta["namespace"]), str(meta["name"]))
     step = cond.get((body.get("status") or {}).get("conditions"), tenant.CLIENT) or {}
     _tenants_seen[key] = (
         str(meta.get("uid")),
@@ -250,8 +331,8 @@ def child_wake(type: str, body: kopf.Body) -> tuple[str, str, str] | None:
         (o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == tenant.KIND),
         None,
     )
-    if owner is None:
-        return None
+    if owner is None or owner["uid"] in _child_waits:
+        return None  # not a Tenant's, or its handler waits for this very change, in place
     namespace = body["metadata"]["namespace"]
     seen = _tenants_seen.get((namespace, owner["name"]))
     if seen is None or seen[0] != owner["uid"]:
@@ -313,6 +394,33 @@ def tenant_child_changed(type: str, body: kopf.Body, **_: Any) -> None:
     if wake is not None:
         namespace, name, stamp = wake
         _wake(namespace, name, stamp)
+
+
+def _waiting_parent(type: str, body: kopf.Body) -> ChildWait | None:
+    """The in-place wait of this child's Tenant, if its handler waits for a new state."""
+    if type == "DELETED":
+        return None
+    owner = next(
+        (o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == tenant.KIND),
+        None,
+    )
+    return None if owner is None else _child_waits.get(str(owner["uid"]))
+
+
+@kopf.on.event(
+    GROUP,
+    VERSION,
+    cognitoclient.PLURAL,
+    labels={tenant.TENANT_LABEL: kopf.PRESENT},
+    when=lambda type, body, **_: _waiting_parent(type, body) is not None,
+)
+async def tenant_child_seen(type: str, body: kopf.Body, **_: Any) -> None:
+    """Hand the child's state to its Tenant's handler waiting in place (tenant_reconcile)."""
+    wait = _waiting_parent(type, body)
+    ready = cond.get((body.get("status") or {}).get("conditions"), cond.READY)
+    if wait is not None and ready is not None:
+        wait.step = tenant.client_step(ready)
+        wait.changed.set()
 
 
 @kopf.on.event(

@@ -32,11 +32,12 @@ class Settings(CoreSettings):
     )
     retry_backoff_base: float = Field(2.0, gt=0, description="First retry delay, seconds")
     waiting_delay: float = Field(2.0, gt=0, description="Recheck of a pending dependency, s")
-    child_wait_backstop: float = Field(
-        60.0,
-        gt=0,
-        description="Recheck of a Tenant waiting for its CognitoClient, s (the "
-        "child's change wakes it at once; this is only the backstop)",
+    child_wait: float = Field(
+        30.0,
+        ge=0,
+        description="How long a Tenant's handler waits, keeping its place, for its new "
+        "CognitoClient's first state, s; past it the handler ends and the child's change "
+        "wakes the Tenant through an annotation. 0: never waits",
     )
     retry_backoff_max: float = Field(300.0, gt=0, description="Longest retry delay, seconds")
     kube_connections: int = Field(

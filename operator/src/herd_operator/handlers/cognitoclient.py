@@ -161,8 +161,8 @@ def _create_or_adopt(
         obj.flush()  # before the create: a restart knows a create may have landed
         created = cognito.create_client(pool, want, bool(spec.get("generateSecret")))
         client_id = str(created["ClientId"])
-        obj.patch_status(clientId=client_id)
-        obj.flush()  # the moment it exists
+        # The id goes to status with the outcome, one write later, not in a write of its own:
+        # until then creationStarted stands, and a restart finds the client by its name.
         obj.event("Created", f"created app client {client_id} in {pool}")
     obj.patch_status(clientId=client_id, userPoolId=pool, creationStarted=None)
     return client_id, created

@@ -216,16 +216,19 @@ def backoff(retry: int, settings: Settings) -> float:
     return float(min(settings.retry_backoff_max, settings.retry_backoff_base * 2**retry))
 
 
-def reconcile(obj: Object, retry: int, settings: Settings, fn: Callable[[], str]) -> None:
-    """Run `fn` under the error contract and record the outcome in status, events, metrics.
+def reconcile(obj: Object, retry: int, settings: Settings, fn: Callable[[], str]) -> Pending | None:
+    """Run `fn` under the error contract and record the outcome in status, events, metrics;
+    the Pending it ended on, if any (recorded like the rest: the caller may wait for it).
 
     One status write for what `fn` leaves unwritten and the outcome together: `fn` writes at
     once (obj.flush) only what must be recorded before its next side effect, and per step."""
     with obj.step():
-        _reconcile(obj, retry, settings, fn)
+        return _reconcile(obj, retry, settings, fn)
 
 
-def _reconcile(obj: Object, retry: int, settings: Settings, fn: Callable[[], str]) -> None:
+def _reconcile(
+    obj: Object, retry: int, settings: Settings, fn: Callable[[], str]
+) -> Pending | None:
     started = time.perf_counter()
     try:
         try:
@@ -250,7 +253,7 @@ def _reconcile(obj: Object, retry: int, settings: Settings, fn: Callable[[], str
     except Pending as err:
         metrics.RECONCILES.labels(obj.kind, "waiting").inc()
         obj.set_conditions((cond.READY, False, "Waiting", str(err)))
-        return
+        return err
     except Recoverable as err:
         metrics.RECONCILES.labels(obj.kind, "retry").inc()
         metrics.ERRORS.labels(obj.kind, cond.RECOVERABLE).inc()
@@ -268,6 +271,7 @@ def _reconcile(obj: Object, retry: int, settings: Settings, fn: Callable[[], str
         (cond.SYNCED, True, cond.RECONCILE_SUCCESS, "in sync with the spec"),
     )
     obj.patch_status(observedGeneration=obj.generation, lastSyncedTime=cond.now())
+    return None
 
 
 def guard(obj: Object, retry: int, settings: Settings, fn: Callable[[], None]) -> None:

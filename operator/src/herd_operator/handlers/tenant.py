@@ -36,6 +36,17 @@ STEPS = (USER, CLIENT, REALM, EMAIL)
 TENANT_LABEL = f"{GROUP}/tenant"  # on a Tenant's children
 
 
+class ChildPending(Pending):
+    """The Tenant waits for its CognitoClient. `step` is the child's state as the Tenant has
+    just recorded it; `unreconciled` when the child has no Ready condition yet, so its first
+    state is on its way (a child that failed is retried on its own backoff instead)."""
+
+    def __init__(self, message: str, step: tuple[str, ...], unreconciled: bool) -> None:
+        super().__init__(message)
+        self.step = step
+        self.unreconciled = unreconciled
+
+
 def child_client_name(slug: str) -> str:
     return f"{slug}-app"
 
@@ -188,8 +199,12 @@ def ensure_client(obj: Object) -> None:
         _step(obj, CLIENT, False, reason, f"CognitoClient {name}: {message}")
         if reason in cond.TERMINAL:
             raise InvalidSpec(f"CognitoClient {name}: {message}")
-        # No poll: the child's change wakes this Tenant (main.tenant_child_changed).
-        raise Pending(f"waiting for CognitoClient {name}")
+        # No poll: the child's change wakes this Tenant (main.py: in place, or by annotation).
+        raise ChildPending(
+            f"waiting for CognitoClient {name}",
+            client_step(ready or {}),
+            unreconciled=ready is None,
+        )
     if obj.status.get("clientSecretName") != body["spec"]["secretName"] or not cond.is_true(
         obj.status.get("conditions"), CLIENT
     ):
