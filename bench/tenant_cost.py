@@ -106,7 +106,7 @@ def main() -> None:
     per.add_row("AWS calls (operator)", f"{len(made) / n:.2f}")
     for op, count in Counter(str(c.get("operation")) for c in made).most_common():
         per.add_row(f"  {op}", f"{count / n:.2f}")
-    runs = Counter(re.findall(r"^INFO kopf.objects: Handler '(\w+)' succeeded", log, re.M))
+    runs = Counter(re.findall(r"Handler '(\w+)' succeeded", log))
     for handler, count in sorted(runs.items()):
         per.add_row(f"handler runs: {handler}", f"{count / n:.2f}")
     console.print(per)
