@@ -79,6 +79,37 @@ def test_public_client_credentials_land_in_a_secret(
     )
     assert (owner.kind, owner.name, owner.controller) == (KIND, name, True)
 
+    # One Event for the create, naming the Secret; a Secret of a new name gets its own.
+    wait_for(
+        lambda: [r for _, r, _ in events(api, objects.namespace, name)] == ["Created"],
+        30,
+        "the Created event (kopf posts it from its queue)",
+    )
+    ((_, _, message),) = events(api, objects.namespace, name)
+    assert f"Secret {name}-credentials" in message and status["clientId"] in message
+    objects.patch(PLURAL, name, {"secretName": f"{name}-renamed"})
+    wait_for(
+        lambda: (
+            secret_data(api, objects.namespace, f"{name}-renamed") is not None
+            and secret_data(api, objects.namespace, f"{name}-credentials") is None
+        ),
+        60,
+        "the credentials under the new name, the old Secret gone",
+    )
+    assert secret_data(api, objects.namespace, f"{name}-renamed") == {
+        "clientId": status["clientId"],
+        "userPoolId": user_pool,
+        "issuerURL": f"https://cognito-idp.eu-west-1.amazonaws.com/{user_pool}",
+    }
+    wait_for(
+        lambda: (
+            ("Normal", "SecretWritten", f"wrote credentials to Secret {name}-renamed")
+            in events(api, objects.namespace, name)
+        ),
+        30,
+        "the SecretWritten event",
+    )
+
 
 def test_client_secret_stays_in_the_secret(
     objects: Custom,

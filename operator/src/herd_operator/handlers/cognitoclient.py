@@ -155,7 +155,11 @@ def _create_or_adopt(
             )
         client_id = existing[0]
         adoption.check(obj, "clientId", client_id, f"app client {client_id}", settings)
-        obj.event("Adopted", f"adopted existing app client {client_id}")
+        obj.event(
+            "Adopted",
+            f"adopted existing app client {client_id}; credentials go to Secret "
+            f"{spec['secretName']}",
+        )
     else:
         obj.patch_status(creationStarted=cond.now(), userPoolId=pool)
         obj.flush()  # before the create: a restart knows a create may have landed
@@ -163,7 +167,11 @@ def _create_or_adopt(
         client_id = str(created["ClientId"])
         # The id goes to status with the outcome, one write later, not in a write of its own:
         # until then creationStarted stands, and a restart finds the client by its name.
-        obj.event("Created", f"created app client {client_id} in {pool}")
+        obj.event(
+            "Created",
+            f"created app client {client_id} in {pool}; credentials go to Secret "
+            f"{spec['secretName']}",
+        )
     obj.patch_status(clientId=client_id, userPoolId=pool, creationStarted=None)
     return client_id, created
 
@@ -182,7 +190,7 @@ def write_secret(
     labels = {"app.kubernetes.io/managed-by": "herd-operator", SECRET_LABEL: obj.name}
     kube.apply_secret(obj.namespace, spec["secretName"], data, labels, obj.owner_reference())
     old = status.get("secretName")
-    if old != spec["secretName"]:
+    if old and old != spec["secretName"]:  # the first one is named in Created or Adopted
         obj.event("SecretWritten", f"wrote credentials to Secret {spec['secretName']}")
     if old and old != spec["secretName"] and kube.secret_owned_by(obj.namespace, old, obj.uid):
         try:
