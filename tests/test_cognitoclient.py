@@ -381,6 +381,30 @@ def test_restart_after_create_before_status(
     assert ids == [objects.get(PLURAL, name)["status"]["clientId"]]
 
 
+def test_deleted_while_the_operator_is_down_after_a_create_leaves_no_client(
+    objects: Custom,
+    proxy: FaultProxy,
+    aws_settings: Settings,
+    user_pool: str,
+    live_operator: OperatorProcess,
+) -> None:
+    """SIGKILL right after Cognito made the client, then the object is deleted before the
+    operator is back: its id never reached status, and the client still goes with it."""
+    name = unique()
+    proxy.after("CreateUserPoolClient", live_operator.kill, contains=name)
+    try:
+        objects.create(KIND, PLURAL, name, spec(name))
+        wait_for(lambda: not live_operator.running(), 30, "operator killed")
+    finally:
+        proxy.clear()
+    assert len(clients_named(aws_settings, user_pool, name)) == 1
+    assert "clientId" not in (objects.get(PLURAL, name).get("status") or {})
+    objects.delete(PLURAL, name)
+    live_operator.start()
+    objects.wait_gone(PLURAL, name, timeout=60)
+    assert clients_named(aws_settings, user_pool, name) == []
+
+
 def test_printer_columns(objects: Custom, cluster: Cluster) -> None:
     name = unique()
     objects.create(KIND, PLURAL, name, spec(name))

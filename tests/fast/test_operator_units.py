@@ -137,3 +137,35 @@ def test_a_waiting_tenant_takes_its_childs_new_state_and_nothing_else() -> None:
             del main._child_waits["t-1"]
 
     asyncio.run(scenario())
+
+
+def test_a_childs_state_no_pass_took_wakes_the_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child turns Ready while a Tenant's pass runs, after that pass read it (here a pass
+    that does not wait): the handler took the event from the annotation wake, so it wakes
+    the Tenant itself as it ends; nothing is lost."""
+    from herd_operator import main
+    from herd_operator.handlers.tenant import ChildPending
+
+    tenant = kopf.Body(
+        {
+            "metadata": {"name": "acme", "namespace": "tenants", "uid": "t-9"},
+            "status": {"conditions": [{"type": "AppClient", "status": "False", "reason": "X"}]},
+        }
+    )
+    woken: list[tuple[str, str]] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+
+        def first_pass(body: kopf.Body, retry: int, reason: str) -> Any:
+            seen = main.tenant_child_seen(type="MODIFIED", body=child_event("t-9", "True"))
+            asyncio.run_coroutine_threadsafe(seen, loop).result(5)  # the event, mid-pass
+            return Object("Tenant", "tenants", tenant), ChildPending("w", ("False", "X"), False)
+
+        monkeypatch.setattr(main, "_tenant_first_pass", first_pass)
+        monkeypatch.setattr(main, "_wake", lambda ns, name, _stamp: woken.append((ns, name)))
+        await main.tenant_reconcile(body=tenant, retry=0, reason="update")
+
+    asyncio.run(scenario())
+    assert woken == [("tenants", "acme")]
+    assert "t-9" not in main._child_waits

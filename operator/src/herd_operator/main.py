@@ -13,7 +13,6 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -203,10 +202,11 @@ def cognitoclient_delete(body: kopf.Body, retry: int, **_: Any) -> None:
 
 @dataclass
 class ChildWait:
-    """A Tenant's handler waiting, in place, for its CognitoClient's next state."""
+    """A Tenant's handler, which takes its CognitoClient's new states while it runs."""
 
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     step: tuple[str, ...] | None = None  # the child's, as its latest event has it
+    body: kopf.Body | None = None  # that event's child
 
 
 # By Tenant uid. Only this process's handlers wait, so only its own events concern them.
@@ -217,27 +217,37 @@ _child_waits: dict[str, ChildWait] = {}
 @kopf.on.create(GROUP, VERSION, tenant.PLURAL)
 @kopf.on.update(GROUP, VERSION, tenant.PLURAL)
 async def tenant_reconcile(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:
-    """A new Tenant creates its CognitoClient and, rather than end Pending and be woken by an
-    annotation (two more writes to the Tenant, a read of it and a second handler run, queued
-    behind every Tenant not yet started), waits here for the child's first state: the
-    child's own event ends the wait (tenant_child_seen). The wait is bounded
-    (HERD_CHILD_WAIT); past it, and for a child that failed, the annotation wakes it."""
+    """The pass that creates a Tenant's CognitoClient waits here for the child's first state,
+    handed over by the child's own event (tenant_child_seen), then runs again: not ended
+    Pending and woken by an annotation (two more writes to the Tenant and a handler run
+    queued behind every Tenant not yet started). The wait is bounded (HERD_CHILD_WAIT);
+    past it, and for any other pass, the child's change wakes the Tenant by annotation."""
     uid = str(body["metadata"]["uid"])
-    # Before the run that creates the child: the child's first state may come before it ends.
+    # From before the pass that creates the child: its first state may come before it ends.
     wait = _child_waits[uid] = ChildWait()
     try:
-        ran = await _in_thread(lambda: _tenant_first_run(body, retry, reason))
+        ran = await _in_thread(lambda: _tenant_first_pass(body, retry, reason))
         if ran is None:
             return
         current, pending = ran
-        if not (isinstance(pending, tenant.ChildPending) and pending.unreconciled):
-            return
-        if await _child_moved(wait, pending.step, S.child_wait):
-            await _in_thread(lambda: _tenant_run(current, retry, locked=False))
-            _remember_tenant(current.body)
+        if (
+            isinstance(pending, tenant.ChildPending)
+            and pending.created
+            and await _child_moved(wait, pending.step, S.child_wait)
+        ):
+            again = await _in_thread(lambda: _tenant_pass_again(current, retry))
+            if again is None:
+                return
+            current = again
     finally:
         if _child_waits.get(uid) is wait:
             del _child_waits[uid]
+    # A state the child reached while a pass ran, or that no pass waited for, is not lost:
+    # from here on the child's events wake the Tenant, and so does this one, if it must.
+    _remember_tenant(current.body)
+    wake = None if wait.body is None else child_wake("MODIFIED", wait.body)
+    if wake is not None:
+        await _in_thread(lambda: _wake(*wake))
 
 
 async def _in_thread(fn: Callable[[], T]) -> T:
@@ -259,29 +269,36 @@ async def _child_moved(wait: ChildWait, recorded: tuple[str, ...], timeout: floa
     return True
 
 
-def _tenant_first_run(
+def _tenant_first_pass(
     body: kopf.Body, retry: int, reason: str
 ) -> tuple[Object, Pending | None] | None:
     with exclusive(body["metadata"]["uid"]):
         # As the API server has it now: the child's handler may have moved it on meanwhile.
-        # A first run of a new Tenant needs no read: nothing but the signup has written it.
+        # A first pass of a new Tenant needs no read: nothing but the signup has written it.
         given = Object(tenant.KIND, tenant.PLURAL, body)
-        first_run = reason == kopf.Reason.CREATE and retry == 0 and not body.get("status")
-        found = given if first_run else fresh(given)
+        first = reason == kopf.Reason.CREATE and retry == 0 and not body.get("status")
+        found = given if first else fresh(given)
         if found is None:
             return None
-        return found, _tenant_run(found, retry, locked=True)
+        return found, _tenant_pass(found, retry)
 
 
-def _tenant_run(current: Object, retry: int, locked: bool) -> Pending | None:
-    """One pass of the Tenant's reconcile, from `current` (the body its last write answered
-    with: a run after a wait needs no read of the Tenant)."""
-    with nullcontext() if locked else exclusive(current.uid):
-        try:
-            return reconcile(current, retry, S, lambda: tenant.reconcile(current, S))
-        except kopf.PermanentError:
-            current.patch_status(phase="Failed")
-            raise
+def _tenant_pass_again(given: Object, retry: int) -> Object | None:
+    with exclusive(given.uid):
+        # Read again: the spec may have changed during the wait, or the Tenant be going.
+        found = fresh(given)
+        if found is not None:
+            _tenant_pass(found, retry)
+        return found
+
+
+def _tenant_pass(current: Object, retry: int) -> Pending | None:
+    """One pass of the Tenant's reconcile (under its lock)."""
+    try:
+        return reconcile(current, retry, S, lambda: tenant.reconcile(current, S))
+    except kopf.PermanentError:
+        current.patch_status(phase="Failed")
+        raise
 
 
 # What a child's wake needs to know of each Tenant, by (namespace, name), kept from the Tenant
@@ -438,7 +455,7 @@ async def tenant_child_seen(type: str, body: kopf.Body, **_: Any) -> None:
     found = handover(type, body)
     if found is not None:
         wait, step = found
-        wait.step = step
+        wait.step, wait.body = step, body
         wait.changed.set()
 
 

@@ -142,6 +142,11 @@ def _create_or_adopt(
     if existing and status.get("creationStarted"):
         # Our own create, answered just before a crash: resume with it, never a second one.
         client_id = existing[0]
+        obj.event(
+            "Created",
+            f"found app client {client_id}, created before a restart; credentials go to "
+            f"Secret {spec['secretName']}",
+        )
     elif existing:
         if not spec.get("adopt"):
             raise AlreadyExists(
@@ -234,11 +239,21 @@ def repair_drift(obj: Object, settings: Settings) -> bool:
 
 
 def delete(obj: Object, settings: Settings) -> None:
-    client_id, pool = obj.status.get("clientId"), obj.status.get("userPoolId")
-    if not client_id or not pool:
+    status = obj.status
+    client_id, pool = status.get("clientId"), status.get("userPoolId")
+    if not pool:
+        return
+    cognito = Cognito(settings)
+    ids = [client_id] if client_id else []
+    if not ids and status.get("creationStarted"):
+        # A create cut short by a crash, before its id reached status: the name was free when
+        # it was claimed, so a client of that name is this one's (as _create_or_adopt holds).
+        ids = cognito.clients_named(pool, params(obj.spec)["ClientName"])
+    if not ids:
         return
     if obj.spec.get("deletionPolicy") == "Retain":
-        obj.event("Retained", f"deletionPolicy Retain: app client {client_id} kept")
+        obj.event("Retained", f"deletionPolicy Retain: app client {', '.join(ids)} kept")
         return
-    Cognito(settings).delete_client(pool, client_id)
-    obj.event("Deleted", f"deleted app client {client_id}")
+    for found in ids:
+        cognito.delete_client(pool, found)
+        obj.event("Deleted", f"deleted app client {found}")

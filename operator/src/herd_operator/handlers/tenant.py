@@ -38,13 +38,13 @@ TENANT_LABEL = f"{GROUP}/tenant"  # on a Tenant's children
 
 class ChildPending(Pending):
     """The Tenant waits for its CognitoClient. `step` is the child's state as the Tenant has
-    just recorded it; `unreconciled` when the child has no Ready condition yet, so its first
-    state is on its way (a child that failed is retried on its own backoff instead)."""
+    just recorded it; `created` when this very pass created the child, so its first state is
+    on its way (any other child may be retrying on its own backoff, for minutes)."""
 
-    def __init__(self, message: str, step: tuple[str, ...], unreconciled: bool) -> None:
+    def __init__(self, message: str, step: tuple[str, ...], created: bool) -> None:
         super().__init__(message)
         self.step = step
-        self.unreconciled = unreconciled
+        self.created = created
 
 
 def child_client_name(slug: str) -> str:
@@ -180,12 +180,13 @@ def ensure_client(obj: Object) -> None:
     # First pass: create, and the answer is the child (no read). Later: read it.
     first = cond.get(obj.status.get("conditions"), CLIENT) is None
     current = _create_child(obj, body) if first else None
+    created = current is not None
     if current is None:
         current = kube.get_object(cognitoclient.PLURAL, obj.namespace, name)
         if current is None:
-            current = _create_child(obj, body) or kube.get_object(
-                cognitoclient.PLURAL, obj.namespace, name
-            )
+            current = _create_child(obj, body)
+            created = current is not None
+            current = current or kube.get_object(cognitoclient.PLURAL, obj.namespace, name)
         elif current.get("spec", {}) != {**current.get("spec", {}), **body["spec"]}:
             group, version = body["apiVersion"].split("/")
             kube.custom().patch_namespaced_custom_object(
@@ -203,7 +204,7 @@ def ensure_client(obj: Object) -> None:
         raise ChildPending(
             f"waiting for CognitoClient {name}",
             client_step(ready or {}),
-            unreconciled=ready is None,
+            created=created and ready is None,
         )
     if obj.status.get("clientSecretName") != body["spec"]["secretName"] or not cond.is_true(
         obj.status.get("conditions"), CLIENT
