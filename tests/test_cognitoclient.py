@@ -358,14 +358,15 @@ def test_transient_failures_then_success(
     assert len(clients_named(aws_settings, user_pool, name)) == 1
 
 
-def test_restart_after_create_before_status(
+def killed_after_the_create(
     objects: Custom,
     proxy: FaultProxy,
     aws_settings: Settings,
     user_pool: str,
     live_operator: OperatorProcess,
-) -> None:
-    """SIGKILL right after Cognito made the client, before the operator recorded its id."""
+) -> str:
+    """A new CognitoClient's name, the operator SIGKILLed right after Cognito made its client,
+    before its id reached status."""
     name = unique()
     proxy.after("CreateUserPoolClient", live_operator.kill, contains=name)
     try:
@@ -375,6 +376,17 @@ def test_restart_after_create_before_status(
         proxy.clear()
     assert len(clients_named(aws_settings, user_pool, name)) == 1
     assert "clientId" not in (objects.get(PLURAL, name).get("status") or {})
+    return name
+
+
+def test_restart_after_create_before_status(
+    objects: Custom,
+    proxy: FaultProxy,
+    aws_settings: Settings,
+    user_pool: str,
+    live_operator: OperatorProcess,
+) -> None:
+    name = killed_after_the_create(objects, proxy, aws_settings, user_pool, live_operator)
     live_operator.start()
     objects.wait_condition(PLURAL, name)
     ids = clients_named(aws_settings, user_pool, name)
@@ -388,17 +400,9 @@ def test_deleted_while_the_operator_is_down_after_a_create_leaves_no_client(
     user_pool: str,
     live_operator: OperatorProcess,
 ) -> None:
-    """SIGKILL right after Cognito made the client, then the object is deleted before the
-    operator is back: its id never reached status, and the client still goes with it."""
-    name = unique()
-    proxy.after("CreateUserPoolClient", live_operator.kill, contains=name)
-    try:
-        objects.create(KIND, PLURAL, name, spec(name))
-        wait_for(lambda: not live_operator.running(), 30, "operator killed")
-    finally:
-        proxy.clear()
-    assert len(clients_named(aws_settings, user_pool, name)) == 1
-    assert "clientId" not in (objects.get(PLURAL, name).get("status") or {})
+    """Deleted before the operator is back: the client's id never reached status, and the
+    client still goes with it."""
+    name = killed_after_the_create(objects, proxy, aws_settings, user_pool, live_operator)
     objects.delete(PLURAL, name)
     live_operator.start()
     objects.wait_gone(PLURAL, name, timeout=60)
