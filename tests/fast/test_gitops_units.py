@@ -316,7 +316,7 @@ def test_webhook_signature_and_matching() -> None:
 def test_sync_retry_backs_off_then_stops() -> None:
     import datetime as dt
 
-    from herd_operator.handlers.application import _retry
+    from herd_operator.handlers.application.reconciler import _retry
 
     spec = {
         "syncPolicy": {

@@ -18,8 +18,10 @@ from herd_core.constants import API_VERSION
 from herd_core.errors import AlreadyExists, InvalidSpec
 from herd_devkit.local import bootstrap
 from herd_devkit.settings import Settings
-from herd_operator.handlers import common, sestemplate, tenant
+from herd_operator.handlers import common
 from herd_operator.handlers.common import Object
+from herd_operator.handlers.sestemplate import reconciler as sestemplate
+from herd_operator.handlers.tenant import reconciler as tenant
 from herd_operator.settings import Settings as OperatorSettings
 
 

@@ -115,26 +115,26 @@ def test_a_waiting_tenant_takes_its_childs_new_state_and_nothing_else() -> None:
     """The in-place wait of a Tenant for its new CognitoClient: it ends on the child's first
     state, not on an event that leaves the state as recorded, and times out otherwise; while
     it waits, no child event asks for the annotation wake."""
-    from herd_operator import main
+    from herd_operator.handlers.tenant import waits, wakes
 
     async def scenario() -> None:
-        wait = main._child_waits["t-1"] = main.ChildWait()
+        wait = waits.child_waits["t-1"] = waits.ChildWait()
         try:
             creating = ("False", "Creating")
-            assert not await main._child_moved(wait, creating, 0.05)  # no event at all
+            assert not await waits.child_moved(wait, creating, 0.05)  # no event at all
             # An event of another Tenant's child, or one with no Ready yet, hands nothing over.
-            await main.tenant_child_seen(type="MODIFIED", body=child_event("t-2", "True"))
-            await main.tenant_child_seen(type="MODIFIED", body=child_event("t-1", None))
-            assert not await main._child_moved(wait, creating, 0.05)
-            assert main.child_wake("MODIFIED", child_event("t-1", "True")) is None
-            moved = asyncio.ensure_future(main._child_moved(wait, ("False", "R"), 5))
-            await main.tenant_child_seen(type="MODIFIED", body=child_event("t-1", "False"))
+            await waits.child_seen(type="MODIFIED", body=child_event("t-2", "True"))
+            await waits.child_seen(type="MODIFIED", body=child_event("t-1", None))
+            assert not await waits.child_moved(wait, creating, 0.05)
+            assert wakes.child_wake("MODIFIED", child_event("t-1", "True")) is None
+            moved = asyncio.ensure_future(waits.child_moved(wait, ("False", "R"), 5))
+            await waits.child_seen(type="MODIFIED", body=child_event("t-1", "False"))
             await asyncio.sleep(0)
             assert not moved.done()  # the state as the Tenant recorded it: wait on
-            await main.tenant_child_seen(type="MODIFIED", body=child_event("t-1", "True"))
+            await waits.child_seen(type="MODIFIED", body=child_event("t-1", "True"))
             assert await asyncio.wait_for(moved, 5)
         finally:
-            del main._child_waits["t-1"]
+            del waits.child_waits["t-1"]
 
     asyncio.run(scenario())
 
@@ -143,8 +143,9 @@ def test_a_childs_state_no_pass_took_wakes_the_tenant(monkeypatch: pytest.Monkey
     """The child turns Ready while a Tenant's pass runs, after that pass read it (here a pass
     that does not wait): the handler took the event from the annotation wake, so it wakes
     the Tenant itself as it ends; nothing is lost."""
-    from herd_operator import main
-    from herd_operator.handlers.tenant import ChildPending
+    from herd_operator.handlers import tenant as flow
+    from herd_operator.handlers.tenant import waits, wakes
+    from herd_operator.handlers.tenant.reconciler import ChildPending
 
     tenant = kopf.Body(
         {
@@ -158,14 +159,14 @@ def test_a_childs_state_no_pass_took_wakes_the_tenant(monkeypatch: pytest.Monkey
         loop = asyncio.get_running_loop()
 
         def first_pass(body: kopf.Body, retry: int, reason: str) -> Any:
-            seen = main.tenant_child_seen(type="MODIFIED", body=child_event("t-9", "True"))
+            seen = waits.child_seen(type="MODIFIED", body=child_event("t-9", "True"))
             asyncio.run_coroutine_threadsafe(seen, loop).result(5)  # the event, mid-pass
             return Object("Tenant", "tenants", tenant), ChildPending("w", ("False", "X"), False)
 
-        monkeypatch.setattr(main, "_tenant_first_pass", first_pass)
-        monkeypatch.setattr(main, "_wake", lambda ns, name, _stamp: woken.append((ns, name)))
-        await main.tenant_reconcile(body=tenant, retry=0, reason="update")
+        monkeypatch.setattr(flow, "_first_pass", first_pass)
+        monkeypatch.setattr(wakes, "wake", lambda ns, name, _stamp: woken.append((ns, name)))
+        await flow.on_change(body=tenant, retry=0, reason="update")
 
     asyncio.run(scenario())
     assert woken == [("tenants", "acme")]
-    assert "t-9" not in main._child_waits
+    assert "t-9" not in waits.child_waits

@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import kopf
 from botocore.exceptions import BotoCoreError, ClientError
+from kopf._core.actions import invocation  # kopf's own way to run sync code (pinned in uv.lock)
 from kubernetes.client.exceptions import ApiException
 
 from herd_core import conditions as cond
@@ -29,6 +30,34 @@ from herd_operator import metrics
 from herd_operator.settings import Settings
 
 Update = tuple[str, bool | None, str, str]  # a condition: type, status, reason, message
+T = TypeVar("T")
+_kopf_settings: kopf.OperatorSettings | None = None  # kopf's, for its thread pool
+
+
+def use_kopf_settings(settings: kopf.OperatorSettings) -> None:
+    """At start-up: in_thread runs steps on the thread pool these settings size."""
+    global _kopf_settings
+    _kopf_settings = settings
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    """A sync step of an async handler on kopf's own thread pool, as kopf runs a sync handler
+    (with its context, so kopf.info posts Events; a cancellation waits for the thread)."""
+    return cast(T, await invocation.invoke(fn, settings=_kopf_settings))
+
+
+def needs_resume(body: kopf.Body, reason: str | None = None, **_: Any) -> bool:
+    """Kopf's filter of the resume handlers. An object the operator finds on start that is
+    Ready at its generation has nothing to do: a restart over 10,000 Ready Tenants makes no
+    call for them, and drift is the sweep's business, not the restart's. A filter, not an
+    early return: kopf then neither hands the object to a worker thread nor logs two lines
+    for it, which was most of a restart's time over 20,000 objects."""
+    status = body.get("status") or {}
+    return not (
+        reason == kopf.Reason.RESUME
+        and status.get("observedGeneration") == body["metadata"].get("generation")
+        and cond.is_true(status.get("conditions"), cond.READY)
+    )
 
 
 @dataclass

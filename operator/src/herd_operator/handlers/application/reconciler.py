@@ -1,4 +1,4 @@
-"""Application: Argo-style sync of a git revision + path into this cluster."""
+"""An Application's reconcile: compare git with the cluster, sync, record status, cascade."""
 
 from __future__ import annotations
 

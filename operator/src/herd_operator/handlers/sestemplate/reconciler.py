@@ -1,4 +1,4 @@
-"""SESTemplate: an SES email template, reconciled with the SES v1 template API."""
+"""SESTemplate's work: an SES email template, reconciled with the SES v1 template API."""
 
 from __future__ import annotations
 

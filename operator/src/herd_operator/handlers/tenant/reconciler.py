@@ -1,4 +1,4 @@
-"""Tenant: a customer signup, provisioned step by step.
+"""A Tenant's steps: a customer signup, provisioned step by step.
 
 1. a Cognito user for the admin email (custom:tenant = slug; invitation suppressed),
 2. a child CognitoClient (owned by the Tenant, so garbage-collected with it),
@@ -200,7 +200,7 @@ def ensure_client(obj: Object) -> None:
         _step(obj, CLIENT, False, reason, f"CognitoClient {name}: {message}")
         if reason in cond.TERMINAL:
             raise InvalidSpec(f"CognitoClient {name}: {message}")
-        # No poll: the child's change wakes this Tenant (main.py: in place, or by annotation).
+        # No poll: the child's change wakes this Tenant (waits: in place; wakes: by annotation).
         raise ChildPending(
             f"waiting for CognitoClient {name}",
             client_step(ready or {}),
@@ -261,12 +261,11 @@ def ensure_realm_logo(obj: Object, settings: Settings) -> None:
 def welcome_template(obj: Object, settings: Settings) -> str:
     """The SES name of the welcome SESTemplate, once it is Ready."""
     name = obj.spec.get("welcomeTemplate") or settings.welcome_template
-    template = kube.get_object(sestemplate.PLURAL, obj.namespace, name)
-    status = (template or {}).get("status", {})
-    if template is None or not cond.is_true(status.get("conditions"), cond.READY):
+    found = sestemplate.ready_name(obj.namespace, name)
+    if found is None:
         _step(obj, EMAIL, False, "TemplateNotReady", f"SESTemplate {name} is missing or not Ready")
         raise Waiting(f"waiting for SESTemplate {name}")
-    return str(status["templateName"])
+    return found
 
 
 def ensure_welcome_email(obj: Object, settings: Settings) -> None:

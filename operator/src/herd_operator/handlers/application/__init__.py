@@ -1,0 +1,175 @@
+"""Application: Argo-style sync of a git revision + path. Its scheduling, as kopf runs it.
+
+- `on_change` and `poll` reconcile (compare, sync, status: `reconciler`) when the spec
+  changes, a refresh is asked for, a sync retry or the poll interval is due;
+- `wake` asks for a refresh now (a tracked object drifted; the push webhook, `refresh`);
+- `cascade` deletes what a deleted Application tracks, when its resources finalizer asks;
+- `gone` drops a deleted Application's verdicts and watches.
+One sync engine serves them all (`engine`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+import kopf
+from kubernetes import client
+
+from herd_core import kube
+from herd_core.constants import GROUP, VERSION
+from herd_operator.gitops import webhook
+from herd_operator.gitops.cache import LiveCache
+from herd_operator.gitops.engine import Engine
+from herd_operator.gitops.events import NAMESPACES, Debouncer, Watcher
+from herd_operator.gitops.git import RepoCache
+from herd_operator.gitops.incremental import Memo
+from herd_operator.gitops.render import Limits
+from herd_operator.handlers.application import reconciler
+from herd_operator.handlers.application.reconciler import REFRESH_ANNOTATION, parse_time, stamp
+from herd_operator.handlers.common import Object, exclusive, fresh
+from herd_operator.settings import get_settings
+
+KIND = reconciler.KIND
+PLURAL = reconciler.PLURAL
+__all__ = ["KIND", "PLURAL", "REFRESH_ANNOTATION", "parse_time", "stamp"]
+
+_engine: Engine | None = None
+
+
+def engine() -> Engine:
+    global _engine
+    if _engine is None:
+        settings = get_settings()
+        found = settings.helm or shutil.which("helm")
+        if not found:
+            raise kopf.PermanentError("no helm: set HERD_HELM or put helm v4 on PATH")
+        helm = Path(found)
+        cache = RepoCache(
+            root=(settings.state_dir / "git").absolute(),
+            rewrites=settings.git_url_rewrites,
+            known_hosts=settings.ssh_known_hosts,
+        )
+        api = client.ApiClient()
+        live, memo = None, None
+        if settings.app_live_cache:
+            live = LiveCache(api.configuration)
+            memo = Memo(settings.app_revalidate_interval)
+            # A tracked object that drifts, comes back in line, goes or changes health
+            # wakes its Application at once (selfHeal then reverts a hand edit).
+            live.listen(Watcher(memo, Debouncer(settings.app_event_debounce, wake)))
+            live.informer(NAMESPACES, "/api/v1/namespaces", wait=False)
+        _engine = Engine(
+            api,
+            cache,
+            helm,
+            wave_health_gate=settings.wave_health_gate,
+            limits=Limits(
+                max_bytes=settings.app_max_rendered_bytes, max_objects=settings.app_max_objects
+            ),
+            local_sources=settings.local_sources,
+            live=live,
+            memo=memo,
+            concurrency=settings.app_sync_concurrency,
+        )
+    return _engine
+
+
+def in_scope(namespace: str | None, **_: Any) -> bool:
+    """Kopf's filter: Applications are reconciled only in the configured namespaces (Argo's
+    application.namespaces): who may create an Application elsewhere gets nothing from it."""
+    return reconciler.in_scope(namespace or "", get_settings())
+
+
+def cascades(namespace: str | None, body: kopf.Body, **_: Any) -> bool:
+    return in_scope(namespace) and reconciler.cascades(body)
+
+
+def deleted(namespace: str | None, type: str | None = None, **_: Any) -> bool:
+    return type == "DELETED" and in_scope(namespace)
+
+
+def on_change(body: kopf.Body, **_: Any) -> None:
+    obj = Object(KIND, PLURAL, body)
+    with exclusive(obj.uid):
+        current = fresh(obj)
+        if current is not None:
+            reconciler.reconcile(current, engine(), get_settings())
+
+
+def poll(body: kopf.Body, **_: Any) -> None:
+    # Kopf's copy first: a big app's whole status (thousands of resources) is not read
+    # from the API server every tick to find that nothing is due. Kopf's copy is at most
+    # one watch event old, so what it misses is due at the next tick; a fresh read decides.
+    settings = get_settings()
+    if not reconciler.due(Object(KIND, PLURAL, body), settings, _now()):
+        return
+    with exclusive(body["metadata"]["uid"]):
+        obj = fresh(Object(KIND, PLURAL, body))
+        if obj is not None and reconciler.due(obj, settings, _now()):
+            reconciler.reconcile(obj, engine(), settings)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def cascade(type: str, body: kopf.Body, **_: Any) -> None:
+    """Cascade delete, only with Argo's resources finalizer (ours or Argo's name) on the
+    Application: what it tracks goes first, then the finalizer, then the Application.
+    A raw event handler, not on.delete: that one needs Kopf's own finalizer in place, which a
+    merge patch or `kubectl apply` of `finalizers` silently drops."""
+    if type == "DELETED" or not body["metadata"].get("deletionTimestamp"):
+        return
+    obj = Object(KIND, PLURAL, body)
+    with exclusive(obj.uid):
+        reconciler.cascade_delete(obj, engine())
+
+
+def gone(body: kopf.Body, **_: Any) -> None:
+    """A deleted Application's verdicts and watches go with it."""
+    if _engine is not None:
+        _engine.forget(f"{body['metadata']['namespace']}/{body['metadata']['name']}")
+
+
+def wake(app_id: str) -> None:
+    """Reconcile an Application now: the same refresh the webhook asks for."""
+    namespace, _, name = app_id.partition("/")
+    try:
+        client.CustomObjectsApi().patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"metadata": {"annotations": {REFRESH_ANNOTATION: stamp()}}},
+        )
+    except client.ApiException as err:
+        if err.status != 404:
+            raise
+
+
+def refresh(urls: set[str], branch: str, default_branch: str | None) -> list[str]:
+    """Called by the push webhook: mark matching Applications for an immediate reconcile."""
+    api = kube.custom()
+    found: list[dict[str, Any]] = api.list_cluster_custom_object(  # type: ignore[index]
+        GROUP, VERSION, PLURAL
+    )["items"]
+    names = []
+    for app in found:
+        if in_scope(app["metadata"]["namespace"]) and webhook.matches(
+            app, urls, branch, default_branch
+        ):
+            meta = app["metadata"]
+            api.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                PLURAL,
+                meta["name"],
+                {"metadata": {"annotations": {REFRESH_ANNOTATION: stamp()}}},
+            )
+            names.append(f"{meta['namespace']}/{meta['name']}")
+    return names
