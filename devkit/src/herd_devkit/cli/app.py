@@ -10,8 +10,9 @@ from typing import Any
 
 import typer
 from kubernetes import client, config
-from rich.console import Console
-from rich.table import Table
+from rich.console import Console, Group, RenderableType
+from rich.table import Column, Table
+from rich.text import Text
 
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.cli.context import clusters, local_env
@@ -44,30 +45,64 @@ def unhealthy(item: dict[str, Any]) -> bool:
     )
 
 
-def status_table(kubeconfig: Path | None = None) -> tuple[Table, bool]:
-    table = Table("cluster", "application", "sync", "revision", "health", "last sync", "message")
-    bad = False
+Row = tuple[str, str, str, str, str, str, str, bool]  # cluster … message, unhealthy
+
+
+def status_rows(cluster: str, items: list[dict[str, Any]]) -> list[Row]:
+    rows = []
+    for item in sorted(items, key=lambda a: (a["metadata"]["namespace"], a["metadata"]["name"])):
+        st = item.get("status") or {}
+        sync, hl = st.get("sync") or {}, st.get("health") or {}
+        op = st.get("operationState") or {}
+        message = next((c.get("message", "") for c in st.get("conditions") or []), "") or op.get(
+            "message", ""
+        )
+        rows.append(
+            (
+                cluster,
+                f"{item['metadata']['namespace']}/{item['metadata']['name']}",
+                sync.get("status", "?"),
+                (sync.get("revision") or "")[:8],
+                hl.get("status", "?"),
+                op.get("phase", ""),
+                message,
+                unhealthy(item),
+            )
+        )
+    return rows
+
+
+def render_status(rows: list[Row], width: int) -> RenderableType:
+    """The Applications as a table that fits `width` columns, namespace/name always whole.
+    Narrow (80 columns): revision and last sync go, and each message is printed whole under
+    the table, wrapped (what explains an error is often at its end)."""
+    wide = width >= 120
+    table = Table(
+        Column("cluster", no_wrap=True),
+        Column("application", no_wrap=True),
+        Column("sync", no_wrap=True),
+        *([Column("revision", no_wrap=True)] if wide else []),
+        Column("health", no_wrap=True),
+        *([Column("last sync", no_wrap=True), Column("message", overflow="fold")] if wide else []),
+    )
+    notes: list[Text] = []
+    for cluster, name, sync, revision, health, phase, message, bad in rows:
+        cells = [cluster, name, f"[{'red' if bad else 'green'}]{sync}[/]"]
+        cells += [revision, health, phase, message] if wide else [health]
+        table.add_row(*cells)
+        if message and bad and not wide:  # why an app is not fine; a fine one says nothing
+            note = Text(f"{cluster} {name}: ", style="bold")
+            note.append(message, style="red" if bad else "")
+            notes.append(note)
+    return Group(table, *notes)
+
+
+def status_table(kubeconfig: Path | None = None) -> tuple[RenderableType, bool]:
+    rows: list[Row] = []
     for name, path in clusters(kubeconfig).items():
         with config.new_client_from_config(config_file=str(path)) as api:  # type: ignore[no-untyped-call]
-            for item in sorted(_apps(api), key=lambda a: a["metadata"]["name"]):
-                st = item.get("status") or {}
-                sync, hl = st.get("sync") or {}, st.get("health") or {}
-                op = st.get("operationState") or {}
-                message = next(
-                    (c.get("message", "") for c in st.get("conditions") or []), ""
-                ) or op.get("message", "")
-                bad |= unhealthy(item)
-                color = "green" if not unhealthy(item) else "red"
-                table.add_row(
-                    name,
-                    f"{item['metadata']['namespace']}/{item['metadata']['name']}",
-                    f"[{color}]{sync.get('status', '?')}[/]",
-                    (sync.get("revision") or "")[:8],
-                    hl.get("status", "?"),
-                    op.get("phase", ""),
-                    message[:80],
-                )
-    return table, bad
+            rows += status_rows(name, _apps(api))
+    return render_status(rows, console.width), any(r[-1] for r in rows)
 
 
 @app.command()
