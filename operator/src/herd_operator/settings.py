@@ -141,6 +141,11 @@ class Settings(CoreSettings):
     )
     webhook_port: int = Field(0, ge=0, description="GitHub push webhook port; 0: off")
     webhook_secret: str | None = Field(None, repr=False, description="GitHub webhook secret")
+    webhook_max_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest webhook body read (a push event is kilobytes); more is 413",
+    )
 
     helm: Path | None = Field(
         None, description="helm v4 binary that renders charts; default: on PATH"

@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from herd_operator.settings import get_settings
+
 log = logging.getLogger(__name__)
 
 
@@ -53,11 +55,48 @@ def matches(app: dict[str, Any], urls: set[str], branch: str, default_branch: st
     return revision == branch or (revision == "HEAD" and branch == default_branch)
 
 
-def app(secret: str, refresh: Callable[[set[str], str, str | None], list[str]]) -> web.Application:
+def refused(status: int, detail: str) -> web.Response:
+    """An answer before the body is read to its end: the connection closes after it (see
+    serve: nothing more of the body is read)."""
+    response = web.json_response({"detail": detail}, status=status)
+    response.force_close()
+    return response
+
+
+async def signed_body(request: web.Request, secret: str, limit: int) -> bytes | web.Response:
+    """The body, read in chunks into an HMAC as it arrives and never beyond `limit`; or the
+    refusal. Nothing is read from a request without a signature or with too long a body:
+    anyone can send one, so each must cost us no more than a push event does."""
+    header = request.headers.get("X-Hub-Signature-256") or ""
+    if not header.startswith("sha256="):
+        return refused(401, "X-Hub-Signature-256 (sha256=...) is required")
+    if request.content_length is not None and request.content_length > limit:
+        return refused(413, f"body larger than {limit} bytes")
+    mac = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:  # chunked, or more than its Content-Length said
+            return refused(413, f"body larger than {limit} bytes")
+        mac.update(chunk)
+        chunks.append(chunk)
+    if not hmac.compare_digest(mac.hexdigest(), header[len("sha256=") :]):
+        return web.json_response({"detail": "bad signature"}, status=401)
+    return b"".join(chunks)
+
+
+def app(
+    secret: str,
+    refresh: Callable[[set[str], str, str | None], list[str]],
+    max_bytes: int | None = None,
+) -> web.Application:
+    limit = max_bytes or get_settings().webhook_max_bytes
+
     async def handle(request: web.Request) -> web.Response:
-        body = await request.read()
-        if not signature_ok(secret, body, request.headers.get("X-Hub-Signature-256")):
-            return web.json_response({"detail": "bad signature"}, status=401)
+        body = await signed_body(request, secret, limit)
+        if isinstance(body, web.Response):
+            return body
         event = request.headers.get("X-GitHub-Event", "")
         if event == "ping":
             return web.json_response({"detail": "pong"})
@@ -77,7 +116,8 @@ def app(secret: str, refresh: Callable[[set[str], str, str | None], list[str]]) 
         log.info("push to %s refreshed %s", branch, names or "nothing")
         return web.json_response({"refreshed": names})
 
-    application = web.Application(client_max_size=25 * 1024 * 1024)
+    # The body is streamed by signed_body; this only bounds any other reader.
+    application = web.Application(client_max_size=limit)
     application.router.add_post("/webhooks/github", handle)
     return application
 
@@ -85,7 +125,9 @@ def app(secret: str, refresh: Callable[[set[str], str, str | None], list[str]]) 
 async def serve(
     host: str, port: int, secret: str, refresh: Callable[[set[str], str, str | None], list[str]]
 ) -> web.AppRunner:
-    runner = web.AppRunner(app(secret, refresh), access_log=None)
+    # No lingering: after a refusal the connection closes at once, rather than aiohttp
+    # reading (to discard) up to 10 s of a body we never wanted.
+    runner = web.AppRunner(app(secret, refresh), access_log=None, lingering_time=0)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
