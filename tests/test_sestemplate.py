@@ -310,6 +310,43 @@ def test_a_large_template_is_made_with_one_ses_call(
         proxy.clear()
 
 
+def test_many_short_values_keep_the_diff_base_bounded(
+    objects: Custom, aws_settings: Settings, proxy: FaultProxy
+) -> None:
+    """300 testData values of 1,000 characters: no string is long, yet together they are
+    300 KB, more than annotations may hold. The diff base is bounded whatever the shape, so
+    it is stored, and the template is made once (before: the store failed on every pass and
+    the create handler looped)."""
+    name = unique()
+    data = {f"value{i}": "v" * 1000 for i in range(300)}
+    creates = proxy.after("CreateTemplate", lambda: None, times=100, contains=name)
+    try:
+        objects.create(KIND, PLURAL, name, {**SPEC, "testData": data})
+        objects.wait_condition(PLURAL, name)
+        annotation = f"{GROUP}/last-handled-configuration"
+        stored = wait_for(
+            lambda: (objects.get(PLURAL, name)["metadata"].get("annotations") or {}).get(
+                annotation
+            ),
+            30,
+            "diff base stored",
+        )
+        assert len(stored) < 20 * 1024
+        assert creates.hits == 1
+        # A change of one short value is still a change: the test render runs again.
+        first = objects.get(PLURAL, name)["status"]["testRender"]["renderedTime"]
+        objects.patch(PLURAL, name, {"testData": {**data, "value7": "w" * 1000}})
+        wait_for(
+            lambda: objects.get(PLURAL, name)["metadata"]["annotations"][annotation] != stored,
+            30,
+            "diff base moved on",
+        )
+        assert objects.get(PLURAL, name)["status"]["testRender"]["renderedTime"] >= first
+        assert creates.hits == 1
+    finally:
+        proxy.clear()
+
+
 def test_deletion_keeps_the_finalizer_until_the_template_is_gone(
     objects: Custom, aws_settings: Settings, proxy: FaultProxy
 ) -> None:

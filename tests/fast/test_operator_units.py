@@ -13,7 +13,7 @@ import pytest
 
 from herd_core import kube
 from herd_devkit.settings import Settings
-from herd_operator.diffbase import DigestDiffBaseStorage, digest_long_strings
+from herd_operator.diffbase import BUDGET, DigestDiffBaseStorage, bounded, digest_long_strings
 from herd_operator.handlers.adoption import namespace_may_adopt
 from herd_operator.handlers.common import Object
 
@@ -38,6 +38,27 @@ def test_the_diff_base_stays_small_and_still_sees_changes() -> None:
     changed = storage.build(body=body(big.replace("x", "y", 1)))
     assert changed != essence
     assert storage.build(body=body(big)) == essence
+
+
+def test_the_diff_base_is_bounded_whatever_the_shape() -> None:
+    """Many short strings (each under LONG) add up: the largest maps and lists go to digests
+    until the whole fits, and a change inside one is still a change."""
+    storage = DigestDiffBaseStorage(prefix="platform.herd-itt.com")
+
+    def many(changed: str = "v") -> kopf.Body:
+        data = {f"k{i}": "v" * 1000 for i in range(300)}
+        data["k7"] = changed * 1000
+        return kopf.Body({"metadata": {"name": "t"}, "spec": {"subject": "Hi", "testData": data}})
+
+    essence = storage.build(body=many())
+    assert len(json.dumps(essence)) <= BUDGET
+    assert essence["spec"]["subject"] == "Hi"  # what fits stays as it is
+    assert str(essence["spec"]["testData"]).startswith("sha256:")
+    assert storage.build(body=many("w")) != essence
+    assert storage.build(body=many()) == essence
+    # A map of thousands of short scalars digests whole: nothing smaller inside to take.
+    wide = {"spec": {f"k{i}": "y" * 100 for i in range(2000)}}
+    assert len(json.dumps(bounded(wide))) <= BUDGET
 
 
 def test_digests_reach_into_lists_and_maps() -> None:
