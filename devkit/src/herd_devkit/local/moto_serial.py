@@ -7,6 +7,9 @@ AdminCreateUser calls failed so (bench/tenants.py, 10,000 Tenants). moto's work 
 under the GIL either way, so serializing requests costs little; connections stay concurrent
 (threaded server, HTTP/1.1 keep-alive), only the handling of requests is one at a time. SQS is
 left out: a long poll waits inside moto, and would hold every other request up.
+
+Inside the lock, `aws_rules` enforces what AWS enforces and moto does not (an app client's
+attribute read and write permissions): it reads moto's state.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import run_simple
+
+from herd_devkit.local import aws_rules
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     run_simple(
         args.host,
         args.port,
-        serialized(app),
+        serialized(aws_rules.enforced(app)),
         threaded=True,
         request_handler=MotoRequestHandler,
     )

@@ -1,0 +1,152 @@
+"""Rules of AWS that moto 5.2 does not enforce, as WSGI middleware in front of moto.
+
+Herd's security rests on some of them, so the local AWS must hold them or a test of that
+security proves nothing:
+
+- **An app client's WriteAttributes** (Cognito `UpdateUserAttributes`, with a user's access
+  token): the client the token was issued to decides which attributes the user may write
+  on themselves. Any other attribute: `NotAuthorizedException`, "A client attempted to write
+  unauthorized attribute", nothing written. A client without WriteAttributes gets AWS's
+  default: every mutable attribute, custom ones included (why Herd never leaves them empty).
+- **An app client's ReadAttributes** (Cognito `GetUser`): only the attributes the client may
+  read are answered, when it names them (`sub` always).
+
+The rules read moto's own state (which token belongs to which client, the pool's schema), so
+they run inside moto_serial's lock, in the same process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.cognitoidp.models import CognitoIdpUserPoolAttribute, cognitoidp_backends
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+COGNITO = "AWSCognitoIdentityProviderService."
+UNAUTHORIZED_WRITE = "A client attempted to write unauthorized attribute"
+
+
+def enforced(app: WSGIApp) -> WSGIApp:
+    """`app` with the rules above; every other request goes through untouched."""
+
+    def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target == f"{COGNITO}UpdateUserAttributes":
+            return _update_user_attributes(app, environ, start_response)
+        if target == f"{COGNITO}GetUser":
+            return _get_user(app, environ, start_response)
+        return app(environ, start_response)
+
+    return handle
+
+
+def _body(environ: dict[str, Any]) -> dict[str, Any]:
+    """The request's JSON body, read once and put back for moto."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(raw)
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _token_owner(access_token: str) -> tuple[Any, Any] | None:
+    """(user pool, app client) of a live access token, as moto issued it; None when moto
+    does not know the token (moto then answers NotAuthorizedException itself)."""
+    for by_region in cognitoidp_backends.values():
+        for region, backend in by_region.items():
+            if region == "global":
+                continue
+            for pool in backend.user_pools.values():
+                owner = pool.access_tokens.get(access_token)
+                if owner is not None:
+                    client = pool.clients.get(owner[0])
+                    return (pool, client) if client is not None else None
+    return None
+
+
+def writable(pool: Any, client: Any) -> set[str]:
+    """What a user may write on themselves through `client`: its WriteAttributes, or (none
+    set) AWS's default, every mutable attribute of the pool, custom ones included. moto keeps
+    only the attributes a pool was created with in its schema, so the standard ones are
+    added from moto's standard schema."""
+    named = client.extended_config.get("WriteAttributes") or []
+    if named:
+        return set(named)
+    mutable = {n for n, s in CognitoIdpUserPoolAttribute.STANDARD_SCHEMA.items() if s["Mutable"]}
+    for name, attribute in pool.schema_attributes.items():
+        if attribute.mutable and not attribute.developer_only:
+            mutable.add(name)
+        else:
+            mutable.discard(name)
+    return mutable
+
+
+def readable(client: Any) -> set[str] | None:
+    """What `client` may read of its user; None: everything (no ReadAttributes set)."""
+    named = client.extended_config.get("ReadAttributes") or []
+    return {*named, "sub"} if named else None
+
+
+def _update_user_attributes(
+    app: WSGIApp, environ: dict[str, Any], start_response: Callable[..., Any]
+) -> Iterable[bytes]:
+    body = _body(environ)
+    owner = _token_owner(str(body.get("AccessToken") or ""))
+    if owner is not None:
+        allowed = writable(*owner)
+        names = {str(a.get("Name")) for a in body.get("UserAttributes") or [] if a}
+        if names - allowed:
+            return _error(start_response, "NotAuthorizedException", UNAUTHORIZED_WRITE)
+    return app(environ, start_response)
+
+
+def _get_user(
+    app: WSGIApp, environ: dict[str, Any], start_response: Callable[..., Any]
+) -> Iterable[bytes]:
+    body = _body(environ)
+    owner = _token_owner(str(body.get("AccessToken") or ""))
+    allowed = readable(owner[1]) if owner is not None else None
+    if allowed is None:
+        return app(environ, start_response)
+    answered: dict[str, Any] = {}
+
+    def keep(status: str, headers: list[tuple[str, str]], *rest: Any) -> Callable[..., Any]:
+        answered.update(status=status, headers=headers, rest=rest)
+        return lambda _data: None  # moto writes nothing through it
+
+    result = app(environ, keep)
+    try:
+        raw = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    status, headers = answered["status"], answered["headers"]
+    if status.startswith("200"):
+        user = json.loads(raw)
+        user["UserAttributes"] = [a for a in user.get("UserAttributes", []) if a["Name"] in allowed]
+        raw = json.dumps(user).encode()
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(raw))))
+    start_response(status, headers, *answered["rest"])
+    return [raw]
+
+
+def _error(start_response: Callable[..., Any], code: str, message: str) -> Iterable[bytes]:
+    """An error as Cognito's JSON protocol answers it (botocore reads `__type`)."""
+    raw = json.dumps({"__type": code, "message": message}).encode()
+    start_response(
+        "400 Bad Request",
+        [
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("x-amzn-ErrorType", code),
+            ("Content-Length", str(len(raw))),
+        ],
+    )
+    return [raw]
