@@ -24,6 +24,7 @@ from herd_devkit.settings import Settings, get_settings
 
 from . import logo_files
 from .conftest import AWS_CALLS, TENANTS
+from .faultproxy import FaultProxy
 from .helpers import ApiProcess, Custom, HerdProcess, WorkerProcess, wait_for
 from .openremote_stub import OpenRemoteStub
 
@@ -345,3 +346,72 @@ def test_a_poison_message_lands_in_the_dead_letter_queue_and_the_metric_says_so(
     sqs.send_message(QueueUrl=aws_env.thumbnail_queue_url, MessageBody="not an S3 event")
     wait_for(lambda: gauge(thumbnails, "herd_thumbnail_dlq_messages") >= 1, 90, "dead-lettered")
     assert "thumbnail job" in thumbnails.log_text() and "failed" in thumbnails.log_text()
+
+
+def test_a_failed_delete_message_never_stops_the_thumbnail_worker(
+    thumbnails: ThumbnailProcess,
+    proxy: FaultProxy,
+    api_server: ApiProcess,
+    admin_auth: dict[str, str],
+    api: ApiClient,
+    s3: Any,
+    moto: MotoServer,
+    aws_env: bootstrap.Environment,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """SQS refuses the DeleteMessage after a finished upload: the worker logs it and takes
+    the next upload; the first message comes back and is skipped as done."""
+    queue_name = aws_env.thumbnail_queue_url.rstrip("/").rsplit("/", 1)[-1]
+    refused = proxy.fail("DeleteMessage", times=1, fault="invalid", contains=queue_name)
+    thumbnails.stop()  # the proxied worker alone takes the queue's messages
+    proxied = ThumbnailProcess(
+        env={
+            **thumbnails.env,
+            "AWS_ENDPOINT_URL": proxy.url,
+            # The undeleted message comes back after 5 s, not a minute.
+            "HERD_WORKER_VISIBILITY_TIMEOUT": "5",
+            "HERD_WORKER_CLAIM_LEASE": "5",
+        },
+        log=tmp_path_factory.mktemp("thumbs-proxied") / "thumbnails.log",
+    )
+    try:
+        proxied.start()
+        tenants = Custom(api, TENANTS)
+        settings = moto.settings(get_settings(), aws_max_attempts=1)
+        slug = signed_up(api_server, api, ready=False)
+
+        def done(key: str) -> str:
+            item = claim(settings, aws_env.email_jobs_table, aws_env.logo_raw_bucket, key, s3)
+            return str(item.get("messageId", {}).get("S", ""))
+
+        first = upload(api_server, admin_auth, slug, logo_files.png())
+        wait_for(lambda: refused.hits == 1, 60, "the first upload's DeleteMessage refused")
+        assert done(first) == "thumbnails"
+
+        second = upload(api_server, admin_auth, slug, logo_files.jpeg(), "image/jpeg")
+        second_etag = s3.head_object(Bucket=aws_env.logo_raw_bucket, Key=second)["ETag"]
+        wait_for(
+            lambda: (
+                ((tenants.get("tenants", slug).get("status") or {}).get("logo") or {}).get(
+                    "sourceVersion"
+                )
+                == second_etag.strip('"')
+            ),
+            60,
+            "the second upload made the logo",
+        )
+        assert proxied.running()
+        assert "deleting message" in proxied.log_text()
+        # The message whose delete failed shows again and is skipped: its claim says done.
+        version = s3.head_object(Bucket=aws_env.logo_raw_bucket, Key=first)["ETag"].strip('"')
+        skipped = f"upload {first} (version {version}) done before; skipped"
+        wait_for(
+            lambda: skipped in proxied.log_text(),
+            60,
+            "the undeleted message skipped on its return",
+        )
+        assert proxied.running()
+    finally:
+        proxy.clear()
+        proxied.stop()
+        thumbnails.start()

@@ -129,8 +129,20 @@ class ThumbnailWorker:
                 for m in messages[i:]:  # SIGTERM: give the rest back at once
                     self._hide(m["ReceiptHandle"], 0)
                 break
-            self.handle(message)
+            self._one(message)
         return len(messages)
+
+    def _one(self, message: dict[str, Any]) -> None:
+        """The error boundary, as the email worker's: whatever one message's handling
+        raises (a queue call included) backs that message off; the worker polls on."""
+        try:
+            self.handle(message)
+        except Exception as err:  # one message never stops the others, nor the worker
+            FAILED.inc()
+            log.error("thumbnail message %s failed: %s", message.get("MessageId"), err)
+            receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            delay = self.settings.worker_retry_base * 2 ** max(receives - 1, 0)
+            self._hide(message["ReceiptHandle"], min(MAX_VISIBILITY, int(delay)))
 
     def handle(self, message: dict[str, Any]) -> None:
         receipt = message["ReceiptHandle"]
@@ -149,7 +161,16 @@ class ThumbnailWorker:
             delay = self.settings.worker_retry_base * 2 ** max(receives - 1, 0)
             self._hide(receipt, min(MAX_VISIBILITY, int(delay)))
             return
-        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+        try:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+        except (ClientError, BotoCoreError) as err:
+            # The work is done and its claim says so: the message comes back after its
+            # visibility and is skipped as done. Nothing to back off, nothing to redo.
+            log.warning(
+                "deleting message %s failed (it comes back and is skipped): %s",
+                message["MessageId"],
+                err,
+            )
 
     def process(self, record: dict[str, Any]) -> None:
         s3_part = record.get("s3") or {}
