@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from herd_core import aws
+from herd_devkit.local import bootstrap
 from herd_devkit.settings import Settings
 
 PASSWORD = "Rules-Passw0rd!"
@@ -164,3 +165,33 @@ def test_an_unknown_token_is_still_moto_s_to_refuse(aws_settings: Settings) -> N
         )
     for err in (read, write):
         assert err.value.response["Error"]["Code"] == "NotAuthorizedException"
+
+
+def test_the_herd_admin_client_names_its_attributes_even_if_made_before(
+    aws_settings: Settings,
+) -> None:
+    """`herd aws bootstrap` makes herd-admin with its attribute permissions, and puts them on
+    a herd-admin made before they were (AWS's default: users write custom:tenant)."""
+    pool, email = pool_with_user(aws_settings)
+    old = idp(aws_settings).create_user_pool_client(
+        UserPoolId=pool,
+        ClientName="herd-admin",
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    )["UserPoolClient"]["ClientId"]
+    assert bootstrap._admin_client(aws_settings, pool) == old
+    described = idp(aws_settings).describe_user_pool_client(UserPoolId=pool, ClientId=old)
+    client = described["UserPoolClient"]
+    assert client["WriteAttributes"] == ["name"]
+    assert sorted(client["ReadAttributes"]) == ["custom:tenant", "email", "email_verified", "name"]
+    assert client["ExplicitAuthFlows"] == ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+    auth = idp(aws_settings).initiate_auth(
+        ClientId=old,
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": email, "PASSWORD": PASSWORD},
+    )
+    token = auth["AuthenticationResult"]["AccessToken"]
+    assert refused(aws_settings, token, "custom:tenant", "b").response["Error"]["Code"] == (
+        "NotAuthorizedException"
+    )
+    # Again: nothing to change, the same client.
+    assert bootstrap._admin_client(aws_settings, pool) == old

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
@@ -409,6 +410,106 @@ def test_deleted_while_the_operator_is_down_after_a_create_leaves_no_client(
     assert clients_named(aws_settings, user_pool, name) == []
 
 
+def signed_in(settings: Settings, pool: str, client_id: str) -> tuple[str, str]:
+    """A new user of the pool, with custom:tenant, signed in through the client: (email,
+    access token)."""
+    email, password = f"{unique('user')}@example.com", f"Us3r-{uuid.uuid4().hex[:10]}!"
+    cognito = idp(settings)
+    cognito.admin_create_user(
+        UserPoolId=pool,
+        Username=email,
+        MessageAction="SUPPRESS",
+        UserAttributes=[
+            {"Name": "email", "Value": email},
+            {"Name": "custom:tenant", "Value": "mine"},
+        ],
+    )
+    cognito.admin_set_user_password(
+        UserPoolId=pool, Username=email, Password=password, Permanent=True
+    )
+    auth = cognito.initiate_auth(
+        ClientId=client_id,
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": email, "PASSWORD": password},
+    )
+    return email, str(auth["AuthenticationResult"]["AccessToken"])
+
+
+def test_a_client_never_lets_its_users_write_a_custom_attribute(
+    objects: Custom, aws_settings: Settings, user_pool: str
+) -> None:
+    """Without WriteAttributes Cognito lets a user write every mutable attribute on
+    themselves, custom:tenant included: every client names them, none custom."""
+    name = unique()
+    objects.create(KIND, PLURAL, name, spec(name, explicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"]))
+    objects.wait_condition(PLURAL, name)
+    client_id = objects.get(PLURAL, name)["status"]["clientId"]
+    described = idp(aws_settings).describe_user_pool_client(
+        UserPoolId=user_pool, ClientId=client_id
+    )["UserPoolClient"]
+    assert described["WriteAttributes"] and "name" in described["WriteAttributes"]
+    assert not [a for a in described["WriteAttributes"] if a.startswith("custom:")]
+    assert "email" not in described["WriteAttributes"]
+    assert not [a for a in described["ReadAttributes"] if a.startswith("custom:")]
+
+    email, token = signed_in(aws_settings, user_pool, client_id)
+    with pytest.raises(ClientError) as err:
+        idp(aws_settings).update_user_attributes(
+            AccessToken=token, UserAttributes=[{"Name": "custom:tenant", "Value": "another"}]
+        )
+    assert err.value.response["Error"]["Code"] == "NotAuthorizedException"
+    idp(aws_settings).update_user_attributes(
+        AccessToken=token, UserAttributes=[{"Name": "name", "Value": "Ann"}]
+    )
+    user = idp(aws_settings).admin_get_user(UserPoolId=user_pool, Username=email)
+    attrs = {a["Name"]: a["Value"] for a in user["UserAttributes"]}
+    assert (attrs["custom:tenant"], attrs["name"]) == ("mine", "Ann")
+    # Nor does it read one, unless its spec asks.
+    read = idp(aws_settings).get_user(AccessToken=token)["UserAttributes"]
+    assert "custom:tenant" not in {a["Name"] for a in read}
+
+
+def test_attribute_permissions_from_the_spec(
+    objects: Custom, aws_settings: Settings, user_pool: str
+) -> None:
+    name = unique()
+    objects.create(
+        KIND,
+        PLURAL,
+        name,
+        spec(
+            name,
+            explicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"],
+            readAttributes=["email", "custom:tenant"],
+            writeAttributes=["locale"],
+        ),
+    )
+    objects.wait_condition(PLURAL, name)
+    client_id = objects.get(PLURAL, name)["status"]["clientId"]
+
+    def described() -> dict[str, Any]:
+        return idp(aws_settings).describe_user_pool_client(  # type: ignore[no-any-return]
+            UserPoolId=user_pool, ClientId=client_id
+        )["UserPoolClient"]
+
+    # What the client may write it may read.
+    assert sorted(described()["ReadAttributes"]) == ["custom:tenant", "email", "locale"]
+    assert described()["WriteAttributes"] == ["locale"]
+    _, token = signed_in(aws_settings, user_pool, client_id)
+    read = idp(aws_settings).get_user(AccessToken=token)["UserAttributes"]
+    assert {a["Name"] for a in read} == {"email", "custom:tenant", "sub"}
+    with pytest.raises(ClientError):
+        idp(aws_settings).update_user_attributes(
+            AccessToken=token, UserAttributes=[{"Name": "name", "Value": "Ann"}]
+        )
+    objects.patch(PLURAL, name, {"writeAttributes": ["locale", "name"]})
+    wait_for(
+        lambda: sorted(described()["WriteAttributes"]) == ["locale", "name"],
+        30,
+        "WriteAttributes updated",
+    )
+
+
 def test_printer_columns(objects: Custom, cluster: Cluster) -> None:
     name = unique()
     objects.create(KIND, PLURAL, name, spec(name))
@@ -451,6 +552,12 @@ def test_printer_columns(objects: Custom, cluster: Cluster) -> None:
         ({"explicitAuthFlows": ["ALLOW_EVERYTHING"]}, "spec.explicitAuthFlows"),
         ({"secretName": "Not_A_DNS_Name"}, "spec.secretName"),
         ({"tokenValidity": {"accessTokenMinutes": 1}}, "spec.tokenValidity.accessTokenMinutes"),
+        # A user would write it on themselves with nothing but their access token.
+        ({"writeAttributes": ["custom:tenant"]}, "spec.writeAttributes[0]"),
+        ({"writeAttributes": ["dev:custom:tenant"]}, "spec.writeAttributes[0]"),
+        # Empty is Cognito's "every mutable attribute", custom ones included.
+        ({"writeAttributes": []}, "spec.writeAttributes"),
+        ({"readAttributes": ["custom:"]}, "spec.readAttributes[0]"),
     ],
 )
 def test_bad_specs_are_rejected(objects: Custom, extra: dict[str, Any], message: str) -> None:

@@ -35,3 +35,9 @@ EMAIL_MAX_LENGTH = 254
 # `LogoRejected` condition (True with the reason when an upload was refused).
 THUMBNAIL_MANAGER = "herd-thumbnails"
 LOGO_REJECTED = "LogoRejected"
+
+# The herd-admin app client's attribute permissions (`herd aws bootstrap`, docs/eks.md). Named,
+# never left empty: a client without WriteAttributes lets every user write every mutable
+# attribute on themselves (AWS's default), custom:tenant included.
+ADMIN_CLIENT_READ_ATTRIBUTES = ("email", "email_verified", "name", "custom:tenant")
+ADMIN_CLIENT_WRITE_ATTRIBUTES = ("name",)

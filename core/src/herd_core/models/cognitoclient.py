@@ -33,6 +33,35 @@ AuthFlow = Literal[
     "ALLOW_USER_AUTH",
 ]
 OAuthFlow = Literal["code", "implicit", "client_credentials"]
+# The standard attributes a user may be let write on themselves (an app client's
+# WriteAttributes). Never a custom one: custom attributes hold what the platform decides about
+# a user (custom:tenant), and a user writes them with nothing but their own access token.
+WritableAttribute = Literal[
+    "address",
+    "birthdate",
+    "email",
+    "family_name",
+    "gender",
+    "given_name",
+    "locale",
+    "middle_name",
+    "name",
+    "nickname",
+    "phone_number",
+    "picture",
+    "preferred_username",
+    "profile",
+    "updated_at",
+    "website",
+    "zoneinfo",
+]
+# ReadAttributes may also name the verified flags and custom attributes.
+READABLE_PATTERN = (
+    r"^(address|birthdate|email|email_verified|family_name|gender|given_name|locale|"
+    r"middle_name|name|nickname|phone_number|phone_number_verified|picture|"
+    r"preferred_username|profile|updated_at|website|zoneinfo|custom:[\w.-]{1,20})$"
+)
+ReadableAttribute = Annotated[str, Field(pattern=READABLE_PATTERN)]
 Scope = Annotated[str, Field(min_length=1, max_length=256)]
 SET = k8s(list_type="set")
 
@@ -90,6 +119,30 @@ class CognitoClientSpec(Spec):
     callbackURLs: list[CallbackURL] | None = Field(None, max_length=100)
     logoutURLs: list[CallbackURL] | None = Field(None, max_length=100)
     tokenValidity: TokenValidity | None = None
+    readAttributes: list[ReadableAttribute] | None = Field(
+        None,
+        description=(
+            "User attributes the client may read (GetUser, the ID token). Default: the "
+            "standard ones and their verified flags, no custom attribute. Whatever the client "
+            "may write it may also read."
+        ),
+        min_length=1,
+        max_length=50,
+        json_schema_extra=SET,
+    )
+    writeAttributes: list[WritableAttribute] | None = Field(
+        None,
+        description=(
+            "Standard user attributes a signed-in user may write on themselves through this "
+            "client (UpdateUserAttributes with their access token). Never a custom attribute. "
+            "Default: the profile attributes (not email, phone_number or preferred_username). "
+            "Always sent to Cognito: a client without WriteAttributes lets users write every "
+            "mutable attribute, custom ones included."
+        ),
+        min_length=1,
+        max_length=20,
+        json_schema_extra=SET,
+    )
     secretName: str = Field(
         description=(
             "Secret (same namespace) that receives clientId, clientSecret, userPoolId and "

@@ -15,6 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from herd_core import aws
+from herd_core.constants import ADMIN_CLIENT_READ_ATTRIBUTES, ADMIN_CLIENT_WRITE_ATTRIBUTES
 from herd_devkit.local import logos
 from herd_devkit.settings import Settings
 
@@ -100,17 +101,32 @@ def user_pool(settings: Settings, name: str) -> str:
 
 
 def _admin_client(settings: Settings, pool_id: str) -> str:
-    """The app client of the admin page's sign-in (no secret; password auth via the API)."""
+    """The app client of the admin page's sign-in (no secret; password auth via the API).
+    Its attribute permissions are named (never AWS's default, which lets users write
+    custom:tenant on themselves) and put right on a client made before they were."""
     idp = aws.client("cognito-idp", settings)
-    clients = idp.list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]
+    want: dict[str, Any] = {
+        "ClientName": "herd-admin",
+        "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        "ReadAttributes": list(ADMIN_CLIENT_READ_ATTRIBUTES),
+        "WriteAttributes": list(ADMIN_CLIENT_WRITE_ATTRIBUTES),
+    }
+    # Every page: the pool also holds one client per Tenant.
+    pages = idp.get_paginator("list_user_pool_clients").paginate(
+        UserPoolId=pool_id, PaginationConfig={"PageSize": 60}
+    )
+    clients = [c for page in pages for c in page["UserPoolClients"]]
     found = next((c["ClientId"] for c in clients if c["ClientName"] == "herd-admin"), None)
     if found is None:
-        found = idp.create_user_pool_client(
-            UserPoolId=pool_id,
-            ClientName="herd-admin",
-            GenerateSecret=False,
-            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
-        )["UserPoolClient"]["ClientId"]
+        return str(
+            idp.create_user_pool_client(UserPoolId=pool_id, GenerateSecret=False, **want)[
+                "UserPoolClient"
+            ]["ClientId"]
+        )
+    have = idp.describe_user_pool_client(UserPoolId=pool_id, ClientId=found)["UserPoolClient"]
+    if any(sorted(have.get(k) or []) != sorted(want[k]) for k in want if k != "ClientName"):
+        # UpdateUserPoolClient resets what it is not given: `want` is the whole client.
+        idp.update_user_pool_client(UserPoolId=pool_id, ClientId=found, **want)
     return str(found)
 
 

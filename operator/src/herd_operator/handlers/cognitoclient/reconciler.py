@@ -30,6 +30,36 @@ _LISTS = (
     "CallbackURLs",
     "LogoutURLs",
     "SupportedIdentityProviders",
+    "ReadAttributes",
+    "WriteAttributes",
+)
+# A client's attribute permissions when its spec names none. Cognito's own default (no
+# WriteAttributes) lets a user write every mutable attribute on themselves, custom:tenant
+# included: so they are always sent, and never name a custom attribute unless asked to read.
+PROFILE_ATTRIBUTES = (
+    "address",
+    "birthdate",
+    "family_name",
+    "gender",
+    "given_name",
+    "locale",
+    "middle_name",
+    "name",
+    "nickname",
+    "picture",
+    "profile",
+    "updated_at",
+    "website",
+    "zoneinfo",
+)
+DEFAULT_WRITE = PROFILE_ATTRIBUTES
+DEFAULT_READ = (
+    *PROFILE_ATTRIBUTES,
+    "email",
+    "email_verified",
+    "phone_number",
+    "phone_number_verified",
+    "preferred_username",
 )
 
 
@@ -47,6 +77,9 @@ def params(spec: dict[str, Any]) -> dict[str, Any]:
     """Every field UpdateUserPoolClient takes (it resets the ones it is not given)."""
     flows = sorted(spec.get("allowedOAuthFlows") or [])
     validity = {**DEFAULT_VALIDITY, **(spec.get("tokenValidity") or {})}
+    write = sorted(set(spec.get("writeAttributes") or DEFAULT_WRITE))
+    if any(":" in name for name in write):  # the CRD refuses them too: never custom:*, dev:*
+        raise InvalidSpec("spec.writeAttributes may name standard attributes only")
     return {
         "ClientName": spec["clientName"],
         "ExplicitAuthFlows": sorted(spec.get("explicitAuthFlows") or []),
@@ -56,6 +89,9 @@ def params(spec: dict[str, Any]) -> dict[str, Any]:
         "CallbackURLs": sorted(spec.get("callbackURLs") or []),
         "LogoutURLs": sorted(spec.get("logoutURLs") or []),
         "SupportedIdentityProviders": ["COGNITO"] if flows else [],
+        # What the client may write it may read.
+        "ReadAttributes": sorted(set(spec.get("readAttributes") or DEFAULT_READ) | set(write)),
+        "WriteAttributes": write,
         "AccessTokenValidity": validity["accessTokenMinutes"],
         "IdTokenValidity": validity["idTokenMinutes"],
         "RefreshTokenValidity": validity["refreshTokenDays"],
