@@ -3,10 +3,13 @@ credentials, one checkout per commit (reused), so a resync of an unchanged commi
 fetch. SSH host keys come only from the operator's known_hosts file (no trust on first use).
 
 A mirror fetched with one set of credentials is never served to a request with others (or
-none): the cache key is the URL and a digest of the credentials. Every checkout has its own
-index file, so checkouts of one repository run side by side. A checkout with a symlink that
-resolves outside the tree is refused before anything reads it: Helm's chart loader and our
-manifest reader would otherwise follow it to any file the operator can read.
+none): the cache key is the URL and a digest of the credentials. One clone or fetch of a
+mirror runs at a time (a lock per mirror, shared by every cache of the root in this process,
+and a lock file for other processes), and the callers that asked before one began share it.
+Every checkout has its own index file, so checkouts of one repository run side by side. A
+checkout with a symlink that resolves outside the tree is refused before anything reads it:
+Helm's chart loader and our manifest reader would otherwise follow it to any file the
+operator can read.
 
 Credentials come from a Secret: `username` + `password` (HTTPS, sent as a header, never in
 the URL or on disk) or `sshPrivateKey` (SSH). URL rewrites (git's insteadOf) let `make up`
@@ -16,7 +19,13 @@ point the GitHub URL in clusters/ at a local bare repository.
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
+import fcntl
+import glob
 import hashlib
+import itertools
+import logging
 import os
 import re
 import shlex
@@ -24,7 +33,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +43,7 @@ from herd_core.git import GitError
 __all__ = ["Credentials", "GitError", "RepoCache", "cache_key", "escaping_symlinks", "ssh_command"]
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -96,17 +106,63 @@ def escaping_symlinks(tree: Path) -> list[str]:
     return sorted(bad)
 
 
+REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+
+
+@dataclass
+class _Mirror:
+    """What the RepoCaches of one root in this process share about one mirror: the lock of
+    its clone and fetches, and the last fetch, whose result the callers waiting on it reuse."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    started: int = -1  # ticket taken as the last fetch began
+    error: str | None = None  # why it failed, if it did
+
+
+# Per root, not per RepoCache: the operator once made several caches at start (one per racing
+# handler thread), each with its own locks, and their clones of one repository collided.
+_MIRRORS: dict[tuple[str, str], _Mirror] = {}
+_TREES: dict[tuple[str, str], threading.Lock] = {}
+_GUARD = threading.Lock()
+_TICKETS = itertools.count()
+
+
+def _ticket() -> int:
+    with _GUARD:
+        return next(_TICKETS)
+
+
 @dataclass
 class RepoCache:
     root: Path
     rewrites: Mapping[str, str] = field(default_factory=dict)
     known_hosts: Path | None = None  # SSH host keys (a ConfigMap's file); none: SSH refused
-    _locks: dict[str, threading.Lock] = field(default_factory=dict)
-    _guard: threading.Lock = field(default_factory=threading.Lock)
 
-    def _lock(self, key: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
+    def _shared(self, key: str) -> _Mirror:
+        with _GUARD:
+            return _MIRRORS.setdefault((os.path.realpath(self.root), key), _Mirror())
+
+    def _tree_lock(self, key: str) -> threading.Lock:
+        with _GUARD:
+            return _TREES.setdefault((os.path.realpath(self.root), key), threading.Lock())
+
+    @contextlib.contextmanager
+    def _flock(self, key: str, exclusive: bool) -> Iterator[None]:
+        """The mirror's lock file, for other processes on this root too (the CLI, a second
+        operator): a clone or fetch runs alone; checkouts, which read it, side by side."""
+        path = self.root / "repos" / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.debug("waiting for the lock of mirror %s", key)
+                fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # and with it the lock
 
     def _git(
         self,
@@ -148,27 +204,60 @@ class RepoCache:
         return self.root / "repos" / cache_key(url, creds)
 
     def fetch(self, url: str, creds: Credentials | None = None) -> Path:
+        """The mirror of `url`, cloned or fetched after this call began. One clone or fetch of
+        a mirror at a time, and callers that asked before it began share it: the Applications
+        of one repository fetch it once, however many reconcile at the same moment."""
         mirror = self.mirror(url, creds)
-        with self._lock(mirror.name):
-            if not (mirror / "HEAD").exists():
-                mirror.parent.mkdir(parents=True, exist_ok=True)
-                tmp = mirror.with_suffix(".tmp")
-                shutil.rmtree(tmp, ignore_errors=True)
-                self._git("clone", "--mirror", "--quiet", url, str(tmp), creds=creds)
-                tmp.rename(mirror)
-            else:
-                self._git(
-                    "fetch",
-                    "--prune",
-                    "--quiet",
-                    "--force",
-                    "origin",
-                    "+refs/heads/*:refs/heads/*",
-                    "+refs/tags/*:refs/tags/*",
-                    cwd=mirror,
-                    creds=creds,
-                )
+        shared = self._shared(mirror.name)
+        asked = _ticket()
+        with shared.lock:
+            if shared.started > asked:
+                # It began after we asked, so it saw the remote as it was then or later.
+                if shared.error is not None:
+                    raise GitError(shared.error)
+                return mirror
+            shared.started, shared.error = _ticket(), None
+            try:
+                with self._flock(mirror.name, exclusive=True):
+                    self._update(url, mirror, creds)
+            except BaseException as err:
+                shared.error = str(err) if isinstance(err, GitError) else repr(err)
+                raise
         return mirror
+
+    def _update(self, url: str, mirror: Path, creds: Credentials | None) -> None:
+        if (mirror / "HEAD").exists():
+            self._git(
+                "fetch",
+                "--prune",
+                "--quiet",
+                "--force",
+                "origin",
+                *REFSPECS,
+                cwd=mirror,
+                creds=creds,
+            )
+            return
+        # We hold the mirror's lock, so no attempt is under way: what is here is a dead one's
+        # (the operator killed mid-clone), as is a folder without HEAD.
+        for old in mirror.parent.glob(f"{glob.escape(mirror.name)}.tmp*"):
+            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(mirror, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{mirror.name}.tmp-", dir=mirror.parent))
+        try:
+            self._git("clone", "--mirror", "--quiet", url, str(tmp), creds=creds)
+            try:
+                tmp.rename(mirror)
+            except OSError as err:
+                # A process without our lock (an older operator) made it meanwhile: it is
+                # as good as ours.
+                if (
+                    err.errno not in (errno.EEXIST, errno.ENOTEMPTY)
+                    or not (mirror / "HEAD").exists()
+                ):
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def resolve(self, url: str, revision: str, creds: Credentials | None = None) -> str:
         """The commit `revision` (branch, tag, commit, HEAD) points at now."""
@@ -193,24 +282,26 @@ class RepoCache:
         tree = self.root / "trees" / key / sha
         if self._reuse(tree):
             return tree
-        with self._lock(f"{key}@{sha}"):
+        with self._tree_lock(f"{key}@{sha}"):
             if self._reuse(tree):
                 return tree
             tmp = Path(tempfile.mkdtemp(dir=self.root))
             index = tmp.with_name(tmp.name + ".index")
             try:
-                # An index of its own: the mirror's shared one makes concurrent checkouts of
-                # two commits fail with `index.lock exists`.
-                self._git(
-                    f"--work-tree={tmp}",
-                    "checkout",
-                    "--force",
-                    sha,
-                    "--",
-                    ".",
-                    cwd=self.mirror(url, creds),
-                    extra_env={"GIT_INDEX_FILE": str(index)},
-                )
+                # Shared: no clone or fetch rewrites the mirror (a gc among them) meanwhile.
+                with self._flock(key, exclusive=False):
+                    # An index of its own: the mirror's shared one makes concurrent checkouts
+                    # of two commits fail with `index.lock exists`.
+                    self._git(
+                        f"--work-tree={tmp}",
+                        "checkout",
+                        "--force",
+                        sha,
+                        "--",
+                        ".",
+                        cwd=self.mirror(url, creds),
+                        extra_env={"GIT_INDEX_FILE": str(index)},
+                    )
                 escaping = escaping_symlinks(tmp)
                 if escaping:
                     raise GitError(
@@ -218,7 +309,12 @@ class RepoCache:
                         + (f" (and {len(escaping) - 1} more)" if len(escaping) > 1 else "")
                     )
                 tree.parent.mkdir(parents=True, exist_ok=True)
-                tmp.rename(tree)
+                try:
+                    tmp.rename(tree)
+                except OSError as err:
+                    # Another process made the same tree meanwhile: the same files.
+                    if err.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not tree.is_dir():
+                        raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
                 index.unlink(missing_ok=True)
