@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import uuid
+from typing import Any
 
 import pytest
 import yaml
@@ -296,7 +297,65 @@ def test_only_the_load_balancer_subnets_reach_the_api(env: str, vpc: str) -> Non
         ipaddress.ip_network(peer["ipBlock"]["cidr"])
         for rule in policy["spec"]["ingress"]
         for peer in rule["from"]
+        if "ipBlock" in peer  # the monitoring namespace scrapes /metrics on the same port
     ]
     assert blocks and all(b.subnet_of(ipaddress.ip_network(f"{vpc}.0.0/16")) for b in blocks)
     for private in (f"{vpc}.96.10", f"{vpc}.130.7", f"{vpc}.170.1"):  # eksctl's private /19s
         assert not any(ipaddress.ip_address(private) in b for b in blocks), private
+
+
+def _metrics_peers(policy: dict[str, Any], port: str) -> list[dict[str, Any]]:
+    return [
+        peer
+        for rule in policy["spec"]["ingress"]
+        if any(p["port"] == port for p in rule["ports"])
+        for peer in rule["from"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("chart", "metrics_port"),
+    [("herd-api", "http"), ("herd-operator", "metrics"), ("herd-workers", "http")],
+)
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_no_policy_admits_the_whole_vpc_and_metrics_come_from_monitoring(
+    chart: str, metrics_port: str, env: str
+) -> None:
+    """L6: nothing admits 10.0.0.0/8 (every pod of the VPC) to /metrics, /docs or the webhook;
+    the chart defaults admit nobody, the environments the ALB's subnets, and metrics only the
+    monitoring namespace."""
+    import ipaddress
+
+    webhook = ["--set", "webhook.enabled=true"] if chart == "herd-operator" else []
+    defaults = template(chart, *webhook)
+    for rendered in (
+        defaults,
+        template(
+            chart, "-f", f"apps/{chart}/values.yaml", "-f", f"clusters/{env}/values/{chart}.yaml"
+        ),
+        template(chart, "-f", f"charts/{chart}/ci/{env}-values.yaml", *webhook),
+    ):
+        policy = next(o for o in rendered if o["kind"] == "NetworkPolicy")
+        for rule in policy["spec"]["ingress"]:
+            for peer in rule["from"]:
+                if "ipBlock" in peer:
+                    assert ipaddress.ip_network(peer["ipBlock"]["cidr"]).prefixlen >= 16, peer
+    env_policy = next(
+        o
+        for o in template(
+            chart, "-f", f"apps/{chart}/values.yaml", "-f", f"clusters/{env}/values/{chart}.yaml"
+        )
+        if o["kind"] == "NetworkPolicy"
+    )
+    monitoring = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    assert monitoring in _metrics_peers(env_policy, metrics_port)
+    default_policy = next(o for o in defaults if o["kind"] == "NetworkPolicy")
+    assert default_policy["spec"]["ingress"] == []  # nobody, until an environment says who
+
+
+def test_an_exposed_api_without_load_balancer_subnets_does_not_render() -> None:
+    result = helm("template", "t", "charts/herd-api", "--set", "ingress.enabled=true", check=False)
+    assert result.returncode != 0
+    assert "networkPolicy.ingressFrom must list the load balancer's subnets" in result.stderr
