@@ -127,3 +127,59 @@ def test_the_one_git_wrapper_reports_gits_own_words(tmp_path: Path) -> None:
     assert core_git.run("show", "main:a.txt", cwd=repo.origin) == "a"
     archive = core_git.output("archive", "--format=tar", "main", cwd=repo.origin)
     assert archive[257:262] == b"ustar"  # bytes as git wrote them
+
+
+def test_only_branches_tags_and_their_commits_resolve(repo: Repo, tmp_path: Path) -> None:
+    """A fork's pull request (refs/pull/N/head on GitHub) is anyone's commit: never a
+    revision. Nor is any other ref outside branches and tags, or revision syntax."""
+    dev = repo.commit("dev", "one", {"a.yaml": "a: 1\n"})
+    git("tag", "v1", cwd=repo.work)
+    git("tag", "-a", "-m", "release", "v1-annotated", cwd=repo.work)
+    git("push", "--quiet", "origin", "v1", "v1-annotated", cwd=repo.work)
+    # A commit on no branch, pushed where GitHub keeps a pull request's head.
+    git("checkout", "--quiet", "--detach", cwd=repo.work)
+    (repo.work / "evil.yaml").write_text("evil: true\n")
+    git("add", "evil.yaml", cwd=repo.work)
+    git("commit", "--quiet", "-m", "from a fork", cwd=repo.work)
+    pull = git("rev-parse", "HEAD", cwd=repo.work)
+    git("push", "--quiet", "origin", "HEAD:refs/pull/1/head", "HEAD:refs/keep/x", cwd=repo.work)
+    assert git("rev-parse", "refs/pull/1/head", cwd=repo.origin) == pull
+
+    cache = RepoCache(root=tmp_path / "cache")
+    for good, sha in [
+        ("dev", dev),
+        ("refs/heads/dev", dev),
+        ("v1", dev),
+        ("refs/tags/v1", dev),
+        ("v1-annotated", dev),
+        ("HEAD", repo.head("main")),
+        (dev, dev),
+        (repo.head("main"), repo.head("main")),  # an older commit of a branch
+    ]:
+        assert cache.resolve(repo.url, good) == sha, good
+    for bad in [
+        "refs/pull/1/head",
+        "pull/1/head",
+        "refs/keep/x",
+        pull,
+        "dev~1",
+        "dev^{commit}",
+        "HEAD~1",
+        "dev@{0}",
+        dev[:12],
+        ":/one",
+        "refs/heads",
+    ]:
+        with pytest.raises(GitError, match="not found"):
+            cache.resolve(repo.url, bad)
+    mirror = cache.mirror(repo.url)
+    assert git("for-each-ref", "--format=%(refname)", "refs/pull", "refs/keep", cwd=mirror) == ""
+
+    # A mirror cloned before (--mirror: every ref, refs/pull too) still refuses them.
+    old = RepoCache(root=tmp_path / "old")
+    old.mirror(repo.url).parent.mkdir(parents=True)
+    git("clone", "--mirror", "--quiet", repo.url, str(old.mirror(repo.url)), cwd=tmp_path)
+    for bad in ["refs/pull/1/head", "pull/1/head", pull]:
+        with pytest.raises(GitError, match="not found"):
+            old.resolve(repo.url, bad)
+    assert old.resolve(repo.url, "dev") == dev

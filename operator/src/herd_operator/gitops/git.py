@@ -3,13 +3,14 @@ credentials, one checkout per commit (reused), so a resync of an unchanged commi
 fetch. SSH host keys come only from the operator's known_hosts file (no trust on first use).
 
 A mirror fetched with one set of credentials is never served to a request with others (or
-none): the cache key is the URL and a digest of the credentials. One clone or fetch of a
-mirror runs at a time (a lock per mirror, shared by every cache of the root in this process,
-and a lock file for other processes), and the callers that asked before one began share it.
-Every checkout has its own index file, so checkouts of one repository run side by side. A
-checkout with a symlink that resolves outside the tree is refused before anything reads it:
-Helm's chart loader and our manifest reader would otherwise follow it to any file the
-operator can read.
+none): the cache key is the URL and a digest of the credentials. A mirror holds branches and
+tags only, and a revision must be one of them (or a commit they reach): a fork's pull request
+(refs/pull/*) never resolves. One clone or fetch of a mirror runs at a time (a lock per
+mirror, shared by every cache of the root in this process, and a lock file for other
+processes), and the callers that asked before one began share it. Every checkout has its own
+index file, so checkouts of one repository run side by side. A checkout with a symlink that
+resolves outside the tree is refused before anything reads it: Helm's chart loader and our
+manifest reader would otherwise follow it to any file the operator can read.
 
 Credentials come from a Secret: `username` + `password` (HTTPS, sent as a header, never in
 the URL or on disk) or `sshPrivateKey` (SSH). URL rewrites (git's insteadOf) let `make up`
@@ -106,6 +107,8 @@ def escaping_symlinks(tree: Path) -> list[str]:
     return sorted(bad)
 
 
+# What a mirror holds and a revision may name: branches and tags. Not refs/pull/* (anyone's
+# fork can put a commit there) nor any other ref a host keeps.
 REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 
 
@@ -245,7 +248,8 @@ class RepoCache:
         shutil.rmtree(mirror, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{mirror.name}.tmp-", dir=mirror.parent))
         try:
-            self._git("clone", "--mirror", "--quiet", url, str(tmp), creds=creds)
+            # --bare, not --mirror: only branches and tags (--mirror takes refs/pull/* too).
+            self._git("clone", "--bare", "--quiet", url, str(tmp), creds=creds)
             try:
                 tmp.rename(mirror)
             except OSError as err:
@@ -260,24 +264,79 @@ class RepoCache:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def resolve(self, url: str, revision: str, creds: Credentials | None = None) -> str:
-        """The commit `revision` (branch, tag, commit, HEAD) points at now."""
+        """The commit `revision` points at now: a branch or a tag (by name, or as refs/heads/x
+        or refs/tags/x), HEAD (the default branch), or a full commit sha that a branch or tag
+        reaches. Nothing else: not refs/pull/*, `main~1` or a commit only a fork's pull
+        request has. What a Project admits is a repository's branches and tags."""
         mirror = self.fetch(url, creds)
-        refs = (
-            [revision]
-            if SHA.match(revision)
-            else [f"refs/heads/{revision}", f"refs/tags/{revision}", revision]
+        missing = GitError(
+            f"revision {revision} not found in {url} (a branch, a tag, HEAD or the full sha "
+            "of a commit on one)"
         )
-        for ref in refs:
+        if revision == "HEAD":
             try:
+                revision = self._git("symbolic-ref", "--quiet", "HEAD", cwd=mirror)
+            except GitError:  # a detached HEAD upstream: its commit, if a branch or tag has it
+                try:
+                    revision = self._git("rev-parse", "--verify", "--quiet", "HEAD", cwd=mirror)
+                except GitError:
+                    raise missing from None  # an empty repository
+        if SHA.match(revision):
+            commit = self._reachable(mirror, revision)
+            if commit is None:
+                raise missing
+            return commit
+        names = (
+            [revision]
+            if revision.startswith(("refs/heads/", "refs/tags/"))
+            else [f"refs/heads/{revision}", f"refs/tags/{revision}"]
+        )
+        # for-each-ref takes names, never revision syntax (`x~1`, `x@{1}`, `:/text`); its
+        # patterns also match below a name, so the exact name is picked here.
+        out = self._git(
+            "for-each-ref",
+            "--format=%(refname) %(objecttype) %(objectname) %(*objecttype) %(*objectname)",
+            *names,
+            cwd=mirror,
+        )
+        found = {line.split(" ", 1)[0]: line.split(" ")[1:] for line in out.splitlines()}
+        for name in names:
+            if name not in found:
+                continue
+            kind, obj, peeled_kind, peeled = (found[name] + ["", ""])[:4]
+            if kind == "commit":
+                return obj
+            if peeled_kind == "commit":
+                return peeled
+            try:  # a tag of a tag
                 return self._git(
-                    "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=mirror
+                    "rev-parse", "--verify", "--quiet", f"{obj}^{{commit}}", cwd=mirror
                 )
             except GitError:
-                continue
-        raise GitError(f"revision {revision} not found in {url}")
+                continue  # a tag of a tree or blob
+        raise missing
+
+    def _reachable(self, mirror: Path, sha: str) -> str | None:
+        """The commit `sha` names, if a branch or tag of the mirror has it."""
+        try:
+            commit = self._git("rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}", cwd=mirror)
+            reached = self._git(
+                "for-each-ref",
+                "--count=1",
+                "--format=%(refname)",
+                f"--contains={commit}",
+                "refs/heads/",
+                "refs/tags/",
+                cwd=mirror,
+            )
+        except GitError:
+            return None
+        return commit if reached else None
 
     def checkout(self, url: str, sha: str, creds: Credentials | None = None) -> Path:
         """A read-only tree of `sha` (made once per commit, then reused)."""
+        if not SHA.match(sha):  # resolve's answer, which names the folder
+            raise GitError(f"not a commit sha: {sha!r}")
         key = cache_key(url, creds)
         tree = self.root / "trees" / key / sha
         if self._reuse(tree):
