@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import urllib.parse
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from herd_devkit.local.process import free_port
 from herd_devkit.settings import Settings
 
 from .helpers import HERD, ApiProcess, Custom, wait_for
+from .httpserver import LoopbackServer, reply
 
 pytestmark = pytest.mark.usefixtures("live_operator", "worker")
 
@@ -50,7 +55,16 @@ def token(api: ApiProcess, who: tuple[str, str]) -> str:
     return str(response.json()["idToken"])
 
 
-def test_signup_creates_a_tenant(api_server: ApiProcess, api: Any, tenants_ns: str) -> None:
+def bearer(api: ApiProcess, who: tuple[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(api, who)}"}
+
+
+ACCEPTED = {"phase": "Accepted", "conditions": []}  # a status URL, to anyone but its owner
+
+
+def test_signup_creates_a_tenant(
+    api_server: ApiProcess, api: Any, tenants_ns: str, users: dict[str, tuple[str, str]]
+) -> None:
     body = signup()
     response = post(api_server, body)
     assert response.status_code == 202, response.text
@@ -63,14 +77,18 @@ def test_signup_creates_a_tenant(api_server: ApiProcess, api: Any, tenants_ns: s
 
     status = httpx.get(response.json()["status"], timeout=10)
     assert status.status_code == 200
-    assert set(status.json()) == {"slug", "phase", "conditions"}
-    # The operator provisions it; the status endpoint follows along to Ready.
+    assert status.json() == {"slug": body["slug"], **ACCEPTED}
+    # The operator provisions it; the status endpoint follows along to Ready, for an admin.
+    auth = bearer(api_server, users["admin"])
     wait_for(
-        lambda: httpx.get(response.json()["status"], timeout=10).json()["phase"] == "Ready",
+        lambda: (
+            httpx.get(response.json()["status"], headers=auth, timeout=10).json()["phase"]
+            == "Ready"
+        ),
         90,
         "signup Ready",
     )
-    conditions = httpx.get(response.json()["status"], timeout=10).json()["conditions"]
+    conditions = httpx.get(response.json()["status"], headers=auth, timeout=10).json()["conditions"]
     assert {"type": "Ready", "status": "True"}.items() <= next(
         c for c in conditions if c["type"] == "Ready"
     ).items()
@@ -116,13 +134,16 @@ def test_duplicates_answer_409_for_a_slug_and_never_reveal_an_email(
     assert Custom(api, tenants_ns).exists("tenants", fresh["slug"])
 
 
-def test_public_status_shows_phase_and_condition_reasons_only(
-    api_server: ApiProcess, api: Any, tenants_ns: str
+def test_the_owners_status_shows_phase_and_condition_reasons_only(
+    api_server: ApiProcess, api: Any, tenants_ns: str, users: dict[str, tuple[str, str]]
 ) -> None:
     body = signup()
     assert post(api_server, body).status_code == 202
     url = f"{api_server.url}/v1/signups/{body['slug']}"
-    wait_for(lambda: httpx.get(url, timeout=10).json()["conditions"], 60, "conditions")
+    auth = bearer(api_server, users["admin"])
+    wait_for(
+        lambda: httpx.get(url, headers=auth, timeout=10).json()["conditions"], 60, "conditions"
+    )
     # A condition message as a failing step writes it: raw AWS text, another tenant's name.
     leak = {
         "type": "Probe",
@@ -157,11 +178,12 @@ def test_public_status_shows_phase_and_condition_reasons_only(
         return True
 
     wait_for(plant, 30, "condition planted")
-    status = httpx.get(url, timeout=10).json()
+    status = httpx.get(url, headers=auth, timeout=10).json()
     assert set(status) == {"slug", "phase", "conditions"}
     assert all(set(c) == {"type", "status", "reason"} for c in status["conditions"])
     assert {"type": "Probe", "status": "False", "reason": "Failed"} in status["conditions"]
-    assert "other-co" not in httpx.get(url, timeout=10).text
+    assert "other-co" not in httpx.get(url, headers=auth, timeout=10).text
+    assert httpx.get(url, timeout=10).json() == {"slug": body["slug"], **ACCEPTED}
 
 
 @pytest.mark.parametrize(
@@ -183,10 +205,16 @@ def test_bad_input_answers_422(api_server: ApiProcess, field: str, value: str) -
     assert field in str(response.json()["detail"])
 
 
-def test_unknown_signup_is_404(api_server: ApiProcess) -> None:
-    response = httpx.get(f"{api_server.url}/v1/signups/nobody-here", timeout=10)
-    assert response.status_code == 404
-    assert response.json() == {"detail": "no signup 'nobody-here'"}
+def test_an_unknown_signup_answers_as_any_other_and_404_to_an_admin(
+    api_server: ApiProcess, users: dict[str, tuple[str, str]]
+) -> None:
+    url = f"{api_server.url}/v1/signups/nobody-here"
+    response = httpx.get(url, timeout=10)
+    assert response.status_code == 200
+    assert response.json() == {"slug": "nobody-here", **ACCEPTED}
+    admin = httpx.get(url, headers=bearer(api_server, users["admin"]), timeout=10)
+    assert admin.status_code == 404
+    assert admin.json() == {"detail": "no signup 'nobody-here'"}
 
 
 def test_admin_endpoints_need_an_admin_token(
@@ -310,8 +338,6 @@ def test_probes_metrics_cors(api_server: ApiProcess) -> None:
 def test_logs_are_json_without_emails(api_server: ApiProcess) -> None:
     body = signup()
     assert post(api_server, body).status_code == 202
-    import json
-
     lines = [
         json.loads(line) for line in api_server.log_text().splitlines() if line.startswith("{")
     ]
@@ -437,3 +463,206 @@ def test_the_api_refuses_to_start_without_the_admin_client(
     )
     assert result.returncode == 2
     assert "HERD_ADMIN_CLIENT_ID is required" in result.stderr
+
+
+# -- L5: whether an email has signed up shows nowhere ---------------------------------------
+def test_a_known_email_cannot_be_told_from_a_new_one(
+    api_server: ApiProcess, api: Any, tenants_ns: str, users: dict[str, tuple[str, str]]
+) -> None:
+    """A prober signs up with someone's address under a fresh slug of its own and reads
+    every answer it can get: the POST's, the status URL's (at once and after the operator
+    has provisioned the real ones), a reuse of its Idempotency-Key, a taken slug."""
+    first = signup()
+    assert post(api_server, first).status_code == 202
+    objects = Custom(api, tenants_ns)
+    probe, fresh = signup(adminEmail=first["adminEmail"].upper()), signup()
+    probe_key, fresh_key = str(uuid.uuid4()), str(uuid.uuid4())
+    known, new = post(api_server, probe, probe_key), post(api_server, fresh, fresh_key)
+    assert known.status_code == new.status_code == 202
+    assert known.headers.keys() == new.headers.keys()
+    for answer, body in ((known, probe), (new, fresh)):
+        assert answer.json() == {
+            "slug": body["slug"],
+            "status": f"{api_server.url}/v1/signups/{body['slug']}",
+        }
+    assert not objects.exists("tenants", probe["slug"])  # nothing made for the probe
+
+    def public(answer: httpx.Response) -> tuple[int, dict[str, Any]]:
+        seen = httpx.get(answer.json()["status"], timeout=10)
+        return seen.status_code, {k: v for k, v in seen.json().items() if k != "slug"}
+
+    assert public(known) == public(new) == (200, ACCEPTED)
+    # Still the same once the real signup has progressed (its progress is its owner's).
+    objects.wait_condition("tenants", fresh["slug"], timeout=90)
+    assert public(known) == public(new) == (200, ACCEPTED)
+    member = bearer(api_server, users["member"])  # signed in, but owns neither
+    for answer in (known, new):
+        seen = httpx.get(answer.json()["status"], headers=member, timeout=10)
+        assert seen.status_code == 200 and seen.json()["phase"] == "Accepted"
+
+    # Its key reused for another signup: 422 either way, as the key is claimed either way.
+    for key in (probe_key, fresh_key):
+        reused = post(api_server, signup(), key)
+        assert reused.status_code == 422, reused.text
+        assert "Idempotency-Key" in reused.json()["detail"]
+    # ... and the very request again is the same 202.
+    assert post(api_server, probe, probe_key).json() == known.json()
+
+    # A taken slug is 409 for a known email as for a new one.
+    taken_known = post(api_server, signup(slug=fresh["slug"], adminEmail=first["adminEmail"]))
+    taken_new = post(api_server, signup(slug=fresh["slug"]))
+    assert taken_known.status_code == taken_new.status_code == 409
+    assert taken_known.json() == taken_new.json()
+
+
+def test_the_tenants_admin_sees_its_progress_and_no_other(
+    api_server: ApiProcess,
+    api: Any,
+    tenants_ns: str,
+    aws_settings: Settings,
+    aws_env: bootstrap.Environment,
+) -> None:
+    from .test_logo_uploads import tenant_with_admin
+
+    slug, owner = tenant_with_admin(api_server, tenants_ns, api, aws_settings, aws_env.user_pool_id)
+    auth = bearer(api_server, owner)
+    mine = httpx.get(f"{api_server.url}/v1/signups/{slug}", headers=auth, timeout=10)
+    assert mine.status_code == 200
+    assert mine.json()["phase"] != "Accepted"
+    assert "CognitoUser" in {c["type"] for c in mine.json()["conditions"]}
+    other = signup()
+    assert post(api_server, other).status_code == 202
+    theirs = httpx.get(f"{api_server.url}/v1/signups/{other['slug']}", headers=auth, timeout=10)
+    assert theirs.json() == {"slug": other["slug"], **ACCEPTED}
+    # A token that does not verify is 401, whatever the slug.
+    forged = {"Authorization": "Bearer not.a.jwt"}
+    for name in (slug, other["slug"], "nobody-here"):
+        refused = httpx.get(f"{api_server.url}/v1/signups/{name}", headers=forged, timeout=10)
+        assert refused.status_code == 401
+
+
+# -- N9: a budget of all clients together, and the verification hook ------------------------
+def test_a_global_budget_caps_signups_from_all_clients(
+    api_env: dict[str, str], api: Any, tenants_ns: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Many addresses, one signup each: the per-client limit never bites, the global one
+    does. Malformed requests do not spend it; a known email meets it as a new one does."""
+    limited = ApiProcess(
+        env={
+            **api_env,
+            "HERD_SIGNUP_BURST": "2",  # per client: never reached below
+            "HERD_TRUSTED_PROXIES": "1",
+            "HERD_SIGNUP_GLOBAL_BURST": "3",
+            "HERD_SIGNUP_GLOBAL_RATE": "0.001",
+        },
+        log=tmp_path_factory.mktemp("api-global") / "api.log",
+    )
+    limited.env["HERD_PUBLIC_URL"] = limited.url
+    limited.start()
+    clients = iter(f"203.0.113.{i}" for i in range(1, 100))
+
+    def from_new_client(body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(
+            f"{limited.url}/v1/signups",
+            json=body,
+            headers={"X-Forwarded-For": next(clients)},
+            timeout=30,
+        )
+
+    try:
+        assert [from_new_client(signup(plan="bogus")).status_code for _ in range(5)] == [422] * 5
+        bodies = [signup() for _ in range(3)]
+        assert [from_new_client(b).status_code for b in bodies] == [202] * 3
+        spent = from_new_client(signup())
+        assert spent.status_code == 429
+        assert spent.json() == {
+            "detail": "signups are paused: too many from all clients together; try again later"
+        }
+        assert int(spent.headers["Retry-After"]) >= 1
+        known = from_new_client(signup(adminEmail=bodies[0]["adminEmail"]))
+        assert (known.status_code, known.json()) == (429, spent.json())
+        objects = Custom(api, tenants_ns)
+        assert all(objects.exists("tenants", b["slug"]) for b in bodies)
+    finally:
+        limited.stop()
+
+
+@dataclass
+class SiteVerify(LoopbackServer):
+    """A CAPTCHA service's siteverify endpoint: token `human` passes, `down` is a 500,
+    anything else is refused."""
+
+    secret: str = "verify-secret"
+    asked: list[dict[str, str]] = field(default_factory=list)
+
+    def start(self) -> SiteVerify:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+                stub.asked.append(form)
+                if form.get("response") == "down":
+                    reply(self, 500, b"", [])
+                    return
+                ok = form.get("secret") == stub.secret and form.get("response") == "human"
+                verdict = {"success": ok, **({} if ok else {"error-codes": ["invalid"]})}
+                reply(
+                    self, 200, json.dumps(verdict).encode(), [("Content-Type", "application/json")]
+                )
+
+        self.serve(Handler)
+        return self
+
+
+def test_a_refusing_verifier_stops_a_signup_before_anything_is_made(
+    api_env: dict[str, str], api: Any, tenants_ns: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    stub = SiteVerify().start()
+    verified = ApiProcess(
+        env={
+            **api_env,
+            "HERD_SIGNUP_VERIFY_URL": f"{stub.url}/siteverify",
+            "HERD_SIGNUP_VERIFY_SECRET": stub.secret,
+        },
+        log=tmp_path_factory.mktemp("api-verified") / "api.log",
+    )
+    verified.env["HERD_PUBLIC_URL"] = verified.url
+    objects = Custom(api, tenants_ns)
+
+    def attempt(body: dict[str, Any], token: str | None) -> httpx.Response:
+        headers = {"X-Verification-Token": token} if token else {}
+        return httpx.post(f"{verified.url}/v1/signups", json=body, headers=headers, timeout=30)
+
+    try:
+        verified.start()
+        bot = signup()
+        refused = attempt(bot, "robot")
+        assert refused.status_code == 403
+        assert refused.json() == {"detail": "signup verification failed"}
+        assert stub.asked[-1] == {
+            "secret": stub.secret,
+            "response": "robot",
+            "remoteip": "127.0.0.1",
+        }
+        asked = len(stub.asked)
+        assert attempt(bot, None).status_code == 403  # no token: refused without a call
+        assert len(stub.asked) == asked
+        unavailable = attempt(bot, "down")
+        assert unavailable.status_code == 503  # fail closed
+        assert "Retry-After" in unavailable.headers
+        assert not objects.exists("tenants", bot["slug"])
+
+        human = attempt(bot, "human")
+        assert human.status_code == 202, human.text
+        assert objects.exists("tenants", bot["slug"])
+        # Refused before the email is looked at: a known one is refused alike.
+        again = attempt(signup(adminEmail=bot["adminEmail"]), "robot")
+        assert (again.status_code, again.json()) == (403, refused.json())
+    finally:
+        verified.stop()
+        stub.stop()

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from herd_api.api.main import api_router
+from herd_api.core import verification
 from herd_api.core.config import Settings, get_settings
 from herd_api.core.metrics import LATENCY, REQUESTS
 from herd_core import kube
@@ -57,7 +58,12 @@ def create_app() -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                verification.TOKEN_HEADER,
+            ],
         )
 
     @app.middleware("http")

@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Path, Request, status
 
 from herd_api.claims import Claims
-from herd_api.core import clientaddr
+from herd_api.core import clientaddr, verification
 from herd_api.core.config import Settings, get_settings
-from herd_api.core.ratelimit import KeyedLimiter
+from herd_api.core.ratelimit import KeyedLimiter, TokenBucket
 from herd_api.core.security import InvalidToken, Principal, Verifier
 from herd_api.models import SLUG
 from herd_api.tenants import TenantStore
@@ -60,6 +60,19 @@ def get_signup_limiter() -> KeyedLimiter:
     return KeyedLimiter(s.signup_rate, s.signup_burst, s.limiter_max_clients)
 
 
+@lru_cache
+def get_signup_budget() -> TokenBucket:
+    """All clients' signups together (per replica): the per-client limit does nothing
+    against a flood from many addresses."""
+    s = get_settings()
+    return TokenBucket(s.signup_global_rate, s.signup_global_burst)
+
+
+@lru_cache
+def get_signup_verifier() -> verification.SignupVerifier:
+    return verification.from_settings(get_settings())
+
+
 def client_address(request: Request, settings: SettingsDep) -> str:
     return clientaddr.client_address(
         request.client.host if request.client else None,
@@ -70,6 +83,9 @@ def client_address(request: Request, settings: SettingsDep) -> str:
 
 VerifierDep = Annotated[Verifier, Depends(get_verifier)]
 LimiterDep = Annotated[KeyedLimiter, Depends(get_signup_limiter)]
+BudgetDep = Annotated[TokenBucket, Depends(get_signup_budget)]
+SignupVerifierDep = Annotated[verification.SignupVerifier, Depends(get_signup_verifier)]
+ClientDep = Annotated[str, Depends(client_address)]
 
 
 def rate_limited(request: Request, settings: SettingsDep, limiter: LimiterDep) -> None:
@@ -82,6 +98,33 @@ def rate_limited(request: Request, settings: SettingsDep, limiter: LimiterDep) -
         )
 
 
+def spend_signup_budget(budget: TokenBucket) -> None:
+    """One signup from the budget of all clients: 429 when it is spent. Called by the route
+    for a well-formed signup only (the per-client limit counts every request), before
+    anything that depends on the email, so the answer says nothing about it."""
+    wait = budget.try_take()
+    if wait:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail="signups are paused: too many from all clients together; try again later",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+
+
+def verify_signup(verify: verification.SignupVerifier, token: str | None, client: str) -> None:
+    """The verification hook (herd_api.core.verification): 403 refused, 503 unavailable."""
+    try:
+        passed = verify(token, client)
+    except verification.Unavailable as err:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="signup verification is unavailable; try again shortly",
+            headers={"Retry-After": "5"},
+        ) from err
+    if not passed:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="signup verification failed")
+
+
 def signed_in(
     verifier: VerifierDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
@@ -92,6 +135,11 @@ def signed_in(
             detail="a Bearer token is required",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return principal_of(verifier, authorization)
+
+
+def principal_of(verifier: Verifier, authorization: str) -> Principal:
+    """The user of a `Bearer` Authorization header; 401 for a token that does not verify."""
     try:
         principal = verifier.verify(authorization[7:].strip())
     except InvalidToken as err:

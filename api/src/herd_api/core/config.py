@@ -21,6 +21,27 @@ class Settings(CoreSettings):
     cors_origins: list[str] = Field(default_factory=list)
     signup_rate: float = Field(1.0, gt=0, description="Signups per second per client")
     signup_burst: int = Field(10, ge=1, description="Signups a client may make at once")
+    signup_global_rate: float = Field(
+        0.1,
+        gt=0,
+        description="Signups per second from all clients together (per API replica), beside "
+        "the per-client limit: a flood from many addresses cannot provision without bound",
+    )
+    signup_global_burst: int = Field(
+        200, ge=1, description="Signups all clients together may make at once (per replica)"
+    )
+    signup_verify_url: str | None = Field(
+        None,
+        description="siteverify URL of a CAPTCHA service (Cloudflare Turnstile, hCaptcha, "
+        "reCAPTCHA): each signup's X-Verification-Token is checked there before anything is "
+        "provisioned. Unset: no verification (herd_api.core.verification)",
+    )
+    signup_verify_secret: str | None = Field(
+        None, repr=False, description="The CAPTCHA service's secret key"
+    )
+    signup_verify_timeout: float = Field(
+        5.0, gt=0, le=30, description="Seconds a verification may take; past it, 503"
+    )
     signup_claim_ttl: float = Field(
         30.0,
         gt=0,
@@ -104,6 +125,12 @@ class Settings(CoreSettings):
     listen_host: str = Field(
         "127.0.0.1", description="Address the worker's server binds; 0.0.0.0 in a pod"
     )
+
+    @model_validator(mode="after")
+    def verifier_has_a_secret(self) -> Settings:
+        if self.signup_verify_url and not self.signup_verify_secret:
+            raise ValueError("HERD_SIGNUP_VERIFY_URL needs HERD_SIGNUP_VERIFY_SECRET")
+        return self
 
     @model_validator(mode="after")
     def lease_within_visibility(self) -> Settings:
