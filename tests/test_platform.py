@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -183,6 +184,19 @@ def test_newcomer_make_up_signup_promote_make_down(tmp_path: Path) -> None:
         rows = [line.split("\t") for line in mail.stdout.splitlines() if email in line]
         assert len(rows) == 1 and rows[0][0] == email, mail.stdout
         assert rows[0][2] == "Welcome to Herd, Local Farms", mail.stdout
+
+        # A crashed program comes back with `make up`. By now git owns the operator chart:
+        # installing it again would fight the sync's field manager, and make up failed.
+        operator_state = state / "services" / "operator-dev.json"
+        dead = read_state(operator_state)[0]
+        for record in dead:
+            os.kill(record.pid, signal.SIGKILL)
+        wait_for(lambda: not any(alive(r) for r in dead), 30, "the dev operator killed")
+        again = make(clone, "up")
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        restarted = {r.pid for r in read_state(operator_state)[0]}
+        assert restarted and restarted.isdisjoint(r.pid for r in dead)
+        # (The examples below are reconciled by the restarted dev operator.)
 
         # kwok runs the platform's pods; the examples apply to dev and turn Ready.
         pods = shell(clone, "kubectl get pods -A --no-headers")

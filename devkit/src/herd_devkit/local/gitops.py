@@ -70,6 +70,20 @@ def install_operator_chart(
     )
 
 
+def operator_installed(api: ApiClient) -> bool:
+    """Whether the operator's identity (its chart's ServiceAccount) is in the cluster already.
+    Then git owns the chart (the herd-operator Application adopted it): installing it again
+    would fight the sync's field manager (helm's apply conflicts on fields the sync set), so a
+    second `make up` after an operator died only starts the operator again."""
+    try:
+        client.CoreV1Api(api).read_namespaced_service_account(OPERATOR_RELEASE, OPERATOR_NAMESPACE)
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
+
+
 def operator_kubeconfig(api: ApiClient, admin_kubeconfig: Path, dest: Path) -> Path:
     """A kubeconfig at `dest` for the operator chart's ServiceAccount (a TokenRequest token):
     the identity the operator runs under, as on EKS."""

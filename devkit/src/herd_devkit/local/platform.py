@@ -35,6 +35,7 @@ from herd_devkit.local.gitops import (
     OPERATOR_RELEASE,
     bootstrap_cluster,
     install_operator_chart,
+    operator_installed,
     operator_kubeconfig,
     seed_origin,
     url_rewrites,
@@ -120,8 +121,12 @@ class Platform:
             webhook = free_port()
             against = {"server": cp.server, "moto": moto.url}
             if not self._current(operator, against):
-                # As `make bootstrap` on EKS: the operator chart gives the operator its identity.
-                install_operator_chart(cp.kubeconfig, self.repo_root, env)
+                # As `make bootstrap` on EKS: the operator chart gives the operator its identity,
+                # once; from then on git keeps it.
+                with self._api(cp.kubeconfig) as api:
+                    installed = operator_installed(api)
+                if not installed:
+                    install_operator_chart(cp.kubeconfig, self.repo_root, env)
                 with self._api(cp.kubeconfig) as api:
                     bootstrap_cluster(api, self.repo_root, env)
                     operator_kubeconfig(api, cp.kubeconfig, self.identity(env, OPERATOR_RELEASE))
