@@ -45,7 +45,7 @@ from herd_operator.gitops import health
 from herd_operator.gitops.cache import Informer, InformerKey, LiveCache, wait_synced
 from herd_operator.gitops.git import Credentials, GitError, RepoCache
 from herd_operator.gitops.incremental import Memo, digest
-from herd_operator.gitops.kubeapply import Applier, ApplyError, api_message
+from herd_operator.gitops.kubeapply import Applier, ApplyError, api_message, resource_path
 from herd_operator.gitops.plan import (
     KIND_ORDER,
     Key,
@@ -64,7 +64,7 @@ from herd_operator.gitops.project import (
     credentials_match,
     impersonated_user,
 )
-from herd_operator.gitops.render import Limits, RenderError, Source, render
+from herd_operator.gitops.render import Limits, RenderError, RenderFailures, Source, render
 
 SYNCED, OUT_OF_SYNC, UNKNOWN = "Synced", "OutOfSync", "Unknown"
 
@@ -183,6 +183,7 @@ class Engine:
         self.wave_health_gate = wave_health_gate
         self._appliers: dict[str, Applier] = {}
         self._renders: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        self.render_failures = RenderFailures()  # a failed revision is not rendered every poll
         self._guard = threading.Lock()
 
     def applier(self, user: str) -> Applier:
@@ -262,6 +263,7 @@ class Engine:
                     app.destination,
                     self.helm,
                     limits=self.limits,
+                    failures=self.render_failures,  # `tree` is one commit's checkout
                 )
             except RenderError as err:
                 raise ComparisonError(str(err)) from err
@@ -634,7 +636,7 @@ class Reader:
         informer = self._informers.get(ikey)
         if informer is None:
             resource = self.applier.resource(key.api_version, key.kind)
-            path = resource.path(namespace=key.namespace or None)  # type: ignore[no-untyped-call]
+            path = resource_path(resource, namespace=key.namespace or None)
             informer = self._informers[ikey] = self.live.informer(ikey, path, wait=False)
             self.used.add(ikey)
         if wait:

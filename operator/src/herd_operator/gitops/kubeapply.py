@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
@@ -18,6 +19,24 @@ from herd_operator.gitops import rawapi
 
 class ApplyError(Exception):
     pass
+
+
+def segment(value: str, what: str = "name") -> str:
+    """`value` as one path segment of a request: refused when it could address another path
+    (apimachinery's IsValidPathSegmentName), escaped otherwise (`?`, `#`, spaces...)."""
+    if not isinstance(value, str) or value in ("", ".", "..") or "/" in value or "%" in value:
+        raise ApplyError(
+            f"invalid {what} {value!r}: may not be empty, '.' or '..', nor hold '/' or '%'"
+        )
+    return quote(value, safe="")
+
+
+def resource_path(res: Resource, name: str | None = None, namespace: str | None = None) -> str:
+    """The request path of `res` (of its object `name`), each segment escaped."""
+    return res.path(  # type: ignore[no-untyped-call,no-any-return]
+        name=segment(name) if name else None,
+        namespace=segment(namespace, "namespace") if namespace else None,
+    )
 
 
 def describe(obj: dict[str, Any]) -> str:
@@ -96,9 +115,13 @@ class Applier:
         if dry_run:
             query.append(("dryRun", "All"))
         namespace = meta.get("namespace") if res.namespaced else None
+        try:
+            path = resource_path(res, meta["name"], namespace)
+        except ApplyError as err:
+            raise ApplyError(f"{describe(obj)}: {err}") from err
         return rawapi.Request(
             "PATCH",
-            res.path(name=meta["name"], namespace=namespace),  # type: ignore[no-untyped-call]
+            path,
             query,
             body=json.dumps(obj),
             content_type="application/apply-patch+yaml",
@@ -109,7 +132,7 @@ class Applier:
     ) -> dict[str, Any] | None:
         res = self.resource(api_version, kind)
         where = namespace if res.namespaced else None
-        path = res.path(name=name, namespace=where)  # type: ignore[no-untyped-call]
+        path = resource_path(res, name, where)
         try:
             return rawapi.call(self.api, "GET", path)
         except ApiException as err:
@@ -123,9 +146,11 @@ class Applier:
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
         res = self.resource(api_version, kind)
+        where = namespace if res.namespaced else None
         with contextlib.suppress(NotFoundError):
+            # The dynamic client puts both into the path as they are: escaped here.
             res.delete(
-                name=name,
-                namespace=namespace if res.namespaced else None,
+                name=segment(name),
+                namespace=segment(where, "namespace") if where else None,
                 body={"propagationPolicy": "Foreground"},
             )
