@@ -10,15 +10,118 @@ the sync impersonates, is the second fence; these checks give the clear message 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from herd_operator.gitops.plan import Key, NotAllowed
 
 
 class InvalidProject(Exception):
     """The Application may not use this Project (or its source or destination)."""
+
+
+_SCP = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>[^@/:]+):(?P<path>.*)$")
+_DEFAULT_PORTS = {"https": 443, "http": 80, "ssh": 22, "git": 9418}
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_REFUSED = re.compile(r"[\x00-\x1f\x7f\\]")  # control characters, backslashes
+
+
+@dataclass(frozen=True)
+class RepoURL:
+    """A repository URL as git reads it, in a normal form: scheme and host in lower case, no
+    default port, percent-escapes of unreserved characters decoded, no trailing slash.
+
+    `parse` refuses what would make a string test (a glob, a prefix) say something other
+    than where git goes: dot segments (`..`, `.`, also percent-encoded), backslashes, control
+    characters and escaped slashes. `https://host/team-a/../attacker/evil.git` matches the
+    glob `https://host/team-a/*` and fetches attacker/evil."""
+
+    scheme: str  # "scp" for git@host:path, "" for a local path
+    userinfo: str | None
+    host: str
+    port: int | None  # None: the scheme's default
+    segments: tuple[str, ...]  # "" first for an absolute path
+    rest: str = ""  # ?query#fragment
+
+    @classmethod
+    def parse(cls, url: str) -> RepoURL:
+        if _REFUSED.search(url):
+            raise InvalidProject(
+                f"repository URL {url!r} is refused: it has a backslash or a control character"
+            )
+        scp = None if "://" in url else _SCP.match(url)
+        if "://" in url:
+            split = urlsplit(url)
+            netloc = split.netloc
+            userinfo = netloc.rpartition("@")[0] if "@" in netloc else None
+            try:
+                port = split.port
+            except ValueError as err:
+                raise InvalidProject(f"repository URL {url!r} has an invalid port") from err
+            scheme = split.scheme.lower()
+            if port == _DEFAULT_PORTS.get(scheme):
+                port = None
+            rest = (f"?{split.query}" if split.query else "") + (
+                f"#{split.fragment}" if split.fragment else ""
+            )
+            parsed = cls(scheme, userinfo, split.hostname or "", port, (), rest)
+            path = split.path
+        elif scp:
+            parsed = cls("scp", scp["user"], scp["host"].lower(), None, ())
+            path = scp["path"]
+        else:
+            parsed = cls("", None, "", None, ())
+            path = url
+        segments = path.split("/")
+        while segments and not segments[-1]:
+            segments.pop()
+        for segment in segments:
+            decoded = segment
+            for _ in range(3):  # %252e%252e is %2e%2e once decoded, `..` twice
+                decoded = unquote(decoded)
+            if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
+                raise InvalidProject(
+                    f"repository URL {url!r} is refused: its path has a dot segment "
+                    "('.' or '..', also percent-encoded) or an escaped slash"
+                )
+        return cls(
+            parsed.scheme,
+            parsed.userinfo,
+            parsed.host,
+            parsed.port,
+            tuple(_ESCAPE.sub(_unescape_unreserved, s) for s in segments),
+            parsed.rest,
+        )
+
+    @property
+    def origin(self) -> tuple[str, str | None, str, int | None]:
+        """Where git connects, and as whom."""
+        return (self.scheme, self.userinfo, self.host, self.port)
+
+    def __str__(self) -> str:
+        path = "/".join(self.segments)
+        if self.scheme == "":
+            return path
+        user = f"{self.userinfo}@" if self.userinfo is not None else ""
+        if self.scheme == "scp":
+            return f"{user}{self.host}:{path}{self.rest}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port is not None else ""
+        return f"{self.scheme}://{user}{host}{port}{path}{self.rest}"
+
+
+def _unescape_unreserved(match: re.Match[str]) -> str:
+    char = chr(int(match[1], 16))
+    return char if char in _UNRESERVED else f"%{match[1].upper()}"
+
+
+def normalize_repo_url(url: str) -> str:
+    """`url` in RepoURL's normal form (InvalidProject for what RepoURL refuses)."""
+    return str(RepoURL.parse(url))
 
 
 def _glob(value: str, pattern: str) -> bool:
@@ -46,7 +149,10 @@ class Project:
         return [str(d.get("namespace") or "") for d in self.spec.get("destinations") or []]
 
     def check_source(self, url: str) -> None:
-        if not any(_glob(url, p) for p in self.source_repos):
+        # Matched as written and in normal form (`HTTPS://GitHub.com/x` is github.com/x); the
+        # normal form refuses dot segments, which a glob's `*` would cross.
+        normal = normalize_repo_url(url)
+        if not any(_glob(normal, p) or _glob(url, p) for p in self.source_repos):
             raise InvalidProject(f"repository {url} is not permitted in project {self.name}")
 
     def check_destination(self, namespace: str) -> None:
@@ -112,12 +218,19 @@ def check_repo_url(url: str, local_sources: bool) -> None:
 
 
 def credentials_match(secret_url: str | None, repo_url: str) -> bool:
-    """Argo's repo-creds rule: the Secret's `url` is a prefix of the repository URL, cut at a
-    path boundary (https://github.com/org does not match https://github.com/org-evil/x)."""
+    """Argo's repo-creds rule, on parsed URLs, never on strings: the same scheme, user
+    (userinfo), host and port, and the Secret's path a prefix of the repository's in whole
+    segments (https://github.com/org does not match https://github.com/org-evil/x, nor
+    https://github.com matches https://github.com:x@evil.example/r.git, whose host is
+    evil.example). A query or fragment matches only the same one."""
     if not secret_url:
         return False
-    if repo_url == secret_url:
-        return True
-    if not repo_url.startswith(secret_url):
+    if "://" not in secret_url and "@" in secret_url and not re.search("[:/]", secret_url):
+        secret_url += ":"  # git@github.com: the whole host, as `git@github.com:`
+    try:
+        secret, repo = RepoURL.parse(secret_url), RepoURL.parse(repo_url)
+    except InvalidProject:
         return False
-    return secret_url.endswith(("/", ":")) or repo_url[len(secret_url)] in "/:"
+    if secret.rest or repo.rest:
+        return secret == repo
+    return secret.origin == repo.origin and repo.segments[: len(secret.segments)] == secret.segments
