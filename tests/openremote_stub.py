@@ -14,7 +14,8 @@ operator's client is tested against this stand-in for those endpoints only:
     PUT    /api/master/configuration/manager                   {realms: {name: {logo, ...}}}
 
 Every /api call needs the bearer token from the token endpoint. `after(action, fn)` runs fn
-once the action has taken effect, before the answer (to kill the caller exactly there).
+once the action has taken effect, before the answer (to kill the caller exactly there, or
+hold it while another request comes in).
 """
 
 from __future__ import annotations
@@ -145,7 +146,10 @@ class OpenRemoteStub(LoopbackServer):
                         stub._fire("manager-config")
                         self._send(204)
                     else:
-                        self._send(200, stub.manager_config)
+                        with stub._lock:
+                            config = json.loads(json.dumps(stub.manager_config))
+                        stub._fire("manager-config-read")
+                        self._send(200, config)
                 elif method == "POST" and path == "user/query":
                     realm = realms.get((data.get("realmPredicate") or {}).get("name", ""))
                     names = {p["value"] for p in data.get("usernames", [])}

@@ -7,6 +7,7 @@ Authenticates with Keycloak's client-credentials grant (a master-realm service u
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -14,6 +15,9 @@ import httpx
 
 from herd_core.errors import InvalidSpec, Recoverable
 from herd_operator.settings import Settings
+
+# The Manager UI's one configuration document: the operator writes it one change at a time.
+_MANAGER_CONFIG = threading.Lock()
 
 
 class OpenRemote:
@@ -123,19 +127,32 @@ class OpenRemote:
 
     def set_realm_logo(self, realm: str, url: str) -> None:
         """The realm's logo in the Manager UI's configuration (manager_config: `realms.<realm>
-        .logo` and `.logoMobile`). One document for all realms: read, change ours, write back;
-        only the operator holding the peering writes it, one Tenant at a time."""
+        .logo` and `.logoMobile`). One document for all realms, and OpenRemote offers no
+        version to write it under: the operator's read-change-write goes one at a time (two
+        Tenants' logos at once lost one of them), and reads the document back, so a write of
+        someone else's in between is seen and retried, never a silent loss."""
+        for _ in range(3):
+            with _MANAGER_CONFIG:
+                config = self._manager_config()
+                entry = config.setdefault("realms", {}).setdefault(realm, {})
+                if entry.get("logo") == url and entry.get("logoMobile") == url:
+                    return
+                entry["logo"] = entry["logoMobile"] = url
+                response = self._call(
+                    self._http.put,
+                    "/api/master/configuration/manager",
+                    headers=self._auth(),
+                    json=config,
+                )
+                if response.status_code not in (200, 204):
+                    raise Recoverable(
+                        f"OpenRemote refused the logo of realm {realm}: {response.status_code}"
+                    )
+                shown = (self._manager_config().get("realms") or {}).get(realm) or {}
+            if shown.get("logo") == url and shown.get("logoMobile") == url:
+                return
+        raise Recoverable(f"the logo of realm {realm} was overwritten by another writer; retrying")
+
+    def _manager_config(self) -> dict[str, Any]:
         got = self._call(self._http.get, "/api/master/configuration/manager", headers=self._auth())
-        config: dict[str, Any] = got.json() if got.status_code == 200 and got.content else {}
-        realms = config.setdefault("realms", {})
-        entry = realms.setdefault(realm, {})
-        if entry.get("logo") == url and entry.get("logoMobile") == url:
-            return
-        entry["logo"] = entry["logoMobile"] = url
-        response = self._call(
-            self._http.put, "/api/master/configuration/manager", headers=self._auth(), json=config
-        )
-        if response.status_code not in (200, 204):
-            raise Recoverable(
-                f"OpenRemote refused the logo of realm {realm}: {response.status_code}"
-            )
+        return dict(got.json()) if got.status_code == 200 and got.content else {}
