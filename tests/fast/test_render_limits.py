@@ -170,6 +170,18 @@ def test_helm_runs_under_the_memory_limit(tmp_path: Path) -> None:
         )
 
 
+def test_helm_inherits_the_limits_of_the_render(tmp_path: Path) -> None:
+    repo = chart(tmp_path, CM.format("x"))
+    # What helm reports of its own process: its data limit (KiB) and OOM score adjustment.
+    helm = fake_helm(
+        tmp_path,
+        "printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: x}\\n'"
+        " && echo \"data: {data: '$(ulimit -d)', adj: '$(cat /proc/self/oom_score_adj)'}\"",
+    )
+    [obj] = render.render(repo, Source("c"), "ns", helm, limits=Limits(max_memory=300 * 2**20))
+    assert obj["data"] == {"data": str(300 * 1024), "adj": "1000"}
+
+
 def test_helm_output_is_capped_while_it_is_read(tmp_path: Path) -> None:
     repo = chart(tmp_path, CM.format("x"))
     # A helm that would write forever: stopped once past max_bytes.
@@ -305,7 +317,8 @@ def test_the_applier_never_sends_an_unescaped_name(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(rawapi, "call", lambda _api, _method, path: sent.append(path))
     fake = FakeDynamic()
     applier = Applier.__new__(Applier)  # no discovery: its one kind is known
-    applier.api, applier.field_manager = None, "herd"
+    applier.api = None  # type: ignore[assignment]
+    applier.field_manager = "herd"
     applier._resources = {("v1", "ConfigMap"): configmaps(fake)}
     obj: dict[str, Any] = {
         "apiVersion": "v1",

@@ -56,7 +56,8 @@ class Limits:
     max_nodes: int = 2_000_000  # YAML nodes of one text, aliases expanded
     # libyaml's composer recurses once per nesting level: 120 KB of `[` overflow its C stack.
     max_depth: int = 100
-    max_memory: int = 1024 * MiB  # data segment of the render process, and of helm's
+    # Data segment of the render process, and of helm's; below the operator pod's limit.
+    max_memory: int = 512 * MiB
     timeout: float = 120  # the whole render, helm included
 
 
@@ -348,7 +349,7 @@ def _render_in_child(
     reading = next((ln[len(_PROGRESS) :] for ln in reversed(lines) if ln.startswith(_PROGRESS)), "")
     other = [ln for ln in lines if ln.strip() and not ln.startswith(_PROGRESS)]
     rc = run.returncode or 0
-    how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited with {rc}"
+    how = f"was killed by {_signal_name(-rc)}" if rc < 0 else f"exited with {rc}"
     raise RenderError(
         f"rendering {source.path} failed: the render process {how}"
         + (f" while reading {reading}" if reading else "")
@@ -366,6 +367,10 @@ def _child() -> None:
     source = Source(**{**src, "value_files": tuple(src.get("value_files") or ())})
     # No core dump of a crash; the data limit bounds this process and helm (inherited).
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # Should the pod's memory run out all the same, the kernel kills the render (and helm,
+    # which inherits this), not the operator.
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as adj:
+        adj.write("1000")
     _, hard = resource.getrlimit(resource.RLIMIT_DATA)
     memory = limits.max_memory if hard == resource.RLIM_INFINITY else min(hard, limits.max_memory)
     resource.setrlimit(resource.RLIMIT_DATA, (memory, hard))
@@ -405,6 +410,13 @@ def _child_render(request: dict[str, Any], source: Source, limits: Limits) -> by
     return b'{"objects":[' + b",".join(parts) + b"]}"
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _report_progress(what: str) -> None:
     sys.stderr.write(f"{_PROGRESS}{what}\n")
     sys.stderr.flush()
@@ -416,7 +428,7 @@ _progress: Callable[[str], None] = lambda _what: None  # noqa: E731 - set in the
 @dataclass
 class _Run:
     returncode: int | None
-    out: bytes
+    out: bytearray  # not copied: up to 4 x max_bytes
     err: bytes
     problem: str | None  # "timeout", or "output" when stdout passed max_out
 
@@ -492,7 +504,7 @@ def _run(
         for pipe in (proc.stdin, proc.stdout, proc.stderr):
             with contextlib.suppress(OSError):
                 pipe.close()
-    return _Run(proc.returncode, bytes(out), bytes(err), problem)
+    return _Run(proc.returncode, out, bytes(err), problem)
 
 
 def _kill(proc: subprocess.Popen[bytes], own_group: bool) -> None:
@@ -659,7 +671,7 @@ def _render_chart(
         elif first.startswith("fatal error:"):
             stderr = first  # not the goroutine dump after it
         elif result.returncode is not None and result.returncode < 0:
-            stderr = f"killed by {signal.Signals(-result.returncode).name}"
+            stderr = f"killed by {_signal_name(-result.returncode)}"
         raise RenderError(f"helm template {source.path} failed: {stderr[:4000]}")
     _progress(f"the output of helm template {source.path}")
     try:
