@@ -447,3 +447,55 @@ def test_helm_output_may_use_anchors_but_not_explode(tmp_path: Path) -> None:
     (chart / "templates" / "bomb.yaml").unlink()
     with pytest.raises(RenderError, match="YAML aliases"):
         render(tmp_path, Source(path="c", release_name="r", values="x: &x 1\ny: *x\n"), "ns", helm)
+
+
+def test_a_push_wakes_each_matching_application_once_in_memory() -> None:
+    """The webhook matches Applications from the watch's own copy, and queues each once
+    however often it is asked for while it waits; one asked for while it runs runs again."""
+    import asyncio
+    import threading
+
+    import kopf
+
+    from herd_operator.handlers.application import wakes
+
+    def app(name: str, repo: str, revision: str) -> kopf.Body:
+        return kopf.Body(
+            {
+                "metadata": {"namespace": "apps", "name": name, "uid": name},
+                "spec": {"source": {"repoURL": repo, "targetRevision": revision}},
+                "status": {"sync": {"status": "Synced"}},
+            }
+        )
+
+    a, b = app("a", "https://git.example/r.git", "dev"), app("b", "https://git.example/r", "main")
+    c = app("c", "https://git.example/other.git", "dev")
+    for body in (a, b, c):
+        assert wakes.changes("ADDED", body)
+        asyncio.run(wakes.seen(type="ADDED", body=body))
+    assert not wakes.changes("MODIFIED", a)  # a status write: nothing a push needs
+    assert wakes.matching({"git.example/r"}, "dev", "main") == ["apps/a"]
+    assert wakes.matching({"git.example/r"}, "main", "main") == ["apps/b"]
+
+    started, release, done = threading.Event(), threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    def reconcile(key: str) -> None:
+        runs.append(key)
+        if len(runs) == 1:
+            started.set()
+            assert release.wait(5)
+        if len(runs) == 3:
+            done.set()
+
+    refresher = wakes.Refresher(reconcile, workers=1)
+    refresher.request(["apps/a"])
+    assert started.wait(5)
+    refresher.request(["apps/b", "apps/b", "apps/a"])  # a runs: asked again, it runs again
+    refresher.request(["apps/b"])  # b waits: once
+    release.set()
+    assert done.wait(5)
+    assert sorted(runs) == ["apps/a", "apps/a", "apps/b"]
+    for body in (a, b, c):
+        asyncio.run(wakes.seen(type="DELETED", body=body))
+    assert wakes.matching({"git.example/r"}, "dev", "main") == []

@@ -101,6 +101,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         ]
         _sweeper = drift.Sweeper(S, kinds, settings.peering.priority)
         _sweeper.start()
+        application.use_peering(_sweeper.active_cached)
     logging.getLogger(__name__).info("herd operator ready (environment %s)", S.environment)
 
 
@@ -156,3 +157,4 @@ on_change(APPS, "application_reconcile", application.on_change, application.in_s
 every(APPS, "application_poll", application.poll, S.app_tick, application.in_scope)
 on_event(APPS, "application_cascade", application.cascade, application.cascades)
 on_event(APPS, "application_gone", application.gone, application.deleted)
+on_event(APPS, "application_seen", application.seen, application.seen_changes)

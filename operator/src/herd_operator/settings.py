@@ -123,6 +123,9 @@ class Settings(CoreSettings):
         description="Seconds a watch event waits before it wakes its Application, so that "
         "a burst of events wakes it once",
     )
+    app_wake_workers: int = Field(
+        4, ge=1, le=64, description="Threads reconciling the Applications a push wakes"
+    )
     operator_namespace: str = Field("herd-system", description="The operator's own namespace")
     application_namespaces: list[str] = Field(
         default_factory=list,

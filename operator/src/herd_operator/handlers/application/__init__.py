@@ -2,7 +2,9 @@
 
 - `on_change` and `poll` reconcile (compare, sync, status: `reconciler`) when the spec
   changes, a refresh is asked for, a sync retry or the poll interval is due;
-- `wake` asks for a refresh now (a tracked object drifted; the push webhook, `refresh`);
+- `wake` asks for a refresh now (a tracked object drifted);
+- `refresh` answers a push: the matching Applications, found in memory (`wakes.seen`), are
+  reconciled now on threads of their own, with no write to each;
 - `cascade` deletes what a deleted Application tracks, when its resources finalizer asks;
 - `gone` drops a deleted Application's verdicts and watches.
 One sync engine serves them all (`engine`).
@@ -12,22 +14,22 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client
 
 from herd_core import kube
 from herd_core.constants import GROUP, VERSION
-from herd_operator.gitops import webhook
 from herd_operator.gitops.cache import LiveCache
 from herd_operator.gitops.engine import Engine
 from herd_operator.gitops.events import NAMESPACES, Debouncer, Watcher
 from herd_operator.gitops.git import RepoCache
 from herd_operator.gitops.incremental import Memo
 from herd_operator.gitops.render import Limits
-from herd_operator.handlers.application import reconciler
+from herd_operator.handlers.application import reconciler, wakes
 from herd_operator.handlers.application.reconciler import REFRESH_ANNOTATION, parse_time, stamp
 from herd_operator.handlers.common import Object, exclusive, fresh
 from herd_operator.settings import get_settings
@@ -37,6 +39,14 @@ PLURAL = reconciler.PLURAL
 __all__ = ["KIND", "PLURAL", "REFRESH_ANNOTATION", "parse_time", "stamp"]
 
 _engine: Engine | None = None
+_refresher: wakes.Refresher | None = None
+
+
+def _always() -> bool:
+    return True
+
+
+_working: Callable[[], bool] = _always  # whether this replica does the work (peering)
 
 
 def engine() -> Engine:
@@ -151,25 +161,42 @@ def wake(app_id: str) -> None:
             raise
 
 
+def use_peering(working: Callable[[], bool]) -> None:
+    """At start-up: whether this replica is the working one, for the push webhook."""
+    global _working
+    _working = working
+
+
+def seen_changes(namespace: str | None, type: str, body: kopf.Body, **_: Any) -> bool:
+    return in_scope(namespace) and wakes.changes(type, body)
+
+
+seen = wakes.seen
+
+
 def refresh(urls: set[str], branch: str, default_branch: str | None) -> list[str]:
-    """Called by the push webhook: mark matching Applications for an immediate reconcile."""
-    api = kube.custom()
-    found: list[dict[str, Any]] = api.list_cluster_custom_object(  # type: ignore[index]
-        GROUP, VERSION, PLURAL
-    )["items"]
-    names = []
-    for app in found:
-        if in_scope(app["metadata"]["namespace"]) and webhook.matches(
-            app, urls, branch, default_branch
-        ):
-            meta = app["metadata"]
-            api.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                meta["namespace"],
-                PLURAL,
-                meta["name"],
-                {"metadata": {"annotations": {REFRESH_ANNOTATION: stamp()}}},
-            )
-            names.append(f"{meta['namespace']}/{meta['name']}")
+    """Called by the push webhook: reconcile the matching Applications now. Matched in
+    memory and queued, so the answer comes at once whatever their number; a replica that is
+    not the working one marks them (the refresh annotation) for the one that is."""
+    global _refresher
+    names = wakes.matching(urls, branch, default_branch)
+    if not _working():
+        for name in names:
+            wake(name)
+        return names
+    if _refresher is None:
+        _refresher = wakes.Refresher(_reconcile_now, get_settings().app_wake_workers)
+    _refresher.request(names)
     return names
+
+
+def _reconcile_now(app_id: str) -> None:
+    namespace, _, name = app_id.partition("/")
+    raw = kube.get_object(PLURAL, namespace, name)
+    if raw is None or raw["metadata"].get("deletionTimestamp"):
+        return
+    obj = Object(KIND, PLURAL, kopf.Body(cast(Any, raw)))
+    with exclusive(obj.uid):
+        current = fresh(obj)  # what the lock waited for may have changed it
+        if current is not None:
+            reconciler.reconcile(current, engine(), get_settings())

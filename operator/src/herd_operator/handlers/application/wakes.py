@@ -1,0 +1,105 @@
+"""Push webhook wakes, inside the process: no list of Applications, no write to each one.
+
+The operator keeps what a push needs to know of each Application (its source) from the watch
+kopf runs anyway (`seen`). A push then matches in memory and queues the matching Applications
+for a reconcile now, on a few threads of their own (`Refresher`): the webhook answers at once,
+whatever the number of Applications. A replica that is not the working one (peering) leaves
+the work to that one, through the refresh annotation, as before.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import kopf
+
+from herd_operator.gitops import webhook
+
+log = logging.getLogger(__name__)
+
+# By namespace/name: the Application as far as a push is concerned (uid and source).
+apps_seen: dict[str, dict[str, Any]] = {}
+
+
+def app_id(body: Any) -> str:
+    return f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+
+
+def _slim(body: Any) -> dict[str, Any]:
+    return {
+        "uid": body["metadata"].get("uid"),
+        "spec": {"source": dict((body.get("spec") or {}).get("source") or {})},
+    }
+
+
+def changes(type: str, body: kopf.Body) -> bool:
+    """Whether this event changes what apps_seen holds (most do not: status writes)."""
+    key = app_id(body)
+    if type == "DELETED" or body["metadata"].get("deletionTimestamp"):
+        return key in apps_seen
+    return apps_seen.get(key) != _slim(body)
+
+
+async def seen(type: str, body: kopf.Body, **_: Any) -> None:
+    key = app_id(body)
+    if type == "DELETED" or body["metadata"].get("deletionTimestamp"):
+        apps_seen.pop(key, None)
+    else:
+        apps_seen[key] = _slim(body)
+
+
+def matching(urls: set[str], branch: str, default_branch: str | None) -> list[str]:
+    return sorted(
+        key
+        for key, app in list(apps_seen.items())
+        if webhook.matches(app, urls, branch, default_branch)
+    )
+
+
+class Refresher:
+    """Applications to reconcile now, each once however often it is asked for while it
+    waits, on `workers` threads (a push to a repository of 1,000 Applications queues 1,000;
+    they share one fetch of the mirror)."""
+
+    def __init__(self, reconcile: Callable[[str], None], workers: int) -> None:
+        self._reconcile = reconcile
+        self._workers = workers
+        self._queue: deque[str] = deque()
+        self._queued: set[str] = set()
+        self._ready = threading.Condition()
+        self._threads: list[threading.Thread] = []
+
+    def request(self, ids: list[str]) -> None:
+        with self._ready:
+            for key in ids:
+                if key not in self._queued:
+                    self._queued.add(key)
+                    self._queue.append(key)
+            self._ready.notify(len(ids))
+            if not self._threads:
+                # In a copy of the caller's context, as kopf's own handler threads run.
+                for n in range(self._workers):
+                    context = contextvars.copy_context()
+                    thread = threading.Thread(
+                        target=context.run, args=(self._run,), name=f"app-wake-{n}", daemon=True
+                    )
+                    thread.start()
+                    self._threads.append(thread)
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                key = self._queue.popleft()
+                self._queued.discard(key)
+            try:
+                self._reconcile(key)
+            except Exception:
+                # The poll (or the next push) tries again; nothing here is lost.
+                log.exception("reconcile of %s after a push failed", key)
