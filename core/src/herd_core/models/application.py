@@ -132,6 +132,9 @@ class ApplicationStatus(Status):
     health: HealthStatus | None = None
     resources: list[dict[str, Any]] | None = None
     operationState: dict[str, Any] | None = None
+    # After a transient comparison error (a clone, a fetch, the API server busy): the next
+    # try's time and count (Herd's; Argo has no such field).
+    comparisonRetry: dict[str, Any] | None = None
     history: list[dict[str, Any]] | None = None
     conditions: list[dict[str, Any]] | None = None
 

@@ -70,9 +70,15 @@ SYNCED, OUT_OF_SYNC, UNKNOWN = "Synced", "OutOfSync", "Unknown"
 
 
 class ComparisonError(Exception):
-    """The revision cannot be fetched, rendered or validated: nothing is applied."""
+    """The revision cannot be fetched, rendered or validated: nothing is applied. A
+    `transient` one (a clone or fetch, the API server's 5xx or 429) may pass by itself: it is
+    retried with backoff, not left to the poll interval."""
 
     condition = "ComparisonError"
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class InvalidSpecError(ComparisonError):
@@ -239,7 +245,7 @@ class Engine:
             )
             return sha, self.cache.checkout(source["repoURL"], sha, creds)
         except GitError as err:
-            raise ComparisonError(str(err)) from err
+            raise ComparisonError(str(err), transient=True) from err
 
     def desired(
         self, app: Application, tree: Path, project: Project, applier: Applier
@@ -412,7 +418,8 @@ class Engine:
             except ApplyError:
                 continue  # its kind is gone from the cluster, and so is it
             except ApiException as err:
-                raise ComparisonError(f"{key}: {api_message(err)}") from err
+                busy = err.status == 429 or (err.status or 0) >= 500
+                raise ComparisonError(f"{key}: {api_message(err)}", transient=busy) from err
             if live is not None and tracked_by(live, app.namespace, app.name):
                 out.append((key, live))
         return out

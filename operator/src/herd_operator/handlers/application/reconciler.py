@@ -114,6 +114,9 @@ def due(obj: Object, settings: Settings, now: dt.datetime) -> bool:
     retry_at = parse_time(op.get("nextRetryAt"))
     if retry_at and retry_at <= now:
         return True
+    compare_at = parse_time((status.get("comparisonRetry") or {}).get("nextAt"))
+    if compare_at and compare_at <= now:
+        return True  # a transient comparison error: sooner than the poll interval
     last = parse_time(status.get("reconciledAt"))
     refresh = parse_time((obj.body["metadata"].get("annotations") or {}).get(REFRESH_ANNOTATION))
     if refresh and (last is None or refresh > last):
@@ -145,7 +148,7 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
             # Whatever git made us trip over is the source's fault until shown otherwise: it
             # must show on the Application, never pass in silence.
             log.exception("comparing %s/%s", obj.namespace, obj.name)
-            raise ComparisonError(f"unexpected {type(err).__name__}: {err}") from err
+            raise ComparisonError(f"unexpected {type(err).__name__}: {err}", True) from err
     except ComparisonError as err:
         message = str(err)[:4000]
         patch: dict[str, Any] = {
@@ -153,6 +156,7 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
             "conditions": [_condition(err.condition, message)],
             "reconciledAt": started,
             "observedGeneration": obj.generation,
+            "comparisonRetry": _comparison_retry(status, err.transient),
         }
         if requested:
             patch["operationState"] = _operation("Failed", message, started, None)
@@ -213,6 +217,7 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
     resources, worst, worst_message = _resources(engine, comparison, refreshed=should_sync)
     sync_status = SYNCED if comparison.in_sync else OUT_OF_SYNC
     obj.patch_status(
+        comparisonRetry=None,
         sync={"status": sync_status, "revision": comparison.revision},
         health={"status": worst, "message": worst_message},
         resources=resources,
@@ -263,6 +268,23 @@ def _retry(spec: dict[str, Any], previous: dict[str, Any], new_revision: bool) -
     )
     at = (_now() + dt.timedelta(seconds=delay)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"retryCount": count, "nextRetryAt": at}
+
+
+COMPARISON_RETRIES = 8  # then the poll interval: a failure that lasts is not hammered
+
+
+def _comparison_retry(status: dict[str, Any], transient: bool) -> dict[str, Any] | None:
+    """When to compare again after a transient failure: 2, 4, 8, 16, then every 30 s, for
+    COMPARISON_RETRIES tries (a cold start's clone race, a fetch or an API-server hiccup
+    passes in seconds; its next poll may be an hour away)."""
+    if not transient:
+        return None
+    count = int((status.get("comparisonRetry") or {}).get("count", 0)) + 1
+    if count > COMPARISON_RETRIES:
+        return {"count": count, "nextAt": None}
+    delay = min(2.0**count, 30.0)
+    at = (_now() + dt.timedelta(seconds=delay)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"count": count, "nextAt": at}
 
 
 def _operation(phase: str, message: str, started: str, revision: str | None) -> dict[str, Any]:
