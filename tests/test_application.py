@@ -508,6 +508,27 @@ def test_webhook_push_syncs_at_once(
     assert cm_data(api, namespace, "a") == {"k": "2"}
 
 
+def test_a_transient_comparison_error_is_retried_within_seconds(
+    objects: Custom, api: ApiClient, tmp_path: Path, namespace: str
+) -> None:
+    """A clone that fails (here: the repository is not there yet) is compared again with
+    backoff (2, 4, 8, 16, then 30 s), not left to the poll interval (an hour here)."""
+    later = Repo(origin=tmp_path / "later" / "origin.git", work=tmp_path / "later" / "work")
+    application(objects, "late", later, "m", namespace, poll="1h")
+    wait_for(
+        lambda: (app_status(objects, "late").get("comparisonRetry") or {}).get("count", 0) >= 2,
+        60,
+        "a failed clone retried",
+    )
+    assert (app_status(objects, "late").get("conditions") or [{}])[0].get("type") == (
+        "ComparisonError"
+    )
+    repo = Repo.create(tmp_path / "later", {"m/a.yaml": configmap("a", {"k": "1"})})
+    status = synced_at(objects, "late", repo.head("dev"), timeout=60)
+    assert not status.get("comparisonRetry") and not status.get("conditions")
+    assert cm_data(api, namespace, "a") == {"k": "1"}
+
+
 def test_manual_sync_of_an_app_without_automation(
     objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str, cluster: Any
 ) -> None:

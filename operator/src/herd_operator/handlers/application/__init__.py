@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -39,6 +40,7 @@ PLURAL = reconciler.PLURAL
 __all__ = ["KIND", "PLURAL", "REFRESH_ANNOTATION", "parse_time", "stamp"]
 
 _engine: Engine | None = None
+_engine_lock = threading.Lock()
 _refresher: wakes.Refresher | None = None
 
 
@@ -50,6 +52,16 @@ _working: Callable[[], bool] = _always  # whether this replica does the work (pe
 
 
 def engine() -> Engine:
+    global _engine
+    if _engine is not None:
+        return _engine
+    # One engine, however many handler threads ask first at a start: each would start a live
+    # cache of its own, whose watches nothing stops.
+    with _engine_lock:
+        return _engine or _new_engine()
+
+
+def _new_engine() -> Engine:
     global _engine
     if _engine is None:
         settings = get_settings()
