@@ -1,0 +1,276 @@
+"""Many small Applications from one repository (issue 33): N apps of M ConfigMaps each, all
+created at once against a repository the operator has not cloned yet; then one commit that
+changes every app, announced by the push webhook. Each figure is printed beside its target:
+
+- the cold start: all N Synced, none stuck (a stuck one is named with its condition);
+- the webhook's answer time for a push that matches all N (target: under 1 s);
+- the commit that changes every app, applied by Herd, as a ratio of `kubectl apply
+  --server-side` of the same N x M objects in the same run (target: at most 1.5x);
+- the operator's RSS with N x M objects tracked, and again after --soak seconds of polls
+  (target: at most 300 MiB, flat).
+
+    uv run python bench/apps.py [--apps 1000] [--objects 10] [--soak 0]
+
+Runs its own embedded control plane, a real bare repository and the operator process (under
+its chart's ServiceAccount, as on EKS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+from common import kept_on_failure, rss_mib  # bench/ is on sys.path when a script runs
+from kubernetes import client
+from rich.console import Console
+from rich.table import Table
+
+from herd_core.constants import GROUP, VERSION
+from herd_devkit.local.gitrepo import Repo
+from herd_devkit.local.process import free_port
+from herd_devkit.local.tools import binary
+from herd_devkit.settings import get_settings
+from herd_devkit.stack import Stack
+
+SECRET = "bench"
+NAMESPACE = "apps"  # every app's objects (names unique per app); kubectl's go to "kubectl"
+console = Console()
+
+
+def configmaps(app: int, count: int, version: str) -> str:
+    return (
+        "\n---\n".join(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": f"a{app:04d}-cm-{i:03d}"},
+                    "data": {"v": version},
+                }
+            )
+            for i in range(count)
+        )
+        + "\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--apps", type=int, default=1000)
+    parser.add_argument("--objects", type=int, default=10, help="ConfigMaps per app")
+    parser.add_argument("--timeout", type=float, default=1800, help="per phase, seconds")
+    parser.add_argument("--soak", type=float, default=0, help="seconds of polls for the RSS")
+    args = parser.parse_args()
+    n, m = args.apps, args.objects
+    tmp = Path(tempfile.mkdtemp(prefix="herd-bench-apps-"))
+    built = Stack(root=tmp, settings=get_settings())
+    with kept_on_failure(built):
+        with console.status("starting control plane and operator"):
+            cp = built.cluster("bench")
+            api = built.client(cp.kubeconfig)
+            built.install_crds(api)
+            core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+            for ns in (NAMESPACE, "kubectl"):
+                core.create_namespace({"metadata": {"name": ns}})
+            core.create_namespaced_service_account(NAMESPACE, {"metadata": {"name": "bench"}})
+            client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
+                NAMESPACE,
+                {
+                    "metadata": {"name": "bench-admin"},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": "admin",
+                    },
+                    "subjects": [
+                        {"kind": "ServiceAccount", "name": "bench", "namespace": NAMESPACE}
+                    ],
+                },
+            )
+            custom.create_cluster_custom_object(
+                GROUP,
+                VERSION,
+                "projects",
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "Project",
+                    "metadata": {"name": "bench"},
+                    "spec": {
+                        "sourceRepos": ["*"],
+                        "sourceNamespaces": [NAMESPACE],
+                        "destinations": [{"namespace": NAMESPACE}],
+                        "destinationServiceAccounts": [
+                            {"namespace": "*", "defaultServiceAccount": "bench"}
+                        ],
+                    },
+                },
+            )
+            identity = built.chart_identity(
+                api, cp.kubeconfig, "herd-operator", tmp / "operator.kubeconfig"
+            )
+            webhook = free_port()
+            operator = built.program(
+                ["operator", "run"],
+                "HERD_HEALTH_PORT",
+                built.program_env(
+                    identity,
+                    None,  # no AWS: Applications only
+                    HERD_METRICS_PORT="0",
+                    HERD_WEBHOOK_PORT=str(webhook),
+                    HERD_WEBHOOK_SECRET=SECRET,
+                    HERD_APP_TICK="2",
+                    HERD_STATE_DIR=str(tmp / "operator"),
+                    HERD_APPLICATION_NAMESPACES=json.dumps([NAMESPACE]),
+                    HERD_LOCAL_SOURCES="true",
+                ),
+            )
+            repo = Repo.create(
+                tmp / "repo",
+                {f"apps/a{i:04d}/cms.yaml": configmaps(i, m, "v1") for i in range(n)},
+            )
+
+        def apps() -> list[dict[str, Any]]:
+            found = custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "applications")
+            return list(found["items"])  # type: ignore[index]
+
+        def synced_at(sha: str) -> tuple[int, Counter[str]]:
+            done, stuck = 0, Counter[str]()
+            for item in apps():
+                st = item.get("status") or {}
+                if (st.get("sync") or {}).get("status") == "Synced" and st["sync"].get(
+                    "revision"
+                ) == sha:
+                    done += 1
+                for c in st.get("conditions") or []:
+                    stuck[f"{c.get('type')}: {str(c.get('message'))[:120]}"] += 1
+            return done, stuck
+
+        def until_synced(sha: str, what: str) -> tuple[float, int, Counter[str]]:
+            t0 = time.perf_counter()
+            deadline = t0 + args.timeout
+            done, stuck = 0, Counter[str]()
+            with console.status(what) as shown:
+                while time.perf_counter() < deadline:
+                    done, stuck = synced_at(sha)
+                    shown.update(f"{what}: {done}/{n} Synced")
+                    if done == n:
+                        break
+                    time.sleep(2)  # a listing of N apps: not many times a second
+            return time.perf_counter() - t0, done, stuck
+
+        # 1. Cold start: N Applications at once, the repository never cloned.
+        t0 = time.perf_counter()
+        with console.status(f"creating {n} Applications"):
+            for i in range(n):
+                custom.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    NAMESPACE,
+                    "applications",
+                    {
+                        "apiVersion": f"{GROUP}/{VERSION}",
+                        "kind": "Application",
+                        "metadata": {"name": f"a{i:04d}"},
+                        "spec": {
+                            "project": "bench",
+                            "source": {
+                                "repoURL": repo.url,
+                                "targetRevision": "dev",
+                                "path": f"apps/a{i:04d}",
+                            },
+                            "destination": {"namespace": NAMESPACE},
+                            "pollInterval": "1h",
+                            "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
+                        },
+                    },
+                )
+        cold, cold_done, cold_stuck = until_synced(repo.head("dev"), "cold start")
+        created = time.perf_counter() - t0 - cold
+
+        # 2. One commit that changes every app; kubectl's figure for the same objects first.
+        kubectl = [str(binary("kubectl")), "--kubeconfig", str(cp.kubeconfig), "-n", "kubectl"]
+        files = tmp / "kubectl"
+        files.mkdir()
+        for version in ("v1", "v2"):
+            (files / f"{version}.yaml").write_text(
+                "---\n".join(configmaps(i, m, version) for i in range(n))
+            )
+
+        def kubectl_apply(name: str) -> float:
+            began = time.perf_counter()
+            subprocess.run(
+                [*kubectl, "apply", "--server-side", "-f", str(files / name)],
+                check=True,
+                capture_output=True,
+            )
+            return time.perf_counter() - began
+
+        with console.status("kubectl apply --server-side"):
+            kubectl_apply("v1.yaml")
+            k_change = kubectl_apply("v2.yaml")
+        sha = repo.commit(
+            "dev",
+            "change every app",
+            {f"apps/a{i:04d}/cms.yaml": configmaps(i, m, "v2") for i in range(n)},
+        )
+        t0 = time.perf_counter()
+        body = json.dumps(
+            {"ref": "refs/heads/dev", "after": sha, "repository": {"clone_url": repo.url}}
+        ).encode()
+        sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        answer = httpx.post(
+            f"http://127.0.0.1:{webhook}/webhooks/github",
+            content=body,
+            timeout=120,
+            headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sig},
+        )
+        answered = time.perf_counter() - t0
+        woken = len(answer.json().get("refreshed") or [])
+        change, change_done, change_stuck = until_synced(sha, "one commit, every app")
+        change += answered
+
+        rss = sum(rss_mib(pid) for pid in operator.service.pids())
+        rss_after = rss
+        if args.soak:
+            with console.status(f"{args.soak:.0f} s of polls"):
+                time.sleep(args.soak)  # the figure is the RSS after the soak, not a sync
+            rss_after = sum(rss_mib(pid) for pid in operator.service.pids())
+
+        table = Table("figure", "measured", "target", title=f"{n} Applications x {m} objects")
+        table.add_row(
+            "created at once (API server writes)", f"{created:.1f} s ({n / created:.0f}/s)", ""
+        )
+        table.add_row(
+            "cold start: Synced / stuck",
+            f"{cold_done}/{n} in {cold:.1f} s ({cold_done / cold:.1f} apps/s)",
+            "all, none stuck",
+        )
+        table.add_row("push webhook's answer", f"{answered:.2f} s ({woken} woken)", "< 1 s")
+        table.add_row(
+            "one commit, every app: Herd / kubectl",
+            f"{change:.1f} s / {k_change:.1f} s = {change / k_change:.2f}x"
+            f" ({change_done}/{n} Synced)",
+            "<= 1.5x",
+        )
+        table.add_row(
+            "operator RSS (MiB)",
+            f"{rss:.0f}" + (f", {rss_after:.0f} after {args.soak:.0f} s" if args.soak else ""),
+            "<= 300, flat",
+        )
+        console.print(table)
+        for title, stuck in (("cold start", cold_stuck), ("the commit", change_stuck)):
+            for message, count in stuck.most_common(5):
+                console.print(f"[red]{title}: {count} x {message}[/]")
+
+
+if __name__ == "__main__":
+    main()
