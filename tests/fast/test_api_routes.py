@@ -182,7 +182,7 @@ def test_probes_and_pages(client: TestClient, store: FakeTenantStore) -> None:
 
 # -- signups --------------------------------------------------------------------------------
 def test_a_signup_creates_one_tenant_and_reports_its_progress(
-    client: TestClient, store: FakeTenantStore
+    client: TestClient, store: FakeTenantStore, tokens: dict[str, str]
 ) -> None:
     answer = signup(client)
     assert answer.status_code == 202
@@ -194,7 +194,13 @@ def test_a_signup_creates_one_tenant_and_reports_its_progress(
     assert tenant["spec"]["adminEmail"] == "a@acme.example.com"  # lowercased
     assert tenant["metadata"]["labels"][EMAIL_LABEL] == digest("a@acme.example.com")
     assert "a@acme" not in json.dumps(tenant["metadata"])  # only digests in labels
-    assert client.get("/v1/signups/acme").json() == {
+    # L5: not signed in, every slug reads "Accepted", made or not; its progress is for the
+    # tenant's admin and platform admins.
+    accepted = {"phase": "Accepted", "conditions": []}
+    for slug in ("acme", "nobody"):
+        assert client.get(f"/v1/signups/{slug}").json() == {"slug": slug, **accepted}
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    assert client.get("/v1/signups/acme", headers=admin).json() == {
         "slug": "acme",
         "phase": "Pending",
         "conditions": [],
@@ -206,11 +212,12 @@ def test_a_signup_creates_one_tenant_and_reports_its_progress(
             {"type": "Ready", "status": "True", "reason": "Available", "message": "internal"}
         ],
     }
-    seen = client.get("/v1/signups/acme").json()
+    seen = client.get("/v1/signups/acme", headers=admin).json()
     assert seen["phase"] == "Ready"
-    # Anyone may read a signup's progress: never a condition's message.
+    # Even an admin never sees a condition's message here.
     assert seen["conditions"] == [{"type": "Ready", "status": "True", "reason": "Available"}]
-    assert client.get("/v1/signups/nobody").status_code == 404
+    assert client.get("/v1/signups/acme").json() == {"slug": "acme", **accepted}
+    assert client.get("/v1/signups/nobody", headers=admin).status_code == 404
 
 
 def test_a_taken_slug_is_409_and_a_known_email_reveals_nothing(
