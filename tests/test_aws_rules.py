@@ -3,6 +3,7 @@ client's attribute permissions. Plain boto3 against the session's moto, as any c
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -195,3 +196,22 @@ def test_the_herd_admin_client_names_its_attributes_even_if_made_before(
     )
     # Again: nothing to change, the same client.
     assert bootstrap._admin_client(aws_settings, pool) == old
+
+
+def test_app_clients_carry_their_creation_and_modification_dates(
+    aws_settings: Settings,
+) -> None:
+    """As AWS answers them; the operator holds CreationDate against its claim of a name."""
+    pool, _ = pool_with_user(aws_settings)
+    cognito = idp(aws_settings)
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    made = cognito.create_user_pool_client(UserPoolId=pool, ClientName="dated")["UserPoolClient"]
+    assert before <= made["CreationDate"] <= dt.datetime.now(dt.UTC)
+    assert made["LastModifiedDate"] == made["CreationDate"]
+    described = cognito.describe_user_pool_client(UserPoolId=pool, ClientId=made["ClientId"])
+    assert described["UserPoolClient"]["CreationDate"] == made["CreationDate"]
+    updated = cognito.update_user_pool_client(
+        UserPoolId=pool, ClientId=made["ClientId"], ClientName="dated", WriteAttributes=["name"]
+    )["UserPoolClient"]
+    assert updated["CreationDate"] == made["CreationDate"]
+    assert updated["LastModifiedDate"] >= made["LastModifiedDate"]

@@ -359,6 +359,120 @@ def test_transient_failures_then_success(
     assert len(clients_named(aws_settings, user_pool, name)) == 1
 
 
+def another_client(settings: Settings, pool: str) -> tuple[str, str]:
+    """A client of the pool that no CognitoClient made (as herd-admin): (name, id)."""
+    name = unique("victim")
+    made = idp(settings).create_user_pool_client(
+        UserPoolId=pool,
+        ClientName=name,
+        AllowedOAuthFlows=["code"],
+        AllowedOAuthScopes=["openid"],
+        AllowedOAuthFlowsUserPoolClient=True,
+        CallbackURLs=["https://victim.example.com/cb"],
+    )
+    return name, made["UserPoolClient"]["ClientId"]
+
+
+def untouched(settings: Settings, pool: str, name: str, client_id: str) -> None:
+    assert clients_named(settings, pool, name) == [client_id]
+    described = idp(settings).describe_user_pool_client(UserPoolId=pool, ClientId=client_id)
+    assert described["UserPoolClient"]["CallbackURLs"] == ["https://victim.example.com/cb"]
+
+
+def thief_spec(name: str) -> dict[str, Any]:
+    return spec(
+        name,
+        allowedOAuthFlows=["code"],
+        allowedOAuthScopes=["openid"],
+        callbackURLs=["https://evil.example.com/cb"],
+    )
+
+
+def test_a_refused_create_leaves_no_claim_to_take_another_client_by_a_rename(
+    objects: Custom, api: ApiClient, proxy: FaultProxy, aws_settings: Settings, user_pool: str
+) -> None:
+    """N3: Cognito refuses the create (on AWS, a nonexistent OAuth scope does): no client was
+    made, so no claim stays behind, and a rename to another client's name is an adoption
+    like any other, refused here."""
+    victim, victim_id = another_client(aws_settings, user_pool)
+    name = unique()
+    rule = proxy.fail("CreateUserPoolClient", times=1, fault="invalid", contains=name)
+    try:
+        objects.create(KIND, PLURAL, name, thief_spec(name))
+        objects.wait_condition(PLURAL, name, "Ready", "False", reason="InvalidSpec")
+    finally:
+        proxy.clear()
+    assert rule.hits == 1
+    status = objects.get(PLURAL, name)["status"]
+    assert not {"creationStarted", "claimedName", "claimedNameFree", "clientId"} & set(status)
+
+    objects.patch(PLURAL, name, {"clientName": victim})
+    cond = objects.wait_condition(PLURAL, name, "Ready", "False", reason="AlreadyExists")
+    assert "spec.adopt" in cond["message"]
+    assert "clientId" not in objects.get(PLURAL, name)["status"]
+    assert secret_data(api, objects.namespace, f"{name}-credentials") is None
+    untouched(aws_settings, user_pool, victim, victim_id)
+
+
+def test_a_create_of_unknown_outcome_resumes_only_the_name_it_claimed(
+    objects: Custom, api: ApiClient, proxy: FaultProxy, aws_settings: Settings, user_pool: str
+) -> None:
+    """A create whose answer never came (a 503) may have landed: its claim stands, for its
+    own name only. Renamed meanwhile, the object finds nothing under its claim and meets the
+    new name's client as any other: not its own."""
+    victim, victim_id = another_client(aws_settings, user_pool)
+    name = unique()
+    proxy.fail("CreateUserPoolClient", times=1000, fault="unavailable", contains=name)
+    try:
+        objects.create(KIND, PLURAL, name, thief_spec(name))
+        status = wait_for(
+            lambda: (
+                (st := objects.get(PLURAL, name).get("status") or {}).get("creationStarted")
+                and objects.condition(PLURAL, name, "Synced").get("reason") == "Recoverable"
+                and st
+            ),
+            60,
+            "a claim, its create failing with 503",
+        )
+        objects.patch(PLURAL, name, {"clientName": victim})
+        objects.wait_condition(PLURAL, name, "Ready", "False", reason="AlreadyExists")
+    finally:
+        proxy.clear()
+    assert (status.get("claimedName"), status.get("claimedNameFree")) == (name, True)
+    status = objects.get(PLURAL, name)["status"]
+    assert not {"creationStarted", "claimedName", "clientId"} & set(status)
+    assert secret_data(api, objects.namespace, f"{name}-credentials") is None
+    untouched(aws_settings, user_pool, victim, victim_id)
+    # Deleting it deletes nothing in Cognito either.
+    objects.delete(PLURAL, name)
+    objects.wait_gone(PLURAL, name)
+    untouched(aws_settings, user_pool, victim, victim_id)
+
+
+def test_deleted_with_a_claim_standing_deletes_only_its_own_name(
+    objects: Custom, proxy: FaultProxy, aws_settings: Settings, user_pool: str
+) -> None:
+    """Deletion, too, looks for a cut-short create under the claimed name only: a rename
+    after the claim never points it at another client."""
+    victim, victim_id = another_client(aws_settings, user_pool)
+    name = unique()
+    proxy.fail("CreateUserPoolClient", times=1000, fault="unavailable", contains=name)
+    try:
+        objects.create(KIND, PLURAL, name, thief_spec(name))
+        wait_for(
+            lambda: (objects.get(PLURAL, name).get("status") or {}).get("creationStarted"),
+            60,
+            "a claim",
+        )
+        # Spec and deletion together, before any pass could look at the new name.
+        objects.patch(PLURAL, name, {"clientName": victim})
+        objects.delete(PLURAL, name)
+        objects.wait_gone(PLURAL, name)
+    finally:
+        proxy.clear()
+    untouched(aws_settings, user_pool, victim, victim_id)
+
+
 def killed_after_the_create(
     objects: Custom,
     proxy: FaultProxy,

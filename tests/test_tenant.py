@@ -442,3 +442,40 @@ def test_a_foreign_secret_blocks_the_tenant_visibly_until_it_is_gone(
     # A failed child is retried on its own backoff, with no handler waiting for it: its
     # change woke the Tenant through the annotation.
     assert WAKE_ANNOTATION in (tenants.get(PLURAL, slug)["metadata"].get("annotations") or {})
+
+
+def test_a_tenants_client_never_resumes_one_made_before_its_claim(
+    tenants: Custom,
+    proxy: FaultProxy,
+    aws_settings: Settings,
+    user_pool: str,
+) -> None:
+    """A Tenant's own app client is created without listing the pool, so its claim cannot
+    say the name was free. A create whose answer never came (503) leaves the claim; a client
+    of that name made before the claim (by hand, or kept by a deleted Tenant of the same
+    slug) is not the one it made, and is left alone."""
+    slug = f"acme-{uuid.uuid4().hex[:8]}"
+    before = aws.client("cognito-idp", aws_settings).create_user_pool_client(
+        UserPoolId=user_pool, ClientName=f"tenant-{slug}"
+    )["UserPoolClient"]["ClientId"]
+    failed = proxy.fail("CreateUserPoolClient", times=2, fault="unavailable", contains=slug)
+    try:
+        tenants.create(
+            KIND,
+            PLURAL,
+            slug,
+            {
+                "displayName": "Acme Farms",
+                "slug": slug,
+                "adminEmail": f"admin@{slug}.example.com",
+                "plan": "standard",
+            },
+        )
+        tenants.wait_condition(PLURAL, slug, timeout=90)
+    finally:
+        proxy.clear()
+    child = tenants.get("cognitoclients", f"{slug}-app")["status"]
+    assert child["clientId"] != before
+    assert failed.hits == 2
+    assert sorted(app_clients(aws_settings, user_pool, slug)) == sorted([before, child["clientId"]])
+    assert not {"creationStarted", "claimedName", "claimedNameFree"} & set(child)

@@ -178,6 +178,22 @@ class CognitoClientStatus(Status):
     userPoolId: str | None = None
     secretName: str | None = None
     creationStarted: Timestamp | None = None
+    # The claim a create is started under (app clients take no tags: this is the marker).
+    claimedName: str | None = Field(
+        None,
+        description=(
+            "The clientName a create was started under, with creationStarted: after a crash "
+            "only a client of exactly this name is taken as this one's own create."
+        ),
+    )
+    claimedNameFree: bool | None = Field(
+        None,
+        description=(
+            "The pool had no client of claimedName when it was claimed (not set: the pool "
+            "was not listed, as for a Tenant's own client; then only a client made since "
+            "creationStarted counts)."
+        ),
+    )
     lastSyncedTime: Timestamp | None = None
     conditions: Conditions = None
 

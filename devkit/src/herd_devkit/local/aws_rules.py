@@ -10,6 +10,9 @@ security proves nothing:
   default: every mutable attribute, custom ones included (why Herd never leaves them empty).
 - **An app client's ReadAttributes** (Cognito `GetUser`): only the attributes the client may
   read are answered, when it names them (`sub` always).
+- **An app client's CreationDate and LastModifiedDate** (Create/Describe/UpdateUserPoolClient):
+  the operator holds a client's CreationDate against its own claim to tell a client it made
+  from one that was there before.
 
 The rules read moto's own state (which token belongs to which client, the pool's schema), so
 they run inside moto_serial's lock, in the same process.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -38,6 +42,8 @@ def enforced(app: WSGIApp) -> WSGIApp:
             return _update_user_attributes(app, environ, start_response)
         if target == f"{COGNITO}GetUser":
             return _get_user(app, environ, start_response)
+        if target in (f"{COGNITO}CreateUserPoolClient", f"{COGNITO}UpdateUserPoolClient"):
+            return _dated(app, environ, start_response, target.endswith("CreateUserPoolClient"))
         return app(environ, start_response)
 
     return handle
@@ -114,28 +120,73 @@ def _get_user(
     allowed = readable(owner[1]) if owner is not None else None
     if allowed is None:
         return app(environ, start_response)
-    answered: dict[str, Any] = {}
-
-    def keep(status: str, headers: list[tuple[str, str]], *rest: Any) -> Callable[..., Any]:
-        answered.update(status=status, headers=headers, rest=rest)
-        return lambda _data: None  # moto writes nothing through it
-
-    result = app(environ, keep)
-    try:
-        raw = b"".join(result)
-    finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-    status, headers = answered["status"], answered["headers"]
-    if status.startswith("200"):
-        user = json.loads(raw)
+    answer = _Answer.of(app, environ)
+    if answer.ok:
+        user = json.loads(answer.raw)
         user["UserAttributes"] = [a for a in user.get("UserAttributes", []) if a["Name"] in allowed]
-        raw = json.dumps(user).encode()
-        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-        headers.append(("Content-Length", str(len(raw))))
-    start_response(status, headers, *answered["rest"])
-    return [raw]
+        answer.raw = json.dumps(user).encode()
+    return answer.send(start_response)
+
+
+def _dated(
+    app: WSGIApp, environ: dict[str, Any], start_response: Callable[..., Any], created: bool
+) -> Iterable[bytes]:
+    """moto keeps no dates for app clients: stamp them on moto's client (Describe answers
+    them from there on) and on this answer, as epoch seconds (the JSON protocol's form)."""
+    answer = _Answer.of(app, environ)
+    if answer.ok:
+        body = json.loads(answer.raw)
+        found = body.get("UserPoolClient") or {}
+        client = _client(str(found.get("UserPoolId")), str(found.get("ClientId")))
+        if client is not None:
+            now = round(time.time(), 3)  # as moto serializes it
+            dates = {"LastModifiedDate": now, **({"CreationDate": now} if created else {})}
+            client.extended_config.update(dates)
+            found.update(dates)
+            answer.raw = json.dumps(body).encode()
+    return answer.send(start_response)
+
+
+def _client(pool_id: str, client_id: str) -> Any:
+    for by_region in cognitoidp_backends.values():
+        for region, backend in by_region.items():
+            pool = None if region == "global" else backend.user_pools.get(pool_id)
+            if pool is not None and client_id in pool.clients:
+                return pool.clients[client_id]
+    return None
+
+
+class _Answer:
+    """moto's whole answer to a request, to change before it is sent."""
+
+    def __init__(self, status: str, headers: list[tuple[str, str]], raw: bytes) -> None:
+        self.status, self.headers, self.raw = status, headers, raw
+
+    @classmethod
+    def of(cls, app: WSGIApp, environ: dict[str, Any]) -> _Answer:
+        answered: dict[str, Any] = {}
+
+        def keep(status: str, headers: list[tuple[str, str]], *_: Any) -> Callable[..., Any]:
+            answered.update(status=status, headers=headers)
+            return lambda _data: None  # moto writes nothing through it
+
+        result = app(environ, keep)
+        try:
+            raw = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return cls(answered["status"], answered["headers"], raw)
+
+    @property
+    def ok(self) -> bool:
+        return self.status.startswith("200")
+
+    def send(self, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        headers = [(k, v) for k, v in self.headers if k.lower() != "content-length"]
+        start_response(self.status, [*headers, ("Content-Length", str(len(self.raw)))])
+        return [self.raw]
 
 
 def _error(start_response: Callable[..., Any], code: str, message: str) -> Iterable[bytes]:

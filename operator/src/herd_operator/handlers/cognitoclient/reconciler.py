@@ -6,8 +6,10 @@ status, events or logs.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+from botocore.exceptions import ClientError
 from kubernetes.client.exceptions import ApiException
 
 from herd_core import conditions as cond
@@ -22,6 +24,8 @@ from herd_operator.settings import Settings
 KIND = "CognitoClient"
 PLURAL = "cognitoclients"
 SECRET_LABEL = f"{GROUP}/cognitoclient"
+# Status fields of a create's claim, cleared together once the create's outcome is known.
+CLAIM_FIELDS = ("creationStarted", "claimedName", "claimedNameFree")
 DEFAULT_VALIDITY = {"accessTokenMinutes": 60, "idTokenMinutes": 60, "refreshTokenDays": 30}
 _LISTS = (
     "ExplicitAuthFlows",
@@ -162,28 +166,35 @@ def _create_or_adopt(
 ) -> tuple[str, dict[str, Any] | None]:
     """The client's id, and the client itself when this call created it."""
     spec, status = obj.spec, obj.status
-    created = None
+    if status.get("creationStarted"):
+        # A create of ours was under way when the last run ended (a crash, or an answer lost
+        # on the way): the client it made, if it landed, is ours; never another of the pool.
+        found = claimed_clients(obj, cognito, pool)
+        if len(found) > 1:
+            raise AlreadyExists(
+                f"{len(found)} app clients named {claimed_name(obj)} were made in {pool} "
+                "since this CognitoClient claimed the name; cannot tell which is its own"
+            )
+        if found:
+            obj.event(
+                "Created",
+                f"found app client {found[0]}, created before a restart; credentials go to "
+                f"Secret {spec['secretName']}",
+            )
+            obj.patch_status(clientId=found[0], userPoolId=pool, **dict.fromkeys(CLAIM_FIELDS))
+            return found[0], None
+        # It never landed: the claim goes, and the client's name is looked at afresh (the
+        # spec may name another by now; a client of that name goes through adoption).
+        obj.patch_status(**dict.fromkeys(CLAIM_FIELDS))
     # Cognito finds clients by name only through a list of the whole pool. A Tenant's own
-    # client (named for its Tenant, whose name is unique) needs that list only to find a
-    # create of ours cut short by a crash; under a burst of Tenants, a list per create of a
-    # pool that grows with each one was quadratic.
+    # client (named for its Tenant, whose name is unique) is created without one: under a
+    # burst of Tenants, a list per create of a pool that grows with each one was quadratic.
     tenant_child = any(
         o.get("kind") == "Tenant" and o.get("controller")
         for o in obj.body["metadata"].get("ownerReferences") or []
     )
-    if tenant_child and not status.get("creationStarted"):
-        existing: list[str] = []
-    else:
-        existing = cognito.clients_named(pool, want["ClientName"])
-    if existing and status.get("creationStarted"):
-        # Our own create, answered just before a crash: resume with it, never a second one.
-        client_id = existing[0]
-        obj.event(
-            "Created",
-            f"found app client {client_id}, created before a restart; credentials go to "
-            f"Secret {spec['secretName']}",
-        )
-    elif existing:
+    existing = [] if tenant_child else cognito.clients_named(pool, want["ClientName"])
+    if existing:
         if not spec.get("adopt"):
             raise AlreadyExists(
                 f"an app client named {want['ClientName']} already exists in "
@@ -201,20 +212,66 @@ def _create_or_adopt(
             f"adopted existing app client {client_id}; credentials go to Secret "
             f"{spec['secretName']}",
         )
-    else:
-        obj.patch_status(creationStarted=cond.now(), userPoolId=pool)
-        obj.flush()  # before the create: a restart knows a create may have landed
+        obj.patch_status(clientId=client_id, userPoolId=pool)
+        return client_id, None
+    # The claim, before the create: a restart knows a create may have landed, under which
+    # name, and whether that name was free (listed and found free; a Tenant's child: unknown).
+    obj.patch_status(
+        # To the millisecond: a client made before the claim is told from one made after it.
+        creationStarted=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
+        claimedName=want["ClientName"],
+        claimedNameFree=None if tenant_child else True,
+        userPoolId=pool,
+    )
+    obj.flush()
+    try:
         created = cognito.create_client(pool, want, bool(spec.get("generateSecret")))
-        client_id = str(created["ClientId"])
-        # The id goes to status with the outcome, one write later, not in a write of its own:
-        # until then creationStarted stands, and a restart finds the client by its name.
-        obj.event(
-            "Created",
-            f"created app client {client_id} in {pool}; credentials go to Secret "
-            f"{spec['secretName']}",
-        )
-    obj.patch_status(clientId=client_id, userPoolId=pool, creationStarted=None)
+    except ClientError as err:
+        if 400 <= _http_status(err) < 500:
+            # Cognito refused it: no client was made, so there is nothing to resume. A claim
+            # left standing would let a later rename take the pool's client of that name.
+            obj.patch_status(**dict.fromkeys(CLAIM_FIELDS))
+        raise
+    client_id = str(created["ClientId"])
+    # The id goes to status with the outcome, one write later, not in a write of its own:
+    # until then the claim stands, and a restart finds the client by the claimed name.
+    obj.event(
+        "Created",
+        f"created app client {client_id} in {pool}; credentials go to Secret {spec['secretName']}",
+    )
+    obj.patch_status(clientId=client_id, userPoolId=pool, **dict.fromkeys(CLAIM_FIELDS))
     return client_id, created
+
+
+def _http_status(err: ClientError) -> int:
+    return int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def claimed_name(obj: Object) -> str:
+    # A claim written before claimedName was (an older operator's): its name is the spec's,
+    # and whether it was free is unknown.
+    return str(obj.status.get("claimedName") or params(obj.spec)["ClientName"])
+
+
+def claimed_clients(obj: Object, cognito: Cognito, pool: str) -> list[str]:
+    """The clients a create under this object's claim may have made: of exactly the claimed
+    name, held by no other CognitoClient, and (unless the name was free when claimed) made
+    since the claim. One is this object's own; none, the create never landed."""
+    status = obj.status
+    name = claimed_name(obj)
+    found = [
+        c
+        for c in cognito.clients_named(pool, name)
+        if not [h for h in kube.holders(PLURAL, "clientId", c) if h != (obj.namespace, obj.name)]
+    ]
+    if status.get("claimedName") and status.get("claimedNameFree"):
+        return found
+    # The create went out only after the claim was written to the API server: a client it
+    # made is later than the claim by that round trip at least (Cognito's and the operator's
+    # clocks are NTP-synchronised well within it). One made before was another's.
+    since = dt.datetime.fromisoformat(str(status["creationStarted"]).replace("Z", "+00:00"))
+    made = [(c, (cognito.describe_client(pool, c) or {}).get("CreationDate")) for c in found]
+    return [c for c, when in made if isinstance(when, dt.datetime) and when >= since]
 
 
 def write_secret(
@@ -282,9 +339,17 @@ def delete(obj: Object, settings: Settings) -> None:
     cognito = Cognito(settings)
     ids = [client_id] if client_id else []
     if not ids and status.get("creationStarted"):
-        # A create cut short by a crash, before its id reached status: the name was free when
-        # it was claimed, so a client of that name is this one's (as _create_or_adopt holds).
-        ids = cognito.clients_named(pool, params(obj.spec)["ClientName"])
+        # A create cut short by a crash, before its id reached status: the client it made
+        # under its claim, as _create_or_adopt would resume it; never another of the pool.
+        ids = claimed_clients(obj, cognito, pool)
+        if len(ids) > 1:
+            obj.event(
+                "Retained",
+                f"{len(ids)} app clients named {claimed_name(obj)} were made since the claim; "
+                "cannot tell which was this one's, so none is deleted",
+                warning=True,
+            )
+            return
     if not ids:
         return
     if obj.spec.get("deletionPolicy") == "Retain":
