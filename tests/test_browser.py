@@ -7,11 +7,17 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
-from .helpers import ApiProcess
+from herd_core import aws
+from herd_devkit.local import bootstrap
+from herd_devkit.settings import Settings
+
+from . import logo_files
+from .helpers import ApiProcess, Custom
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.usefixtures("live_operator", "worker"), pytest.mark.slow]
@@ -40,19 +46,41 @@ def browser() -> Iterator[Browser]:
 
 
 def test_sign_up_then_admin_sees_it(
-    browser: Browser, api_server: ApiProcess, users: dict[str, tuple[str, str]], tmp_path: Path
+    browser: Browser,
+    api_server: ApiProcess,
+    users: dict[str, tuple[str, str]],
+    tmp_path: Path,
+    api: Any,
+    tenants_ns: str,
+    aws_settings: Settings,
+    aws_env: bootstrap.Environment,
 ) -> None:
     slug = f"web-{uuid.uuid4().hex[:8]}"
+    email = f"owner@{slug}.example.com"
     page = browser.new_page()
     page.goto(f"{api_server.url}/")
     page.fill("#displayName", "Web Farms")
     page.fill("#slug", slug)
-    page.fill("#adminEmail", f"owner@{slug}.example.com")
+    page.fill("#adminEmail", email)
     page.select_option("#plan", "standard")
     page.click("#submit")
     expect(page.locator("#status")).to_be_visible(timeout=15_000)
     expect(page.locator("#status-slug")).to_have_text(slug)
-    # The page polls the status endpoint until the operator has provisioned the tenant.
+    # Not signed in, the status says "Accepted" whatever exists (L5) ...
+    expect(page.locator("#phase")).to_have_text("Accepted", timeout=15_000)
+    # ... and once the tenant's admin signs in on the page (with the password set after
+    # the welcome email), the page polls the progress until the tenant is provisioned.
+    Custom(api, tenants_ns).wait_condition("tenants", slug, "CognitoUser", timeout=120)
+    password = f"Tenant-{uuid.uuid4().hex[:10]}-9A"
+    aws.client("cognito-idp", aws_settings).admin_set_user_password(
+        UserPoolId=aws_env.user_pool_id, Username=email, Password=password, Permanent=True
+    )
+    page.fill("#logo-password", password)
+    page.set_input_files(
+        "#logo-file",
+        files=[{"name": "logo.png", "mimeType": "image/png", "buffer": logo_files.png()}],
+    )
+    page.click("#logo-upload")
     expect(page.locator("#phase")).to_have_text("Ready", timeout=90_000)
     expect(page.locator("#conditions")).to_contain_text("WelcomeEmailQueued")
     page.screenshot(path=str(tmp_path / "signup.png"))
