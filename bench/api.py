@@ -57,7 +57,15 @@ def main() -> None:
     with stack("herd-bench-api-") as st:
         with console.status("starting control plane, moto, API"):
             ensure_namespace(st.api, "tenants")
-            url = st.run(["api", "run"], "HERD_API_PORT", HERD_SIGNUP_BURST="1000000")
+            # No limit may bite: the bench measures the API, not its budgets (the global
+            # one, 0.1/s after a burst of 200 by default, would stop it at signup 201).
+            url = st.run(
+                ["api", "run"],
+                "HERD_API_PORT",
+                HERD_SIGNUP_BURST="1000000",
+                HERD_SIGNUP_GLOBAL_BURST="1000000",
+                HERD_SIGNUP_GLOBAL_RATE="1000000",
+            )
 
         def signup(_: int, since: float | None = None) -> float:
             slug = f"b-{uuid.uuid4().hex[:12]}"

@@ -354,6 +354,9 @@ def api_env(
         "HERD_TENANTS_NAMESPACE": TENANTS,
         "HERD_JWKS_URL": f"{moto.url}/{aws_env.user_pool_id}/.well-known/jwks.json",
         "HERD_SIGNUP_BURST": "100000",
+        # The session's API serves every test's signups: the global budget's default (a
+        # burst of 200, then 0.1/s) is for production; test_api's budget test sets its own.
+        "HERD_SIGNUP_GLOBAL_BURST": "100000",
         "HERD_AWS_CALL_LOG": str(AWS_CALLS / "api.jsonl"),
         "HERD_CORS_ORIGINS": '["https://console.herd-itt.com"]',
     }
