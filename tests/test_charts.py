@@ -227,6 +227,36 @@ def test_workers_alert_on_dead_letters_where_prometheus_rules_exist() -> None:
     assert int(env["HERD_WORKER_CLAIM_LEASE"]) <= int(env["HERD_WORKER_VISIBILITY_TIMEOUT"])
 
 
+def api_env(*args: str) -> dict[str, dict[str, Any]]:
+    """The API container's env of the herd-api chart rendered with `args`, by name."""
+    rendered = template("herd-api", "-f", "charts/herd-api/ci/dev-values.yaml", *args)
+    deployment = next(o for o in rendered if o["kind"] == "Deployment")
+    return {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_the_api_gets_its_signup_budget_and_verification_hook_secret_from_a_secret() -> None:
+    env = api_env()
+    assert env["HERD_SIGNUP_GLOBAL_RATE"]["value"] == "0.1"
+    assert env["HERD_SIGNUP_GLOBAL_BURST"]["value"] == "200"
+    assert "HERD_SIGNUP_VERIFY_URL" not in env and "HERD_SIGNUP_VERIFY_SECRET" not in env
+    env = api_env(
+        "--set",
+        "config.signupVerifyUrl=https://challenges.cloudflare.com/turnstile/v0/siteverify",
+        "--set",
+        "config.signupGlobalBurst=50",
+    )
+    assert env["HERD_SIGNUP_GLOBAL_BURST"]["value"] == "50"
+    assert env["HERD_SIGNUP_VERIFY_URL"]["value"].endswith("/siteverify")
+    assert env["HERD_SIGNUP_VERIFY_SECRET"] == {
+        "name": "HERD_SIGNUP_VERIFY_SECRET",
+        "valueFrom": {"secretKeyRef": {"name": "herd-signup-verify", "key": "secret"}},
+    }
+    refused = helm(
+        "template", "t", "charts/herd-api", "--set", "config.signupVerifyUrl=ftp://x", check=False
+    )
+    assert refused.returncode != 0 and "signupVerifyUrl" in refused.stderr
+
+
 def test_public_ingress_routes_only_pages_and_v1() -> None:
     rendered = template("herd-api", "-f", "charts/herd-api/ci/dev-values.yaml")
     ingress = next(o for o in rendered if o["kind"] == "Ingress")
