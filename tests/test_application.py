@@ -751,6 +751,60 @@ def test_cascade_delete_only_with_the_resources_finalizer(
     assert cm_data(api, namespace, "c") == {}  # no finalizer: what it made stays
 
 
+def test_every_cascade_delete_finishes(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str, project: str
+) -> None:
+    """Argo's /background finalizer lets the Application go once its objects are asked to
+    go; a source the Project refuses by now (or a repository gone) no longer holds a cascade
+    delete up: deleting what the Application tracks needs its ServiceAccount, not its git."""
+    sha = gitrepo.commit(
+        "dev", "two apps", {"a/a.yaml": configmap("a", {}), "b/b.yaml": configmap("b", {})}
+    )
+    custom = client.CustomObjectsApi(api)
+    for name, path, finalizer in [
+        ("background", "a", "resources-finalizer.argocd.argoproj.io/background"),
+        ("refused", "b", "resources-finalizer.argocd.argoproj.io"),
+    ]:
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Application",
+                "metadata": {"name": name, "finalizers": [finalizer]},
+                "spec": {
+                    "project": project,
+                    "source": {"repoURL": gitrepo.url, "targetRevision": "dev", "path": path},
+                    "destination": {"namespace": namespace},
+                    "syncPolicy": {"automated": {"prune": True}},
+                },
+            },
+        )
+    for name in ("background", "refused"):
+        synced_at(objects, name, sha)
+    # From now on the Project permits another repository only.
+    custom.patch_cluster_custom_object(
+        GROUP, VERSION, "projects", project, {"spec": {"sourceRepos": ["https://only.example/*"]}}
+    )
+    objects.patch(PLURAL, "refused", {"pollInterval": "10s"})  # a reconcile sees the refusal
+    wait_for(
+        lambda: (
+            "InvalidSpecError"
+            in [c.get("type") for c in app_status(objects, "refused").get("conditions") or []]
+        ),
+        60,
+        "the source refused",
+    )
+    for name in ("background", "refused"):
+        objects.delete(PLURAL, name)
+    for name in ("background", "refused"):
+        objects.wait_gone(PLURAL, name, timeout=60)
+    assert cm_data(api, namespace, "a") is None
+    assert cm_data(api, namespace, "b") is None
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -19,7 +19,11 @@ WELCOME_EMAIL_SENT = "WelcomeEmailSent"
 
 # GitOps: Projects, the cascade-delete finalizers (ours and Argo's), repository Secrets.
 PROJECTS = "projects"
-CASCADE_FINALIZERS = (f"resources-finalizer.{GROUP}", "resources-finalizer.argocd.argoproj.io")
+# Argo's resources finalizer, ours or Argo's name: plain and /foreground wait until what the
+# Application tracks is gone; /background asks each to go and lets the Application go at once.
+_CASCADE = (f"resources-finalizer.{GROUP}", "resources-finalizer.argocd.argoproj.io")
+BACKGROUND_CASCADE = tuple(f"{f}/background" for f in _CASCADE)
+CASCADE_FINALIZERS = (*_CASCADE, *(f"{f}/foreground" for f in _CASCADE), *BACKGROUND_CASCADE)
 REPO_SECRET_LABEL = f"{GROUP}/secret-type"
 REPO_SECRET_TYPE = "repository"
 

@@ -432,9 +432,18 @@ class Engine:
         if self.live is not None:
             self.live.forget(app_id)
 
-    def cascade(self, app: Application) -> list[str]:
-        """Delete what the Application tracks (as its ServiceAccount); what still exists."""
-        _project, user = self.identity(app)
+    def cascade(self, app: Application, wait: bool = True) -> list[str]:
+        """Delete what the Application tracks (as its ServiceAccount); what still exists
+        (with `wait` False, Argo's background deletion: nothing, once each is asked to go).
+        Its source is not checked: a repository the Project refuses now, or one gone, must
+        not keep the Application from going. One that tracks nothing goes at once."""
+        if not self._inventory(app):
+            return []
+        project = self.project(app)
+        try:
+            user = impersonated_user(project.service_account(app.destination))
+        except InvalidProject as err:
+            raise InvalidSpecError(str(err)) from err
         applier = self.applier(user)
         remaining = []
         for key, live in self.tracked(app, applier):
@@ -443,7 +452,8 @@ class Engine:
                     applier.delete(key.api_version, key.kind, key.name, key.namespace or None)
                 except (ApplyError, ApiException) as err:
                     raise SyncError(f"delete {key}: {err}") from err
-            remaining.append(str(key))
+            if wait:
+                remaining.append(str(key))
         return remaining
 
     # -- sync -------------------------------------------------------------------------------

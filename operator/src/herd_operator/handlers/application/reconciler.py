@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from herd_core import conditions as cond
 from herd_core import kube
-from herd_core.constants import CASCADE_FINALIZERS, GROUP, VERSION
+from herd_core.constants import BACKGROUND_CASCADE, CASCADE_FINALIZERS, GROUP, VERSION
 from herd_operator.gitops import health
 from herd_operator.gitops.engine import (
     OUT_OF_SYNC,
@@ -69,22 +69,30 @@ def cascades(body: Any) -> bool:
 
 
 def cascade_delete(obj: Object, engine: Engine, timeout: float = 60) -> None:
-    """Delete what the Application tracks; once all of it is gone, drop the cascade finalizer
-    and the Application goes. Still waiting after `timeout`: touch the Application, whose next
-    event brings us back (a raw event handler has no retries of its own)."""
+    """Delete what the Application tracks; once all of it is gone (with Argo's /background
+    finalizer: once each is asked to go), drop the cascade finalizer and the Application goes.
+    Still waiting after `timeout`: touch the Application, whose next event brings us back (a
+    raw event handler has no retries of its own). Gone meanwhile: nothing left to do."""
+    finalizers = obj.body["metadata"].get("finalizers") or []
+    wait = not any(f in BACKGROUND_CASCADE for f in finalizers)
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            remaining: list[str] | None = engine.cascade(engine_app(obj))
-        except (ComparisonError, SyncError) as err:
-            obj.event("DeletionError", str(err), warning=True)
-            remaining = None
-        if remaining == [] and _drop_cascade_finalizer(obj):
-            return
-        if time.monotonic() > deadline:
-            obj.body_patch(metadata={"annotations": {CASCADE_RETRY_ANNOTATION: stamp()}})
-            return
-        time.sleep(1 if remaining is not None else 10)
+    try:
+        while True:
+            try:
+                remaining: list[str] | None = engine.cascade(engine_app(obj), wait=wait)
+            except (ComparisonError, SyncError) as err:
+                obj.event("DeletionError", str(err), warning=True)
+                remaining = None
+            if remaining == [] and _drop_cascade_finalizer(obj):
+                return
+            if time.monotonic() > deadline:
+                obj.body_patch(metadata={"annotations": {CASCADE_RETRY_ANNOTATION: stamp()}})
+                return
+            time.sleep(1 if remaining is not None else 10)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        # The Application is gone already (an ordinary delete's later events): not an error.
 
 
 def _drop_cascade_finalizer(obj: Object) -> bool:
@@ -92,6 +100,8 @@ def _drop_cascade_finalizer(obj: Object) -> bool:
         GROUP, VERSION, obj.namespace, PLURAL, obj.name
     )
     meta = current["metadata"]  # type: ignore[index]
+    if meta.get("uid") != obj.uid:
+        return True  # another Application of that name by now: ours is gone
     finalizers = [f for f in meta.get("finalizers") or [] if f not in CASCADE_FINALIZERS]
     try:
         # The resourceVersion makes this a compare-and-swap: a concurrent change means retry.
