@@ -479,3 +479,99 @@ def test_a_tenants_client_never_resumes_one_made_before_its_claim(
     assert failed.hits == 2
     assert sorted(app_clients(aws_settings, user_pool, slug)) == sorted([before, child["clientId"]])
     assert not {"creationStarted", "claimedName", "claimedNameFree"} & set(child)
+
+
+def test_a_cognitoclient_of_the_childs_name_that_is_not_the_tenants_is_never_touched(
+    tenants: Custom, api: ApiClient, aws_settings: Settings, user_pool: str
+) -> None:
+    """N11: a signup for slug S meets a CognitoClient `S-app` that someone else made in the
+    tenants namespace. The Tenant does not control it, so it never patches it (that would
+    move its Secret and take its app client over): the Tenant fails, saying so."""
+    slug = f"acme-{uuid.uuid4().hex[:8]}"
+    team = f"team-{uuid.uuid4().hex[:8]}"
+    tenants.create(
+        "CognitoClient",
+        "cognitoclients",
+        f"{slug}-app",
+        {
+            "clientName": team,
+            "secretName": f"{team}-credentials",
+            "explicitAuthFlows": ["ALLOW_USER_SRP_AUTH"],
+        },
+    )
+    tenants.wait_condition("cognitoclients", f"{slug}-app")
+    theirs = tenants.get("cognitoclients", f"{slug}-app")
+    core = client.CoreV1Api(api)
+    secret = core.read_namespaced_secret(f"{team}-credentials", tenants.namespace).data
+
+    tenants.create(
+        KIND,
+        PLURAL,
+        slug,
+        {
+            "displayName": "Acme Farms",
+            "slug": slug,
+            "adminEmail": f"admin@{slug}.example.com",
+            "plan": "standard",
+        },
+    )
+    ready = tenants.wait_condition(PLURAL, slug, "Ready", "False", reason="AlreadyExists")
+    assert f"CognitoClient {slug}-app" in ready["message"]
+    step = tenants.condition(PLURAL, slug, "AppClient")
+    assert (step["status"], step["reason"]) == ("False", "AlreadyExists")
+    wait_for(
+        lambda: tenants.get(PLURAL, slug)["status"].get("phase") == "Failed", 30, "phase Failed"
+    )
+    now = tenants.get("cognitoclients", f"{slug}-app")
+    assert now["spec"] == theirs["spec"]
+    assert now["metadata"].get("ownerReferences") == theirs["metadata"].get("ownerReferences")
+    assert now["status"]["clientId"] == theirs["status"]["clientId"]
+    assert core.read_namespaced_secret(f"{team}-credentials", tenants.namespace).data == secret
+    with pytest.raises(ApiException) as err:
+        core.read_namespaced_secret(f"{slug}-cognito", tenants.namespace)
+    assert err.value.status == 404
+    assert app_clients(aws_settings, user_pool, slug) == []
+
+    # Deleting the Tenant leaves it as it was, too.
+    tenants.delete(PLURAL, slug)
+    tenants.wait_gone(PLURAL, slug, timeout=60)
+    assert tenants.get("cognitoclients", f"{slug}-app")["spec"] == theirs["spec"]
+    tenants.wait_condition("cognitoclients", f"{slug}-app")
+    tenants.delete("cognitoclients", f"{slug}-app")
+
+
+def test_a_slug_signed_up_again_waits_for_the_earlier_tenants_client_to_go(
+    tenants: Custom, proxy: FaultProxy
+) -> None:
+    """The earlier Tenant's CognitoClient outlives it (garbage collection, then its own
+    finalizer; held here by a Cognito that answers its delete with 503s): the new Tenant of
+    that slug waits for it, neither patches it nor fails."""
+    slug, email = new_tenant(tenants)
+    tenants.wait_condition(PLURAL, slug, timeout=90)
+    old = tenants.get("cognitoclients", f"{slug}-app")["status"]["clientId"]
+    proxy.fail("DeleteUserPoolClient", times=1000, fault="unavailable", contains=old)
+    try:
+        tenants.delete(PLURAL, slug)
+        tenants.wait_gone(PLURAL, slug, timeout=60)
+        wait_for(
+            lambda: tenants.get("cognitoclients", f"{slug}-app")["metadata"].get(
+                "deletionTimestamp"
+            ),
+            60,
+            "the earlier child being deleted",
+        )
+        again = tenants.create(
+            KIND,
+            PLURAL,
+            slug,
+            {"displayName": "Acme Farms", "slug": slug, "adminEmail": email, "plan": "standard"},
+        )
+        step = tenants.wait_condition(PLURAL, slug, "AppClient", "False", reason="Waiting")
+        assert "is being deleted" in step["message"]
+        assert tenants.get("cognitoclients", f"{slug}-app")["status"]["clientId"] == old
+    finally:
+        proxy.clear()
+    tenants.wait_condition(PLURAL, slug, timeout=90)
+    child = tenants.get("cognitoclients", f"{slug}-app")
+    assert [r["uid"] for r in child["metadata"]["ownerReferences"]] == [again["metadata"]["uid"]]
+    assert child["status"]["clientId"] != old

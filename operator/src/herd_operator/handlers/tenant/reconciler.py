@@ -174,6 +174,28 @@ def _create_child(obj: Object, body: dict[str, Any]) -> dict[str, Any] | None:
     return cast(dict[str, Any], created)
 
 
+def _check_ours(obj: Object, child: Mapping[str, Any]) -> None:
+    """A CognitoClient of the child's name that this Tenant does not control (its controller
+    owner reference names this Tenant's uid) is never patched: its spec names its own app
+    client and Secret, and writing ours over them would move that Secret and take its client
+    over. One an earlier Tenant of this name controlled goes with it (garbage collection):
+    that is waited for."""
+    name = child["metadata"]["name"]
+    refs = [r for r in child["metadata"].get("ownerReferences") or [] if r.get("controller")]
+    if any(r.get("uid") == obj.uid for r in refs):
+        return
+    if any(r.get("kind") == KIND and r.get("name") == obj.name for r in refs):
+        message = f"CognitoClient {name} of an earlier Tenant {obj.name} is being deleted"
+        _step(obj, CLIENT, False, "Waiting", message)
+        raise Waiting(message)
+    message = (
+        f"CognitoClient {name} already exists and is not this Tenant's (no controller "
+        "reference to it); it is left untouched: delete or rename it"
+    )
+    _step(obj, CLIENT, False, cond.ALREADY_EXISTS, message)
+    raise AlreadyExists(message)
+
+
 def ensure_client(obj: Object) -> None:
     body = child_client(obj)
     name = body["metadata"]["name"]
@@ -187,7 +209,12 @@ def ensure_client(obj: Object) -> None:
             current = _create_child(obj, body)
             created = current is not None
             current = current or kube.get_object(cognitoclient.PLURAL, obj.namespace, name)
-        elif current.get("spec", {}) != {**current.get("spec", {}), **body["spec"]}:
+        if current is not None and not created:
+            _check_ours(obj, current)
+        if current is not None and current.get("spec", {}) != {
+            **current.get("spec", {}),
+            **body["spec"],
+        }:
             group, version = body["apiVersion"].split("/")
             kube.custom().patch_namespaced_custom_object(
                 group, version, obj.namespace, cognitoclient.PLURAL, name, {"spec": body["spec"]}
