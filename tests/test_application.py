@@ -469,6 +469,40 @@ def test_custom_resource_health_and_app_of_apps(
     assert st["resources"][0]["kind"] == "SESTemplate"
 
 
+def test_a_child_that_cannot_render_is_its_parents_error(
+    objects: Custom, gitrepo: Repo, namespace: str
+) -> None:
+    """App of apps: a child whose source does not render has no health of its own to wait
+    for; it shows on the parent as Degraded, with the child's error, not as Progressing."""
+    child = {
+        "apiVersion": "platform.herd-itt.com/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "broken-child", "namespace": namespace},
+        "spec": {
+            "project": f"p-{namespace}",
+            "source": {"repoURL": gitrepo.url, "targetRevision": "dev", "path": "broken"},
+            "destination": {"namespace": namespace},
+            "syncPolicy": {"automated": {"prune": True}},
+        },
+    }
+    sha = gitrepo.commit(
+        "dev",
+        "a child that does not render",
+        {"parent/child.yaml": json.dumps(child), "broken/x.yaml": "not: [yaml\n"},
+    )
+    application(objects, "parent", gitrepo, "parent", namespace)
+    synced_at(objects, "parent", sha)
+    health = wait_for(
+        lambda: (
+            (h := app_status(objects, "parent").get("health") or {}).get("status") == "Degraded"
+            and h
+        ),
+        60,
+        "the parent Degraded by its child",
+    )
+    assert "broken-child" in health["message"] and "ComparisonError" in health["message"]
+
+
 def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 

@@ -499,3 +499,129 @@ def test_a_push_wakes_each_matching_application_once_in_memory() -> None:
     for body in (a, b, c):
         asyncio.run(wakes.seen(type="DELETED", body=body))
     assert wakes.matching({"git.example/r"}, "dev", "main") == []
+
+
+def test_what_a_checkout_holds() -> None:
+    """Rendering reads the source's folder and its value files (relative to it): a checkout
+    holds those, in normal form; a path out of the repository is no path at all."""
+    from herd_operator.gitops.git import checkout_paths
+
+    source = Source(
+        "charts/web",
+        value_files=("values-dev.yaml", "../../apps/web/values.yaml", "/etc/passwd", "../../../x"),
+    )
+    assert checkout_paths(source.reads()) == (
+        "apps/web/values.yaml",
+        "charts/web",
+        "charts/web/values-dev.yaml",
+    )
+    assert checkout_paths(Source(".", value_files=("a.yaml",)).reads()) == (".",)
+    assert checkout_paths(["./m/", "m", "m/../n"]) == ("m", "n")
+    assert checkout_paths(["", "x"]) == (".",)
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected", "says"),
+    [
+        # An Argo Rollout with no controller to observe it is never Healthy.
+        (
+            {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Rollout",
+                "metadata": {"generation": 1},
+            },
+            health.PROGRESSING,
+            "controller",
+        ),
+        (
+            {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Rollout",
+                "metadata": {"generation": 2},
+                "status": {"observedGeneration": "2", "phase": "Degraded", "message": "bad pod"},
+            },
+            health.DEGRADED,
+            "bad pod",
+        ),
+        (
+            {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Rollout",
+                "metadata": {"generation": 2},
+                "status": {"observedGeneration": 2, "phase": "Healthy"},
+            },
+            health.HEALTHY,
+            "",
+        ),
+        (
+            {"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {}},
+            health.PROGRESSING,
+            "waiting",
+        ),
+        (
+            {
+                "apiVersion": "cert-manager.io/v1",
+                "kind": "Certificate",
+                "metadata": {},
+                "status": {
+                    "conditions": [
+                        {"type": "Ready", "status": "False", "message": "issuer not found"}
+                    ]
+                },
+            },
+            health.DEGRADED,
+            "issuer not found",
+        ),
+        (
+            {
+                "apiVersion": "cert-manager.io/v1",
+                "kind": "ClusterIssuer",
+                "metadata": {},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+            },
+            health.HEALTHY,
+            "",
+        ),
+        # A child Application that cannot render is its parent's error, not a wait.
+        (
+            {
+                "apiVersion": "platform.herd-itt.com/v1alpha1",
+                "kind": "Application",
+                "metadata": {},
+                "status": {
+                    "conditions": [{"type": "ComparisonError", "message": "x.yaml: not YAML"}]
+                },
+            },
+            health.DEGRADED,
+            "ComparisonError: x.yaml: not YAML",
+        ),
+        (
+            {"apiVersion": "platform.herd-itt.com/v1alpha1", "kind": "Application", "metadata": {}},
+            health.PROGRESSING,
+            "",
+        ),
+        # An unknown kind whose own status says it failed.
+        (
+            {"apiVersion": "example.com/v1", "kind": "Thing", "status": {"phase": "Failed"}},
+            health.DEGRADED,
+            "Failed",
+        ),
+        (
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "status": {
+                    "phase": "Running",
+                    "containerStatuses": [
+                        {"name": "app", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+                    ],
+                },
+            },
+            health.DEGRADED,
+            "CrashLoopBackOff",
+        ),
+    ],
+)
+def test_health_of_common_custom_resources(obj: dict[str, Any], expected: str, says: str) -> None:
+    status, message = health.of(obj)
+    assert status == expected and says in message
