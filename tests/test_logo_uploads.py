@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 from playwright.sync_api import Browser, expect, sync_playwright
 
 from herd_core import aws
@@ -172,6 +173,58 @@ def test_only_the_tenants_admin_or_a_platform_admin_may_upload(
     assert ask(api_server, "no-such-tenant", token(api_server, owner)).status_code == 403
 
 
+def claims_of(auth: dict[str, str]) -> dict[str, Any]:
+    """An id token's claims, unverified (the API verifies them)."""
+    payload = auth["Authorization"].split()[1].split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def test_a_tenant_admin_never_becomes_another_tenants_admin(
+    api_server: ApiProcess,
+    tenants_ns: str,
+    api: Any,
+    moto_settings: Settings,
+    aws_env: bootstrap.Environment,
+) -> None:
+    """N1, as the attacker did it: A's admin sets custom:tenant = B on themselves with their
+    own access token (UpdateUserAttributes), signs in again and asks for B's logo upload.
+    The write is refused (the herd-admin client names its WriteAttributes, and the local AWS
+    holds them as AWS does); and a token whose custom:tenant says B all the same (written
+    by an administrator here, as Cognito's default let any user) still is not B's admin:
+    the API asks the Tenant (status.adminSub), not the token."""
+    pool = aws_env.user_pool_id
+    a, a_admin = tenant_with_admin(api_server, tenants_ns, api, moto_settings, pool)
+    b, b_admin = tenant_with_admin(api_server, tenants_ns, api, moto_settings, pool)
+    idp = aws.client("cognito-idp", moto_settings)
+    signed_in = httpx.post(
+        f"{api_server.url}/v1/auth/token",
+        json={"username": a_admin[0], "password": a_admin[1]},
+        timeout=30,
+    ).json()
+    with pytest.raises(ClientError) as refused:
+        idp.update_user_attributes(
+            AccessToken=signed_in["accessToken"],
+            UserAttributes=[{"Name": "custom:tenant", "Value": b}],
+        )
+    assert refused.value.response["Error"]["Code"] == "NotAuthorizedException"
+    user = idp.admin_get_user(UserPoolId=pool, Username=a_admin[0])
+    attrs = {x["Name"]: x["Value"] for x in user["UserAttributes"]}
+    assert attrs["custom:tenant"] == a
+
+    idp.admin_update_user_attributes(
+        UserPoolId=pool, Username=a_admin[0], UserAttributes=[{"Name": "custom:tenant", "Value": b}]
+    )
+    rewritten = token(api_server, a_admin)
+    assert claims_of(rewritten)["custom:tenant"] == b  # a valid token that says B
+    answer = ask(api_server, b, rewritten)
+    assert answer.status_code == 403 and f"admin of tenant '{b}'" in answer.json()["detail"]
+    # Still A's admin (the sub the operator recorded), and B's own admin is B's.
+    assert ask(api_server, a, rewritten).status_code == 201
+    assert ask(api_server, b, token(api_server, b_admin)).status_code == 201
+    tenants = Custom(api, tenants_ns)
+    assert tenants.get("tenants", a)["status"]["adminSub"] == attrs["sub"]
+
+
 @pytest.mark.parametrize(
     "ctype", ["image/svg+xml", "text/html", "image/png; charset=utf-8", "image/gif", ""]
 )
@@ -179,7 +232,7 @@ def test_only_png_jpeg_and_webp_are_offered(
     api_server: ApiProcess, users: dict[str, tuple[str, str]], ctype: str
 ) -> None:
     auth = token(api_server, users["admin"])
-    # Checked before the tenant is looked up: the body is refused first.
+    # The body is refused, whatever the tenant.
     answer = ask(api_server, "anything", auth, ctype)
     assert answer.status_code == 422, answer.text
     assert "contentType" in answer.text

@@ -107,6 +107,8 @@ def assert_provisioned_once(
     assert user is not None
     attrs = {a["Name"]: a["Value"] for a in user["UserAttributes"]}
     assert attrs["custom:tenant"] == slug
+    # Whom the API takes for the tenant's admin: that user, recorded where only we write.
+    assert status["adminSub"] == attrs["sub"]
     assert len(app_clients(settings, pool, slug)) == 1
     realm = openremote.realms[slug]
     assert [(u["username"], u["email"], u["roles"]) for u in realm.users.values()] == [

@@ -146,7 +146,7 @@ on_delete(TEMPLATES, "sestemplate_delete", sestemplate.on_delete)
 on_change(CLIENTS, "cognitoclient_reconcile", cognitoclient.on_change, resume=needs_resume)
 on_delete(CLIENTS, "cognitoclient_delete", cognitoclient.on_delete)
 
-on_change(TENANTS, "tenant_reconcile", tenant.on_change, resume=needs_resume)
+on_change(TENANTS, "tenant_reconcile", tenant.on_change, resume=tenant.needs_resume)
 on_delete(TENANTS, "tenant_delete", tenant.on_delete)
 on_event(TENANTS, "tenant_seen", tenant.seen, tenant.seen_changes)
 on_event(TENANTS, "tenant_logo_changed", tenant.logo_changed, tenant.logo_wakes)

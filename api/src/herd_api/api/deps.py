@@ -3,8 +3,10 @@ verifier and limiter through these (tests override them with `app.dependency_ove
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path, Request, status
 
@@ -160,18 +162,39 @@ def admin(settings: SettingsDep, principal: Annotated[Principal, Depends(signed_
     return principal
 
 
+def is_tenant_admin(principal: Principal, tenant: Mapping[str, Any] | None) -> bool:
+    """Whether `principal` is the admin of `tenant`: the user the operator made for it, by
+    the Cognito sub it recorded in the Tenant's status (which no user can write). Never the
+    token's custom:tenant: a user may write that on themselves where an app client lets them."""
+    admin_sub = ((tenant or {}).get("status") or {}).get("adminSub")
+    return bool(admin_sub) and principal.sub == admin_sub
+
+
+@dataclass(frozen=True)
+class TenantAccess:
+    """Who acts on a tenant, and the Tenant as read for the check (None: there is none, and
+    only a platform admin gets this far)."""
+
+    principal: Principal
+    tenant: dict[str, Any] | None
+
+
 def tenant_admin(
-    slug: SlugPath, settings: SettingsDep, principal: Annotated[Principal, Depends(signed_in)]
-) -> Principal:
-    """The admin of tenant `slug` (custom:tenant) or a platform admin."""
-    if principal.tenant != slug and settings.admin_group not in principal.groups:
+    slug: SlugPath,
+    settings: SettingsDep,
+    store: StoreDep,
+    principal: Annotated[Principal, Depends(signed_in)],
+) -> TenantAccess:
+    """The admin of tenant `slug` (the Tenant's status.adminSub) or a platform admin."""
+    tenant = store.get(slug)
+    if settings.admin_group not in principal.groups and not is_tenant_admin(principal, tenant):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             detail=f"only the admin of tenant '{slug}' or a platform admin may do this",
         )
-    return principal
+    return TenantAccess(principal, tenant)
 
 
 AdminDep = Annotated[Principal, Depends(admin)]
-TenantAdminDep = Annotated[Principal, Depends(tenant_admin)]
+TenantAdminDep = Annotated[TenantAccess, Depends(tenant_admin)]
 RateLimited = Depends(rate_limited)

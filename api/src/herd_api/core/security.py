@@ -23,8 +23,12 @@ class InvalidToken(Exception):
 class Principal:
     username: str
     groups: tuple[str, ...]
-    # The tenant whose admin this is (the user's custom:tenant attribute; id tokens only).
+    # The user's custom:tenant attribute (id tokens only). Informational, never authority:
+    # wherever an app client lets users write it, a user may set it on themselves. Whose
+    # admin a user is, the Tenant says (status.adminSub, herd_api.api.deps.tenant_admin).
     tenant: str | None = None
+    # The user's Cognito sub: unique, never reused, and no user can change it.
+    sub: str | None = None
 
 
 @dataclass
@@ -78,4 +82,5 @@ class Verifier:
             tenant=(str(claims["custom:tenant"]) if claims.get("custom:tenant") else None)
             if use == "id"
             else None,
+            sub=str(claims["sub"]) if claims.get("sub") else None,
         )

@@ -108,6 +108,14 @@ class TenantStatus(Status):
     phase: Literal["Pending", "Provisioning", "Ready", "Failed", "Deleting"] | None = None
     observedGeneration: Generation | None = None
     cognitoUsername: str | None = None
+    adminSub: str | None = Field(
+        None,
+        description=(
+            "The Cognito sub of the admin user the operator made for this tenant: the one "
+            "user the API lets act as this tenant's admin (never a token's custom:tenant, "
+            "which users may be able to write)."
+        ),
+    )
     clientSecretName: str | None = None
     realm: str | None = None
     realmAdminId: str | None = None

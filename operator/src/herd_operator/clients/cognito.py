@@ -14,7 +14,7 @@ from herd_core.errors import code, is_not_found
 from herd_operator.clients.coalesce import Coalesced
 from herd_operator.settings import Settings
 
-__all__ = ["Cognito", "issuer_url"]
+__all__ = ["Cognito", "attribute", "issuer_url"]
 
 
 _listers: dict[tuple[int, str], Coalesced[list[dict[str, Any]]]] = {}
@@ -89,26 +89,26 @@ class Cognito:
             raise
         return user
 
-    def create_user(self, pool_id: str, username: str, attributes: dict[str, str]) -> None:
-        """Invitation suppressed: Herd sends its own welcome email."""
-        self._c.admin_create_user(
+    def create_user(self, pool_id: str, username: str, attributes: dict[str, str]) -> str:
+        """The new user's sub. Invitation suppressed: Herd sends its own welcome email."""
+        user = self._c.admin_create_user(
             UserPoolId=pool_id,
             Username=username,
             MessageAction="SUPPRESS",
             UserAttributes=[{"Name": k, "Value": v} for k, v in attributes.items()],
-        )
+        )["User"]
+        return str(attribute(user.get("Attributes") or [], "sub") or "")
 
     def create_user_if_absent(
         self, pool_id: str, username: str, attributes: dict[str, str]
-    ) -> bool:
-        """True when created; False when a user of that name exists already."""
+    ) -> str | None:
+        """The new user's sub; None when a user of that name exists already."""
         try:
-            self.create_user(pool_id, username, attributes)
+            return self.create_user(pool_id, username, attributes)
         except ClientError as err:
             if code(err) == "UsernameExistsException":
-                return False
+                return None
             raise
-        return True
 
     def delete_user(self, pool_id: str, username: str) -> None:
         try:
@@ -116,3 +116,8 @@ class Cognito:
         except ClientError as err:
             if not is_not_found(err):
                 raise
+
+
+def attribute(attributes: list[dict[str, Any]], name: str) -> str | None:
+    """One of a Cognito user's attributes (`Attributes` or `UserAttributes`), if it has it."""
+    return next((str(a["Value"]) for a in attributes if a.get("Name") == name), None)

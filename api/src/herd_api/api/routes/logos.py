@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter, HTTPException, status
 
 from herd_api import uploads
-from herd_api.api.deps import RateLimited, SettingsDep, SlugPath, StoreDep, TenantAdminDep
+from herd_api.api.deps import RateLimited, SettingsDep, SlugPath, TenantAdminDep
 from herd_api.models import LogoUpload, LogoUploadCreate
 
 router = APIRouter(prefix="/v1/tenants", tags=["logos"])
@@ -31,21 +31,20 @@ log = logging.getLogger("herd.api.logos")
 def create_logo_upload(
     slug: SlugPath,
     body: LogoUploadCreate,
-    store: StoreDep,
     settings: SettingsDep,
-    principal: TenantAdminDep,
+    access: TenantAdminDep,
 ) -> LogoUpload:
     """A presigned POST for one logo file: POST `fields` plus the file (as `file`, last) to
     `url` as multipart/form-data within `expiresAt`. S3 refuses another key, content type or
     a file over `maxBytes`; the thumbnail worker then makes the logo's thumbnails."""
-    if store.get(slug) is None:
+    if access.tenant is None:  # as read by the tenant-admin check
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no tenant '{slug}'")
     if not settings.logo_raw_bucket:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail="logo uploads are not configured"
         )
     post = uploads.presign(settings, slug, body.contentType)
-    log.info("logo upload presigned", extra={"slug": slug, "by": principal.username})
+    log.info("logo upload presigned", extra={"slug": slug, "by": access.principal.username})
     return LogoUpload(
         url=post.url,
         fields=post.fields,

@@ -24,12 +24,20 @@ from herd_operator.handlers.common import (
     in_thread,
     reconcile,
 )
+from herd_operator.handlers.common import needs_resume as common_needs_resume
 from herd_operator.handlers.tenant import reconciler, waits, wakes
 from herd_operator.settings import get_settings
 
 KIND = reconciler.KIND
 PLURAL = reconciler.PLURAL
 TENANT_LABEL = reconciler.TENANT_LABEL  # on a Tenant's children
+
+
+def needs_resume(body: kopf.Body, **kwargs: Any) -> bool:
+    """As every kind's resume filter, and once more for a Ready Tenant whose admin's sub is
+    not recorded yet (made before the operator recorded it): the API's tenant-admin check
+    needs it, so the operator's start records it (one AdminGetUser each)."""
+    return common_needs_resume(body, **kwargs) or not (body.get("status") or {}).get("adminSub")
 
 
 async def on_change(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:

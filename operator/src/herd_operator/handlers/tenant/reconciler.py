@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from herd_core import aws, emailjobs, kube
 from herd_core import conditions as cond
 from herd_core.constants import API_VERSION, FINALIZER, GROUP
-from herd_core.errors import AlreadyExists, InvalidSpec, Pending, Waiting
+from herd_core.errors import AlreadyExists, InvalidSpec, Pending, Recoverable, Waiting
 from herd_operator.clients.cognito import Cognito
 from herd_operator.clients.openremote import OpenRemote
 from herd_operator.handlers import cognitoclient, sestemplate
@@ -128,24 +128,36 @@ def _step(obj: Object, step: str, ok: bool | None, reason: str, message: str) ->
 def ensure_user(obj: Object, settings: Settings) -> None:
     spec, status = obj.spec, obj.status
     pool, email = str(settings.cognito_user_pool_id), spec["adminEmail"]
-    if status.get("cognitoUsername") == email and cond.is_true(status.get("conditions"), USER):
+    if (
+        status.get("cognitoUsername") == email
+        and status.get("adminSub")
+        and cond.is_true(status.get("conditions"), USER)
+    ):
         return  # recorded as ours: no AWS call
     cognito = Cognito(settings)
     # Create first (one call when the user is new); an existing user is ours only if it
     # carries this tenant (a create answered just before a crash), else another's.
-    if cognito.create_user_if_absent(
+    sub = cognito.create_user_if_absent(
         pool, email, {"email": email, "email_verified": "true", "custom:tenant": spec["slug"]}
-    ):
+    )
+    if sub is not None:
         obj.event("CognitoUserCreated", f"created Cognito user for the admin of {spec['slug']}")
-    elif status.get("cognitoUsername") != email:
-        user = cognito.get_user(pool, email) or {}
+    else:
+        user = cognito.get_user(pool, email)
+        if user is None:
+            raise Recoverable(f"the Cognito user of {spec['slug']}'s admin is not visible yet")
         attrs = {a["Name"]: a["Value"] for a in user.get("UserAttributes", [])}
-        if attrs.get("custom:tenant") != spec["slug"]:
+        if status.get("cognitoUsername") != email and attrs.get("custom:tenant") != spec["slug"]:
             raise AlreadyExists(
                 f"the admin email is already the Cognito user of another "
                 f"tenant ({attrs.get('custom:tenant') or 'none'})"
             )
-    obj.patch_status(cognitoUsername=email)
+        sub = attrs.get("sub")
+    if not sub:
+        raise Recoverable(f"the Cognito user of {spec['slug']}'s admin has no sub")
+    # Who the API lets act as this tenant's admin: the user's sub, recorded where only the
+    # operator writes. Never custom:tenant, which a user may be able to write on themselves.
+    obj.patch_status(cognitoUsername=email, adminSub=sub)
     _step(obj, USER, True, "Created", "Cognito user exists; invitation suppressed")
 
 
