@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from herd_devkit.cli.app import render_status, status_rows
+from herd_devkit.cli.app import render_status, status_rows, status_view
 
 
 def app(namespace: str, name: str, message: str = "", sync: str = "Synced") -> dict[str, Any]:
@@ -61,3 +61,29 @@ def test_a_wide_terminal_shows_every_column() -> None:
     for column in ("cluster", "sync", "revision", "health", "last sync", "message"):
         assert column in header
     assert any("01234567" in line and "Succeeded" in line for line in lines)
+
+
+def shown(width: int, items: list[dict[str, Any]], **filters: Any) -> tuple[str, bool]:
+    out = io.StringIO()
+    view, bad = status_view(status_rows("dev", items), width, **filters)
+    Console(file=out, width=width, color_system=None).print(view)
+    return out.getvalue(), bad
+
+
+def test_a_thousand_apps_start_with_counts_and_show_only_what_is_not_fine() -> None:
+    """Issue 33: with 1,000 Applications the view stays readable: counts first; then only the
+    apps not Synced and Healthy, unless --all or a filter by state says otherwise."""
+    items = [app("apps", f"a{i:04d}") for i in range(997)]
+    items += [app("apps", f"bad{i}", "x.yaml: not YAML", sync="Unknown") for i in range(3)]
+    text, bad = shown(80, items)
+    first = text.splitlines()[0]
+    assert first.startswith("1000 Applications: 997 Synced, 3 Unknown; 1000 Healthy"), first
+    assert bad
+    assert "apps/bad2" in text and "apps/a0001" not in text
+    assert "--all" in text
+    every, _ = shown(80, items, show_all=True)
+    assert "apps/a0996" in every
+    synced, _ = shown(80, items, sync="synced")
+    assert "apps/a0500" in synced and "apps/bad0" not in synced
+    unknown, _ = shown(80, items, sync="Unknown", health="Healthy")
+    assert "apps/bad1" in unknown and "apps/a0000" not in unknown

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -97,19 +98,74 @@ def render_status(rows: list[Row], width: int) -> RenderableType:
     return Group(table, *notes)
 
 
-def status_table(kubeconfig: Path | None = None) -> tuple[RenderableType, bool]:
+MANY = 30  # more Applications than this: only those not Synced and Healthy, unless --all
+
+
+def summary(rows: list[Row]) -> str:
+    """Counts first: how many Applications, by sync and by health state."""
+    syncs = Counter(r[2] for r in rows)
+    healths = Counter(r[4] for r in rows)
+
+    def counts(found: Counter[str]) -> str:
+        return ", ".join(f"{count} {state}" for state, count in found.most_common())
+
+    return f"{len(rows)} Applications: {counts(syncs)}; {counts(healths)}"
+
+
+def status_view(
+    rows: list[Row],
+    width: int,
+    sync: str | None = None,
+    health: str | None = None,
+    show_all: bool = False,
+) -> tuple[RenderableType, bool]:
+    """The summary, then the Applications the filters keep (by default, with many, only the
+    ones that are not Synced and Healthy); and whether any is unhealthy."""
+    bad = any(r[-1] for r in rows)
+    shown = [
+        r
+        for r in rows
+        if (sync is None or r[2].lower() == sync.lower())
+        and (health is None or r[4].lower() == health.lower())
+    ]
+    note = ""
+    if sync is None and health is None and not show_all and len(rows) > MANY:
+        shown = [r for r in rows if r[2] != "Synced" or r[4] != "Healthy"]
+        note = f"only the {len(shown)} not Synced and Healthy (--all shows every one)"
+    parts: list[RenderableType] = [Text(summary(rows), style="bold")]
+    if note:
+        parts.append(Text(note))
+    if shown:
+        parts.append(render_status(shown, width))
+    return Group(*parts), bad
+
+
+def status_table(
+    kubeconfig: Path | None = None,
+    sync: str | None = None,
+    health: str | None = None,
+    show_all: bool = False,
+) -> tuple[RenderableType, bool]:
     rows: list[Row] = []
     for name, path in clusters(kubeconfig).items():
         with config.new_client_from_config(config_file=str(path)) as api:  # type: ignore[no-untyped-call]
             rows += status_rows(name, _apps(api))
-    return render_status(rows, console.width), any(r[-1] for r in rows)
+    return status_view(rows, console.width, sync, health, show_all)
 
 
 @app.command()
-def status(kubeconfig: Path | None = KubeconfigOpt) -> None:
-    """Sync and health of every Application of the cluster(s)."""
-    table, bad = status_table(kubeconfig)
-    console.print(table)
+def status(
+    kubeconfig: Path | None = KubeconfigOpt,
+    sync: str | None = typer.Option(None, help="Only these: Synced, OutOfSync, Unknown"),
+    health: str | None = typer.Option(
+        None, help="Only these: Healthy, Progressing, Degraded, Suspended, Missing, Unknown"
+    ),
+    show_all: bool = typer.Option(False, "--all", help="Every Application, however many"),
+) -> None:
+    """Sync and health of every Application of the cluster(s): counts first, then the
+    Applications (with many, only those not Synced and Healthy). Exit 1 if any is not."""
+    view, bad = status_table(kubeconfig, sync, health, show_all)
+    console.print(view)
     raise typer.Exit(1 if bad else 0)
 
 
