@@ -103,6 +103,7 @@ def main() -> None:
                     "metadata": {"name": "bench"},
                     "spec": {
                         "sourceRepos": ["*"],
+                        "sourceNamespaces": ["small", "big", *extra],
                         "destinations": [{"namespace": ns} for ns in ("small", "big", *extra)],
                         "destinationServiceAccounts": [
                             {"namespace": "*", "defaultServiceAccount": "bench"}

@@ -149,10 +149,12 @@ def sync_project(
     cluster_resources: tuple[tuple[str, str], ...] = (),
     source_repos: tuple[str, ...] = ("*",),
     account: str = "sync",
+    source_namespaces: tuple[str, ...] | None = None,
 ) -> str:
-    """A Project for the Applications of `namespace`: they act as ServiceAccount `account`
-    there, which may do what the built-in `admin` role allows in that namespace plus Herd's
-    own kinds. Returns the Project's name (deleted with the namespace's test by the caller)."""
+    """A Project for the Applications of `namespace` (its sourceNamespaces; default, that
+    namespace alone): they act as ServiceAccount `account` there, which may do what the
+    built-in `admin` role allows in that namespace plus Herd's own kinds. Returns the
+    Project's name (deleted with the namespace's test by the caller)."""
     name = name or f"p-{namespace}"
     core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
     core.create_namespaced_service_account(
@@ -180,6 +182,9 @@ def sync_project(
             )
     spec = {
         "sourceRepos": list(source_repos),
+        "sourceNamespaces": list(
+            source_namespaces if source_namespaces is not None else [namespace]
+        ),
         "destinations": [{"namespace": ns} for ns in (namespace, *destinations)],
         "clusterResourceWhitelist": [{"group": g, "kind": k} for g, k in cluster_resources],
         "destinationServiceAccounts": [

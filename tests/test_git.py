@@ -3,6 +3,7 @@ And the operator's repository cache, against them: concurrency, credentials, sym
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from herd_devkit.local.gitrepo import Repo, git
-from herd_operator.gitops.git import Credentials, GitError, RepoCache, ssh_command
+from herd_operator.gitops.git import (
+    Credentials,
+    GitError,
+    RepoCache,
+    TooLarge,
+    disk_bytes,
+    ssh_command,
+)
+from herd_operator.gitops.render import Source
 
 
 def test_dev_and_main_start_together(repo: Repo) -> None:
@@ -183,3 +192,101 @@ def test_only_branches_tags_and_their_commits_resolve(repo: Repo, tmp_path: Path
         with pytest.raises(GitError, match="not found"):
             old.resolve(repo.url, bad)
     assert old.resolve(repo.url, "dev") == dev
+
+
+# -- what a mirror and a checkout may hold (issue 31 N12) ---------------------------------
+def blobs(mirror: Path) -> set[str]:
+    """The file contents the mirror holds (listing them fetches nothing)."""
+    out = git("cat-file", "--batch-all-objects", "--batch-check", cwd=mirror)
+    return {line.split()[0] for line in out.splitlines() if line.split()[1] == "blob"}
+
+
+def test_a_checkout_holds_only_what_rendering_reads(repo: Repo, tmp_path: Path) -> None:
+    """An Application's path, its value files elsewhere in the repository, and what symlinks
+    among them point at (a chart's library, as charts/herd-*/charts/herd-lib): nothing more
+    is written, nor fetched (a partial clone), however large the rest of the repository."""
+    lib = repo.work / "charts" / "demo" / "charts"
+    lib.mkdir(parents=True)
+    (lib / "lib").symlink_to("../../lib")  # a link to a folder outside the path
+    (repo.work / "charts" / "lib" / "templates").mkdir(parents=True)
+    (repo.work / "charts" / "lib" / "templates" / "_x.tpl").symlink_to("../../../shared/x.tpl")
+    sha = repo.commit(
+        "dev",
+        "a monorepo",
+        {
+            "charts/demo/Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+            "charts/lib/Chart.yaml": "apiVersion: v2\nname: lib\nversion: 0.1.0\n",
+            "shared/x.tpl": "{{/* linked from the library */}}\n",
+            "apps/demo/values.yaml": "a: 1\n",
+            "apps/other/values.yaml": "b: 2\n",
+            "other/huge.yaml": "x: " + "y" * 100_000 + "\n",
+        },
+    )
+    cache = RepoCache(root=tmp_path / "cache")
+    assert cache.resolve(repo.url, "dev") == sha
+    mirror = cache.mirror(repo.url)
+    assert not blobs(mirror)  # commits and trees only, until a checkout
+    source = Source("charts/demo", value_files=("../../apps/demo/values.yaml", "/etc/passwd"))
+    tree = cache.checkout(repo.url, sha, paths=source.reads())
+    files = sorted(
+        str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_symlink() or not p.is_dir()
+    )
+    assert files == [
+        "apps/demo/values.yaml",
+        "charts/demo/Chart.yaml",
+        "charts/demo/charts/lib",
+        "charts/lib/Chart.yaml",
+        "charts/lib/templates/_x.tpl",
+        "shared/x.tpl",
+    ]
+    assert (tree / "charts/demo/charts/lib/templates/_x.tpl").read_text().startswith("{{/*")
+    assert not Path("/etc/passwd").samefile(tree) and not (tree / "etc").exists()
+    # Only those contents were fetched: none of other/ or apps/other.
+    unread = {git("rev-parse", f"{sha}:{p}", cwd=repo.origin) for p in ("other", "apps/other")}
+    unread |= {
+        git("rev-parse", f"{sha}:{p}", cwd=repo.origin)
+        for p in ("other/huge.yaml", "apps/other/values.yaml")
+    }
+    assert not blobs(mirror) & unread
+    # The whole tree is still one checkout away (path ".", as before).
+    assert (cache.checkout(repo.url, sha) / "other" / "huge.yaml").is_file()
+    # A glob in a path is a name, never a pattern.
+    assert not list(cache.checkout(repo.url, sha, paths=("apps/*",)).iterdir())
+
+
+def test_the_size_cap_stops_git_and_keeps_nothing(repo: Repo, tmp_path: Path) -> None:
+    mib = 1024 * 1024
+    # Past the cap while cloning: git is stopped, no mirror is left.
+    whole = Repo.create(tmp_path / "whole", {"README.md": "x\n"})
+    git("config", "uploadpack.allowFilter", "false", cwd=whole.origin)  # cloned whole
+    (whole.work / "big.bin").write_bytes(os.urandom(3 * mib))
+    whole.commit("dev", "big", {})
+    cache = RepoCache(root=tmp_path / "cache", max_bytes=mib)
+    with pytest.raises(TooLarge, match=r"the mirror of file://.* larger than the limit of 1 MiB"):
+        cache.resolve(whole.url, "dev")
+    assert not cache.mirror(whole.url).exists()
+    assert [p.name for p in cache.mirror(whole.url).parent.iterdir()] == [
+        f"{cache.mirror(whole.url).name}.lock"
+    ]
+
+    # A checkout past the cap (its files, or what a partial clone fetched for them).
+    sha = repo.commit(
+        "dev",
+        "one large folder",
+        {"small/a.yaml": "a: 1\n", "large/text.yaml": "x: " + "y" * (2 * mib) + "\n"},
+    )
+    (repo.work / "random").mkdir()
+    (repo.work / "random" / "r.bin").write_bytes(os.urandom(2 * mib))
+    sha = repo.commit("dev", "random", {})
+    assert cache.resolve(repo.url, "dev") == sha
+    with pytest.raises(TooLarge, match=rf"the checkout of large at {sha[:12]} is larger"):
+        cache.checkout(repo.url, sha, paths=("large",))
+    with pytest.raises(TooLarge, match=rf"fetched for the checkout of random at {sha[:12]}"):
+        cache.checkout(repo.url, sha, paths=("random",))
+    assert [p.name for p in cache.root.iterdir()] == ["repos"]  # no tree, no index left
+    # Another path of the same commit is fine; the mirror past the limit (the content
+    # fetched for `random`) is cloned anew at the next fetch.
+    assert (cache.checkout(repo.url, sha, paths=("small",)) / "small" / "a.yaml").is_file()
+    assert disk_bytes(cache.mirror(repo.url)) > mib
+    assert cache.resolve(repo.url, "dev") == sha
+    assert disk_bytes(cache.mirror(repo.url)) < mib

@@ -61,6 +61,7 @@ def another_project(
             "metadata": {"name": name},
             "spec": {
                 "sourceRepos": ["*"],
+                "sourceNamespaces": [namespace],
                 "destinations": [{"namespace": ns} for ns in (namespace, *destinations)],
                 "clusterResourceWhitelist": [{"group": g, "kind": k} for g, k in cluster_resources],
                 "destinationServiceAccounts": [

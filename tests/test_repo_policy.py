@@ -1,10 +1,11 @@
 """Which repository and which revision an Application may name, through the real parts (real
 bare repositories, the operator process, the API server): a dot segment does not climb out of
-the Project's sourceRepos glob (N5), and a fork's pull-request head is not a revision (N10)."""
+the Project's sourceRepos glob (N5), a fork's pull-request head is not a revision, and an
+Application may name a Project only from a namespace the Project lists (N10)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ from kubernetes.client import ApiClient
 
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.gitrepo import Repo, git
+from herd_operator.gitops.git import cache_key
 
-from .helpers import Custom, sync_project, wait_for
+from .helpers import Custom, OperatorProcess, sync_project, wait_for
 from .test_application import cm_data, configmap, synced_at
 
 pytestmark = pytest.mark.usefixtures("live_operator")
@@ -87,3 +89,52 @@ def test_a_pull_request_head_is_not_a_revision(
         assert "not found" in wait_for(refused, 30, name)
     synced_at(objects, "by-branch", repo.head("main"))
     assert cm_data(api, namespace, "fork") is None
+
+
+def test_an_application_names_a_project_only_from_a_namespace_it_lists(
+    api: ApiClient,
+    namespace: str,
+    make_namespace: Callable[[str], str],
+    tmp_path: Path,
+    live_operator: OperatorProcess,
+) -> None:
+    """Whoever may write an Application in one reconciled namespace could name any Project,
+    and act as its ServiceAccount in its destinations. Now only from a sourceNamespace."""
+    project = sync_project(api, namespace)  # sourceNamespaces: [namespace]
+    objects = client.CustomObjectsApi(api)
+    try:
+        stranger = make_namespace("t")  # reconciled by the operator, not listed in the Project
+        repo = Repo.create(tmp_path / "repo", {"m/cm.yaml": configmap("from-stranger", {})})
+        apps = Custom(api, stranger)
+        apps.create(
+            "Application",
+            PLURAL,
+            "borrow",
+            {
+                "project": project,
+                "source": {"repoURL": repo.url, "targetRevision": "main", "path": "m"},
+                "destination": {"namespace": namespace},
+                "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
+            },
+        )
+        message = wait_for(lambda: condition(apps, "borrow", "InvalidSpecError"), 30, "refused")
+        assert f"project {project} does not permit Applications in namespace {stranger}" in (
+            message
+        )
+        # Refused before anything: no mirror of the repository, nothing applied.
+        mirror = Path(live_operator.env["HERD_STATE_DIR"]) / "git" / "repos"
+        assert not (mirror / cache_key(repo.url, None)).exists()
+        assert cm_data(api, namespace, "from-stranger") is None
+
+        # Listed (a glob), the same Application syncs.
+        objects.patch_cluster_custom_object(
+            GROUP,
+            VERSION,
+            "projects",
+            project,
+            {"spec": {"sourceNamespaces": [namespace, f"{stranger[:-2]}*"]}},
+        )
+        synced_at(apps, "borrow", repo.head("main"))
+        assert cm_data(api, namespace, "from-stranger") == {}
+    finally:
+        objects.delete_cluster_custom_object(GROUP, VERSION, "projects", project)

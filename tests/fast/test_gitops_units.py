@@ -206,6 +206,21 @@ def test_project_checks() -> None:
         Project("empty", {}).service_account("apps")
 
 
+def test_source_namespaces() -> None:
+    """Argo's rule: an Application may name a Project from a namespace the Project lists
+    (globs), or from the control-plane namespace (the operator's own); by default, none."""
+    project = Project("apps", {"sourceNamespaces": ["apps", "team-*"]})
+    project.check_application_namespace("apps", "herd-system")
+    project.check_application_namespace("team-a", "herd-system")
+    project.check_application_namespace("herd-system", "herd-system")
+    with pytest.raises(InvalidProject, match=r"project apps does not permit .* namespace other"):
+        project.check_application_namespace("other", "herd-system")
+    with pytest.raises(InvalidProject, match="namespace herd-system"):
+        project.check_application_namespace("herd-system", None)
+    with pytest.raises(InvalidProject, match="namespace apps"):
+        Project("closed", {}).check_application_namespace("apps", "herd-system")
+
+
 @pytest.mark.parametrize(
     ("url", "local", "ok"),
     [
@@ -517,7 +532,7 @@ def test_what_a_checkout_holds() -> None:
     )
     assert checkout_paths(Source(".", value_files=("a.yaml",)).reads()) == (".",)
     assert checkout_paths(["./m/", "m", "m/../n"]) == ("m", "n")
-    assert checkout_paths(["", "x"]) == (".",)
+    assert checkout_paths(["", "x"]) == (".",) == checkout_paths(["x", "x/.."])
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,13 @@ class Settings(CoreSettings):
     git_url_rewrites: dict[str, str] = Field(
         default_factory=dict, description="git insteadOf: {new URL: URL in the Application}"
     )
+    git_max_bytes: int = Field(
+        512 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Most bytes one repository's mirror, or one checkout, may take on disk "
+        "(the chart's cache volume is 2 Gi); past it git is stopped and the Application "
+        "gets a ComparisonError",
+    )
     wave_health_gate: bool = Field(
         True, description="Later sync waves wait for earlier ones to be healthy"
     )

@@ -38,6 +38,14 @@ class ProjectSpec(Spec):
         description="Repository URLs (globs, '*' for any) the Applications may use.",
         min_length=1,
     )
+    sourceNamespaces: list[NonEmpty] | None = Field(
+        None,
+        description=(
+            "Namespaces (globs) whose Applications may use this Project (Argo's "
+            "sourceNamespaces). The operator's own namespace always may; others only when "
+            "listed. Default, none."
+        ),
+    )
     destinations: list[ProjectDestination] = Field(
         description=(
             "Namespaces (globs) the Applications may deploy to; every namespaced object must "
@@ -70,6 +78,7 @@ class Project(Resource):
         status_subresource=False,
         columns=(
             Column("Sources", ".spec.sourceRepos"),
+            Column("SourceNamespaces", ".spec.sourceNamespaces", priority=1),
             Column("Destinations", ".spec.destinations[*].namespace"),
             Column("ServiceAccounts", ".spec.destinationServiceAccounts[*].defaultServiceAccount"),
             Column("ClusterResources", ".spec.clusterResourceWhitelist[*].kind", priority=1),
@@ -77,9 +86,10 @@ class Project(Resource):
         ),
         comment=(
             "Cluster-scoped and written by cluster admins only: an Application names a Project, "
-            "it never widens one. The destination ServiceAccount is who the sync acts as "
-            "(Impersonate-User), so that ServiceAccount's RBAC is the hard limit; the lists "
-            "below refuse early, with a message."
+            "it never widens one, and may name it only from a namespace the Project lists in "
+            "sourceNamespaces (or from the operator's own). The destination ServiceAccount is "
+            "who the sync acts as (Impersonate-User), so that ServiceAccount's RBAC is the "
+            "hard limit; the lists below refuse early, with a message."
         ),
     )
 

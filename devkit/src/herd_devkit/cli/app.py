@@ -225,10 +225,17 @@ def _engine(api: client.ApiClient) -> Engine:
         root=(s.state_dir / "cli-git").absolute(),
         rewrites=rewrites,
         known_hosts=s.ssh_known_hosts,
+        max_bytes=s.git_max_bytes,
     )
     # As the operator would: the Project's checks, its ServiceAccount impersonated (the
     # caller needs `impersonate` on it, as cluster admins have).
-    return Engine(api, cache, binary("helm", s), local_sources=s.local_sources)
+    return Engine(
+        api,
+        cache,
+        binary("helm", s),
+        local_sources=s.local_sources,
+        control_namespace=s.operator_namespace,
+    )
 
 
 @app.command()

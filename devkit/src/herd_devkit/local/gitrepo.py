@@ -54,6 +54,9 @@ class Repo:
         origin, work = root / "origin.git", root / "work"
         origin.mkdir(parents=True)
         git("init", "--bare", "--initial-branch", branches[0], str(origin), cwd=root)
+        # As GitHub does: partial clones (the operator's mirrors fetch no file content until
+        # a checkout needs it); without it, git clones a file:// repository whole.
+        git("config", "uploadpack.allowFilter", "true", cwd=origin)
         git("clone", str(origin), str(work), cwd=root)
         repo = cls(origin=origin, work=work)
         repo._write(files)

@@ -43,7 +43,7 @@ from herd_core.constants import (
 )
 from herd_operator.gitops import health
 from herd_operator.gitops.cache import Informer, InformerKey, LiveCache, wait_synced
-from herd_operator.gitops.git import Credentials, GitError, RepoCache
+from herd_operator.gitops.git import Credentials, GitError, RepoCache, TooLarge
 from herd_operator.gitops.incremental import Memo, digest
 from herd_operator.gitops.kubeapply import Applier, ApplyError, api_message, resource_path
 from herd_operator.gitops.plan import (
@@ -172,6 +172,7 @@ class Engine:
         live: LiveCache | None = None,
         memo: Memo | None = None,
         concurrency: int = 1,
+        control_namespace: str | None = None,
     ) -> None:
         self.api = api
         # Without a live cache (the CLI), every compare reads each object with a GET and
@@ -182,6 +183,9 @@ class Engine:
         self.concurrency = max(1, concurrency)
         self.limits = limits
         self.local_sources = local_sources
+        # The operator's own namespace: its Applications may name any Project (Argo's
+        # control-plane namespace); None (a test's engine): none may without sourceNamespaces.
+        self.control_namespace = control_namespace
         self.core = client.CoreV1Api(api)  # the operator's own identity: Projects, Secrets
         self.custom = client.CustomObjectsApi(api)
         self.cache = cache
@@ -221,8 +225,12 @@ class Engine:
 
     def identity(self, app: Application) -> tuple[Project, str]:
         """The Project and the impersonated user, once the Project permits the Application's
-        source and destination."""
+        namespace, source and destination."""
         project = self.project(app)
+        try:
+            project.check_application_namespace(app.namespace, self.control_namespace)
+        except InvalidProject as err:
+            raise InvalidSpecError(str(err)) from err
         try:
             check_repo_url(app.spec["source"]["repoURL"], self.local_sources)
         except InvalidProject as err:
@@ -243,7 +251,11 @@ class Engine:
             sha = self.cache.resolve(
                 source["repoURL"], source.get("targetRevision") or "HEAD", creds
             )
-            return sha, self.cache.checkout(source["repoURL"], sha, creds)
+            # Only what rendering reads: not the rest of a monorepo.
+            reads = Source.from_spec(app.spec, app.name).reads()
+            return sha, self.cache.checkout(source["repoURL"], sha, creds, paths=reads)
+        except TooLarge as err:
+            raise ComparisonError(str(err)) from err  # it will not pass by itself: no quick retry
         except GitError as err:
             raise ComparisonError(str(err), transient=True) from err
 

@@ -1,6 +1,18 @@
 """Fetch a revision of a repository into a local cache: one bare mirror per repository and
-credentials, one checkout per commit (reused), so a resync of an unchanged commit costs one
-fetch. SSH host keys come only from the operator's known_hosts file (no trust on first use).
+credentials, one checkout per commit and set of paths (reused), so a resync of an unchanged
+commit costs one fetch. SSH host keys come only from the operator's known_hosts file (no
+trust on first use).
+
+Nothing here may fill the operator's disk (a 2 Gi emptyDir in the chart). A mirror is a
+partial clone (`--filter=blob:none`): commits and trees only, each file's content fetched
+when a checkout needs it. A checkout writes only the paths it is asked for (an
+Application's path, its value files, and what symlinks among them point at inside the
+repository), not the whole tree. And `max_bytes` caps a mirror and a checkout alike, while
+git writes them: past it, git is stopped and TooLarge raised. History is not shallow:
+whether a commit is on a branch or tag (resolve) needs it; commits and trees are small next
+to the files. Partial clone needs the server's consent: hosts such as GitHub give it; a
+`file://` repository only with `uploadpack.allowFilter` (else git clones it whole, as it
+always does a plain local path); the cap holds either way.
 
 A mirror fetched with one set of credentials is never served to a request with others (or
 none): the cache key is the URL and a digest of the credentials. A mirror holds branches and
@@ -28,23 +40,65 @@ import hashlib
 import itertools
 import logging
 import os
+import posixpath
 import re
 import shlex
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from herd_core import git
 from herd_core.git import GitError
 
-__all__ = ["Credentials", "GitError", "RepoCache", "cache_key", "escaping_symlinks", "ssh_command"]
+__all__ = [
+    "Credentials",
+    "GitError",
+    "RepoCache",
+    "TooLarge",
+    "cache_key",
+    "checkout_paths",
+    "disk_bytes",
+    "escaping_symlinks",
+    "ssh_command",
+]
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
+MiB = 1024 * 1024
 log = logging.getLogger(__name__)
+
+
+class TooLarge(GitError):
+    """A mirror or checkout grew past the cache's `max_bytes`: not a passing failure."""
+
+
+def disk_bytes(folder: Path) -> int:
+    """The bytes of the files under `folder` (links not followed); 0 if it is gone. Files
+    that vanish meanwhile (git's temporary ones) are skipped."""
+    total = 0
+    for parent, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(parent, name)).st_size
+    return total
+
+
+def checkout_paths(paths: Iterable[str]) -> tuple[str, ...]:
+    """Repository paths in normal form, sorted, without repeats: `("."),` for the whole tree.
+    One that leaves the repository (absolute, `..`) is dropped: nothing may read it, and
+    render refuses it with its own message."""
+    out = set()
+    for path in paths:
+        normal = posixpath.normpath(path or ".")
+        if normal == ".":
+            return (".",)
+        if normal.startswith(("/", "../")) or normal == "..":
+            continue
+        out.add(normal)
+    return tuple(sorted(out))
 
 
 @dataclass(frozen=True)
@@ -107,6 +161,37 @@ def escaping_symlinks(tree: Path) -> list[str]:
     return sorted(bad)
 
 
+def dangling_targets(tree: Path, in_commit: Callable[[str], bool]) -> list[str]:
+    """What the symlinks under `tree` point at inside it but is not there (a partial
+    checkout left it out), as repository paths: the target if the commit has it, else the
+    first missing step towards it (a link to a link, checked out in the next round)."""
+    root = tree.resolve()
+    out: set[str] = set()
+    for folder, dirs, files in os.walk(tree):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                continue
+            try:
+                target = path.resolve(strict=False)
+            except (OSError, RuntimeError):
+                continue  # a loop: escaping_symlinks refuses it
+            if target.exists() or (target != root and root not in target.parents):
+                continue
+            rel = target.relative_to(root).as_posix()
+            if in_commit(rel):
+                out.add(rel)
+                continue
+            parts = rel.split("/")
+            for end in range(1, len(parts)):
+                step = "/".join(parts[:end])
+                if not os.path.lexists(root / step):
+                    if in_commit(step):
+                        out.add(step)
+                    break
+    return sorted(out)
+
+
 # What a mirror holds and a revision may name: branches and tags. Not refs/pull/* (anyone's
 # fork can put a commit there) nor any other ref a host keeps.
 REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
@@ -119,7 +204,8 @@ class _Mirror:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: int = -1  # ticket taken as the last fetch began
-    error: str | None = None  # why it failed, if it did
+    error: GitError | None = None  # why it failed, if it did
+    checkouts: int = 0  # under way, each perhaps fetching content into the mirror
 
 
 # Per root, not per RepoCache: the operator once made several caches at start (one per racing
@@ -140,6 +226,8 @@ class RepoCache:
     root: Path
     rewrites: Mapping[str, str] = field(default_factory=dict)
     known_hosts: Path | None = None  # SSH host keys (a ConfigMap's file); none: SSH refused
+    # The most bytes a mirror, or a checkout, may take on disk (HERD_GIT_MAX_BYTES).
+    max_bytes: int = 512 * MiB
 
     def _shared(self, key: str) -> _Mirror:
         with _GUARD:
@@ -174,6 +262,7 @@ class RepoCache:
         creds: Credentials | None = None,
         timeout: float = 120,
         extra_env: Mapping[str, str] | None = None,
+        watch: Callable[[], None] | None = None,
     ) -> str:
         config: list[str] = ["-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false"]
         for new, old in self.rewrites.items():
@@ -198,7 +287,7 @@ class RepoCache:
             key_file = name
         env["GIT_SSH_COMMAND"] = ssh_command(key_file, self.known_hosts)
         try:
-            return git.run(*args, cwd=cwd, env=env, config=config, timeout=timeout)
+            return git.run(*args, cwd=cwd, env=env, config=config, timeout=timeout, watch=watch)
         finally:
             if key_file:
                 os.unlink(key_file)
@@ -217,30 +306,63 @@ class RepoCache:
             if shared.started > asked:
                 # It began after we asked, so it saw the remote as it was then or later.
                 if shared.error is not None:
-                    raise GitError(shared.error)
+                    raise type(shared.error)(str(shared.error))
                 return mirror
             shared.started, shared.error = _ticket(), None
             try:
                 with self._flock(mirror.name, exclusive=True):
                     self._update(url, mirror, creds)
             except BaseException as err:
-                shared.error = str(err) if isinstance(err, GitError) else repr(err)
+                shared.error = err if isinstance(err, GitError) else GitError(repr(err))
                 raise
         return mirror
 
+    def _cap(self, folder: Path, what: str, base: int = 0) -> Callable[[], None]:
+        """A `watch` that stops git once `folder` holds more than `max_bytes` (more than
+        `base` bytes)."""
+
+        def check() -> None:
+            if disk_bytes(folder) - base > self.max_bytes:
+                raise TooLarge(
+                    f"{what} is larger than the limit of {self.max_bytes // MiB} MiB "
+                    f"({self.max_bytes} bytes, HERD_GIT_MAX_BYTES): refused"
+                )
+
+        return check
+
     def _update(self, url: str, mirror: Path, creds: Credentials | None) -> None:
         if (mirror / "HEAD").exists():
-            self._git(
-                "fetch",
-                "--prune",
-                "--quiet",
-                "--force",
-                "origin",
-                *REFSPECS,
-                cwd=mirror,
-                creds=creds,
-            )
-            return
+            # Left by a git stopped midway (a checkout's fetch past the cap, a killed
+            # operator); with the lock held exclusively, no git is writing them now.
+            for tmp in itertools.chain(
+                (mirror / "objects" / "pack").glob("tmp_*"), (mirror / "objects").glob("tmp_*")
+            ):
+                if tmp.is_dir():
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    tmp.unlink(missing_ok=True)
+            try:
+                cap = self._cap(mirror, f"the mirror of {url}")
+                self._git(
+                    "fetch",
+                    "--prune",
+                    "--quiet",
+                    "--force",
+                    "origin",
+                    *REFSPECS,
+                    cwd=mirror,
+                    creds=creds,
+                    watch=cap,
+                )
+                cap()
+                return
+            except TooLarge:
+                # The content that checkouts fetched over time counts too: a fresh partial
+                # clone holds none of it. Only if that is too large as well is it refused.
+                log.info("mirror of %s past the limit: cloned anew", url)
+        self._clone(url, mirror, creds)
+
+    def _clone(self, url: str, mirror: Path, creds: Credentials | None) -> None:
         # We hold the mirror's lock, so no attempt is under way: what is here is a dead one's
         # (the operator killed mid-clone), as is a folder without HEAD.
         for old in mirror.parent.glob(f"{glob.escape(mirror.name)}.tmp*"):
@@ -249,7 +371,18 @@ class RepoCache:
         tmp = Path(tempfile.mkdtemp(prefix=f"{mirror.name}.tmp-", dir=mirror.parent))
         try:
             # --bare, not --mirror: only branches and tags (--mirror takes refs/pull/* too).
-            self._git("clone", "--bare", "--quiet", url, str(tmp), creds=creds)
+            cap = self._cap(tmp, f"the mirror of {url}")
+            self._git(
+                "clone",
+                "--bare",
+                "--quiet",
+                "--filter=blob:none",
+                url,
+                str(tmp),
+                creds=creds,
+                watch=cap,
+            )
+            cap()
             try:
                 tmp.rename(mirror)
             except OSError as err:
@@ -333,15 +466,26 @@ class RepoCache:
             return None
         return commit if reached else None
 
-    def checkout(self, url: str, sha: str, creds: Credentials | None = None) -> Path:
-        """A read-only tree of `sha` (made once per commit, then reused)."""
+    def checkout(
+        self,
+        url: str,
+        sha: str,
+        creds: Credentials | None = None,
+        paths: Iterable[str] = (".",),
+    ) -> Path:
+        """A read-only tree of `sha` with `paths` (and what symlinks among them point at in
+        the repository) only, made once per commit and paths, then reused."""
         if not SHA.match(sha):  # resolve's answer, which names the folder
             raise GitError(f"not a commit sha: {sha!r}")
+        wanted = checkout_paths(paths)
         key = cache_key(url, creds)
-        tree = self.root / "trees" / key / sha
+        name = sha
+        if wanted != (".",):
+            name += "-" + hashlib.sha256("\0".join(wanted).encode()).hexdigest()[:12]
+        tree = self.root / "trees" / key / name
         if self._reuse(tree):
             return tree
-        with self._tree_lock(f"{key}@{sha}"):
+        with self._tree_lock(f"{key}@{name}"):
             if self._reuse(tree):
                 return tree
             tmp = Path(tempfile.mkdtemp(dir=self.root))
@@ -349,18 +493,14 @@ class RepoCache:
             try:
                 # Shared: no clone or fetch rewrites the mirror (a gc among them) meanwhile.
                 with self._flock(key, exclusive=False):
-                    # An index of its own: the mirror's shared one makes concurrent checkouts
-                    # of two commits fail with `index.lock exists`.
-                    self._git(
-                        f"--work-tree={tmp}",
-                        "checkout",
-                        "--force",
-                        sha,
-                        "--",
-                        ".",
-                        cwd=self.mirror(url, creds),
-                        extra_env={"GIT_INDEX_FILE": str(index)},
-                    )
+                    shared = self._shared(key)
+                    with _GUARD:
+                        shared.checkouts += 1
+                    try:
+                        self._write_tree(url, sha, creds, wanted, tmp, index, shared)
+                    finally:
+                        with _GUARD:
+                            shared.checkouts -= 1
                 escaping = escaping_symlinks(tmp)
                 if escaping:
                     raise GitError(
@@ -379,6 +519,77 @@ class RepoCache:
                 index.unlink(missing_ok=True)
             self._prune_trees(tree.parent, keep=tree)
         return tree
+
+    def _write_tree(
+        self,
+        url: str,
+        sha: str,
+        creds: Credentials | None,
+        wanted: tuple[str, ...],
+        tmp: Path,
+        index: Path,
+        shared: _Mirror,
+        rounds: int = 10,
+    ) -> None:
+        """Check `wanted` out of the mirror into `tmp`, then what the symlinks written point
+        at inside the repository (a chart's `charts/lib -> ../../lib`), a round per level of
+        links. In a partial clone git fetches the content of these paths only."""
+        mirror = self.mirror(url, creds)
+        where = f"{'' if wanted == ('.',) else ' of ' + ', '.join(wanted)} at {sha[:12]}"
+        # What a partial clone fetches for it lands in the mirror before any file is written:
+        # counted as it comes. The next fetch clones a mirror past the limit anew.
+        fetched = self._cap(
+            mirror, f"the content fetched for the checkout{where}", disk_bytes(mirror)
+        )
+        written = self._cap(tmp, f"the checkout{where}")
+
+        def watch() -> None:
+            try:
+                fetched()
+            except TooLarge as err:
+                if shared.checkouts > 1:  # theirs may be what grew: asked again shortly
+                    raise GitError(f"{err}, with other checkouts of {url} fetching") from None
+                raise
+            written()
+
+        tried: set[str] = set()
+        todo = list(wanted)
+        for _ in range(rounds):
+            tried.update(todo)
+            present = [p for p in todo if p == "." or self._in_commit(mirror, sha, p)]
+            if present:
+                self._git(
+                    f"--work-tree={tmp}",
+                    "checkout",
+                    "--force",
+                    sha,
+                    "--",
+                    *present,
+                    cwd=mirror,
+                    creds=creds,  # a partial clone fetches the content it lacks
+                    timeout=300,
+                    # An index of its own: the mirror's shared one makes concurrent checkouts
+                    # of two commits fail with `index.lock exists`. Paths are names, never
+                    # globs (`*` in an Application's path).
+                    extra_env={"GIT_INDEX_FILE": str(index), "GIT_LITERAL_PATHSPECS": "1"},
+                    watch=watch,
+                )
+                watch()
+            todo = [
+                p
+                for p in dangling_targets(tmp, lambda p: self._in_commit(mirror, sha, p))
+                if p not in tried
+            ]
+            if not todo:
+                return
+
+    def _in_commit(self, mirror: Path, sha: str, path: str) -> bool:
+        """Whether `path` is in commit `sha` (from its trees: no content is fetched)."""
+        try:
+            self._git("rev-parse", "--verify", "--quiet", f"{sha}:{path}", cwd=mirror)
+        except GitError:
+            return False
+        return True
 
     @staticmethod
     def _reuse(tree: Path) -> bool:

@@ -1,6 +1,7 @@
 """Project: what the Applications that name it may do (a subset of Argo CD's AppProject).
 
-A Project is cluster-scoped and written by cluster admins; an Application only names one.
+A Project is cluster-scoped and written by cluster admins; an Application only names one,
+from a namespace the Project lists (sourceNamespaces) or the operator's own.
 Everything here is pure: the engine reads the Project and calls these checks before anything
 is fetched (source), rendered (destination, ServiceAccount) or applied (each object's kind and
 namespace). The API server's RBAC of the destination ServiceAccount, which every request of
@@ -145,8 +146,25 @@ class Project:
         return [str(r) for r in self.spec.get("sourceRepos") or []]
 
     @property
+    def source_namespaces(self) -> list[str]:
+        return [str(n) for n in self.spec.get("sourceNamespaces") or []]
+
+    @property
     def destinations(self) -> list[str]:
         return [str(d.get("namespace") or "") for d in self.spec.get("destinations") or []]
+
+    def check_application_namespace(self, namespace: str, control: str | None) -> None:
+        """Argo's sourceNamespaces: whoever may write an Application in some namespace may
+        name this Project only if the Project lists that namespace. The control-plane
+        namespace (the operator's own, where the platform's Applications live) always may:
+        Projects are cluster-scoped, so that is the one namespace every Project trusts."""
+        if namespace == control:
+            return
+        if not any(_glob(namespace, p) for p in self.source_namespaces):
+            raise InvalidProject(
+                f"project {self.name} does not permit Applications in namespace {namespace} "
+                "(not in its sourceNamespaces)"
+            )
 
     def check_source(self, url: str) -> None:
         # Matched as written and in normal form (`HTTPS://GitHub.com/x` is github.com/x); the

@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import posixpath
 import resource
 import select
 import selectors
@@ -201,6 +202,11 @@ class Source:
             values_object=helm.get("valuesObject") or {},
             release_name=helm.get("releaseName") or name,
         )
+
+    def reads(self) -> tuple[str, ...]:
+        """The repository paths rendering reads: the folder and the value files (relative
+        to it, as Argo reads them), for a checkout of these alone (symlinks followed)."""
+        return (self.path, *(posixpath.join(self.path, f) for f in self.value_files))
 
 
 def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

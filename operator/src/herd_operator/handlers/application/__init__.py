@@ -73,6 +73,7 @@ def _new_engine() -> Engine:
             root=(settings.state_dir / "git").absolute(),
             rewrites=settings.git_url_rewrites,
             known_hosts=settings.ssh_known_hosts,
+            max_bytes=settings.git_max_bytes,
         )
         api = client.ApiClient()
         live, memo = None, None
@@ -95,6 +96,7 @@ def _new_engine() -> Engine:
             live=live,
             memo=memo,
             concurrency=settings.app_sync_concurrency,
+            control_namespace=settings.operator_namespace,
         )
     return _engine
 
