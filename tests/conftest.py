@@ -43,6 +43,11 @@ WELCOME_TEMPLATE = {
     "subject": "Welcome to Herd, {{displayName}}",
     "text": "Hello {{displayName}}, your tenant {{slug}} is ready: {{loginURL}}",
 }
+# As apps/platform/signup-verification-template.yaml, shorter.
+VERIFICATION_TEMPLATE = {
+    "subject": "Confirm your Herd signup: {{displayName}}",
+    "text": "Tenant {{slug}} ({{plan}}): confirm before {{expiresAt}} at {{verifyURL}}",
+}
 
 # Never real AWS from a test run: the shell's AWS credentials are dropped (never added), every
 # client of the tests goes to moto with moto's local keys (MotoServer.settings), and each
@@ -291,12 +296,14 @@ def worker(
 
 @pytest.fixture(scope="session")
 def tenants_ns(api: ApiClient, operator: OperatorProcess) -> str:
-    """The tenants namespace, with the default welcome SESTemplate Ready in it."""
+    """The tenants namespace, with the welcome and signup-verification SESTemplates Ready."""
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=TENANTS)))
     objects = Custom(api, TENANTS)
     objects.create("SESTemplate", "sestemplates", "welcome", WELCOME_TEMPLATE)
+    objects.create("SESTemplate", "sestemplates", "signup-verification", VERIFICATION_TEMPLATE)
     objects.wait_condition("sestemplates", "welcome")
+    objects.wait_condition("sestemplates", "signup-verification")
     return TENANTS
 
 
@@ -357,6 +364,10 @@ def api_env(
         # The session's API serves every test's signups: the global budget's default (a
         # burst of 200, then 0.1/s) is for production; test_api's budget test sets its own.
         "HERD_SIGNUP_GLOBAL_BURST": "100000",
+        # A signup makes its Tenant at once, as the tests of what follows (provisioning,
+        # status, admin, logos) need. The `verifying_api` fixture runs the default: each
+        # signup held until the link in its verification email is followed (N9).
+        "HERD_SIGNUP_EMAIL_VERIFICATION": "false",
         "HERD_AWS_CALL_LOG": str(AWS_CALLS / "api.jsonl"),
         "HERD_CORS_ORIGINS": '["https://console.herd-itt.com"]',
     }
@@ -367,6 +378,29 @@ def api_server(
     api_env: dict[str, str], tenants_ns: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiProcess]:
     proc = ApiProcess(env=api_env, log=tmp_path_factory.mktemp("api") / "api.log")
+    proc.env["HERD_PUBLIC_URL"] = proc.url
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+SIGNUP_TOKEN_KEY = "test-signup-token-key-0123456789abcdef"  # verifying_api's link key
+
+
+@pytest.fixture(scope="session")
+def verifying_api(
+    api_env: dict[str, str], tenants_ns: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiProcess]:
+    """The API as the chart and `make up` run it: each signup held until the link in its
+    verification email is followed (N9). Beside `api_server`, against the same cluster."""
+    proc = ApiProcess(
+        env={
+            **api_env,
+            "HERD_SIGNUP_EMAIL_VERIFICATION": "true",
+            "HERD_SIGNUP_TOKEN_KEY": SIGNUP_TOKEN_KEY,
+        },
+        log=tmp_path_factory.mktemp("api-verifying") / "api.log",
+    )
     proc.env["HERD_PUBLIC_URL"] = proc.url
     proc.start()
     yield proc

@@ -19,13 +19,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from herd_api.claims import EMAIL, claim_name
+from herd_api.signuptokens import Pending, SignupTokens
+from herd_api.tenants import digest
 from herd_core import aws
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local import bootstrap
+from herd_devkit.local.moto_server import MotoServer
 from herd_devkit.local.process import free_port
 from herd_devkit.settings import Settings
 
-from .helpers import HERD, ApiProcess, Custom, wait_for
+from .conftest import SIGNUP_TOKEN_KEY as TOKEN_KEY
+from .helpers import HERD, ApiProcess, Custom, WorkerProcess, wait_for
 from .httpserver import LoopbackServer, reply
 
 pytestmark = pytest.mark.usefixtures("live_operator", "worker")
@@ -666,3 +671,191 @@ def test_a_refusing_verifier_stops_a_signup_before_anything_is_made(
     finally:
         verified.stop()
         stub.stop()
+
+
+# -- N9: a signup is held until the link in its verification email is followed ---------------
+def emails_to(moto: MotoServer, address: str) -> list[dict[str, Any]]:
+    """What SES (moto) sent to `address`, each with its template data parsed."""
+    return [
+        {**m, "data": json.loads(m["template_data"])}
+        for m in moto.data()["ses"].get("TemplateMessage", [])
+        if address in m["destinations"]["ToAddresses"]
+    ]
+
+
+def the_link(moto: MotoServer, address: str) -> str:
+    """The one verification email's link to `address`, once the worker has sent it."""
+    sent = wait_for(
+        lambda: [m for m in emails_to(moto, address) if "verifyURL" in m["data"]],
+        60,
+        f"the verification email to {address}",
+    )
+    assert len(sent) == 1, sent
+    return str(sent[0]["data"]["verifyURL"])
+
+
+def follow(api: ApiProcess, url: str) -> httpx.Response:
+    """What the signup page does with a link: the token after #verify/ is posted."""
+    assert url.startswith(f"{api.url}/#verify/"), url
+    page = httpx.get(url.split("#")[0], timeout=10)
+    assert page.status_code == 200 and "/v1/signups/verify" in page.text
+    return httpx.post(
+        f"{api.url}/v1/signups/verify", json={"token": url.split("#verify/")[1]}, timeout=30
+    )
+
+
+def has_cognito_user(settings: Settings, pool: str, email: str) -> bool:
+    idp = aws.client("cognito-idp", settings)
+    try:
+        idp.admin_get_user(UserPoolId=pool, Username=email)
+    except idp.exceptions.UserNotFoundException:
+        return False
+    return True
+
+
+def test_a_signup_makes_nothing_until_the_link_in_its_one_email_is_followed(
+    verifying_api: ApiProcess,
+    worker: WorkerProcess,
+    moto: MotoServer,
+    api: Any,
+    tenants_ns: str,
+    aws_settings: Settings,
+    aws_env: bootstrap.Environment,
+) -> None:
+    body, key = signup(), str(uuid.uuid4())
+    email, objects = body["adminEmail"], Custom(api, tenants_ns)
+    answer = post(verifying_api, body, key)
+    assert answer.status_code == 202, answer.text
+    assert answer.json() == {
+        "slug": body["slug"],
+        "status": f"{verifying_api.url}/v1/signups/{body['slug']}",
+        "verifyEmail": True,
+    }
+    url = the_link(moto, email)
+    (sent,) = emails_to(moto, email)
+    assert sent["template"].endswith("signup-verification")
+    assert {k: sent["data"][k] for k in ("displayName", "slug", "plan")} == {
+        k: body[k] for k in ("displayName", "slug", "plan")
+    }
+    # The email is all there is: no Tenant, no claim of the email, no Cognito user.
+    assert not objects.exists("tenants", body["slug"])
+    with pytest.raises(ApiException) as missing:
+        client.CoreV1Api(api).read_namespaced_config_map(claim_name(EMAIL, email), tenants_ns)
+    assert missing.value.status == 404
+    assert not has_cognito_user(aws_settings, aws_env.user_pool_id, email)
+
+    # The same signup again (a retry): the same answer and the same job, which the worker
+    # drops as sent; never a second email.
+    assert post(verifying_api, body, key).json() == answer.json()
+    job = f"signup-{digest(url.split('#verify/')[1])}"
+    wait_for(
+        lambda: f"job {job} already sent; dropping the duplicate" in worker.log_text(),
+        60,
+        "the retry's job dropped as sent",
+    )
+    assert not objects.exists("tenants", body["slug"])
+
+    # The link makes the Tenant, as a signup without verification does; a second click
+    # finds it and answers the same.
+    first = follow(verifying_api, url)
+    assert first.status_code == 202, first.text
+    assert first.json() == {"slug": body["slug"], "status": answer.json()["status"]}
+    assert objects.get("tenants", body["slug"])["spec"] == {**body, "deletionPolicy": "Delete"}
+    second = follow(verifying_api, url)
+    assert (second.status_code, second.json()) == (202, first.json())
+    objects.wait_condition("tenants", body["slug"], "WelcomeEmailSent", timeout=120)
+    assert has_cognito_user(aws_settings, aws_env.user_pool_id, email)
+    templates = sorted(m["template"] for m in emails_to(moto, email))
+    assert len(templates) == 2 and templates[1].endswith("welcome"), templates
+    # Its Idempotency-Key is claimed as a signup's is: another signup with it is 422.
+    reused = post(verifying_api, signup(), key)
+    assert reused.status_code == 422, reused.text
+    assert "signup held for email verification" in verifying_api.log_text()
+    assert email not in verifying_api.log_text() and TOKEN_KEY not in verifying_api.log_text()
+
+
+def test_a_forged_changed_or_expired_link_is_refused(
+    verifying_api: ApiProcess, api: Any, tenants_ns: str
+) -> None:
+    objects = Custom(api, tenants_ns)
+    ours, theirs = SignupTokens(TOKEN_KEY, 86_400), SignupTokens("x" * 40, 86_400)
+    body = signup()
+    good = ours.token(ours.issue(body, None))
+    version, _, mac = good.split(".")
+    other = ours.token(ours.issue({**body, "plan": "enterprise"}, None)).split(".")[1]
+    for bad in (
+        theirs.token(theirs.issue(body, None)),  # signed with another key
+        f"{version}.{other}.{mac}",  # another signup under a real signature
+        good[:-3],
+        "not-a-token",
+    ):
+        refused = httpx.post(f"{verifying_api.url}/v1/signups/verify", json={"token": bad})
+        assert (refused.status_code, refused.json()) == (
+            400,
+            {"detail": "this verification link is not valid"},
+        ), bad
+    late = Pending(body, None, 1_000_000_000)  # signed with the key, expired in 2001
+    expired = httpx.post(f"{verifying_api.url}/v1/signups/verify", json={"token": ours.token(late)})
+    assert (expired.status_code, expired.json()) == (
+        410,
+        {"detail": "this verification link has expired: sign up again"},
+    )
+    assert not objects.exists("tenants", body["slug"])
+
+
+def test_with_verification_a_known_email_cannot_be_told_from_a_new_one(
+    api_server: ApiProcess,
+    verifying_api: ApiProcess,
+    moto: MotoServer,
+    api: Any,
+    tenants_ns: str,
+) -> None:
+    """L5 still: the POST's answer is the same for a known address and a new one (each gets
+    its email); only the address's owner, following the link, learns it has a tenant."""
+    first = signup()
+    assert post(api_server, first).status_code == 202  # a Tenant holds this email
+    objects = Custom(api, tenants_ns)
+    wait_for(lambda: objects.exists("tenants", first["slug"]), 30, "the first Tenant")
+    probe, fresh = signup(adminEmail=first["adminEmail"].upper()), signup()
+    known, new = post(verifying_api, probe), post(verifying_api, fresh)
+    assert known.status_code == new.status_code == 202
+    assert known.headers.keys() == new.headers.keys()
+    for answer, body in ((known, probe), (new, fresh)):
+        assert answer.json() == {
+            "slug": body["slug"],
+            "status": f"{verifying_api.url}/v1/signups/{body['slug']}",
+            "verifyEmail": True,
+        }
+        seen = httpx.get(answer.json()["status"], timeout=10)
+        assert (seen.status_code, seen.json()) == (200, {"slug": body["slug"], **ACCEPTED})
+    # A taken slug is 409 for a known email as for a new one.
+    taken_known = post(
+        verifying_api,
+        signup(slug=first["slug"], adminEmail=first["adminEmail"], displayName="Copycat"),
+    )
+    taken_new = post(verifying_api, signup(slug=first["slug"], displayName="Copycat"))
+    assert (taken_known.status_code, taken_known.json()) == (409, taken_new.json())
+    # The owner of the known address follows its link: told, and nothing is made.
+    told = follow(verifying_api, the_link(moto, first["adminEmail"]))
+    assert (told.status_code, told.json()) == (
+        409,
+        {"detail": "this address has signed up already: sign in to its tenant"},
+    )
+    assert not objects.exists("tenants", probe["slug"])
+    assert follow(verifying_api, the_link(moto, fresh["adminEmail"])).status_code == 202
+
+
+def test_the_api_refuses_to_start_with_email_verification_but_no_key(
+    api_env: dict[str, str],
+) -> None:
+    for key in ("", "too-short"):
+        result = subprocess.run(
+            [HERD, "api", "run", "--port", str(free_port())],
+            env={**api_env, "HERD_SIGNUP_EMAIL_VERIFICATION": "true", "HERD_SIGNUP_TOKEN_KEY": key},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2
+        assert "HERD_SIGNUP_TOKEN_KEY is required" in result.stderr
+        assert not key or key not in result.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kubernetes import client
 from kubernetes.client import ApiClient
 
 from .conftest import PROGRAMS_NAMESPACE
@@ -23,6 +24,24 @@ def allowed(
     api: ApiClient, account: str, verb: str, resource: str, namespace: str, group: str = GROUP
 ) -> bool:
     return may(api, PROGRAMS_NAMESPACE, account, verb, group, resource, namespace)
+
+
+def allowed_by_name(
+    api: ApiClient, account: str, verb: str, resource: str, ns: str, name: str
+) -> bool:
+    """As `allowed`, for the one object `name` (RBAC's resourceNames)."""
+    review = client.AuthorizationV1Api(api).create_subject_access_review(
+        client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=f"system:serviceaccount:{PROGRAMS_NAMESPACE}:{account}",
+                groups=["system:serviceaccounts", f"system:serviceaccounts:{PROGRAMS_NAMESPACE}"],
+                resource_attributes=client.V1ResourceAttributes(
+                    verb=verb, group=GROUP, resource=resource, namespace=ns, name=name
+                ),
+            )
+        )
+    )
+    return bool(review.status.allowed)
 
 
 @pytest.mark.slow
@@ -111,6 +130,13 @@ def test_each_program_may_do_only_its_job(
     assert allowed(api, "herd-api", "list", "events", tenants_ns, "")
     assert not allowed(api, "herd-api", "create", "events", tenants_ns, "")
     assert not allowed(api, "herd-api", "list", "events", "default", "")
+    # The verification email's SESTemplate, read by its one name (its SES name); no other.
+    assert allowed_by_name(
+        api, "herd-api", "get", "sestemplates", tenants_ns, "signup-verification"
+    )
+    assert not allowed_by_name(api, "herd-api", "get", "sestemplates", tenants_ns, "welcome")
+    for verb in ("list", "watch", "update", "patch", "create", "delete"):
+        assert not allowed(api, "herd-api", verb, "sestemplates", tenants_ns), verb
     for account, denied in may_not.items():
         for verb, resource, group in denied:
             assert not allowed(api, account, verb, resource, tenants_ns, group), (

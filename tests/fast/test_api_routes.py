@@ -23,7 +23,9 @@ from herd_api.claims import EMAIL, Claims, claim_name
 from herd_api.core import config
 from herd_api.core.security import Verifier
 from herd_api.main import create_app
+from herd_api.signuptokens import Pending, SignupTokens
 from herd_api.tenants import EMAIL_LABEL, KEY_LABEL, digest
+from herd_api.verifymail import VerificationMail
 from herd_core import aws as aws_clients
 from herd_devkit.local import bootstrap
 from herd_devkit.settings import Settings
@@ -49,7 +51,15 @@ class MotoJWKS:
 
 
 def _clear_caches() -> None:
-    for cached in (config.get_settings, deps.get_store, deps.get_verifier, deps.get_signup_limiter):
+    for cached in (
+        config.get_settings,
+        deps.get_store,
+        deps.get_verifier,
+        deps.get_signup_limiter,
+        deps.get_signup_budget,
+        deps.get_signup_tokens,
+        deps.get_verification_mail,
+    ):
         cached.cache_clear()
 
 
@@ -98,6 +108,8 @@ def _environment(cloud: Cloud, folder: Path, **extra: str) -> Iterator[None]:
         "HERD_PUBLIC_URL": "https://signup.example.com/",
         "HERD_SIGNUP_BURST": "1000",
         "HERD_AWS_MAX_ATTEMPTS": "1",
+        # Tenants at once (the provisioning path); the verification tests turn it on.
+        "HERD_SIGNUP_EMAIL_VERIFICATION": "false",
         **extra,
     }
     # create_app loads the kubeconfig into the client's process-wide default: put it back.
@@ -367,3 +379,151 @@ def test_an_email_whose_tenant_is_gone_may_sign_up_again(
     assert signup(client, slug="acme-again").status_code == 202
     assert sorted(store.objects) == ["acme-again"]
     assert fake.items[name].data["slug"] == "acme-again"
+
+
+# -- N9: email verification -------------------------------------------------------------------
+TOKEN_KEY = "fast-test-signup-token-key-0123456789"
+
+
+class ReadyTemplate(VerificationMail):
+    """The verification mail with its SESTemplate taken as Ready (no API server here)."""
+
+    def ses_template(self) -> str:
+        return "test-signup-verification"
+
+
+@pytest.fixture
+def verifying(
+    cloud: Cloud, store: FakeTenantStore, claims: Claims, tmp_path: Path
+) -> Iterator[TestClient]:
+    env = {"HERD_SIGNUP_EMAIL_VERIFICATION": "true", "HERD_SIGNUP_TOKEN_KEY": TOKEN_KEY}
+    with _environment(cloud, tmp_path, **env), app_client(cloud, store, claims) as test_client:
+        tokens = deps.get_signup_tokens()
+        assert tokens is not None
+        mail = ReadyTemplate(config.get_settings(), tokens)
+        test_client.app.dependency_overrides[deps.get_verification_mail] = lambda: mail  # type: ignore[attr-defined]
+        jobs(cloud)  # none left by another test
+        yield test_client
+
+
+def jobs(cloud: Cloud) -> list[dict[str, Any]]:
+    """The email jobs on the queue, taken off it."""
+    sqs = aws_clients.client("sqs", cloud.settings)
+    out: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(
+        QueueUrl=cloud.side.email_queue_url, MaxNumberOfMessages=10
+    ).get("Messages"):
+        for message in batch:
+            out.append(json.loads(message["Body"]))
+            sqs.delete_message(
+                QueueUrl=cloud.side.email_queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+    return out
+
+
+def token_of(job: dict[str, Any]) -> str:
+    url = str(job["data"]["verifyURL"])
+    assert url.startswith("https://signup.example.com/#verify/"), url
+    return url.rsplit("/", 1)[-1]
+
+
+def test_a_signup_makes_nothing_but_one_email_until_its_link_is_followed(
+    verifying: TestClient, store: FakeTenantStore, claims: Claims, cloud: Cloud
+) -> None:
+    answer = signup(verifying, key="k-9")
+    assert answer.status_code == 202
+    assert answer.json() == {
+        "slug": "acme",
+        "status": "https://signup.example.com/v1/signups/acme",
+        "verifyEmail": True,
+    }
+    assert store.objects == {}
+    assert claims.api.items == {}  # type: ignore[attr-defined]
+    (job,) = jobs(cloud)
+    assert job["to"] == "a@acme.example.com" and job["template"] == "test-signup-verification"
+    assert job["report"] is None  # no Tenant to report to
+    assert {k: job["data"][k] for k in ("displayName", "slug", "plan")} == {
+        "displayName": "Acme Farms",
+        "slug": "acme",
+        "plan": "starter",
+    }
+    # Asked again (a retry, a double click): the same token, so the same job key: one email.
+    assert signup(verifying, key="k-9").json() == answer.json()
+    (again,) = jobs(cloud)
+    assert again["idempotencyKey"] == job["idempotencyKey"] and token_of(again) == token_of(job)
+
+    verified = verifying.post("/v1/signups/verify", json={"token": token_of(job)})
+    assert verified.status_code == 202, verified.text
+    assert verified.json() == {"slug": "acme", "status": answer.json()["status"]}
+    tenant = store.objects["acme"]
+    assert tenant["spec"]["adminEmail"] == "a@acme.example.com"
+    assert tenant["metadata"]["labels"][KEY_LABEL] == digest("k-9")
+    # A second click finds the Tenant the first made: the same answer, nothing more.
+    second = verifying.post("/v1/signups/verify", json={"token": token_of(job)})
+    assert (second.status_code, second.json()) == (202, verified.json())
+    assert sorted(store.objects) == ["acme"]
+    # Made now: the very signup again sends nothing; its key for another is 422 as ever.
+    assert signup(verifying, key="k-9").json() == answer.json()
+    assert jobs(cloud) == []
+    assert signup(verifying, key="k-9", slug="acme-two").status_code == 422
+
+
+def test_a_known_email_gets_the_same_answer_and_its_link_says_it_has_a_tenant(
+    verifying: TestClient, store: FakeTenantStore, cloud: Cloud
+) -> None:
+    signup(verifying)
+    assert verifying.post("/v1/signups/verify", json={"token": token_of(*jobs(cloud))}).is_success
+    known = signup(verifying, slug="acme-two")
+    new = signup(verifying, slug="other", adminEmail="b@other.example.com")
+    assert known.status_code == new.status_code == 202
+    assert known.json().keys() == new.json().keys()
+    assert {j["to"] for j in jobs(cloud)} == {"a@acme.example.com", "b@other.example.com"}
+    # A taken slug is 409 for anyone, known address or not.
+    for email in ("a@acme.example.com", "c@x.example.com"):
+        taken = signup(verifying, adminEmail=email, displayName="Copycat")
+        assert (taken.status_code, taken.json()) == (
+            409,
+            {"detail": "the slug 'acme' is already taken"},
+        )
+    tokens = SignupTokens(TOKEN_KEY, 86_400)
+    twice = tokens.issue({**SIGNUP, "slug": "acme-two", "plan": "starter"}, None)
+    twice.spec["adminEmail"] = "a@acme.example.com"
+    refused = verifying.post("/v1/signups/verify", json={"token": tokens.token(twice)})
+    assert refused.status_code == 409
+    assert "signed up already" in refused.json()["detail"]
+    assert sorted(store.objects) == ["acme"]
+
+
+def test_a_forged_changed_or_expired_link_is_refused(
+    verifying: TestClient, store: FakeTenantStore, cloud: Cloud
+) -> None:
+    signup(verifying)
+    token = token_of(*jobs(cloud))
+    version, payload, mac = token.split(".")
+    other = Pending(
+        {
+            "displayName": "Evil",
+            "slug": "evil",
+            "adminEmail": "e@evil.example.com",
+            "plan": "starter",
+        },
+        None,
+        4_102_444_800,
+    )
+    forged = SignupTokens("another-key-of-at-least-32-characters", 86_400).token(other)
+    changed = f"{version}.{SignupTokens(TOKEN_KEY, 600).token(other).split('.')[1]}.{mac}"
+    for bad in (forged, changed, f"{version}.{payload}", "junk", token[:-2]):
+        refused = verifying.post("/v1/signups/verify", json={"token": bad})
+        assert (refused.status_code, refused.json()) == (
+            400,
+            {"detail": "this verification link is not valid"},
+        ), bad
+    past = Pending({**other.spec, "slug": "late"}, None, 1_000_000_000)
+    expired = verifying.post(
+        "/v1/signups/verify", json={"token": SignupTokens(TOKEN_KEY, 600).token(past)}
+    )
+    assert (expired.status_code, expired.json()) == (
+        410,
+        {"detail": "this verification link has expired: sign up again"},
+    )
+    assert store.objects == {}

@@ -31,6 +31,20 @@ def check(settings: Settings) -> None:
             "HERD_ADMIN_CLIENT_ID is required: the app client of the admin page "
             "(`herd aws bootstrap` creates it as herd-admin)"
         )
+    if settings.signup_email_verification:
+        # Without them no signup could be verified, so none could ever become a Tenant.
+        key = settings.signup_token_key
+        if key is None or len(key.get_secret_value()) < 32:
+            raise ConfigurationError(
+                "HERD_SIGNUP_TOKEN_KEY is required while email verification is on: the key "
+                "(at least 32 characters, from a Secret) that signs the verification links. "
+                "HERD_SIGNUP_EMAIL_VERIFICATION=false makes Tenants at once instead"
+            )
+        if not settings.email_queue_url:
+            raise ConfigurationError(
+                "HERD_EMAIL_QUEUE_URL is required while email verification is on: the "
+                "verification emails go through the email queue"
+            )
 
 
 def create_app() -> FastAPI:

@@ -32,6 +32,15 @@ class SignupCreate(SignupBase):
 class SignupAccepted(BaseModel):
     slug: str
     status: str = Field(description="URL of the signup's status")
+    verifyEmail: bool | None = Field(
+        None,
+        description="True (to every signup alike) while email verification is on: nothing is "
+        "made until the link in the email sent to adminEmail is followed",
+    )
+
+
+class SignupVerify(BaseModel):
+    token: str = Field(min_length=1, max_length=4096, description="The verification link's token")
 
 
 class PublicCondition(BaseModel):

@@ -16,7 +16,9 @@ from herd_api.core.config import Settings, get_settings
 from herd_api.core.ratelimit import KeyedLimiter, TokenBucket
 from herd_api.core.security import InvalidToken, Principal, Verifier
 from herd_api.models import SLUG
+from herd_api.signuptokens import SignupTokens
 from herd_api.tenants import TenantStore
+from herd_api.verifymail import VerificationMail
 
 # Checked before any Kubernetes call: the API server answers 400 to some odd names.
 SlugPath = Annotated[str, Path(pattern=SLUG.pattern, min_length=1, max_length=40)]
@@ -75,6 +77,24 @@ def get_signup_verifier() -> verification.SignupVerifier:
     return verification.from_settings(get_settings())
 
 
+@lru_cache
+def get_signup_tokens() -> SignupTokens | None:
+    """The verification links' signer; None without a key (then no link verifies)."""
+    s = get_settings()
+    if s.signup_token_key is None:
+        return None
+    return SignupTokens(s.signup_token_key.get_secret_value(), s.signup_token_ttl)
+
+
+@lru_cache
+def get_verification_mail() -> VerificationMail | None:
+    """The verification email's sender while email verification is on; else None."""
+    s, tokens = get_settings(), get_signup_tokens()
+    if not s.signup_email_verification or tokens is None:
+        return None
+    return VerificationMail(s, tokens)
+
+
 def client_address(request: Request, settings: SettingsDep) -> str:
     return clientaddr.client_address(
         request.client.host if request.client else None,
@@ -87,6 +107,8 @@ VerifierDep = Annotated[Verifier, Depends(get_verifier)]
 LimiterDep = Annotated[KeyedLimiter, Depends(get_signup_limiter)]
 BudgetDep = Annotated[TokenBucket, Depends(get_signup_budget)]
 SignupVerifierDep = Annotated[verification.SignupVerifier, Depends(get_signup_verifier)]
+TokensDep = Annotated[SignupTokens | None, Depends(get_signup_tokens)]
+VerificationMailDep = Annotated[VerificationMail | None, Depends(get_verification_mail)]
 ClientDep = Annotated[str, Depends(client_address)]
 
 

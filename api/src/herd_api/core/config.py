@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from herd_core.settings import Settings as CoreSettings
 
@@ -41,6 +41,27 @@ class Settings(CoreSettings):
     )
     signup_verify_timeout: float = Field(
         5.0, gt=0, le=30, description="Seconds a verification may take; past it, 503"
+    )
+    # N9: a signup only asks; the link in the one email it sends makes the Tenant.
+    signup_email_verification: bool = Field(
+        True,
+        description="Hold each signup until the link in the verification email sent to its "
+        "adminEmail is followed: only then is its Tenant made (and AWS touched beyond that one "
+        "email). Off: the Tenant is made at once (load benches)",
+    )
+    signup_token_key: SecretStr | None = Field(
+        None,
+        repr=False,  # its length is checked at start-up (main.check): an error here would print it
+        description="HMAC key of the verification links (at least 32 characters, from a "
+        "Secret). Required while email verification is on; a new key voids the links out",
+    )
+    signup_token_ttl: int = Field(
+        86_400, ge=600, le=7 * 86_400, description="Seconds a verification link works"
+    )
+    signup_verification_template: str = Field(
+        "signup-verification",
+        min_length=1,
+        description="SESTemplate (in the tenants namespace) of the verification email",
     )
     signup_claim_ttl: float = Field(
         30.0,
