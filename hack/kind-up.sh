@@ -25,6 +25,7 @@ ids=$(AWS_ENDPOINT_URL=http://127.0.0.1:5000 AWS_ACCESS_KEY_ID=local AWS_SECRET_
       HERD_AWS_NAME_PREFIX=kind- $HERD aws bootstrap)
 field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1" <<<"$ids"; }
 pool=$(field user_pool_id); queue=$(field email_queue_url); admin=$(field admin_client_id)
+shared=$(field shared_client_id)  # herd-tenants: the app client of Tenants without callbacks
 queue=${queue/127.0.0.1:5000/moto.herd-system:5000}
 thumbs=$(field thumbnail_queue_url); thumbs=${thumbs/127.0.0.1:5000/moto.herd-system:5000}
 raw=$(field logo_raw_bucket); logos=$(field logo_bucket)
@@ -33,11 +34,17 @@ raw=$(field logo_raw_bucket); logos=$(field logo_bucket)
 common=(--namespace herd-system --create-namespace --wait --timeout 5m)
 "$HELM" "${kube[@]/--context/--kube-context}" upgrade --install herd-operator charts/herd-operator "${common[@]}" \
   -f clusters/kind/values/herd-operator.yaml \
-  --set config.cognitoUserPoolId="$pool" --set config.emailQueueUrl="$queue"
+  --set config.cognitoUserPoolId="$pool" --set config.emailQueueUrl="$queue" \
+  --set config.cognitoSharedClientId="$shared"
+# The key that signs the signup verification links: made once, kept across runs.
+if ! "$KUBECTL" "${kube[@]}" -n herd-system get secret herd-signup-token >/dev/null 2>&1; then
+  "$KUBECTL" "${kube[@]}" -n herd-system create secret generic herd-signup-token \
+    --from-literal=key="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+fi
 "$HELM" "${kube[@]/--context/--kube-context}" upgrade --install herd-api charts/herd-api "${common[@]}" \
   -f clusters/kind/values/herd-api.yaml \
   --set config.cognitoUserPoolId="$pool" --set config.adminClientId="$admin" \
-  --set config.logoRawBucket="$raw"
+  --set config.logoRawBucket="$raw" --set config.emailQueueUrl="$queue"
 "$HELM" "${kube[@]/--context/--kube-context}" upgrade --install herd-workers charts/herd-workers "${common[@]}" \
   -f clusters/kind/values/herd-workers.yaml --set config.emailQueueUrl="$queue" \
   --set thumbnails.queueUrl="$thumbs" --set thumbnails.rawBucket="$raw" \

@@ -257,6 +257,30 @@ def test_the_api_gets_its_signup_budget_and_verification_hook_secret_from_a_secr
     assert refused.returncode != 0 and "signupVerifyUrl" in refused.stderr
 
 
+def test_the_api_holds_signups_for_email_verification_with_its_key_from_a_secret() -> None:
+    env = api_env()
+    assert env["HERD_SIGNUP_EMAIL_VERIFICATION"]["value"] == "true"
+    assert env["HERD_SIGNUP_TOKEN_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "herd-signup-token", "key": "key"}
+    }
+    assert env["HERD_EMAIL_QUEUE_URL"]["value"].endswith("/111111111111/dev-herd-emails")
+    assert env["HERD_SIGNUP_VERIFICATION_TEMPLATE"]["value"] == "signup-verification"
+    off = api_env("--set", "config.signupEmailVerification=false")
+    assert off["HERD_SIGNUP_EMAIL_VERIFICATION"]["value"] == "false"
+    assert "HERD_SIGNUP_TOKEN_KEY" not in off
+    role = next(
+        o
+        for o in template("herd-api", "-f", "charts/herd-api/ci/dev-values.yaml")
+        if o["kind"] == "Role"
+    )
+    assert {
+        "apiGroups": ["platform.herd-itt.com"],
+        "resources": ["sestemplates"],
+        "resourceNames": ["signup-verification"],
+        "verbs": ["get"],
+    } in role["rules"]
+
+
 def test_public_ingress_routes_only_pages_and_v1() -> None:
     rendered = template("herd-api", "-f", "charts/herd-api/ci/dev-values.yaml")
     ingress = next(o for o in rendered if o["kind"] == "Ingress")
