@@ -1,9 +1,9 @@
 """`make up` / `make down` as a newcomer runs them: a fresh clone of this working tree, a shell
 with the machine's own settings but no AWS, KUBECONFIG or HERD_* variables and none of the
-project's tools on PATH. Then, after `set -a; . .herd/env`: a signup through the API that ends in
-a Ready Tenant and one welcome email, every Application Healthy with pods running on kwok
-nodes, the examples Ready, `herd promote` bringing a dev commit to prod, `herd status` green,
-and nothing left running after `make down`."""
+project's tools on PATH. Then, after `set -a; . .herd/env`: a signup through the API whose
+verification link (from `herd mail`) ends in a Ready Tenant and one welcome email, every
+Application Healthy with pods running on kwok nodes, the examples Ready, `herd promote`
+bringing a dev commit to prod, `herd status` green, and nothing left running after `make down`."""
 
 from __future__ import annotations
 
@@ -139,7 +139,9 @@ def test_newcomer_make_up_signup_promote_make_down(tmp_path: Path) -> None:
         assert make(clone, "up").returncode == 0
         assert sorted(r.pid for r in records(state)) == pids  # type: ignore[attr-defined]
 
-        # A signup through the API becomes a Ready Tenant in dev and one welcome email.
+        # A signup through the API sends one verification email; its link, read from `herd
+        # mail` and followed as the signup page does, makes a Ready Tenant in dev and one
+        # welcome email.
         slug = f"local-{uuid.uuid4().hex[:6]}"
         email = f"owner@{slug}.example.com"
         answer = httpx.post(
@@ -153,6 +155,19 @@ def test_newcomer_make_up_signup_promote_make_down(tmp_path: Path) -> None:
             },
         )
         assert answer.status_code == 202, answer.text
+
+        def verification_link() -> str | None:
+            # Piped, `herd mail` prints whole values a line each: to, template, subject, id, link.
+            rows = [r.split("\t") for r in shell(clone, "herd mail").stdout.splitlines()]
+            return next((r[4] for r in rows if r[0] == email and "#verify/" in r[4]), None)
+
+        link = wait_for(verification_link, 60, "the verification email in `herd mail`")
+        page, token = link.split("#verify/")
+        assert httpx.get(page, timeout=30).status_code == 200  # the signup page, which posts:
+        verified = httpx.post(
+            f"{env['HERD_API_URL']}/v1/signups/verify", json={"token": token}, timeout=30
+        )
+        assert verified.status_code == 202, verified.text
         wait_for(
             # The worker can report the email before the operator's status write says Ready.
             lambda: (
@@ -182,8 +197,11 @@ def test_newcomer_make_up_signup_promote_make_down(tmp_path: Path) -> None:
         assert mail.returncode == 0 and mail.stderr == "", mail.stderr
         # Piped, `herd mail` prints whole values a line each (a table would cut them short).
         rows = [line.split("\t") for line in mail.stdout.splitlines() if email in line]
-        assert len(rows) == 1 and rows[0][0] == email, mail.stdout
-        assert rows[0][2] == "Welcome to Herd, Local Farms", mail.stdout
+        assert [r[0] for r in rows] == [email, email], mail.stdout
+        assert sorted(r[2] for r in rows) == [
+            "Confirm your Herd signup: Local Farms",
+            "Welcome to Herd, Local Farms",
+        ], mail.stdout
 
         # A crashed program comes back with `make up`. By now git owns the operator chart:
         # installing it again would fight the sync's field manager, and make up failed.

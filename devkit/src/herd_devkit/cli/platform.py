@@ -3,7 +3,9 @@ and `herd aws bootstrap`."""
 
 from __future__ import annotations
 
+import email
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,8 @@ def up() -> None:
         "(herd, kubectl, helm and uv on PATH; kubectl contexts herd-dev and herd-prod.) Then:"
     )
     console.print(
-        f"  1. sign up at {env['HERD_API_URL']}/  — then `herd mail` shows the welcome email"
+        f"  1. sign up at {env['HERD_API_URL']}/  — then `herd mail` shows the verification "
+        "email; follow its link, and the welcome email follows"
     )
     console.print(
         f"  2. the admin page {env['HERD_API_URL']}/admin  — sign in as {admin.email} "
@@ -92,7 +95,8 @@ def status() -> None:
 
 
 def mail() -> None:
-    """The emails the platform sent (moto's SES), with their rendered subjects."""
+    """The emails the platform sent (moto's SES), with their rendered subjects and the first
+    link of each (a verification email's is the one to follow)."""
     env = local_env()
     if "AWS_ENDPOINT_URL" not in env:
         console.print("[red]no local platform: `make up`[/]")
@@ -105,22 +109,19 @@ def mail() -> None:
         aws_region=env.get("AWS_REGION", get_settings().aws_region),
     )
     ses: Any = aws.client("ses", settings)
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str, str]] = []
     sent = moto.data()["ses"]
     for message in sent.get("TemplateMessage", []):
-        subject = ""
+        subject = link = ""
         try:
             rendered = ses.test_render_template(
                 TemplateName=message["template"], TemplateData=message["template_data"]
-            )
+            )["RenderedTemplate"]
             subject = next(
-                (
-                    line[9:]
-                    for line in rendered["RenderedTemplate"].splitlines()
-                    if line.startswith("Subject: ")
-                ),
+                (line[9:] for line in rendered.splitlines() if line.startswith("Subject: ")),
                 "",
             )
+            link = first_link(rendered)
         except Exception as err:
             subject = f"(not rendered: {err})"
         rows.append(
@@ -129,6 +130,7 @@ def mail() -> None:
                 message["template"],
                 subject,
                 message["id"],
+                link,
             )
         )
     for message in sent.get("Message", []):
@@ -138,18 +140,37 @@ def mail() -> None:
                 "-",
                 str(message.get("subject", "")),
                 message["id"],
+                first_link(str(message.get("body", ""))),
             )
         )
     if not console.is_terminal:
         # Piped (into grep, a script): whole values, one email a line; a table would cut
-        # an address short to fit 80 columns.
+        # an address (or a link) short to fit 80 columns.
         for row in rows:
             print("\t".join(row))
         return
     table = Table("to", "template", "subject", "message id")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*row[:4])
     console.print(table)
+    # Links below the table, each on a line of its own: folded into a cell, a link long
+    # with its token could not be copied or clicked.
+    for to, _, _, message_id, link in rows:
+        if link:
+            print(f"{message_id} ({to}): {link}")
+
+
+def first_link(rendered: str) -> str:
+    """The first http(s) URL of an email's text part (else of the whole message)."""
+    text = rendered
+    for part in email.message_from_string(rendered).walk():
+        if part.get_content_type() == "text/plain":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                text = payload.decode(part.get_content_charset() or "utf-8", "replace")
+            break
+    found = re.search(r"https?://[^\s\"'<>]+", text)
+    return found.group(0) if found else ""
 
 
 @aws_app.command("bootstrap")

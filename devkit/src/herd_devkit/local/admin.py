@@ -20,6 +20,7 @@ from herd_devkit.settings import Settings
 EMAIL = "admin@herd.localhost"
 GROUP = "admins"
 FILE = "admin.json"
+TOKEN_KEY_FILE = "signup-token.key"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,21 @@ def credentials(state: Path) -> LocalAdmin:
     with os.fdopen(fd, "w") as out:
         json.dump({"email": admin.email, "password": admin.password}, out)
     return admin
+
+
+def signup_token_key(state: Path) -> str:
+    """The key the local API signs signup verification links with (HERD_SIGNUP_TOKEN_KEY; on
+    EKS, a Secret): made on first use in `.herd/signup-token.key` (mode 0600) and kept, so a
+    link emailed before a restart of the platform still works."""
+    path = state / TOKEN_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    state.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key)
+    return key
 
 
 def seed(settings: Settings, pool_id: str, state: Path) -> LocalAdmin:

@@ -182,6 +182,8 @@ class Platform:
                     "HERD_PUBLIC_URL": out["HERD_API_URL"],
                     "HERD_JWKS_URL": f"{moto.url}/{resources['dev'].user_pool_id}"
                     "/.well-known/jwks.json",
+                    # Email verification is on (the default): signups wait for their link.
+                    "HERD_SIGNUP_TOKEN_KEY": admin.signup_token_key(self.state),
                 },
             )
             api_service.record(port=api_port, issued=time.time(), **dev_cluster)
@@ -355,26 +357,30 @@ class Platform:
         say(f"{env}: every Application Synced and Healthy")
 
     def _wait_for_platform(self, kubeconfig: Path, say: Callable[[str], None]) -> None:
-        """Until dev has synced its apps and the welcome template is Ready: signups work."""
+        """Until dev has synced its apps and the email templates are Ready: signups work
+        (the verification email's first, then the welcome email's)."""
         with self._api(kubeconfig) as api:
             custom = client.CustomObjectsApi(api)
 
             def ready() -> bool:
-                try:
-                    tpl = custom.get_namespaced_custom_object(
-                        GROUP, VERSION, "tenants", "sestemplates", "welcome"
-                    )
-                except client.exceptions.ApiException:
-                    return False
-                conds = (tpl.get("status") or {}).get("conditions") or []  # type: ignore[attr-defined]
-                return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+                for name in ("signup-verification", "welcome"):
+                    try:
+                        tpl = custom.get_namespaced_custom_object(
+                            GROUP, VERSION, "tenants", "sestemplates", name
+                        )
+                    except client.exceptions.ApiException:
+                        return False
+                    conds = (tpl.get("status") or {}).get("conditions") or []  # type: ignore[attr-defined]
+                    if not any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
+                        return False
+                return True
 
             if not wait_until(ready, SYNC_TIMEOUT, interval=1):
                 raise RuntimeError(
                     "dev did not sync its platform app in time; see "
                     f"{self.service('operator-dev').log}"
                 )
-        say("dev synced from git: tenants namespace and welcome email template Ready")
+        say("dev synced from git: tenants namespace and the email templates Ready")
 
     def down(self, say: Callable[[str], None]) -> None:
         """Stop everything, each part even when another would not stop; then say which."""
