@@ -503,6 +503,55 @@ def test_a_child_that_cannot_render_is_its_parents_error(
     assert "broken-child" in health["message"] and "ComparisonError" in health["message"]
 
 
+def test_depends_on_orders_two_apps_and_refuses_a_cycle(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    """dependsOn (Herd's extension): web syncs only once db is Synced and Healthy, saying
+    which one it waits for until then; a cycle is refused with a condition naming it."""
+    sha = gitrepo.commit(
+        "dev",
+        "db, web and a cycle",
+        {
+            "db/cm.yaml": configmap("db", {"k": "1"}),
+            "web/cm.yaml": configmap("web", {"k": "1"}),
+            "c1/cm.yaml": configmap("c1", {}),
+            "c2/cm.yaml": configmap("c2", {}),
+        },
+    )
+    source = {"repoURL": gitrepo.url, "targetRevision": "dev"}
+    # db without automated sync: OutOfSync until it is turned on.
+    objects.create(
+        "Application",
+        PLURAL,
+        "db",
+        {
+            "project": f"p-{namespace}",
+            "source": {**source, "path": "db"},
+            "destination": {"namespace": namespace},
+        },
+    )
+    application(objects, "web", gitrepo, "web", namespace, dependsOn=[{"name": "db"}])
+
+    def condition(name: str, type_: str) -> str | None:
+        found = app_status(objects, name).get("conditions") or []
+        return next((c.get("message") for c in found if c.get("type") == type_), None)
+
+    waiting = wait_for(lambda: condition("web", "WaitingForDependency"), 60, "web waiting for db")
+    assert f"{namespace}/db" in waiting and "OutOfSync" in waiting, waiting
+    assert cm_data(api, namespace, "web") is None  # nothing applied while it waits
+    objects.patch(PLURAL, "db", {"syncPolicy": {"automated": {"prune": True}}})
+    synced_at(objects, "db", sha)
+    synced_at(objects, "web", sha, timeout=90)
+    assert cm_data(api, namespace, "web") == {"k": "1"}
+    assert condition("web", "WaitingForDependency") is None
+
+    application(objects, "c1", gitrepo, "c1", namespace, dependsOn=[{"name": "c2"}])
+    application(objects, "c2", gitrepo, "c2", namespace, dependsOn=[{"name": "c1"}])
+    cycle = wait_for(lambda: condition("c1", "InvalidSpecError"), 60, "the cycle refused")
+    assert f"{namespace}/c1 -> {namespace}/c2 -> {namespace}/c1" in cycle, cycle
+    assert cm_data(api, namespace, "c1") is None and cm_data(api, namespace, "c2") is None
+
+
 def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 

@@ -88,6 +88,13 @@ class SyncPolicy(Spec):
     retry: Retry | None = None
 
 
+class Dependency(Spec):
+    name: ObjectName
+    namespace: str | None = Field(
+        None, max_length=63, pattern=DNS_LABEL_PATTERN, description="Default: this one's."
+    )
+
+
 class ApplicationSpec(Spec):
     project: ObjectName = Field(
         description=(
@@ -106,6 +113,14 @@ class ApplicationSpec(Spec):
         max_length=10,
         json_schema_extra=k8s(
             cel("duration(self) >= duration('10s')", "pollInterval must be at least 10s")
+        ),
+    )
+    dependsOn: list[Dependency] | None = Field(
+        None,
+        max_length=32,
+        description=(
+            "Herd's extension, not Argo's: sync only once each of these Applications (of the "
+            "same Project) is Synced and Healthy at its own current revision."
         ),
     )
 

@@ -127,6 +127,8 @@ def due(obj: Object, settings: Settings, now: dt.datetime) -> bool:
     compare_at = parse_time((status.get("comparisonRetry") or {}).get("nextAt"))
     if compare_at and compare_at <= now:
         return True  # a transient comparison error: sooner than the poll interval
+    if any(c.get("type") == "WaitingForDependency" for c in status.get("conditions") or []):
+        return True  # each tick: reconcile returns at once while the wait is the same
     last = parse_time(status.get("reconciledAt"))
     refresh = parse_time((obj.body["metadata"].get("annotations") or {}).get(REFRESH_ANNOTATION))
     if refresh and (last is None or refresh > last):
@@ -145,10 +147,20 @@ def engine_app(obj: Object) -> Application:
 
 
 def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
+    from herd_operator.handlers.application import dependencies  # it reads PLURAL from here
+
     status, spec = obj.status, obj.spec
     started = stamp()
     app = engine_app(obj)
     requested = obj.body.get("operation")
+    blocked = dependencies.blocker(obj)
+    if (
+        blocked is not None
+        and not requested
+        and _condition_message(status, blocked[0]) == blocked[1]
+        and status.get("observedGeneration") == obj.generation
+    ):
+        return  # still waiting for the same: nothing new to compare, nothing to write
     try:
         try:
             comparison = engine.compare(app)
@@ -191,6 +203,13 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
             )
 
     conditions: list[dict[str, Any]] = []
+    if blocked is not None:
+        kind, message = blocked
+        # An explicit sync waits too (its operation stays): the order is what dependsOn is for.
+        should_sync = False
+        conditions.append(_condition(kind, message))
+        if message != _condition_message(status, kind):
+            obj.event(kind, message, warning=kind == dependencies.REFUSED)
     operation = op or None
     history = list(status.get("history") or [])
     if should_sync:
