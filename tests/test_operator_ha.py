@@ -84,7 +84,13 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaStack]:
             kubeconfigs[chart] = identity.service_account_kubeconfig(
                 api, plane.kubeconfig, NS, chart, root / f"{chart}.kubeconfig", seconds=3600
             )
-        env = {**resources.env(), **moto.env(settings.aws_region)}
+        # No shared app client: each Tenant makes a CognitoClient of its own, the harder
+        # case for replicas (a child to wait for, an app client not to orphan).
+        env = {
+            **resources.env(),
+            **moto.env(settings.aws_region),
+            "HERD_COGNITO_SHARED_CLIENT_ID": "",
+        }
         yield HaStack(api, moto, aws_settings, resources, env, kubeconfigs)
     finally:
         moto.stop()

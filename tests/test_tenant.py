@@ -4,8 +4,11 @@ deleting it leaves nothing behind — also when the operator is SIGKILLed mid-wa
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +19,8 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from herd_core import aws
-from herd_core.constants import WAKE_ANNOTATION
+from herd_core.constants import GROUP, VERSION, WAKE_ANNOTATION
+from herd_devkit.local import bootstrap
 from herd_devkit.local.moto_server import MotoServer
 from herd_devkit.settings import Settings
 
@@ -25,6 +29,9 @@ from .helpers import Custom, OperatorProcess, WorkerProcess, events, wait_for
 from .openremote_stub import OpenRemoteStub
 
 KIND, PLURAL = "Tenant", "tenants"
+# A Tenant with callback URLs gets an app client of its own (a child CognitoClient); one
+# without signs in with the environment's shared client, herd-tenants (docs/tenant-model.md).
+CALLBACKS = {"callbackURLs": ["https://app.acme.example.com/callback"]}
 pytestmark = pytest.mark.usefixtures("live_operator", "worker")
 
 
@@ -67,6 +74,25 @@ def cognito_user(settings: Settings, pool: str, email: str) -> dict[str, Any] | 
         return None
 
 
+def all_app_clients(settings: Settings, pool: str) -> list[str]:
+    pages = (
+        aws.client("cognito-idp", settings)
+        .get_paginator("list_user_pool_clients")
+        .paginate(UserPoolId=pool, PaginationConfig={"PageSize": 60})
+    )
+    return [c["ClientId"] for page in pages for c in page["UserPoolClients"]]
+
+
+def secret_data(api: ApiClient, namespace: str, name: str) -> dict[str, str] | None:
+    try:
+        found = client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return {k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()}
+
+
 def app_clients(settings: Settings, pool: str, slug: str) -> list[str]:
     found = aws.client("cognito-idp", settings).list_user_pool_clients(
         UserPoolId=pool, MaxResults=60
@@ -82,7 +108,9 @@ def assert_provisioned_once(
     settings: Settings,
     pool: str,
     openremote: OpenRemoteStub,
+    own: bool = False,
 ) -> None:
+    """`own`: the Tenant has callback URLs, so an app client (and CognitoClient) of its own."""
     tenants.wait_condition(PLURAL, slug, timeout=90)
     tenants.wait_condition(PLURAL, slug, "WelcomeEmailSent", timeout=60)
     status = tenants.get(PLURAL, slug)["status"]
@@ -109,7 +137,17 @@ def assert_provisioned_once(
     assert attrs["custom:tenant"] == slug
     # Whom the API takes for the tenant's admin: that user, recorded where only we write.
     assert status["adminSub"] == attrs["sub"]
-    assert len(app_clients(settings, pool, slug)) == 1
+    step = tenants.condition(PLURAL, slug, "AppClient")
+    if own:
+        assert len(app_clients(settings, pool, slug)) == 1
+        child = tenants.get("cognitoclients", f"{slug}-app")["status"]
+        assert status["clientId"] == child["clientId"]
+        assert step["message"].startswith(f"CognitoClient {slug}-app"), step
+    else:
+        # The shared client: no app client, no CognitoClient of its own.
+        assert app_clients(settings, pool, slug) == []
+        assert not tenants.exists("cognitoclients", f"{slug}-app")
+        assert step["reason"] == "Shared" and "shared client herd-tenants" in step["message"]
     realm = openremote.realms[slug]
     assert [(u["username"], u["email"], u["roles"]) for u in realm.users.values()] == [
         ("admin", email, ["read", "write"])
@@ -134,25 +172,34 @@ def assert_cleaned_up(
     wait_for(lambda: app_clients(settings, pool, slug) == [], 30, "app client deleted")
 
 
+@pytest.mark.parametrize("own", [False, True], ids=["shared-client", "own-client"])
 def test_signup_to_ready_to_deleted(
+    own: bool,
     tenants: Custom,
     moto: MotoServer,
     aws_settings: Settings,
+    aws_env: bootstrap.Environment,
     user_pool: str,
     openremote: OpenRemoteStub,
     api: ApiClient,
 ) -> None:
-    slug, email = new_tenant(tenants)
-    assert_provisioned_once(tenants, slug, email, moto, aws_settings, user_pool, openremote)
+    slug, email = new_tenant(tenants, **(CALLBACKS if own else {}))
+    assert_provisioned_once(tenants, slug, email, moto, aws_settings, user_pool, openremote, own)
+    # The Secret its admins' apps read names the client they sign in with.
+    secret = secret_data(api, tenants.namespace, f"{slug}-cognito")
+    assert secret is not None and secret["userPoolId"] == user_pool
+    assert secret["clientId"] == tenants.get(PLURAL, slug)["status"]["clientId"]
+    assert (secret["clientId"] == aws_env.shared_client_id) is not own
+    expected = {"CognitoUserCreated", "RealmProvisioned", "WelcomeEmailQueued"}
+    expected |= {"AppClientCreated"} if own else set()
     # Kopf posts Events from a queue of its own, after the status write at times.
     wait_for(
-        lambda: (
-            {"CognitoUserCreated", "AppClientCreated", "RealmProvisioned", "WelcomeEmailQueued"}
-            <= {r for _, r, _ in events(api, tenants.namespace, slug)}
-        ),
+        lambda: expected <= {r for _, r, _ in events(api, tenants.namespace, slug)},
         30,
         "the provisioning events",
     )
+    if not own:
+        assert "AppClientCreated" not in {r for _, r, _ in events(api, tenants.namespace, slug)}
     assert_cleaned_up(tenants, slug, email, aws_settings, user_pool, openremote)
 
 
@@ -189,19 +236,26 @@ def test_operator_killed_mid_reconcile(
     slug = f"kill-{uuid.uuid4().hex[:8]}"
     email = f"admin@{slug}.example.com"
     KILL_POINTS[point](proxy, openremote, slug, live_operator.kill)
+    own = "CreateUserPoolClient" in point  # only a Tenant with callback URLs makes one
     try:
         tenants.create(
             KIND,
             PLURAL,
             slug,
-            {"displayName": "Acme Farms", "slug": slug, "adminEmail": email, "plan": "starter"},
+            {
+                "displayName": "Acme Farms",
+                "slug": slug,
+                "adminEmail": email,
+                "plan": "starter",
+                **(CALLBACKS if own else {}),
+            },
         )
         wait_for(lambda: not live_operator.running(), 60, f"operator killed {point}")
     finally:
         proxy.clear()
         openremote.hooks.clear()
     live_operator.start()
-    assert_provisioned_once(tenants, slug, email, moto, aws_settings, user_pool, openremote)
+    assert_provisioned_once(tenants, slug, email, moto, aws_settings, user_pool, openremote, own)
     assert_cleaned_up(tenants, slug, email, aws_settings, user_pool, openremote)
 
 
@@ -225,7 +279,7 @@ def test_email_used_by_another_tenant_fails_clearly(tenants: Custom) -> None:
 def test_retain_keeps_identity(
     tenants: Custom, aws_settings: Settings, user_pool: str, openremote: OpenRemoteStub
 ) -> None:
-    slug, email = new_tenant(tenants, deletionPolicy="Retain")
+    slug, email = new_tenant(tenants, deletionPolicy="Retain", **CALLBACKS)
     tenants.wait_condition(PLURAL, slug, timeout=90)
     tenants.delete(PLURAL, slug)
     tenants.wait_gone(PLURAL, slug)
@@ -353,7 +407,7 @@ def test_one_writer_per_field_and_the_new_child_hands_its_state_to_the_waiting_t
     """A new Tenant's handler waits in place for its new CognitoClient's first state (no poll,
     no wake annotation, no second handler run). The worker's fields stay the worker's
     whatever the operator writes later."""
-    slug, _ = new_tenant(tenants)
+    slug, _ = new_tenant(tenants, **CALLBACKS)
     tenants.wait_condition(PLURAL, slug, timeout=90)
     child = tenants.condition("cognitoclients", f"{slug}-app", "Ready")
     ready = tenants.condition(PLURAL, slug, "AppClient")
@@ -432,6 +486,7 @@ def test_a_foreign_secret_blocks_the_tenant_visibly_until_it_is_gone(
             "slug": slug,
             "adminEmail": f"admin@{slug}.example.com",
             "plan": "standard",
+            **CALLBACKS,
         },
     )
     # The child refuses the Secret; the Tenant, waiting in place, says why it waits.
@@ -471,6 +526,7 @@ def test_a_tenants_client_never_resumes_one_made_before_its_claim(
                 "slug": slug,
                 "adminEmail": f"admin@{slug}.example.com",
                 "plan": "standard",
+                **CALLBACKS,
             },
         )
         tenants.wait_condition(PLURAL, slug, timeout=90)
@@ -515,6 +571,7 @@ def test_a_cognitoclient_of_the_childs_name_that_is_not_the_tenants_is_never_tou
             "slug": slug,
             "adminEmail": f"admin@{slug}.example.com",
             "plan": "standard",
+            **CALLBACKS,
         },
     )
     ready = tenants.wait_condition(PLURAL, slug, "Ready", "False", reason="AlreadyExists")
@@ -548,7 +605,7 @@ def test_a_slug_signed_up_again_waits_for_the_earlier_tenants_client_to_go(
     """The earlier Tenant's CognitoClient outlives it (garbage collection, then its own
     finalizer; held here by a Cognito that answers its delete with 503s): the new Tenant of
     that slug waits for it, neither patches it nor fails."""
-    slug, email = new_tenant(tenants)
+    slug, email = new_tenant(tenants, **CALLBACKS)
     tenants.wait_condition(PLURAL, slug, timeout=90)
     old = tenants.get("cognitoclients", f"{slug}-app")["status"]["clientId"]
     proxy.fail("DeleteUserPoolClient", times=1000, fault="unavailable", contains=old)
@@ -566,7 +623,13 @@ def test_a_slug_signed_up_again_waits_for_the_earlier_tenants_client_to_go(
             KIND,
             PLURAL,
             slug,
-            {"displayName": "Acme Farms", "slug": slug, "adminEmail": email, "plan": "standard"},
+            {
+                "displayName": "Acme Farms",
+                "slug": slug,
+                "adminEmail": email,
+                "plan": "standard",
+                **CALLBACKS,
+            },
         )
         step = tenants.wait_condition(PLURAL, slug, "AppClient", "False", reason="Waiting")
         assert "is being deleted" in step["message"]
@@ -577,3 +640,131 @@ def test_a_slug_signed_up_again_waits_for_the_earlier_tenants_client_to_go(
     child = tenants.get("cognitoclients", f"{slug}-app")
     assert [r["uid"] for r in child["metadata"]["ownerReferences"]] == [again["metadata"]["uid"]]
     assert child["status"]["clientId"] != old
+
+
+def test_twenty_tenants_make_no_app_client(
+    tenants: Custom, api: ApiClient, aws_settings: Settings, aws_env: bootstrap.Environment
+) -> None:
+    """Issue 30: a pool holds 1,000 app clients by default (10,000 at most), so a Tenant
+    must not take one. 20 Tenants without callback URLs sign in with the shared client:
+    the pool has no new client, there is no CognitoClient for them, and each one's Secret
+    names the shared client."""
+    pool = aws_env.user_pool_id
+    before = sorted(all_app_clients(aws_settings, pool))
+    assert aws_env.shared_client_id in before
+    slugs = [new_tenant(tenants)[0] for _ in range(20)]
+    for slug in slugs:
+        tenants.wait_condition(PLURAL, slug, timeout=120)
+    assert sorted(all_app_clients(aws_settings, pool)) == before
+    children = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        GROUP, VERSION, tenants.namespace, "cognitoclients"
+    )["items"]
+    assert not {c["metadata"]["name"] for c in children} & {f"{s}-app" for s in slugs}
+    for slug in slugs:
+        assert tenants.get(PLURAL, slug)["status"]["clientId"] == aws_env.shared_client_id
+        secret = secret_data(api, tenants.namespace, f"{slug}-cognito")
+        assert secret is not None and secret["clientId"] == aws_env.shared_client_id
+    for slug in slugs:
+        tenants.delete(PLURAL, slug)
+    for slug in slugs:
+        tenants.wait_gone(PLURAL, slug, timeout=60)
+
+
+class SecretWatch:
+    """Reads a Secret over and over in a thread: every clientId it saw, in order, and how
+    many reads found no Secret at all."""
+
+    def __init__(self, api: ApiClient, namespace: str, name: str) -> None:
+        self.api, self.namespace, self.name = api, namespace, name
+        self.seen: list[str] = []
+        self.missing = 0
+        self.reads = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            data = secret_data(self.api, self.namespace, self.name)
+            self.reads += 1
+            if data is None:
+                self.missing += 1
+            elif not self.seen or self.seen[-1] != data["clientId"]:
+                self.seen.append(data["clientId"])
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> SecretWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_a_tenant_made_with_its_own_client_moves_to_the_shared_one_and_back(
+    tenants: Custom,
+    api: ApiClient,
+    aws_settings: Settings,
+    aws_env: bootstrap.Environment,
+    live_operator: OperatorProcess,
+) -> None:
+    """Migration (issue 30): a Tenant the operator made before the shared client (this very
+    operator without HERD_COGNITO_SHARED_CLIENT_ID, as every earlier release ran: a child
+    CognitoClient and an app client of its own) moves to the shared client when the operator
+    that has it starts: its Secret is handed over in one patch and only then is its child
+    deleted, with its app client. A Secret read all along never finds it missing. Given
+    callback URLs later, it gets a client of its own again, the Secret handed over the same
+    way."""
+    pool = aws_env.user_pool_id
+    live_operator.stop()
+    live_operator.env["HERD_COGNITO_SHARED_CLIENT_ID"] = ""
+    try:
+        live_operator.start()
+        slug, _ = new_tenant(tenants)
+        tenants.wait_condition(PLURAL, slug, timeout=90)
+        old = tenants.get("cognitoclients", f"{slug}-app")["status"]["clientId"]
+        assert app_clients(aws_settings, pool, slug) == [old]
+        assert secret_data(api, tenants.namespace, f"{slug}-cognito")["clientId"] == old  # type: ignore[index]
+        live_operator.stop()
+    finally:
+        live_operator.env["HERD_COGNITO_SHARED_CLIENT_ID"] = aws_env.shared_client_id
+    with SecretWatch(api, tenants.namespace, f"{slug}-cognito") as watch:
+        live_operator.start()  # its resume finds the Tenant to move
+        step = tenants.wait_condition(PLURAL, slug, "AppClient", reason="Shared", timeout=90)
+        assert "shared client herd-tenants" in step["message"]
+        tenants.wait_gone("cognitoclients", f"{slug}-app", timeout=90)
+        wait_for(lambda: app_clients(aws_settings, pool, slug) == [], 30, "own client deleted")
+        time.sleep(1)  # the garbage collector had its chance at the Secret
+    assert watch.reads > 10 and watch.missing == 0, (watch.reads, watch.missing)
+    assert watch.seen == [old, aws_env.shared_client_id]
+    status = tenants.get(PLURAL, slug)["status"]
+    assert status["clientId"] == aws_env.shared_client_id and status["phase"] == "Ready"
+    owners = (
+        client.CoreV1Api(api)
+        .read_namespaced_secret(f"{slug}-cognito", tenants.namespace)
+        .metadata.owner_references
+    )
+    assert [(o.kind, o.uid) for o in owners] == [
+        (KIND, tenants.get(PLURAL, slug)["metadata"]["uid"])
+    ]
+    assert "AppClientMigrated" in {r for _, r, _ in events(api, tenants.namespace, slug)}
+
+    # And back: callback URLs give it its own client, which takes the Secret over.
+    with SecretWatch(api, tenants.namespace, f"{slug}-cognito") as watch:
+        tenants.patch(PLURAL, slug, CALLBACKS)
+        wait_for(
+            lambda: (
+                tenants.condition(PLURAL, slug, "AppClient")
+                .get("message", "")
+                .startswith(f"CognitoClient {slug}-app")
+                and tenants.condition(PLURAL, slug, "AppClient").get("status") == "True"
+            ),
+            90,
+            "the Tenant on its own client again",
+        )
+        mine = tenants.get("cognitoclients", f"{slug}-app")["status"]["clientId"]
+        wait_for(lambda: watch.seen[-1] == mine, 30, "the Secret naming its own client")
+    assert watch.missing == 0 and watch.seen == [aws_env.shared_client_id, mine]
+    assert app_clients(aws_settings, pool, slug) == [mine]
+    tenants.delete(PLURAL, slug)
+    tenants.wait_gone(PLURAL, slug, timeout=60)

@@ -125,9 +125,14 @@ def apply_secret(
     data: dict[str, str],
     labels: dict[str, str],
     owner: dict[str, Any],
+    previous_owner: str | None = None,
 ) -> None:
     """Create the Secret, or bring its data, labels and owner back, without reading it: the
     operator may write Secrets, not read them.
+
+    `previous_owner` (a uid): a Secret that object owns is handed to `owner` with the new
+    data in the same patch, so it is never missing nor half written (a Tenant's Secret moving
+    from its own CognitoClient to the shared app client).
 
     A Secret that exists and is not `owner`'s is someone else's: SecretConflict, and nothing
     is written (replacing it would drop its keys and hand it to our owner's garbage
@@ -156,21 +161,23 @@ def apply_secret(
     except ApiException as err:
         if err.status != 409:
             raise
-    operations: list[dict[str, Any]] = [
-        _owner_test(owner["uid"]),
+    rest: list[dict[str, Any]] = [
         {"op": "add", "path": "/metadata/ownerReferences", "value": [owner]},
         {"op": "add", "path": "/metadata/labels", "value": labels},
         {"op": "add", "path": "/data", "value": encoded},
     ]
-    try:
-        api.patch_namespaced_secret(name, namespace, operations)
-    except ApiException as err:
-        if err.status == 422:
-            raise SecretConflict(
-                f"Secret {name} already exists and is not this {owner['kind']}'s; it is left "
-                "untouched: choose another secretName or delete that Secret"
-            ) from None
-        raise
+    # Ours already first (a handover done by an earlier pass), then the previous owner's.
+    for uid in [owner["uid"], *([previous_owner] if previous_owner else [])]:
+        try:
+            api.patch_namespaced_secret(name, namespace, [_owner_test(uid), *rest])
+            return
+        except ApiException as err:
+            if err.status != 422:
+                raise
+    raise SecretConflict(
+        f"Secret {name} already exists and is not this {owner['kind']}'s; it is left "
+        "untouched: choose another secretName or delete that Secret"
+    )
 
 
 def _owner_test(uid: str) -> dict[str, str]:

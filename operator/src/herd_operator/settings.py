@@ -73,6 +73,21 @@ class Settings(CoreSettings):
     )
 
     # Tenants
+    cognito_shared_client_id: str | None = Field(
+        None,
+        description="The platform pool's app client every Tenant without callbackURLs signs "
+        "in with (`herd-tenants`, made by `herd aws bootstrap`); unset: every Tenant gets a "
+        "CognitoClient of its own, as before (docs/tenant-model.md)",
+    )
+    cognito_shared_client_name: str = Field(
+        "herd-tenants", description="That client's name, as the Tenants' AppClient step says"
+    )
+    migrate_tenant_clients: bool = Field(
+        True,
+        description="A Tenant without callbackURLs that has a CognitoClient of its own moves "
+        "to the shared client on its next reconcile (its Secret first, then the child goes); "
+        "false: such Tenants keep theirs",
+    )
     welcome_template: str = Field("welcome", description="Default SESTemplate of the welcome")
     login_url_template: str = Field(
         "https://platform-dev.herd-itt.com/manager/?realm={slug}",

@@ -84,7 +84,12 @@ class TenantSpec(Spec):
         ),
     )
     callbackURLs: list[CallbackURL] | None = Field(
-        None, description="OAuth callback URLs of the tenant's app client.", max_length=100
+        None,
+        description=(
+            "OAuth callback URLs: given, the tenant gets an app client of its own; else it "
+            "signs in with the environment's shared one."
+        ),
+        max_length=100,
     )
     deletionPolicy: DeletionPolicy = "Delete"
 
@@ -117,6 +122,13 @@ class TenantStatus(Status):
         ),
     )
     clientSecretName: str | None = None
+    clientId: str | None = Field(
+        None,
+        description=(
+            "The app client the tenant signs in with: the environment's shared one, or its "
+            "own CognitoClient's when spec.callbackURLs asks for one."
+        ),
+    )
     realm: str | None = None
     realmAdminId: str | None = None
     loginURL: str | None = None

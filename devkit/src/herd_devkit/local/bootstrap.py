@@ -1,9 +1,10 @@
 """`herd aws bootstrap`: the AWS side one environment needs, created idempotently.
 
-User pool (with the `admins` group and a `custom:tenant` attribute), a verified SES sender,
-the email queue with its dead-letter queue, the email-jobs idempotency table, the logo
-buckets with their thumbnail queue (`logos.py`) and, given a threshold, a billing alarm.
-Names carry the environment's prefix, so dev and prod can share one moto.
+User pool (with the `admins` group, a `custom:tenant` attribute and the app clients
+`herd-admin` and `herd-tenants`, the one every Tenant without callback URLs signs in with), a
+verified SES sender, the email queue with its dead-letter queue, the email-jobs idempotency
+table, the logo buckets with their thumbnail queue (`logos.py`) and, given a threshold, a
+billing alarm. Names carry the environment's prefix, so dev and prod can share one moto.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Environment:
     thumbnail_queue_url: str
     thumbnail_dlq_url: str
     billing_alarm: str = ""  # the alarm's name; empty when bootstrapped without a threshold
+    # The app client every Tenant without callback URLs signs in with (docs/tenant-model.md).
+    shared_client_id: str = ""
 
     def env(self) -> dict[str, str]:
         """As the HERD_* variables the operator, API and worker read."""
@@ -48,6 +51,7 @@ class Environment:
             "HERD_EMAIL_JOBS_TABLE": self.email_jobs_table,
             "HERD_EMAIL_SENDER": self.email_sender,
             "HERD_ADMIN_CLIENT_ID": self.admin_client_id,
+            "HERD_COGNITO_SHARED_CLIENT_ID": self.shared_client_id,
             "HERD_LOGO_RAW_BUCKET": self.logo_raw_bucket,
             "HERD_LOGO_BUCKET": self.logo_bucket,
             "HERD_THUMBNAIL_QUEUE_URL": self.thumbnail_queue_url,
@@ -62,9 +66,11 @@ def bootstrap(settings: Settings, billing_threshold: float | None = None) -> Env
     """`billing_threshold` (USD, the environment's clusters/<env>/cost.yaml) adds the alarm."""
     prefix = settings.aws_name_prefix
     pool = user_pool(settings, f"{prefix}herd-platform")
+    clients = _clients(settings, pool)
     return Environment(
         user_pool_id=pool,
-        admin_client_id=_admin_client(settings, pool),
+        admin_client_id=_app_client(settings, pool, clients, ADMIN_CLIENT),
+        shared_client_id=_app_client(settings, pool, clients, SHARED_CLIENT),
         **_queues(settings, f"{prefix}herd-emails"),
         email_jobs_table=_table(settings, f"{prefix}{settings.email_jobs_table}"),
         email_sender=_sender(settings),
@@ -100,23 +106,45 @@ def user_pool(settings: Settings, name: str) -> str:
     return str(pool_id)
 
 
-def _admin_client(settings: Settings, pool_id: str) -> str:
-    """The app client of the admin page's sign-in (no secret; password auth via the API).
-    Its attribute permissions are named (never AWS's default, which lets users write
-    custom:tenant on themselves) and put right on a client made before they were."""
-    idp = aws.client("cognito-idp", settings)
-    want: dict[str, Any] = {
-        "ClientName": "herd-admin",
-        "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
-        "ReadAttributes": list(ADMIN_CLIENT_READ_ATTRIBUTES),
-        "WriteAttributes": list(ADMIN_CLIENT_WRITE_ATTRIBUTES),
-    }
-    # Every page: the pool also holds one client per Tenant.
-    pages = idp.get_paginator("list_user_pool_clients").paginate(
-        UserPoolId=pool_id, PaginationConfig={"PageSize": 60}
+# The admin page's sign-in: no secret, password auth via the API.
+ADMIN_CLIENT: dict[str, Any] = {
+    "ClientName": "herd-admin",
+    "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    "ReadAttributes": list(ADMIN_CLIENT_READ_ATTRIBUTES),
+    "WriteAttributes": list(ADMIN_CLIENT_WRITE_ATTRIBUTES),
+}
+# The one client of every Tenant without callback URLs (a pool holds 1,000 clients by
+# default, 10,000 at most: one per Tenant would cap the tenant count). Public (SPA, SRP) as
+# a Tenant's own client is; the same named attribute permissions as herd-admin, so no user
+# can write custom:tenant on themselves through it. Whose tenant a user is comes from the
+# Tenant (status.adminSub), never from the client.
+SHARED_CLIENT_NAME = "herd-tenants"
+SHARED_CLIENT: dict[str, Any] = {
+    "ClientName": SHARED_CLIENT_NAME,
+    "ExplicitAuthFlows": ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    "ReadAttributes": list(ADMIN_CLIENT_READ_ATTRIBUTES),
+    "WriteAttributes": list(ADMIN_CLIENT_WRITE_ATTRIBUTES),
+}
+
+
+def _clients(settings: Settings, pool_id: str) -> list[dict[str, Any]]:
+    """Every client of the pool (every page: it may still hold one client per Tenant)."""
+    pages = (
+        aws.client("cognito-idp", settings)
+        .get_paginator("list_user_pool_clients")
+        .paginate(UserPoolId=pool_id, PaginationConfig={"PageSize": 60})
     )
-    clients = [c for page in pages for c in page["UserPoolClients"]]
-    found = next((c["ClientId"] for c in clients if c["ClientName"] == "herd-admin"), None)
+    return [c for page in pages for c in page["UserPoolClients"]]
+
+
+def _app_client(
+    settings: Settings, pool_id: str, clients: list[dict[str, Any]], want: dict[str, Any]
+) -> str:
+    """The app client `want` describes, made or put right. Its attribute permissions are
+    named (never AWS's default, which lets users write custom:tenant on themselves) and put
+    right on a client made before they were."""
+    idp = aws.client("cognito-idp", settings)
+    found = next((c["ClientId"] for c in clients if c["ClientName"] == want["ClientName"]), None)
     if found is None:
         return str(
             idp.create_user_pool_client(UserPoolId=pool_id, GenerateSecret=False, **want)[
@@ -128,6 +156,10 @@ def _admin_client(settings: Settings, pool_id: str) -> str:
         # UpdateUserPoolClient resets what it is not given: `want` is the whole client.
         idp.update_user_pool_client(UserPoolId=pool_id, ClientId=found, **want)
     return str(found)
+
+
+def _admin_client(settings: Settings, pool_id: str) -> str:
+    return _app_client(settings, pool_id, _clients(settings, pool_id), ADMIN_CLIENT)
 
 
 def _queues(settings: Settings, name: str) -> dict[str, str]:

@@ -127,11 +127,18 @@ def reconcile(obj: Object, settings: Settings) -> str:
     spec, status = obj.spec, obj.status
     pool = pool_id(spec, settings)
     # Before anything in AWS: a Secret of that name that is not ours is never overwritten.
+    # Save one our controller owns: a Tenant's Secret of the shared app client, which its
+    # own new client (spec.callbackURLs given) takes over in one patch, never missing.
+    previous = None
     if kube.secret_owned_by(obj.namespace, spec["secretName"], obj.uid) is False:
-        raise SecretConflict(
-            f"Secret {spec['secretName']} already exists and is not this CognitoClient's; it "
-            "is left untouched: choose another secretName or delete that Secret"
-        )
+        previous = _controller_uid(obj)
+        if previous is None or not kube.secret_owned_by(
+            obj.namespace, spec["secretName"], previous
+        ):
+            raise SecretConflict(
+                f"Secret {spec['secretName']} already exists and is not this CognitoClient's;"
+                " it is left untouched: choose another secretName or delete that Secret"
+            )
     want = params(spec)
     cognito = Cognito(settings)
     client_id = status.get("clientId")
@@ -157,7 +164,7 @@ def reconcile(obj: Object, settings: Settings) -> str:
     if changed := differences(want, have):
         cognito.update_client(pool, client_id, want)
         obj.event("Updated", f"updated {', '.join(changed)} of app client {client_id}")
-    write_secret(obj, pool, client_id, have.get("ClientSecret"), settings)
+    write_secret(obj, pool, client_id, have.get("ClientSecret"), settings, previous)
     return f"app client {client_id} is in sync; credentials in Secret {spec['secretName']}"
 
 
@@ -274,8 +281,18 @@ def claimed_clients(obj: Object, cognito: Cognito, pool: str) -> list[str]:
     return [c for c, when in made if isinstance(when, dt.datetime) and when >= since]
 
 
+def _controller_uid(obj: Object) -> str | None:
+    refs = obj.body["metadata"].get("ownerReferences") or []
+    return next((str(r["uid"]) for r in refs if r.get("controller")), None)
+
+
 def write_secret(
-    obj: Object, pool: str, client_id: str, secret: str | None, settings: Settings
+    obj: Object,
+    pool: str,
+    client_id: str,
+    secret: str | None,
+    settings: Settings,
+    previous_owner: str | None = None,
 ) -> None:
     spec, status = obj.spec, obj.status
     data = {
@@ -286,7 +303,9 @@ def write_secret(
     if secret:
         data["clientSecret"] = secret
     labels = {"app.kubernetes.io/managed-by": "herd-operator", SECRET_LABEL: obj.name}
-    kube.apply_secret(obj.namespace, spec["secretName"], data, labels, obj.owner_reference())
+    kube.apply_secret(
+        obj.namespace, spec["secretName"], data, labels, obj.owner_reference(), previous_owner
+    )
     old = status.get("secretName")
     if old and old != spec["secretName"]:  # the first one is named in Created or Adopted
         obj.event("SecretWritten", f"wrote credentials to Secret {spec['secretName']}")

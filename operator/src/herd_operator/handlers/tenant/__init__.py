@@ -1,8 +1,9 @@
 """Tenant: a customer signup. Its flow, top to bottom, as kopf runs it.
 
-- `on_change` runs the steps (`reconciler`: Cognito user, CognitoClient, realm, welcome
-  email, logo). The pass that creates the CognitoClient waits in place for the child's first
-  state (`waits`), then runs again.
+- `on_change` runs the steps (`reconciler`: Cognito user, app client (the shared one, or a
+  CognitoClient of its own when it has callbackURLs), realm, welcome email, logo). The pass
+  that creates a CognitoClient waits in place for the child's first state (`waits`), then
+  runs again.
 - Past that wait, and for any other pass, the child's change or a new logo wakes the Tenant
   by annotation (`wakes`), from the watch events kopf gets anyway.
 - `on_delete` removes what the Tenant made outside Kubernetes.
@@ -36,8 +37,14 @@ TENANT_LABEL = reconciler.TENANT_LABEL  # on a Tenant's children
 def needs_resume(body: kopf.Body, **kwargs: Any) -> bool:
     """As every kind's resume filter, and once more for a Ready Tenant whose admin's sub is
     not recorded yet (made before the operator recorded it): the API's tenant-admin check
-    needs it, so the operator's start records it (one AdminGetUser each)."""
-    return common_needs_resume(body, **kwargs) or not (body.get("status") or {}).get("adminSub")
+    needs it, so the operator's start records it (one AdminGetUser each); and for one still
+    on a CognitoClient of its own that should move to the shared client."""
+    return (
+        common_needs_resume(body, **kwargs)
+        or not (body.get("status") or {}).get("adminSub")
+        # One with a CognitoClient of its own and no callbackURLs moves to the shared client.
+        or reconciler.needs_migration(body, get_settings())
+    )
 
 
 async def on_change(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:

@@ -1,7 +1,11 @@
 """A Tenant's steps: a customer signup, provisioned step by step.
 
 1. a Cognito user for the admin email (custom:tenant = slug; invitation suppressed),
-2. a child CognitoClient (owned by the Tenant, so garbage-collected with it),
+2. its app client: the environment's shared client (`herd-tenants`), its id in the Tenant's
+   Secret; a child CognitoClient of its own (owned by the Tenant, so garbage-collected with
+   it) only when spec.callbackURLs asks for one, or no shared client is configured. A pool
+   holds 1,000 app clients (10,000 at most): one per Tenant would cap the tenants
+   (docs/tenant-model.md),
 3. an OpenRemote realm and its admin user (when provisioning is enabled),
 4. one welcome email job on the queue (idempotency key from the Tenant's uid),
 5. the realm's logo, once the thumbnail worker has put one in `status.logo` (it wakes the
@@ -22,8 +26,15 @@ from kubernetes.client.exceptions import ApiException
 from herd_core import aws, emailjobs, kube
 from herd_core import conditions as cond
 from herd_core.constants import API_VERSION, FINALIZER, GROUP
-from herd_core.errors import AlreadyExists, InvalidSpec, Pending, Recoverable, Waiting
-from herd_operator.clients.cognito import Cognito
+from herd_core.errors import (
+    AlreadyExists,
+    InvalidSpec,
+    Pending,
+    Recoverable,
+    SecretConflict,
+    Waiting,
+)
+from herd_operator.clients.cognito import Cognito, issuer_url
 from herd_operator.clients.openremote import OpenRemote
 from herd_operator.handlers import cognitoclient, sestemplate
 from herd_operator.handlers.common import Object
@@ -33,6 +44,8 @@ KIND = "Tenant"
 PLURAL = "tenants"
 USER, CLIENT, REALM, EMAIL = "CognitoUser", "AppClient", "Realm", "WelcomeEmailQueued"
 STEPS = (USER, CLIENT, REALM, EMAIL)
+SHARED = "Shared"  # the AppClient step's reason on the shared client
+SHARED_STEP = "shared client "  # how its messages on the shared client begin
 TENANT_LABEL = f"{GROUP}/tenant"  # on a Tenant's children
 
 
@@ -105,7 +118,7 @@ def reconcile(obj: Object, settings: Settings) -> str:
     if obj.status.get("phase") in (None, "Pending", "Failed"):
         obj.patch_status(phase="Provisioning")
     ensure_user(obj, settings)
-    ensure_client(obj)
+    ensure_client(obj, settings)
     if settings.openremote_enabled:
         with obj.step():
             ensure_realm(obj, settings)
@@ -208,7 +221,102 @@ def _check_ours(obj: Object, child: Mapping[str, Any]) -> None:
     raise AlreadyExists(message)
 
 
-def ensure_client(obj: Object) -> None:
+def uses_shared_client(
+    spec: Mapping[str, Any], status: Mapping[str, Any], settings: Settings
+) -> bool:
+    """Whether this Tenant signs in through the environment's shared app client: one is
+    configured and the Tenant needs no callback URLs of its own. A Tenant that has a child
+    already keeps it while migration is off."""
+    if not settings.cognito_shared_client_id or spec.get("callbackURLs"):
+        return False
+    return settings.migrate_tenant_clients or not _had_child(status)
+
+
+def _had_child(status: Mapping[str, Any]) -> bool:
+    """Whether this Tenant made (or began to make) a CognitoClient of its own: its AppClient
+    step was taken other than on the shared client (whose messages all begin SHARED_STEP).
+    A new Tenant has none: no read."""
+    step = cond.get(status.get("conditions"), CLIENT)
+    return step is not None and not str(step.get("message") or "").startswith(SHARED_STEP)
+
+
+def needs_migration(body: Mapping[str, Any], settings: Settings) -> bool:
+    """A Tenant that should be on the shared client and still has a child of its own."""
+    status = body.get("status") or {}
+    return uses_shared_client(body.get("spec") or {}, status, settings) and _had_child(status)
+
+
+def ensure_client(obj: Object, settings: Settings) -> None:
+    if uses_shared_client(obj.spec, obj.status, settings):
+        ensure_shared_client(obj, settings)
+    else:
+        ensure_own_client(obj)
+
+
+def ensure_shared_client(obj: Object, settings: Settings) -> None:
+    """The Tenant's Secret names the shared client; no app client is made for it (its
+    tenant is what the Tenant records: status.adminSub, which no user can write). A child
+    this Tenant made before hands the Secret over in one patch (never missing), then goes."""
+    slug, status = obj.spec["slug"], obj.status
+    client_id, pool = str(settings.cognito_shared_client_id), str(settings.cognito_user_pool_id)
+    secret = client_secret_name(slug)
+    if (
+        status.get("clientId") == client_id
+        and status.get("clientSecretName") == secret
+        and not _had_child(status)
+        and cond.is_true(status.get("conditions"), CLIENT)
+    ):
+        return  # recorded: no write
+    child = None
+    if _had_child(status):
+        child = kube.get_object(cognitoclient.PLURAL, obj.namespace, child_client_name(slug))
+        if child is not None and not _controls(obj, child):
+            child = None  # never ours to touch (N11); the Secret write below says if it clashes
+    data = {
+        "clientId": client_id,
+        "userPoolId": pool,
+        "issuerURL": issuer_url(settings.aws_region, pool),
+    }
+    labels = {"app.kubernetes.io/managed-by": "herd-operator", TENANT_LABEL: slug}
+    shared = f"{SHARED_STEP}{settings.cognito_shared_client_name}"
+    try:
+        kube.apply_secret(
+            obj.namespace,
+            secret,
+            data,
+            labels,
+            obj.owner_reference(),
+            previous_owner=None if child is None else child["metadata"]["uid"],
+        )
+    except SecretConflict as err:
+        _step(obj, CLIENT, False, err.reason, f"{shared}: {err}")
+        raise
+    if child is not None:
+        # Only now: the Secret already names the shared client. Its own app client goes by
+        # the child's finalizer (kept if its deletionPolicy says Retain).
+        name = child["metadata"]["name"]
+        try:
+            kube.custom().delete_namespaced_custom_object(
+                GROUP, child["apiVersion"].split("/")[1], obj.namespace, cognitoclient.PLURAL, name
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+        obj.event(
+            "AppClientMigrated",
+            f"moved to shared client {settings.cognito_shared_client_name}; "
+            f"deleted CognitoClient {name}",
+        )
+    obj.patch_status(clientSecretName=secret, clientId=client_id)
+    _step(obj, CLIENT, True, SHARED, f"{shared}; credentials in Secret {secret}")
+
+
+def _controls(obj: Object, child: Mapping[str, Any]) -> bool:
+    refs = child["metadata"].get("ownerReferences") or []
+    return any(r.get("controller") and r.get("uid") == obj.uid for r in refs)
+
+
+def ensure_own_client(obj: Object) -> None:
     body = child_client(obj)
     name = body["metadata"]["name"]
     # First pass: create, and the answer is the child (no read). Later: read it.
@@ -245,11 +353,15 @@ def ensure_client(obj: Object) -> None:
             client_step(ready or {}),
             created=created and ready is None,
         )
-    if obj.status.get("clientSecretName") != body["spec"]["secretName"] or not cond.is_true(
-        obj.status.get("conditions"), CLIENT
+    client_id = (current or {}).get("status", {}).get("clientId")
+    if (
+        obj.status.get("clientSecretName") != body["spec"]["secretName"]
+        or obj.status.get("clientId") != client_id
+        or not cond.is_true(obj.status.get("conditions"), CLIENT)
     ):
-        obj.patch_status(clientSecretName=body["spec"]["secretName"])
-        _step(obj, CLIENT, True, "Ready", f"credentials in Secret {body['spec']['secretName']}")
+        obj.patch_status(clientSecretName=body["spec"]["secretName"], clientId=client_id)
+        secret = body["spec"]["secretName"]
+        _step(obj, CLIENT, True, "Ready", f"CognitoClient {name}; credentials in Secret {secret}")
 
 
 def ensure_realm(obj: Object, settings: Settings) -> None:

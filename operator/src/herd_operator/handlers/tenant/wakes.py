@@ -71,8 +71,8 @@ def child_wake(type: str, body: kopf.Body) -> tuple[str, str, str] | None:
     None. The Tenant's side comes from tenants_seen (at worst a moment old: then one wake
     too many, which finds nothing to do; not there yet at a start-up: the Tenant's own
     resume reads its child)."""
-    if type == "DELETED":
-        return None
+    if type == "DELETED" or body["metadata"].get("deletionTimestamp"):
+        return None  # a child going (a Tenant moved to the shared client) is nothing to it
     ready = cond.get((body.get("status") or {}).get("conditions"), cond.READY) or {}
     if not ready:
         return None  # not reconciled yet: nothing the Tenant, which made it, does not know
