@@ -232,6 +232,24 @@ def test_a_signup_creates_one_tenant_and_reports_its_progress(
     assert client.get("/v1/signups/nobody", headers=admin).status_code == 404
 
 
+def test_a_signups_progress_is_for_the_admin_the_operator_recorded(
+    client: TestClient, store: FakeTenantStore, tokens: dict[str, str]
+) -> None:
+    """The status URL's owner is the Tenant's admin by the Cognito sub the operator wrote in
+    status.adminSub, never by a token's custom:tenant (a user may write that on itself)."""
+    import base64
+
+    assert signup(client).status_code == 202
+    tenant = store.objects["acme"]
+    tenant["status"] = {"phase": "Ready", "adminSub": "someone-else", "conditions": []}
+    member = {"Authorization": f"Bearer {tokens['member']}"}
+    assert client.get("/v1/signups/acme", headers=member).json()["phase"] == "Accepted"
+    payload = tokens["member"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    tenant["status"]["adminSub"] = claims["sub"]
+    assert client.get("/v1/signups/acme", headers=member).json()["phase"] == "Ready"
+
+
 def test_a_taken_slug_is_409_and_a_known_email_reveals_nothing(
     client: TestClient, store: FakeTenantStore
 ) -> None:

@@ -14,9 +14,9 @@ sees may depend on it: a signup for an email that has signed up gets the very 20
 gets (with verification on, its email too: the link then says the address has a tenant),
 and the status URL answers every caller but the owner the same "Accepted", for a signup
 that made a Tenant, one that did not, or a slug never used. The progress itself (phase,
-conditions) is shown to the tenant's admin (a Cognito id token with custom:tenant = the
-slug: they have the password set after the welcome email, proof they own the address) and
-to platform admins.
+conditions) is shown to the tenant's admin (the Cognito user whose sub the operator recorded
+in the Tenant's status.adminSub: they have the password set after the welcome email, proof
+they own the address) and to platform admins.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from herd_api.api.deps import (
     TokensDep,
     VerificationMailDep,
     VerifierDep,
+    is_tenant_admin,
     principal_of,
     spend_signup_budget,
     verify_signup,
@@ -291,13 +292,14 @@ def get_signup(
     principal = None
     if authorization and authorization.lower().startswith("bearer "):
         principal = principal_of(verifier, authorization)  # a bad token: 401, for any slug
-    owner = principal is not None and (
-        principal.tenant == slug or settings.admin_group in principal.groups
-    )
-    if not owner:
+    if principal is None:
         # No read at all: not even the time taken may differ between slugs.
         return SignupStatus(slug=slug, phase=ACCEPTED_PHASE, conditions=[])
     obj = store.get(slug)
+    # The owner is the Tenant's admin by the sub the operator recorded, never by the token's
+    # custom:tenant (a user may have written that on themselves).
+    if settings.admin_group not in principal.groups and not is_tenant_admin(principal, obj):
+        return SignupStatus(slug=slug, phase=ACCEPTED_PHASE, conditions=[])
     if obj is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no signup '{slug}'")
     st = obj.get("status") or {}
