@@ -6,8 +6,10 @@ events can explain how fast they react. The cache must never make a sync wrong."
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,10 +18,14 @@ from kubernetes import client, config
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from herd_core.constants import GROUP, VERSION
+from herd_core.constants import GROUP, TRACKING_ANNOTATION, TRACKING_LABEL, VERSION
 from herd_devkit.local.controlplane import ControlPlane
 from herd_devkit.local.gitrepo import Repo
-from herd_operator.gitops.cache import InformerKey, LiveCache
+from herd_operator.gitops.cache import Informer, InformerKey, LiveCache
+from herd_operator.gitops.engine import Application, Engine
+from herd_operator.gitops.git import RepoCache
+from herd_operator.gitops.incremental import Memo
+from herd_operator.gitops.plan import Key, tracking_id
 
 from .helpers import Custom, sync_project, wait_for
 from .test_application import app_status, application, cm_data, configmap, synced_at
@@ -178,8 +184,101 @@ def test_informers_see_only_what_their_identity_may_list(
         cache.stop()
 
 
+@pytest.mark.usefixtures("project")
+def test_the_cache_holds_only_tracked_objects_yet_sees_the_others(
+    api: ApiClient, namespace: str, gitrepo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 31 N8: objects of the destination namespace that no Application tracks (here 20
+    ConfigMaps of 200 KB) are never held by the cache; yet an object made by hand with a name
+    git has is seen by the compare and adopted by the sync, pruning still finds what an
+    earlier Herd tracked (its annotation without the label), and an object whose label was
+    removed by hand is still seen (and labelled again)."""
+    core = client.CoreV1Api(api)
+    blob = "x" * 200_000
+    for i in range(20):
+        core.create_namespaced_config_map(
+            namespace, {"metadata": {"name": f"foreign-{i}"}, "data": {"blob": blob}}
+        )
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "b"}, "data": {"k": "hand"}})
+    old = Key("", "v1", "ConfigMap", namespace, "old")
+    core.create_namespaced_config_map(
+        namespace,
+        {
+            "metadata": {
+                "name": "old",
+                "annotations": {TRACKING_ANNOTATION: tracking_id(namespace, "small", old)},
+            }
+        },
+    )
+    # More new objects than GETs_OVER_A_LIST: the compare lists names instead of a GET each.
+    new = {f"new-{i:02d}" for i in range(20)}
+    gitrepo.commit(
+        "dev",
+        "many",
+        {f"m/{n}.yaml": configmap(n, {"k": "1"}) for n in ("a", "b", *new)},
+    )
+    live = LiveCache(api.configuration, sync_timeout=30)
+    engine = Engine(
+        api,
+        RepoCache(root=tmp_path / "git"),
+        Path(shutil.which("helm") or "helm"),
+        local_sources=True,
+        live=live,
+        memo=Memo(600),
+    )
+    spec = {
+        "project": f"p-{namespace}",
+        "source": {"repoURL": gitrepo.url, "targetRevision": "dev", "path": "m"},
+        "destination": {"namespace": namespace},
+    }
+    app = Application("small", namespace, spec, [old.as_status()])
+    tracked = {"a", "b", *new}
+    listed: list[set[str]] = []
+    names = Informer.names
+    monkeypatch.setattr(Informer, "names", lambda i: listed.append(names(i)) or listed[-1])
+    try:
+        comparison = engine.compare(app)
+        lives = {i.key.name: i.live for i in comparison.items}
+        assert lives["a"] is None and lives["new-00"] is None
+        assert lives["b"] is not None and lives["b"]["data"] == {"k": "hand"}  # seen, not cached
+        assert [k.name for k, _ in comparison.prune] == ["old"]  # found, though not labelled
+        assert len(listed) == 1 and {"b", "old", "foreign-0"} <= listed[0]  # names, no GET each
+        engine.sync(app, comparison, prune=True)
+        assert cm_data(api, namespace, "b") == {"k": "1"}  # adopted
+        assert cm_data(api, namespace, "old") is None  # pruned
+
+        def held() -> set[str]:
+            return {n for i in live.informers.values() for n in i.objects}
+
+        wait_for(lambda: held() == tracked, 30, f"only what the sync applied cached: {held()}")
+        count, size = live.held()
+        assert count == len(tracked) and size < 50_000, (count, size)
+        # The next compare reads them all from the cache, and all are in sync.
+        app.inventory = [i.key.as_status() for i in comparison.items]
+        assert engine.compare(app).in_sync
+
+        # The label removed by hand: the object leaves the cache, a GET still sees it.
+        core.patch_namespaced_config_map(
+            "b", namespace, {"metadata": {"labels": {TRACKING_LABEL: None}}}
+        )
+        wait_for(lambda: "b" not in held(), 30, "b out of the label-filtered watch")
+        drifted = engine.compare(app)
+        (b,) = [i for i in drifted.items if i.key.name == "b"]
+        assert b.live is not None and not b.in_sync and not drifted.prune
+        assert len(listed) == 1  # one object missing: a GET
+        engine.sync(app, drifted, prune=True)
+        wait_for(lambda: "b" in held(), 30, "b labelled and cached again")
+    finally:
+        live.stop()
+
+
 # -- the operator: self-heal from watch events, and syncs the cache must not get wrong ------
 pytestmark_operator = pytest.mark.usefixtures("live_operator", "project")
+
+
+def labels(api: ApiClient, namespace: str, name: str) -> dict[str, str]:
+    meta = client.CoreV1Api(api).read_namespaced_config_map(name, namespace).metadata
+    return dict(meta.labels or {})
 
 
 @pytestmark_operator
@@ -212,6 +311,13 @@ def test_hand_edits_and_deletions_are_reverted_from_watch_events(
         )
     ).read()
     wait_for(lambda: cm_data(api, namespace, "a") == {"k": "1"}, 20, "other manager reverted")
+    # Its tracking label removed: the label-filtered watch sees it leave (a DELETED event),
+    # the compare reads it with a GET, and selfHeal labels it again.
+    assert TRACKING_LABEL in labels(api, namespace, "a")
+    core.patch_namespaced_config_map(
+        "a", namespace, {"metadata": {"labels": {TRACKING_LABEL: None}}}
+    )
+    wait_for(lambda: TRACKING_LABEL in labels(api, namespace, "a"), 20, "label put back")
     st = app_status(objects, "heal")
     assert st["sync"]["status"] == "Synced"
 

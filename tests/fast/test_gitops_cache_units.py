@@ -264,3 +264,35 @@ def test_informers_stop_when_no_application_uses_them(monkeypatch: Any) -> None:
     assert live.client("a").default_headers["Impersonate-User"] == "a"
     assert live.client("b").default_headers["Impersonate-User"] == "b"
     assert "Impersonate-User" not in live.client("").default_headers
+
+
+def test_a_labelled_informer_asks_only_for_labelled_objects(monkeypatch: Any) -> None:
+    """Its list and watch carry the label selector (the API server leaves the rest out), and
+    our own apply's answer is held only when it carries the label: no watch event would ever
+    update or remove one that does not."""
+    from herd_operator.gitops import cache
+
+    server = FakeServer()
+    server.lists = [{"items": [], "metadata": {"resourceVersion": "1"}}]
+    server.watches = []
+    monkeypatch.setattr(cache.rawapi, "call", server.call)
+    monkeypatch.setattr(cache.rawapi, "stream", server.stream)
+    key = cache.InformerKey("u", "v1", "ConfigMap", "ns", label="example.com/tracked")
+    informer = cache.Informer(
+        key,
+        api=None,  # type: ignore[arg-type]
+        path="/api/v1/namespaces/ns/configmaps",
+        listener=lambda *_: None,
+    ).start()
+    try:
+        assert server.done.wait(10), server.queries
+        assert all(("labelSelector", "example.com/tracked") in q for q in server.queries)
+        informer.put(cm("2", {}, name="plain"))
+        informer.put(cm("3", {}, name="ours", labels={"example.com/tracked": "true"}))
+        assert sorted(informer.objects) == ["ours"]
+        count, size = informer.held()
+        assert count == 1 and size == len(
+            json.dumps(informer.objects["ours"], separators=(",", ":"))
+        )
+    finally:
+        informer.stop()

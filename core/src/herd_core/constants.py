@@ -8,6 +8,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 FIELD_MANAGER = "herd-operator"
 FINALIZER = f"{GROUP}/finalizer"
 TRACKING_ANNOTATION = f"{GROUP}/tracking-id"
+# On every object an Application applies, beside the annotation (which says whose it is): the
+# live-state cache lists and watches only objects with this label, never everything in a
+# destination namespace. Our own key, not Argo's app.kubernetes.io/instance, which charts set.
+TRACKING_LABEL = f"{GROUP}/tracked"
 # Set on a Tenant when its child changed, to run its handler (no poll). Not under GROUP:
 # kopf leaves annotations of its own storage prefix out of the diff, and this one must count.
 WAKE_ANNOTATION = "wake.herd-itt.com/child"

@@ -7,6 +7,12 @@ Each informer lists, then watches from the list's resourceVersion (bookmarks kee
 relists on 410 Gone or any broken watch, and keeps the objects without managedFields. A
 compare reads live objects here instead of one GET each.
 
+The engine's informers select by label (`InformerKey.label`: the tracking label every sync
+sets), so the API server sends them only objects some Application applied: what else lives in
+a destination namespace (150 ConfigMaps of 0.8 MB someone else made) is never listed, watched
+or held. The engine reads an object such an informer lacks with a GET (one made by hand with
+a name git has, not labelled yet, is adopted by the next sync).
+
 The security boundary: an informer lists and watches AS the Project's ServiceAccount it is
 keyed by (Impersonate-User), so an Application reads from the cache exactly what a GET as
 its own ServiceAccount would show, never what another Project's identity (or the operator)
@@ -44,11 +50,21 @@ class InformerKey:
     api_version: str
     kind: str
     namespace: str  # "" for cluster-scoped kinds
+    label: str = ""  # only objects that carry this label (its key; any value); "": all
 
     def __str__(self) -> str:
         where = f" in {self.namespace}" if self.namespace else ""
-        return f"{self.api_version}/{self.kind}{where} as {self.user}"
+        labelled = f" labelled {self.label}" if self.label else ""
+        return f"{self.api_version}/{self.kind}{where}{labelled} as {self.user}"
 
+    def selects(self, obj: dict[str, Any]) -> bool:
+        return not self.label or self.label in ((obj.get("metadata") or {}).get("labels") or {})
+
+
+# A list of objects' metadata alone (what kubectl get -o name asks for). Its pages are small:
+# an object's annotations alone may be 256 KiB.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA_PAGE = 100
 
 # (informer, event type, object before, object after): None before = new, None after = gone.
 Listener = Callable[[InformerKey, str, dict[str, Any] | None, dict[str, Any] | None], None]
@@ -128,8 +144,35 @@ class Informer:
 
     def put(self, obj: dict[str, Any]) -> None:
         """What our own apply returned: the cache holds it before its watch event arrives,
-        so the next compare does not see the object as it was before the apply."""
-        self._upsert(strip(obj), notify=False)
+        so the next compare does not see the object as it was before the apply. Not one the
+        label selector leaves out (a webhook dropped the label): no watch event would ever
+        update or remove it here."""
+        if self.key.selects(obj):
+            self._upsert(strip(obj), notify=False)
+
+    def held(self) -> tuple[int, int]:
+        """How many objects this informer holds, and their size as JSON (bytes)."""
+        with self._lock:
+            objects = list(self.objects.values())
+        return len(objects), sum(len(json.dumps(o, separators=(",", ":"))) for o in objects)
+
+    def names(self) -> set[str]:
+        """The name of every object in this informer's collection, labelled or not: a
+        metadata-only list (the API server sends no data, spec or status), held nowhere."""
+        names: set[str] = set()
+        cont = ""
+        while True:
+            query = [("limit", str(METADATA_PAGE))] + ([("continue", cont)] if cont else [])
+            page = rawapi.call(
+                self.api, "GET", self.path, query, timeout=(30, 120), accept=METADATA_ONLY
+            )
+            names.update(str(i["metadata"]["name"]) for i in page.get("items") or [])
+            cont = (page.get("metadata") or {}).get("continue") or ""
+            if not cont:
+                return names
+
+    def _selector(self) -> rawapi.Query:
+        return [("labelSelector", self.key.label)] if self.key.label else []
 
     # -- the loop -----------------------------------------------------------------------
     def _run(self) -> None:
@@ -178,7 +221,7 @@ class Informer:
         fresh: dict[str, dict[str, Any]] = {}
         cont = ""
         while True:
-            query = [("limit", str(self.page_size))]
+            query = [("limit", str(self.page_size)), *self._selector()]
             if cont:
                 query.append(("continue", cont))
             try:
@@ -218,6 +261,7 @@ class Informer:
             ("allowWatchBookmarks", "true"),
             ("resourceVersion", self.resource_version),
             ("timeoutSeconds", str(self.watch_timeout)),
+            *self._selector(),
         ]
         response, lines = rawapi.stream(
             self.api, self.path, query, timeout=(30, self.watch_timeout + 30)
@@ -239,7 +283,7 @@ class Informer:
                 if kind == "BOOKMARK":
                     self.resource_version = rv or self.resource_version
                     continue
-                if kind == "DELETED":
+                if kind == "DELETED":  # deleted, or its label removed (out of the selector)
                     self._delete(strip(obj))
                 else:
                     self._upsert(strip(obj), notify=True)
@@ -383,6 +427,17 @@ class LiveCache:
         if informer.users <= 0:
             informer.stop()
             del self.informers[key]
+
+    def held(self) -> tuple[int, int]:
+        """Objects held by all informers, and their size as JSON (bytes): what the cache
+        costs, as a count rather than the process's RSS."""
+        with self._guard:
+            informers = list(self.informers.values())
+        count = size = 0
+        for informer in informers:
+            n, b = informer.held()
+            count, size = count + n, size + b
+        return count, size
 
     def stop(self) -> None:
         with self._guard:

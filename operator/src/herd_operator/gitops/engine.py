@@ -14,9 +14,10 @@ whatever the operator itself may; so are the cache's lists and watches.
 
 sync(): server-side apply in waves (Argo's sync-wave annotation, Argo's kind order; the
 objects of one kind `concurrency` at a time), each object marked with our tracking
-annotation; later waves wait until earlier ones are healthy; prune deletes only objects that
-carry this Application's tracking annotation. Custom resources whose CRD comes in the same
-sync are created once the API serves their kind.
+annotation and label (the live cache watches only labelled objects); later waves wait until
+earlier ones are healthy; prune deletes only objects that carry this Application's tracking
+annotation. Custom resources whose CRD comes in the same sync are created once the API
+serves their kind.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from herd_core.constants import (
     REPO_SECRET_LABEL,
     REPO_SECRET_TYPE,
     TRACKING_ANNOTATION,
+    TRACKING_LABEL,
     VERSION,
 )
 from herd_operator.gitops import health
@@ -263,8 +265,8 @@ class Engine:
         self, app: Application, tree: Path, project: Project, applier: Applier
     ) -> tuple[list[dict[str, Any]], set[Key]]:
         """The rendered objects, checked against the Project and marked with our tracking
-        annotation; and those of kinds the cluster does not know yet but a CRD of the same
-        source defines (created at sync time, after their CRD)."""
+        annotation and label; and those of kinds the cluster does not know yet but a CRD of
+        the same source defines (created at sync time, after their CRD)."""
         # The same checkout rendered the same way gives the same objects: a resync of an
         # unchanged revision skips rendering (only the last render of each Application kept).
         fingerprint = json.dumps(
@@ -313,6 +315,7 @@ class Engine:
             meta.setdefault("annotations", {})[TRACKING_ANNOTATION] = tracking_id(
                 app.namespace, app.name, key
             )
+            meta["labels"] = {**(meta.get("labels") or {}), TRACKING_LABEL: "true"}
             out.append(obj)
             if later:
                 pending.add(key)
@@ -344,11 +347,11 @@ class Engine:
         inventory = [k for k in self._inventory(app) if k not in seen]
         reader = Reader(self, applier, user)
         # Every informer this compare needs lists at once (a missing namespace has nothing).
-        reader.prepare(
-            [k for k in keys if k not in pending]
-            + [k for k in inventory if k.namespace not in missing_ns],
-            skip=missing_ns,
-        )
+        needed = [k for k in keys if k not in pending] + [
+            k for k in inventory if k.namespace not in missing_ns
+        ]
+        reader.prepare(needed, skip=missing_ns)
+        reader.fetch_unlabelled(needed)
         items, errors, to_dry_run = [], [], []
         for obj, key in zip(objects, keys, strict=True):
             item = Item(key, obj, None, None)
@@ -557,9 +560,7 @@ class Engine:
                 app.id, user, item.key, item.digest or digest(item.desired), applied, applied
             )
         if self.live is not None:
-            informer = self.live.informers.get(
-                InformerKey(user, item.key.api_version, item.key.kind, item.key.namespace)
-            )
+            informer = self.live.informers.get(informer_key(user, item.key))
             if informer is not None and informer.usable:
                 informer.put(copy.copy(applied))
 
@@ -647,16 +648,31 @@ def by_kind(objects: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return groups
 
 
+# More objects missing from one informer than this: a metadata-only list of its collection
+# costs the API server less than a GET each.
+GETS_OVER_A_LIST = 16
+
+
+def informer_key(user: str, key: Key) -> InformerKey:
+    """The informer of `key`'s kind and namespace as `user`: only objects with our tracking
+    label, so the cache never holds what else lives in a destination namespace."""
+    return InformerKey(user, key.api_version, key.kind, key.namespace, label=TRACKING_LABEL)
+
+
 class Reader:
     """The live objects one compare reads, as its Application's identity: from the live
-    cache's informers where they serve (synced, list and watch permitted), else one GET."""
+    cache's informers where they serve (synced, list and watch permitted), else one GET.
+    The informers hold only labelled objects: one they lack is read with a GET too (made by
+    hand, or applied by a Herd before the label, it must be seen to be adopted or pruned)."""
 
     def __init__(self, engine: Engine, applier: Applier, user: str) -> None:
         self.live = engine.live
         self.applier = applier
         self.user = user
+        self.concurrency = engine.concurrency
         self.used: set[InformerKey] = set()
         self._informers: dict[InformerKey, Informer] = {}
+        self._fetched: dict[Key, dict[str, Any] | None] = {}  # fetch_unlabelled's answers
 
     def informer(self, key: Key, wait: bool = True) -> Informer | None:
         if self.live is None:
@@ -673,7 +689,7 @@ class Reader:
         return informer
 
     def informer_key(self, key: Key) -> InformerKey:
-        return InformerKey(self.user, key.api_version, key.kind, key.namespace)
+        return informer_key(self.user, key)
 
     def prepare(self, keys: Iterable[Key], skip: set[str]) -> None:
         """Start every informer `keys` need at once, then wait for their lists."""
@@ -691,8 +707,45 @@ class Reader:
                 started.append(informer)
         wait_synced(set(started), self.live.sync_timeout)
 
+    def fetch_unlabelled(self, keys: Iterable[Key]) -> None:
+        """What the prepared informers lack, read at once: a GET each, `concurrency` in
+        flight; where an informer lacks many (a first sync's new objects), one metadata-only
+        list of its collection first says which of them exist at all, so that thousands of
+        new objects do not cost a request each."""
+        if self.live is None:
+            return
+        missing: dict[Informer, list[Key]] = {}
+        for key in keys:
+            informer = self._informers.get(self.informer_key(key))
+            if informer is not None and informer.usable and informer.get(key.name) is None:
+                missing.setdefault(informer, []).append(key)
+        todo = []
+        for informer, lacking in missing.items():
+            if len(lacking) > GETS_OVER_A_LIST:
+                try:
+                    exist = informer.names()
+                except ApiException:
+                    exist = None  # not served as metadata (an aggregated API?): GET each
+                if exist is not None:
+                    for key in lacking:
+                        if key.name not in exist:
+                            self._fetched[key] = None
+                    lacking = [k for k in lacking if k.name in exist]
+            todo += lacking
+        answers = self.applier.get_each(
+            [(k.api_version, k.kind, k.name, k.namespace or None) for k in todo],
+            self.concurrency,
+        )
+        for key, answer in zip(todo, answers, strict=True):
+            if not isinstance(answer, Exception):  # an error: get() asks again, and raises
+                self._fetched[key] = answer
+
     def get(self, key: Key) -> dict[str, Any] | None:
         informer = self.informer(key)
         if informer is not None and informer.usable:
-            return informer.get(key.name)
+            found = informer.get(key.name)
+            if found is not None or not informer.key.label:
+                return found
+            if key in self._fetched:
+                return self._fetched[key]
         return self.applier.get(key.api_version, key.kind, key.name, key.namespace or None)

@@ -140,6 +140,30 @@ class Applier:
                 return None
             raise
 
+    def get_each(
+        self, keys: list[tuple[str, str, str, str | None]], concurrency: int = 1
+    ) -> list[dict[str, Any] | Exception | None]:
+        """`get` of each (apiVersion, kind, name, namespace), `concurrency` at a time, in
+        order: the object, None when there is none, or why it could not be read."""
+        out: list[dict[str, Any] | Exception | None] = [None for _ in keys]
+        requests: list[rawapi.Request] = []
+        sent: list[int] = []
+        for i, (api_version, kind, name, namespace) in enumerate(keys):
+            try:
+                res = self.resource(api_version, kind)
+                path = resource_path(res, name, namespace if res.namespaced else None)
+            except ApplyError as err:
+                out[i] = err
+                continue
+            requests.append(rawapi.Request("GET", path, []))
+            sent.append(i)
+        for i, answer in zip(sent, rawapi.many(self.api, requests, concurrency), strict=True):
+            if isinstance(answer, ApiException):
+                out[i] = None if answer.status == 404 else answer
+            else:
+                out[i] = answer
+        return out
+
     def list(self, api_version: str, kind: str, label_selector: str) -> list[dict[str, Any]]:
         res = self.resource(api_version, kind)
         return [dict(i.to_dict()) for i in res.get(label_selector=label_selector).items]

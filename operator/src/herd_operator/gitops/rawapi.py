@@ -42,13 +42,14 @@ def request(
     body: str | None = None,
     content_type: str = "application/json",
     timeout: Any = None,
+    accept: str = "application/json",
 ) -> Any:
     """The urllib3 response of one request (its body not read yet); ApiException unless 2xx."""
     serialized = api.param_serialize(
         method,
         path,
         query_params=query or [],
-        header_params={"Accept": "application/json", "Content-Type": content_type},
+        header_params={"Accept": accept, "Content-Type": content_type},
         body=body,
         auth_settings=["BearerToken"],
     )
@@ -70,8 +71,9 @@ def call(
     body: str | None = None,
     content_type: str = "application/json",
     timeout: Any = None,
+    accept: str = "application/json",
 ) -> dict[str, Any]:
-    raw = request(api, method, path, query, body, content_type, timeout)
+    raw = request(api, method, path, query, body, content_type, timeout, accept)
     try:
         out: dict[str, Any] = json.loads(raw.data)
     finally:
