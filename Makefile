@@ -98,6 +98,10 @@ cost: sync ## Monthly cost estimate of ENV=dev|prod; SINCE=<git revision>: the c
 	@test -n "$(ENV)" || { echo "usage: make cost ENV=dev|prod [SINCE=<git revision>]" >&2; exit 2; }
 	@$(UV) run herd cost --env $(ENV) $(if $(SINCE),--since $(SINCE))
 
+.PHONY: promote-check
+promote-check: sync ## Exit 1 unless every dev Application is Synced and Healthy at dev's head (REPO=, DEV_KUBECONFIG=; default: make up's).
+	@$(UV) run herd promote --check $(if $(REPO),--repo $(REPO)) $(if $(DEV_KUBECONFIG),--dev-kubeconfig $(DEV_KUBECONFIG))
+
 .PHONY: fmt
 fmt: sync ## Format and auto-fix with ruff.
 	$(UV) run ruff format .

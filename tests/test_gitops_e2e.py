@@ -160,8 +160,40 @@ def test_dev_then_promotion_to_prod(envs: dict[str, Env], origin: Repo) -> None:
     listing = herd("app", "status", "--kubeconfig", str(prod.plane.kubeconfig), env=envs)
     assert "herd-system/herd-api" in listing.stdout and "Synced" in listing.stdout
 
+    # Promotion is gated on dev: an Application of dev that is not Synced and Healthy at
+    # dev's head refuses it (exit 1), naming the Application and why.
+    gate = ["promote", "--repo", origin.url, "--dev-kubeconfig", str(dev.plane.kubeconfig)]
+    dev.apps.create(
+        "Application",
+        "applications",
+        "broken",
+        {
+            "project": "platform",
+            "source": {
+                "repoURL": "https://github.com/herd-itt/herd.git",
+                "targetRevision": "dev",
+                "path": "no/such/folder",
+            },
+            "destination": {"namespace": SYSTEM},
+        },
+    )
+    refused = wait_for(
+        lambda: (
+            (r := herd(*gate, "--check", env=envs)).returncode == 1
+            and f"{SYSTEM}/broken" in r.stdout
+            and r
+        ),
+        60,
+        "promotion refused while dev has a broken Application",
+    )
+    assert origin.head("main") == start_main, refused.stdout  # nothing merged
+    dev.apps.delete("applications", "broken")
+    dev.apps.wait_gone("applications", "broken", timeout=60)
+    # Every dev Application at the head (the others poll): then the gate opens.
+    wait_for(lambda: herd(*gate, "--check", env=envs).returncode == 0, 180, "dev promotable")
+
     # `herd promote` merges dev into main and shows what prod will change.
-    promoted = herd("promote", "--repo", origin.url, env=envs)
+    promoted = herd(*gate, env=envs)
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     out = promoted.stdout.replace("\n  ", " ")
     assert "herd-api: Deployment herd-api: spec.template.spec.containers[0].image" in out

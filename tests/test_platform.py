@@ -236,8 +236,14 @@ def test_newcomer_make_up_signup_promote_make_down(tmp_path: Path) -> None:
         origin.commit(
             "dev", "herd-api 7.7.7", {"apps/herd-api/values.yaml": yaml.safe_dump(values)}
         )
-        promote = shell(clone, "herd promote")
-        assert promote.returncode == 0, promote.stdout + promote.stderr
+        # Gated on dev: refused (and nothing merged) until dev is Synced and Healthy at the
+        # new head, then it goes through.
+        promote = wait_for(
+            lambda: (p := shell(clone, "herd promote")).returncode == 0 and p,
+            180,
+            "dev at its head, and the promotion through",
+        )
+        assert "dev is Synced and Healthy at dev" in promote.stdout, promote.stdout
         wait_for(
             lambda: shell(
                 clone,

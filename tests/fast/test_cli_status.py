@@ -87,3 +87,29 @@ def test_a_thousand_apps_start_with_counts_and_show_only_what_is_not_fine() -> N
     assert "apps/a0500" in synced and "apps/bad0" not in synced
     unknown, _ = shown(80, items, sync="Unknown", health="Healthy")
     assert "apps/bad1" in unknown and "apps/a0000" not in unknown
+
+
+def test_promotion_is_refused_while_dev_is_not_at_its_head() -> None:
+    """Issue 35: each dev Application must be Synced and Healthy, and one that tracks the
+    promoted branch at its head; the refusal names each and says why."""
+    from herd_devkit.cli.app import promotion_blockers
+
+    def at(name: str, revision: str, tracks: str = "dev", **status: Any) -> dict[str, Any]:
+        item = app("herd-system", name)
+        item["spec"] = {"source": {"targetRevision": tracks}}
+        item["status"]["sync"]["revision"] = revision
+        item["status"].update(status)
+        return item
+
+    head = "a" * 40
+    fine = [at("api", head), at("other-repo", "b" * 40, tracks="main")]
+    assert promotion_blockers(fine, "dev", head) == []
+    behind = at("workers", "c" * 40)
+    sick = at("openremote", head, health={"status": "Degraded", "message": "pod crashes"})
+    broken = at("broken", head, sync={"status": "Unknown"})
+    broken["status"]["conditions"] = [{"type": "ComparisonError", "message": "no such path"}]
+    assert promotion_blockers([*fine, behind, sick, broken], "dev", head) == [
+        "herd-system/broken: Unknown (no such path)",
+        "herd-system/openremote: Degraded (pod crashes)",
+        f"herd-system/workers: at cccccccc, dev is at {head[:8]}",
+    ]

@@ -274,14 +274,37 @@ def promote(
     source: str = typer.Option("dev", help="Branch to promote"),
     target: str = typer.Option("main", help="Branch prod tracks"),
     env: str = typer.Option("prod", help="Environment whose change to show"),
+    dev_kubeconfig: Path | None = typer.Option(
+        None, help="The cluster that tracks the branch to promote; default: make up's dev"
+    ),
+    force: bool = typer.Option(False, help="Promote although dev is not Synced and Healthy"),
+    check: bool = typer.Option(False, help="Only check that dev may be promoted"),
 ) -> None:
     """Merge dev into main (the promotion), push, and show what prod will change and what
-    that does to its monthly cost."""
+    that does to its monthly cost. Refused (exit 1), unless --force, while any Application
+    of dev is not Synced and Healthy at the head of the branch it promotes."""
     from herd_devkit.cost import report  # not at the top: the operator never loads it
 
     url = repo or local_env().get("HERD_ORIGIN_REPO")
     if not url:
         raise typer.BadParameter("pass --repo (make up writes HERD_ORIGIN_REPO to .herd/env)")
+    if not force:
+        kubeconfig = dev_kubeconfig or local_env().get("KUBECONFIG_DEV")
+        if not kubeconfig:
+            console.print("[red]cannot tell whether dev is healthy:[/] pass --dev-kubeconfig")
+            raise typer.Exit(1)
+        head = git("ls-remote", url, f"refs/heads/{source}", cwd=Path.cwd()).split()[0]
+        with config.new_client_from_config(config_file=str(kubeconfig)) as api:  # type: ignore[no-untyped-call]
+            blockers = promotion_blockers(_apps(api), source, head)
+        if blockers:
+            console.print(f"[red]not promoting {source} ({head[:8]}): dev is not there yet[/]")
+            for line in blockers:
+                console.print(f"  {line}", highlight=False)
+            console.print("(--force promotes anyway)")
+            raise typer.Exit(1)
+        console.print(f"dev is Synced and Healthy at {source} {head[:8]}")
+    if check:
+        return
     helm = binary("helm")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "work"
@@ -306,6 +329,31 @@ def promote(
     typer.echo(cost[0])
     for line in cost[1:]:
         typer.echo(f"  {line}")
+
+
+def promotion_blockers(apps: list[dict[str, Any]], source: str, head: str) -> list[str]:
+    """Why dev may not be promoted: each Application that is not Synced and Healthy, and
+    each that tracks `source` but is not at its head (`head`) yet, with why."""
+    out = []
+    for item in sorted(apps, key=lambda a: (a["metadata"]["namespace"], a["metadata"]["name"])):
+        name = f"{item['metadata']['namespace']}/{item['metadata']['name']}"
+        st = item.get("status") or {}
+        sync, health = st.get("sync") or {}, st.get("health") or {}
+        tracks = ((item.get("spec") or {}).get("source") or {}).get("targetRevision")
+        why = next((c.get("message") for c in st.get("conditions") or []), None)
+        if sync.get("status") != "Synced":
+            out.append(f"{name}: {sync.get('status') or 'not compared yet'}" + _why(why))
+        elif health.get("status") != "Healthy":
+            out.append(
+                f"{name}: {health.get('status') or 'no health yet'}" + _why(health.get("message"))
+            )
+        elif tracks == source and sync.get("revision") != head:
+            out.append(f"{name}: at {str(sync.get('revision'))[:8]}, {source} is at {head[:8]}")
+    return out
+
+
+def _why(message: str | None) -> str:
+    return f" ({message})" if message else ""
 
 
 def _tree(work: Path, sha: str, dest: Path) -> Path:
