@@ -536,8 +536,13 @@ def test_depends_on_orders_two_apps_and_refuses_a_cycle(
         found = app_status(objects, name).get("conditions") or []
         return next((c.get("message") for c in found if c.get("type") == type_), None)
 
-    waiting = wait_for(lambda: condition("web", "WaitingForDependency"), 60, "web waiting for db")
-    assert f"{namespace}/db" in waiting and "OutOfSync" in waiting, waiting
+    # First perhaps "not reconciled yet", while db is new; then db's own state.
+    waiting = wait_for(
+        lambda: (m := condition("web", "WaitingForDependency")) and "OutOfSync" in m and m,
+        60,
+        "web waiting for db, which is OutOfSync",
+    )
+    assert f"{namespace}/db" in waiting, waiting
     assert cm_data(api, namespace, "web") is None  # nothing applied while it waits
     objects.patch(PLURAL, "db", {"syncPolicy": {"automated": {"prune": True}}})
     synced_at(objects, "db", sha)
