@@ -11,8 +11,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from herd_core.quotas import QUOTAS
 
 
 class Settings(BaseSettings):
@@ -40,6 +42,31 @@ class Settings(BaseSettings):
     aws_max_attempts: int = Field(
         5, ge=1, description="Total attempts per AWS call (first try included); tests use 1"
     )
+    aws_quotas: dict[str, float] = Field(
+        default_factory=dict,
+        description="This account's AWS quotas where they differ from herd_core.quotas' "
+        "defaults, by key: raised ones on AWS; lowered ones locally, which the local AWS "
+        'then enforces (`{"cognito.app_clients_per_user_pool": 3}`)',
+    )
+    aws_pace_share: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Share of each AWS request-rate quota one process paces its calls to; "
+        "the rest is headroom for the account's other callers",
+    )
+    quota_retry_delay: float = Field(
+        900.0,
+        gt=0,
+        description="Retry of an object whose AWS resource quota is reached (QuotaExceeded), "
+        "seconds: slow, as only a raised quota or a freed resource changes the outcome",
+    )
+    quota_refresh_interval: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds between reads of AWS quota use (the operator's herd_aws_quota_* "
+        "gauges)",
+    )
 
     # Shared resources: the operator enqueues email jobs that the worker sends.
     cognito_user_pool_id: str | None = Field(None, description="Default pool for CognitoClients")
@@ -57,6 +84,16 @@ class Settings(BaseSettings):
     kubeconfig: Path | None = Field(
         None, validation_alias=AliasChoices("HERD_KUBECONFIG", "KUBECONFIG")
     )
+
+    @field_validator("aws_quotas")
+    @classmethod
+    def _known_quotas(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(QUOTAS))
+        if unknown:
+            raise ValueError(f"unknown quota keys {unknown}; known: {sorted(QUOTAS)}")
+        if any(v <= 0 for v in value.values()):
+            raise ValueError("quotas are positive")
+        return value
 
 
 @lru_cache
