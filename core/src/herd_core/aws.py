@@ -1,4 +1,6 @@
-"""The one factory for boto3 clients: endpoint override (moto), region and retry policy."""
+"""The one factory for boto3 clients: endpoint override (moto), region, retry policy, and
+AWS's quotas (herd_core.quotas): calls paced by the rate quotas they count against, and a
+resource quota reached answered as such (named, counted, never retried as a throttle)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
 
+from herd_core import pacing, quotas, usage
 from herd_core.settings import Settings, get_settings
 
 # Parameters that name the resource a call acts on (for the IAM least-privilege test).
@@ -36,6 +39,43 @@ def _record(path: Path, service: str, params: dict[str, Any], model: Any, **_: A
     line = json.dumps({"service": service, "operation": model.name, "params": named})
     with _log_lock, path.open("a") as f:
         f.write(line + "\n")
+
+
+def _paced(settings: Settings, service: str, region: str, **kwargs: Any) -> None:
+    """before-parameter-build: wait for the call's turn under its rate quotas; keep its
+    parameters for _quota_reached (the request context lives as long as the call)."""
+    params, model, context = kwargs["params"], kwargs["model"], kwargs["context"]
+    context["herd_params"] = {k: params[k] for k in ("UserPoolId",) if k in params}
+    pacing.pace(service, region, model.name, params, settings.aws_quotas, settings.aws_pace_share)
+
+
+def _quota_reached(c: Any, settings: Settings, service: str, **kwargs: Any) -> None:
+    """needs-retry: a resource quota reached (the pool holds its 1,000 app clients) is not
+    a throttle, though botocore's standard mode retries LimitExceededException as one:
+    answer it at once, with the quota named and counted in the error (Error.Quota) for the
+    error contract (herd_core.errors.classify)."""
+    response, operation = kwargs.get("response"), kwargs["operation"]
+    if response is None or response[0].status_code < 400:
+        return
+    parsed = response[1]
+    error = parsed.get("Error") or {}
+    quota = quotas.made_by(service, operation.name)
+    if quota is None or error.get("Code") != quota.error[0]:
+        return
+    if "Quota" not in error:
+        params = (kwargs.get("request_dict") or {}).get("context", {}).get("herd_params", {})
+        found: tuple[int, str] | None = None
+        try:
+            found = usage.used(c, quota.key, params)
+        except Exception:  # the count is a courtesy: never in place of the error itself
+            found = None
+        error["Quota"] = {
+            "Key": quota.key,
+            "Used": found[0] if found else None,
+            "Where": found[1] if found else "",
+            "Limit": quotas.limit(quota.key, settings.aws_quotas),
+        }
+    raise c.exceptions.from_code(error["Code"])(parsed, operation.name)
 
 
 def client(
@@ -78,6 +118,11 @@ def client(
     )
     if s.aws_call_log and not unsigned:
         c.meta.events.register("before-parameter-build", partial(_record, s.aws_call_log, service))
+    region_name = c.meta.region_name
+    c.meta.events.register("before-parameter-build", partial(_paced, s, service, region_name))
+    # First among the service's own retry handlers (botocore calls the most specific first).
+    event = f"needs-retry.{c.meta.service_model.service_id.hyphenize()}"
+    c.meta.events.register_first(event, partial(_quota_reached, c, s, service))
     return c
 
 
@@ -101,6 +146,8 @@ def shared(service: str, settings: Settings | None = None, region: str | None = 
         s.aws_access_key_id,
         s.aws_max_attempts,
         str(s.aws_call_log),
+        tuple(sorted(s.aws_quotas.items())),
+        s.aws_pace_share,
     )
     with _shared_lock:
         found = _shared.get(key)
