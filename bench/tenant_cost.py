@@ -45,7 +45,16 @@ def api_requests(api: client.ApiClient) -> Counter[tuple[str, str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tenants", type=int, default=100)
-    n = parser.parse_args().tenants
+    parser.add_argument(
+        "--own-clients",
+        action="store_true",
+        help="every Tenant makes an app client of its own (no shared client: the model before "
+        "issue 30)",
+    )
+    args = parser.parse_args()
+    n = args.tenants
+    # Empty: the operator makes a CognitoClient per Tenant, as it did before the shared one.
+    own = {"HERD_COGNITO_SHARED_CLIENT_ID": ""} if args.own_clients else {}
     with stack("herd-bench-") as st:
         calls = st.root / "operator-aws-calls.jsonl"
         st.run(
@@ -54,6 +63,7 @@ def main() -> None:
             HERD_METRICS_PORT="0",
             HERD_WAITING_DELAY="1",
             HERD_AWS_CALL_LOG=str(calls),
+            **own,
         )
         st.run(["worker", "run"], "HERD_WORKER_PORT", name="worker", HERD_WORKER_WAIT_SECONDS="1")
         custom = client.CustomObjectsApi(st.api)

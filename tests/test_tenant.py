@@ -466,8 +466,9 @@ def test_deletion_never_orphans_the_cognito_user(
     assert cognito_user(aws_settings, user_pool, email) is None
 
 
+@pytest.mark.parametrize("own", [True, False], ids=["own-client", "shared-client"])
 def test_a_foreign_secret_blocks_the_tenant_visibly_until_it_is_gone(
-    tenants: Custom, api: ApiClient
+    own: bool, tenants: Custom, api: ApiClient
 ) -> None:
     slug = f"acme-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(api)
@@ -486,16 +487,20 @@ def test_a_foreign_secret_blocks_the_tenant_visibly_until_it_is_gone(
             "slug": slug,
             "adminEmail": f"admin@{slug}.example.com",
             "plan": "standard",
-            **CALLBACKS,
+            **(CALLBACKS if own else {}),
         },
     )
-    # The child refuses the Secret; the Tenant, waiting in place, says why it waits.
-    tenants.wait_condition(PLURAL, slug, "AppClient", "False", reason="SecretConflict")
+    # The child (or, on the shared client, the Tenant itself) refuses the Secret; the Tenant
+    # says why it waits.
+    step = tenants.wait_condition(PLURAL, slug, "AppClient", "False", reason="SecretConflict")
+    assert step["message"].startswith(f"CognitoClient {slug}-app" if own else "shared client")
     assert tenants.get(PLURAL, slug)["status"]["phase"] == "Provisioning"
     secret = core.read_namespaced_secret(f"{slug}-cognito", tenants.namespace)
     assert secret.data == {"mine": "eWVz"} and not secret.metadata.owner_references
     core.delete_namespaced_secret(f"{slug}-cognito", tenants.namespace)
     tenants.wait_condition(PLURAL, slug, timeout=60)
+    if not own:
+        return  # the Tenant's own retry wrote the Secret
     # A failed child is retried on its own backoff, with no handler waiting for it: its
     # change woke the Tenant through the annotation.
     assert WAKE_ANNOTATION in (tenants.get(PLURAL, slug)["metadata"].get("annotations") or {})
