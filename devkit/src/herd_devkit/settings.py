@@ -18,6 +18,17 @@ class Settings(OperatorSettings):
         validation_alias=AliasChoices("HERD_KUBEBUILDER_ASSETS", "KUBEBUILDER_ASSETS"),
         description="Folder with etcd, kube-apiserver, kube-controller-manager (envtest style)",
     )
+    # The local AWS (moto behind herd_devkit.local.moto_serial), read once when it starts.
+    local_aws_quotas: bool = Field(
+        True,
+        description="Hold AWS's quotas and request rates (herd_core.quotas, as lowered or "
+        "raised by HERD_AWS_QUOTAS) in front of moto, as AWS does",
+    )
+    local_ses_sandbox: bool = Field(
+        False,
+        description="Put the local SES in the sandbox: sends only to verified identities, "
+        "200 a day, 1 a second (off: `make up` sends welcome emails to anyone)",
+    )
     # Tests: use the cluster KUBECONFIG points at instead of an embedded one.
     use_existing_cluster: bool = Field(
         False, validation_alias=AliasChoices("HERD_USE_EXISTING_CLUSTER", "USE_EXISTING_CLUSTER")

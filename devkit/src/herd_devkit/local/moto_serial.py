@@ -9,7 +9,9 @@ under the GIL either way, so serializing requests costs little; connections stay
 left out: a long poll waits inside moto, and would hold every other request up.
 
 Inside the lock, `aws_rules` enforces what AWS enforces and moto does not (an app client's
-attribute read and write permissions): it reads moto's state.
+attribute read and write permissions): it reads moto's state. `aws_quotas` holds AWS's
+quotas: its request rates as requests arrive, its resource counts under the lock (they read
+moto's state); HERD_LOCAL_AWS_QUOTAS=false turns it off.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import run_simple
 
-from herd_devkit.local import aws_rules
+from herd_devkit.local import aws_quotas, aws_rules
+from herd_devkit.settings import get_settings
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -73,10 +76,20 @@ def main(argv: list[str] | None = None) -> None:
     run_simple(
         args.host,
         args.port,
-        serialized(aws_rules.enforced(app)),
+        fronted(app),
         threaded=True,
         request_handler=MotoRequestHandler,
     )
+
+
+def fronted(app: WSGIApp) -> WSGIApp:
+    """moto behind the rules and (unless turned off) the quotas of AWS, one request at a
+    time; the settings are read once, here."""
+    settings = get_settings()
+    if not settings.local_aws_quotas:
+        return serialized(aws_rules.enforced(app))
+    front = aws_quotas.Front(settings.aws_quotas, settings.local_ses_sandbox, settings.aws_region)
+    return front.rated(serialized(front.counted(aws_rules.enforced(app))))
 
 
 if __name__ == "__main__":

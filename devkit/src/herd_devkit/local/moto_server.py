@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ class MotoServer:
     root: Path
     port: int | None = None
     tie_to_parent: bool = True
+    # More of the server's environment: its quotas (HERD_AWS_QUOTAS, HERD_LOCAL_SES_SANDBOX,
+    # HERD_LOCAL_AWS_QUOTAS), over the parent's.
+    server_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._service = Service("moto", self.root, tie_to_parent=self.tie_to_parent)
@@ -80,7 +83,7 @@ class MotoServer:
                 self._service.start(
                     [sys.executable, "-m", MODULE, "-H", "127.0.0.1", "-p", str(port)],
                     # No AWS credentials of the shell reach moto (it would record them).
-                    without_aws(os.environ),
+                    {**without_aws(os.environ), **self.server_env},
                     health=f"{url}/moto-api/data.json",
                     timeout=READY_TIMEOUT,
                     url=url,
