@@ -6,13 +6,14 @@ from __future__ import annotations
 import typer
 
 from herd_devkit.cli import app as app_cli
-from herd_devkit.cli import bootstrap, cluster, cost, manifests, platform, validate
+from herd_devkit.cli import bootstrap, cluster, cost, manifests, platform, quotas, validate
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(cluster.app, name="cluster")
     app.add_typer(app_cli.app, name="app")
     app.command("promote")(app_cli.promote)
+    platform.aws_app.command("quotas")(quotas.aws_quotas)
     app.add_typer(platform.aws_app, name="aws")
     app.command("up")(platform.up)
     app.command("down")(platform.down)
