@@ -55,6 +55,12 @@ VERIFICATION_TEMPLATE = {
 # must bring its own credentials where it is responsible for them.
 for _var in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
     os.environ.pop(_var, None)
+# The tests' own AWS calls make one attempt (aws_max_attempts=1: a moto 500 is seen, not
+# retried) but, as any SDK client, try again while the local AWS throttles them (it holds
+# AWS's rates: SES's GetTemplate at 1 a second is shared with the operator's drift sweep).
+# The programs' environments leave HERD_ settings out (Stack.program_env): their throttles
+# stay theirs to handle.
+os.environ.setdefault("HERD_AWS_THROTTLE_ATTEMPTS", "8")
 
 
 @dataclass

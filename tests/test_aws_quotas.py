@@ -261,6 +261,9 @@ def test_out_of_the_sandbox_anyone_may_be_sent_to(lowered: MotoServer) -> None:
 
 # -- Herd's side: the client factory paces by the table and names a quota reached -----------
 def herd_settings(moto: MotoServer, **update: Any) -> Settings:
+    """Herd's clients against `moto`, throttles retried only as aws_max_attempts says (the
+    suite's own calls retry them: conftest)."""
+    update = {"aws_throttle_attempts": None, **update}
     return moto.settings(get_settings(), aws_region=REGION, aws_quotas=dict(LOWERED), **update)
 
 
@@ -361,3 +364,24 @@ def test_herd_aws_quotas_shows_the_headroom(sandbox: MotoServer) -> None:
     sending = rows["ses.sending_quota"]
     assert (sending["limit"], sending["note"]) == (200.0, "in the SES sandbox")
     assert rows["ses.sending_rate"]["limit"] == 1.0
+
+
+def test_a_throttled_call_is_tried_again_up_to_the_throttle_attempts(
+    lowered: MotoServer,
+) -> None:
+    """A throttled call was not made: aws_throttle_attempts tries it again even where
+    aws_max_attempts makes one attempt (which the programs' own retries then see as one)."""
+    proxy = FaultProxy(lowered.url).start()
+    try:
+        once = herd_settings(lowered, aws_max_attempts=1, aws_endpoint_url=proxy.url)
+        idp = aws.client("cognito-idp", once)
+        proxy.fail("ListUserPools", times=1)
+        with pytest.raises(ClientError):
+            idp.list_user_pools(MaxResults=1)
+        assert proxy.count("ListUserPools") == 1
+        patient = aws.client("cognito-idp", once.model_copy(update={"aws_throttle_attempts": 3}))
+        proxy.fail("ListUserPools", times=2)
+        patient.list_user_pools(MaxResults=1)
+        assert proxy.count("ListUserPools") == 1 + 3
+    finally:
+        proxy.stop()

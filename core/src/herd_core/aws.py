@@ -5,6 +5,7 @@ resource quota reached answered as such (named, counted, never retried as a thro
 from __future__ import annotations
 
 import json
+import random
 import threading
 from functools import partial
 from pathlib import Path
@@ -78,6 +79,37 @@ def _quota_reached(c: Any, settings: Settings, service: str, **kwargs: Any) -> N
     raise c.exceptions.from_code(error["Code"])(parsed, operation.name)
 
 
+# botocore's standard mode's throttling codes, and Cognito's; SES's "Throttling" too, but not
+# its daily quota, which no retry within minutes mends.
+_THROTTLED = {
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+}
+
+
+def _throttled_again(settings: Settings, **kwargs: Any) -> float | None:
+    """needs-retry: past aws_max_attempts, a throttled call is tried again up to
+    aws_throttle_attempts (botocore's standard mode stops at the former); the delay, or
+    None to leave the decision to botocore."""
+    response, attempts = kwargs.get("response"), int(kwargs.get("attempts") or 0)
+    limit = settings.aws_throttle_attempts
+    if response is None or limit is None or attempts < settings.aws_max_attempts:
+        return None
+    error = response[1].get("Error") or {}
+    if error.get("Code") not in _THROTTLED or "daily" in str(error.get("Message", "")).lower():
+        return None
+    if attempts >= limit:
+        return None
+    return random.uniform(0, min(20.0, 0.5 * 2**attempts))  # as standard mode: full jitter
+
+
 def client(
     service: str,
     settings: Settings | None = None,
@@ -123,6 +155,7 @@ def client(
     # First among the service's own retry handlers (botocore calls the most specific first).
     event = f"needs-retry.{c.meta.service_model.service_id.hyphenize()}"
     c.meta.events.register_first(event, partial(_quota_reached, c, s, service))
+    c.meta.events.register_first(event, partial(_throttled_again, s))
     return c
 
 
@@ -145,6 +178,7 @@ def shared(service: str, settings: Settings | None = None, region: str | None = 
         s.aws_endpoint_url,
         s.aws_access_key_id,
         s.aws_max_attempts,
+        s.aws_throttle_attempts,
         str(s.aws_call_log),
         tuple(sorted(s.aws_quotas.items())),
         s.aws_pace_share,

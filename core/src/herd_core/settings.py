@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     aws_max_attempts: int = Field(
         5, ge=1, description="Total attempts per AWS call (first try included); tests use 1"
     )
+    aws_throttle_attempts: int | None = Field(
+        None,
+        ge=1,
+        description="Attempts per AWS call while AWS throttles it (a throttled call was not "
+        "made, so another try is always safe); unset: aws_max_attempts",
+    )
     aws_quotas: dict[str, float] = Field(
         default_factory=dict,
         description="This account's AWS quotas where they differ from herd_core.quotas' "
