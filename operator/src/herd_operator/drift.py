@@ -8,7 +8,8 @@ the last one ended. Each object gets what its timer did: read afresh and checked
 same per-object lock as its handlers, Ready objects at their generation only.
 
 With peering only the working replica sweeps: the one no live peer outranks (Kopf's rule,
-read from the same ClusterKopfPeering).
+read from the same ClusterKopfPeering). The same thread reads the AWS quota gauges
+(quotas.py) after a pass, at most every quota_refresh_interval.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from kubernetes.client.exceptions import ApiException
 from herd_core import conditions as cond
 from herd_core import kube
 from herd_core.constants import GROUP, VERSION
-from herd_operator import memory
+from herd_operator import memory, quotas
 from herd_operator.handlers.common import Object, exclusive, fresh
 from herd_operator.settings import Settings
 
@@ -120,6 +121,7 @@ class Sweeper:
         self.priority = priority
         self.stop = threading.Event()
         self.passes = 0
+        self._quotas_at: float | None = None
 
     def active(self) -> bool:
         if self.settings.peering is None:
@@ -195,9 +197,17 @@ class Sweeper:
                         time.monotonic() - began,
                     )
                     memory.trim()
+                    self.refresh_quotas()
             except Exception:
                 log.exception("drift sweep failed; next pass in %ss", interval)
             due_at = time.monotonic() + interval
+
+    def refresh_quotas(self) -> None:
+        """The quota gauges, after the first pass and then at most every interval."""
+        now = time.monotonic()
+        if self._quotas_at is None or now - self._quotas_at >= self.settings.quota_refresh_interval:
+            self._quotas_at = now
+            quotas.refresh(self.settings)
 
     def start(self) -> threading.Thread:
         """Call from a Kopf handler: the thread runs in a copy of its context, where Kopf

@@ -3,6 +3,10 @@
 A reconcile function returns the Ready message or raises:
 - InvalidSpec  -> Ready=False/Synced=False reason InvalidSpec, kopf.PermanentError (terminal
   until the spec changes);
+- QuotaExceeded (an AWS resource quota reached) -> Ready=False/Synced=False reason
+  QuotaExceeded naming the quota, its use and limit and how to raise it, a warning Event;
+  terminal as InvalidSpec, and woken once after quota_retry_delay (`later`): slow, as only
+  a raised quota or a freed resource changes the outcome;
 - Recoverable (throttling, 5xx, network) -> Synced=False reason Recoverable,
   kopf.TemporaryError with exponential backoff, so nothing loops hot;
 - Waiting -> Ready=False, looked at again after waiting_delay; Pending -> Ready=False and
@@ -11,6 +15,8 @@ A reconcile function returns the Ready message or raises:
 
 from __future__ import annotations
 
+import heapq
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,13 +31,22 @@ from kubernetes.client.exceptions import ApiException
 
 from herd_core import conditions as cond
 from herd_core import kube
-from herd_core.errors import InvalidSpec, Pending, Recoverable, Waiting, classify
+from herd_core.constants import GROUP, VERSION
+from herd_core.errors import (
+    InvalidSpec,
+    Pending,
+    QuotaExceeded,
+    Recoverable,
+    Waiting,
+    classify,
+)
 from herd_operator import metrics
 from herd_operator.settings import Settings
 
 Update = tuple[str, bool | None, str, str]  # a condition: type, status, reason, message
 T = TypeVar("T")
 _kopf_settings: kopf.OperatorSettings | None = None  # kopf's, for its thread pool
+log = logging.getLogger("herd.handlers")
 
 
 def use_kopf_settings(settings: kopf.OperatorSettings) -> None:
@@ -245,6 +260,72 @@ def backoff(retry: int, settings: Settings) -> float:
     return float(min(settings.retry_backoff_max, settings.retry_backoff_base * 2**retry))
 
 
+class Later:
+    """Objects stopped by a reached quota, woken once each after a delay: one thread and a
+    heap for all of them (a thousand Tenants past the quota are not a thousand timers).
+
+    A kopf TemporaryError would wait as long but then ignore a spec change until its delay
+    ran out; a PermanentError ends the handler (the next spec change runs it at once), and
+    the wake is an annotation change (QUOTA_RETRY_ANNOTATION), which kopf hands to the same
+    handler, with its retries. Only an object still stopped by a quota is woken; one lost to
+    a restart is resumed at start (it is not Ready)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, str, str, str, str]] = []
+        self._due: dict[str, float] = {}
+        self._wakeup = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, obj: Object, delay: float) -> None:
+        due = time.monotonic() + delay
+        with self._wakeup:
+            if obj.uid in self._due and self._due[obj.uid] <= due:
+                return
+            self._due[obj.uid] = due
+            heapq.heappush(self._heap, (due, obj.uid, obj.plural, obj.namespace, obj.name))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="quota-later", daemon=True)
+                self._thread.start()
+            self._wakeup.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._wakeup.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                due, uid, plural, namespace, name = heapq.heappop(self._heap)
+                if self._due.get(uid) != due:
+                    continue  # superseded by an earlier wake
+                del self._due[uid]
+            try:
+                wake_if_quota_stopped(plural, namespace, name, uid)
+            except Exception:
+                log.exception("%s/%s: quota retry not woken", plural, name)
+
+
+QUOTA_RETRY_ANNOTATION = "retry.herd-itt.com/quota"
+later = Later()
+
+
+def wake_if_quota_stopped(plural: str, namespace: str, name: str, uid: str) -> bool:
+    """Annotate the object so kopf reconciles it, if it is still stopped by a quota."""
+    raw = kube.get_object(plural, namespace, name)
+    if raw is None or raw["metadata"].get("uid") != uid or raw["metadata"].get("deletionTimestamp"):
+        return False
+    ready = cond.get((raw.get("status") or {}).get("conditions"), cond.READY) or {}
+    if ready.get("reason") != QuotaExceeded.reason:
+        return False
+    kube.custom().patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        plural,
+        name,
+        {"metadata": {"annotations": {QUOTA_RETRY_ANNOTATION: cond.now()}}},
+    )
+    return True
+
+
 def reconcile(obj: Object, retry: int, settings: Settings, fn: Callable[[], str]) -> Pending | None:
     """Run `fn` under the error contract and record the outcome in status, events, metrics;
     the Pending it ended on, if any (recorded like the rest: the caller may wait for it).
@@ -266,12 +347,15 @@ def _reconcile(
             raise classify(err) from err
     except InvalidSpec as err:
         metrics.RECONCILES.labels(obj.kind, "invalid").inc()
-        metrics.ERRORS.labels(obj.kind, cond.INVALID_SPEC).inc()
         reason = getattr(err, "reason", cond.INVALID_SPEC)
+        quota = isinstance(err, QuotaExceeded)
+        metrics.ERRORS.labels(obj.kind, reason if quota else cond.INVALID_SPEC).inc()
         obj.set_conditions(
             (cond.READY, False, reason, str(err)), (cond.SYNCED, False, reason, str(err))
         )
         obj.event(reason, str(err), warning=True)
+        if quota:
+            later.add(obj, settings.quota_retry_delay)
         if not err.terminal:
             raise kopf.TemporaryError(str(err), delay=backoff(retry, settings)) from err
         raise kopf.PermanentError(str(err)) from err
