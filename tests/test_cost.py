@@ -148,7 +148,8 @@ def test_promotion_of_a_node_and_a_pvc_shows_exactly_their_price(tmp_path: Path)
         f"(+{usd(node + root_volume + pvc)}/month"
     )
 
-    promoted = herd("promote", "--repo", origin.url)
+    # No dev cluster here to gate the promotion on (test_gitops_e2e tests the gate).
+    promoted = herd("promote", "--repo", origin.url, "--force")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     out = promoted.stdout.splitlines()
     assert origin.head("main") != before_main
