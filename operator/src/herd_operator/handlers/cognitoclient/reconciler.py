@@ -282,8 +282,12 @@ def claimed_clients(obj: Object, cognito: Cognito, pool: str) -> list[str]:
 
 
 def _controller_uid(obj: Object) -> str | None:
+    """The uid of the Tenant that controls this CognitoClient, if a Tenant does: the one
+    owner whose Secret it may take over (a Tenant's, moving off the shared client)."""
     refs = obj.body["metadata"].get("ownerReferences") or []
-    return next((str(r["uid"]) for r in refs if r.get("controller")), None)
+    return next(
+        (str(r["uid"]) for r in refs if r.get("controller") and r.get("kind") == "Tenant"), None
+    )
 
 
 def write_secret(
