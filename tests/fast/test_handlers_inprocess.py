@@ -15,7 +15,7 @@ from herd_core import aws as aws_clients
 from herd_core import conditions as cond
 from herd_core import kube
 from herd_core.constants import API_VERSION
-from herd_core.errors import AlreadyExists, InvalidSpec
+from herd_core.errors import AlreadyExists, InvalidSpec, Recoverable
 from herd_devkit.local import bootstrap
 from herd_devkit.settings import Settings
 from herd_operator.handlers import common
@@ -266,3 +266,27 @@ def test_the_welcome_email_waits_for_its_template_then_is_queued_once(
     assert job["data"]["loginURL"] == "https://platform.example.com/?realm=acme"
     assert job["report"] == {"namespace": "tenants", "name": "acme", "uid": "uid-acme"}
     assert obj.condition(tenant.EMAIL)["status"] == "True"
+
+
+@pytest.mark.parametrize("wrong", ["4nosuchclient000000000000a", "admin"])
+def test_a_shared_client_that_is_not_herd_tenants_of_the_pool_is_never_used(
+    settings: OperatorSettings, aws_side: bootstrap.Environment, wrong: str
+) -> None:
+    """A wrong HERD_COGNITO_SHARED_CLIENT_ID (a placeholder left in the values, or another
+    client of the pool) is refused before any Secret names it or any child is moved off; a
+    Tenant that has a child of its own says the child is kept."""
+    client_id = aws_side.admin_client_id if wrong == "admin" else wrong
+    wrong_settings = settings.model_copy(update={"cognito_shared_client_id": client_id})
+    new = acme()
+    with pytest.raises(Recoverable, match="is not herd-tenants of pool"):
+        tenant.ensure_client(new, wrong_settings)
+    step = new.condition(tenant.CLIENT)
+    assert (step["status"], step["reason"]) == ("False", "SharedClientMissing")
+    assert step["message"].startswith("shared client herd-tenants: app client")
+    # One made with a child of its own (as the operator before the shared client made it).
+    old = acme()
+    old.set_conditions((tenant.CLIENT, True, "Ready", "credentials in Secret acme-cognito"))
+    with pytest.raises(Recoverable):
+        tenant.ensure_client(old, wrong_settings)
+    assert old.condition(tenant.CLIENT)["message"].startswith("CognitoClient acme-app kept: ")
+    assert tenant.needs_migration(old.raw, wrong_settings)  # still: it moves once fixed

@@ -18,7 +18,7 @@ re-enqueued email job carries the same key and the worker sends it once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from kubernetes.client.exceptions import ApiException
@@ -45,7 +45,10 @@ PLURAL = "tenants"
 USER, CLIENT, REALM, EMAIL = "CognitoUser", "AppClient", "Realm", "WelcomeEmailQueued"
 STEPS = (USER, CLIENT, REALM, EMAIL)
 SHARED = "Shared"  # the AppClient step's reason on the shared client
-SHARED_STEP = "shared client "  # how its messages on the shared client begin
+# How the AppClient step's message begins on the shared client. A Tenant that has a child
+# says so first while its move fails ("CognitoClient <slug>-app kept: shared client ..."),
+# so the step always tells whether a child may be behind it.
+SHARED_STEP = "shared client "
 TENANT_LABEL = f"{GROUP}/tenant"  # on a Tenant's children
 
 
@@ -234,8 +237,7 @@ def uses_shared_client(
 
 def _had_child(status: Mapping[str, Any]) -> bool:
     """Whether this Tenant made (or began to make) a CognitoClient of its own: its AppClient
-    step was taken other than on the shared client (whose messages all begin SHARED_STEP).
-    A new Tenant has none: no read."""
+    step was taken other than on the shared client. A new Tenant has none: no read."""
     step = cond.get(status.get("conditions"), CLIENT)
     return step is not None and not str(step.get("message") or "").startswith(SHARED_STEP)
 
@@ -267,8 +269,16 @@ def ensure_shared_client(obj: Object, settings: Settings) -> None:
         and cond.is_true(status.get("conditions"), CLIENT)
     ):
         return  # recorded: no write
+    shared = f"{SHARED_STEP}{settings.cognito_shared_client_name}"
+    had = _had_child(status)
+
+    def failed(reason: str, text: str) -> None:
+        kept = f"CognitoClient {child_client_name(slug)} kept: " if had else ""
+        _step(obj, CLIENT, False, reason, f"{kept}{shared}: {text}")
+
+    _check_shared_client(settings, failed)
     child = None
-    if _had_child(status):
+    if had:
         child = kube.get_object(cognitoclient.PLURAL, obj.namespace, child_client_name(slug))
         if child is not None and not _controls(obj, child):
             child = None  # never ours to touch (N11); the Secret write below says if it clashes
@@ -278,7 +288,6 @@ def ensure_shared_client(obj: Object, settings: Settings) -> None:
         "issuerURL": issuer_url(settings.aws_region, pool),
     }
     labels = {"app.kubernetes.io/managed-by": "herd-operator", TENANT_LABEL: slug}
-    shared = f"{SHARED_STEP}{settings.cognito_shared_client_name}"
     try:
         kube.apply_secret(
             obj.namespace,
@@ -289,7 +298,7 @@ def ensure_shared_client(obj: Object, settings: Settings) -> None:
             previous_owner=None if child is None else child["metadata"]["uid"],
         )
     except SecretConflict as err:
-        _step(obj, CLIENT, False, err.reason, f"{shared}: {err}")
+        failed(err.reason, str(err))
         raise
     if child is not None:
         # Only now: the Secret already names the shared client. Its own app client goes by
@@ -309,6 +318,29 @@ def ensure_shared_client(obj: Object, settings: Settings) -> None:
         )
     obj.patch_status(clientSecretName=secret, clientId=client_id)
     _step(obj, CLIENT, True, SHARED, f"{shared}; credentials in Secret {secret}")
+
+
+# The shared clients this process has found in their pools, by (pool, id): one
+# DescribeUserPoolClient per operator process, not per Tenant.
+_shared_found: set[tuple[str, str]] = set()
+
+
+def _check_shared_client(settings: Settings, failed: Callable[[str, str], None]) -> None:
+    """The configured shared client exists in the pool under its name, before any Secret
+    names it: a wrong id (a placeholder left in the values) would otherwise hand every Tenant
+    a client that signs no one in, and move Tenants off working clients of their own."""
+    pool, client_id = str(settings.cognito_user_pool_id), str(settings.cognito_shared_client_id)
+    if (pool, client_id) in _shared_found:
+        return
+    found = Cognito(settings).describe_client(pool, client_id)
+    if found is None or found.get("ClientName") != settings.cognito_shared_client_name:
+        message = (
+            f"app client {client_id} (HERD_COGNITO_SHARED_CLIENT_ID) is not "
+            f"{settings.cognito_shared_client_name} of pool {pool}"
+        )
+        failed("SharedClientMissing", message)
+        raise Recoverable(message)
+    _shared_found.add((pool, client_id))
 
 
 def _controls(obj: Object, child: Mapping[str, Any]) -> bool:
