@@ -282,7 +282,8 @@ def worker_env(
     return {
         **_base_env(stack, identities["herd-workers"], moto.url, aws_env),
         "HERD_WORKER_WAIT_SECONDS": "1",
-        # No HERD_WORKER_MAX_SEND_RATE: the worker reads SES's quota (moto: 1/s).
+        # No HERD_WORKER_MAX_SEND_RATE: the worker reads SES's quota (the local AWS, out of
+        # the sandbox: 14/s).
         "HERD_AWS_CALL_LOG": str(AWS_CALLS / "worker.jsonl"),
         "HERD_WORKER_RETRY_BASE": "0.25",
         "HERD_WORKER_DLQ_INTERVAL": "1",
