@@ -7,13 +7,15 @@ changes or, unasked, after the quota's slow retry delay. The operator's gauges s
 pool full.
 
 A moto and an operator of this test's own, watching only its namespace: the session's
-operator is stopped meanwhile (it would reconcile the same objects against another AWS)."""
+operator is stopped meanwhile (it would reconcile the same objects against another AWS), and
+this one leaves other namespaces alone."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ def test_the_client_past_the_pools_quota_is_quota_exceeded_and_left_alone(
     api: ApiClient,
     operator_env: dict[str, str],
     objects: Custom,
+    make_namespace: Callable[[str], str],
     tmp_path: Path,
 ) -> None:
     moto = MotoServer(root=tmp_path / "moto", server_env={"HERD_AWS_QUOTAS": json.dumps(QUOTA)})
@@ -80,6 +83,17 @@ def test_the_client_past_the_pools_quota_is_quota_exceeded_and_left_alone(
         },
         log=tmp_path / "operator.log",
     )
+    # A bystander: another namespace's client, Ready in the session's AWS. An operator run
+    # with --namespace must not sweep it (it would "repair" it against this test's AWS).
+    bystanders = Custom(api, make_namespace("bystander"))
+    bystander = f"by-{uuid.uuid4().hex[:6]}"
+    bystanders.create(KIND, PLURAL, bystander, spec(bystander))
+    bystanders.wait_condition(PLURAL, bystander)
+    client_id = bystanders.get(PLURAL, bystander)["status"]["clientId"]
+    touched = [
+        proxy.after("DescribeUserPoolClient", lambda: None, times=10**6, contains=client_id),
+        proxy.after("CreateUserPoolClient", lambda: None, times=10**6, contains=bystander),
+    ]
     live_operator.stop()
     try:
         own.start()
@@ -112,6 +126,7 @@ def test_the_client_past_the_pools_quota_is_quota_exceeded_and_left_alone(
         assert creates == 4
         time.sleep(30)
         assert proxy.count("CreateUserPoolClient") == creates
+        assert [rule.hits for rule in touched] == [0, 0]
         assert objects.condition(PLURAL, names[3], "Ready")["reason"] == "QuotaExceeded"
 
         # The headroom, as the operator's gauges show it.

@@ -36,6 +36,9 @@ def run(
     )
     logging.getLogger("botocore").setLevel(logging.WARNING)
     namespaces = namespace or s.watch_namespaces
+    # --namespace scopes all of the operator, not kopf's watches alone: the drift sweep and
+    # the login read watch_namespaces (else it would repair other namespaces' objects).
+    s.watch_namespaces = list(namespaces)
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,
