@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 from kubernetes.client import ApiClient
+from playwright.sync_api import Browser, sync_playwright
 
 from herd_core import aws
 from herd_devkit.local import bootstrap
@@ -455,3 +457,30 @@ def uncached_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Control
         yield plane
     finally:
         plane.stop()
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium, for the tests of the signup and admin pages."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: `make setup` installs Debian's chromium package")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            # No network of its own: only the loopback pages the tests open.
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()

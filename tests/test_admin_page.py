@@ -9,7 +9,6 @@ signups to provision (made with statuses as the operator and the workers would w
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import httpx
 import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local import admin as local_admin
@@ -29,7 +28,6 @@ from herd_devkit.settings import get_settings
 
 from .helpers import ApiProcess, OperatorProcess, wait_for
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 COUNT = 250
 BATCH_LABEL = "test.herd-itt.com/batch"
 # A 1x1 PNG: the logo column shows what status.logo.url64 points at.
@@ -219,20 +217,6 @@ def test_a_tenants_detail_has_its_conditions_and_events(
     gone = httpx.get(f"{api_server.url}/v1/tenants/aa0-none", headers=auth, timeout=30)
     assert gone.status_code == 404
     assert "Forbidden" not in api_server.log_text()  # the chart's Role lets it read Events
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: `make setup` installs Debian's chromium package")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"],
-        )
-        yield browser
-        browser.close()
 
 
 def slugs(page: Page) -> list[str]:

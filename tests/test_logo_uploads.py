@@ -9,16 +9,14 @@ import base64
 import datetime as dt
 import json
 import re
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from herd_core import aws
 from herd_devkit.local import bootstrap
@@ -32,7 +30,6 @@ PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
 MAX_BYTES = 2 * 1024 * 1024
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def token(api_server: ApiProcess, who: tuple[str, str]) -> dict[str, str]:
@@ -249,18 +246,6 @@ def test_the_api_makes_no_aws_call_for_a_presign(api_server: ApiProcess) -> None
 
 
 # -- in Chromium: the signup page's success view and the admin page offer the upload ------
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: `make setup` installs Debian's chromium package")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"],
-        )
-        yield browser
-        browser.close()
 
 
 def raw_keys(settings: Settings, bucket: str, slug: str) -> list[str]:

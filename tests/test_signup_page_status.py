@@ -4,14 +4,11 @@ shows once the tenant's admin signs in on the page."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from herd_core import aws
 from herd_devkit.local import bootstrap
@@ -20,22 +17,7 @@ from herd_devkit.settings import Settings
 from . import logo_files
 from .helpers import ApiProcess, Custom
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.usefixtures("live_operator", "worker"), pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: `make setup` installs Debian's chromium package")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"],
-        )
-        yield browser
-        browser.close()
 
 
 def sign_up(browser: Browser, api_server: ApiProcess, slug: str, email: str) -> Page:

@@ -5,36 +5,18 @@ not verify says so."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from herd_devkit.local.moto_server import MotoServer
 
 from .helpers import ApiProcess, Custom, wait_for
 from .test_api import the_link
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.usefixtures("live_operator", "worker"), pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: `make setup` installs Debian's chromium package")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"],
-        )
-        yield browser
-        browser.close()
 
 
 def test_the_page_asks_to_check_the_email_and_its_link_confirms_on_a_click(
