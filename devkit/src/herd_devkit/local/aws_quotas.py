@@ -43,6 +43,7 @@ from moto.ses.models import ses_backends
 
 from herd_core import quotas
 from herd_core.quotas import QUOTAS
+from herd_devkit.local.aws_rules import Answer
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 COGNITO = "AWSCognitoIdentityProviderService."
@@ -250,7 +251,7 @@ class Front:
             if not bucket.available(now, count):
                 return _error(start_response, request, *quotas.SES_RATE)
             bucket.take(count)
-        answer = _Answer.of(app, request.environ)
+        answer = Answer.of(app, request.environ)
         if answer.ok:
             with self._lock:
                 self._sent.setdefault(where, deque()).append((time.monotonic(), count))
@@ -288,38 +289,6 @@ class Front:
             "</ResponseMetadata></GetSendQuotaResponse>"
         )
         return _respond(start_response, "200 OK", "text/xml", xml)
-
-
-class _Answer:
-    """moto's whole answer, to be sent on (or not) once the front has seen it."""
-
-    def __init__(self, status: str, headers: list[tuple[str, str]], raw: bytes) -> None:
-        self.status, self.headers, self.raw = status, headers, raw
-
-    @classmethod
-    def of(cls, app: WSGIApp, environ: dict[str, Any]) -> _Answer:
-        answered: dict[str, Any] = {}
-
-        def keep(status: str, headers: list[tuple[str, str]], *_: Any) -> Callable[..., Any]:
-            answered.update(status=status, headers=headers)
-            return lambda _data: None
-
-        result = app(environ, keep)
-        try:
-            raw = b"".join(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        return cls(answered["status"], answered["headers"], raw)
-
-    @property
-    def ok(self) -> bool:
-        return self.status.startswith("200")
-
-    def send(self, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        start_response(self.status, self.headers)
-        return [self.raw]
 
 
 def _respond(

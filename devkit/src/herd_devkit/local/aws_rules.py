@@ -120,7 +120,7 @@ def _get_user(
     allowed = readable(owner[1]) if owner is not None else None
     if allowed is None:
         return app(environ, start_response)
-    answer = _Answer.of(app, environ)
+    answer = Answer.of(app, environ)
     if answer.ok:
         user = json.loads(answer.raw)
         user["UserAttributes"] = [a for a in user.get("UserAttributes", []) if a["Name"] in allowed]
@@ -133,7 +133,7 @@ def _dated(
 ) -> Iterable[bytes]:
     """moto keeps no dates for app clients: stamp them on moto's client (Describe answers
     them from there on) and on this answer, as epoch seconds (the JSON protocol's form)."""
-    answer = _Answer.of(app, environ)
+    answer = Answer.of(app, environ)
     if answer.ok:
         body = json.loads(answer.raw)
         found = body.get("UserPoolClient") or {}
@@ -156,14 +156,14 @@ def _client(pool_id: str, client_id: str) -> Any:
     return None
 
 
-class _Answer:
-    """moto's whole answer to a request, to change before it is sent."""
+class Answer:
+    """moto's whole answer to a request, to look at (and change) before it is sent on."""
 
     def __init__(self, status: str, headers: list[tuple[str, str]], raw: bytes) -> None:
         self.status, self.headers, self.raw = status, headers, raw
 
     @classmethod
-    def of(cls, app: WSGIApp, environ: dict[str, Any]) -> _Answer:
+    def of(cls, app: WSGIApp, environ: dict[str, Any]) -> Answer:
         answered: dict[str, Any] = {}
 
         def keep(status: str, headers: list[tuple[str, str]], *_: Any) -> Callable[..., Any]:
