@@ -62,7 +62,7 @@ for _var in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_S
 # AWS's rates: SES's GetTemplate at 1 a second is shared with the operator's drift sweep).
 # The programs' environments leave HERD_ settings out (Stack.program_env): their throttles
 # stay theirs to handle.
-os.environ.setdefault("HERD_AWS_THROTTLE_ATTEMPTS", "8")
+os.environ.setdefault("HERD_AWS_THROTTLE_ATTEMPTS", "16")
 
 
 @dataclass
@@ -223,6 +223,9 @@ def operator_env(
     return {
         **_base_env(stack, operator_identity, proxy.url, aws_env),
         "HERD_DRIFT_INTERVAL": "2",
+        # Half of each AWS rate for the suite's operator (its drift sweep every 2 s would take
+        # 80% of SES's 1 a second): the tests' own reads of the same account get the rest.
+        "HERD_AWS_PACE_SHARE": "0.5",
         "HERD_RETRY_BACKOFF_BASE": "1",
         "HERD_RETRY_BACKOFF_MAX": "5",
         "HERD_WAITING_DELAY": "1",

@@ -12,6 +12,7 @@ this one leaves other namespaces alone."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 
 from herd_core import aws
 from herd_devkit.local.moto_server import MotoServer
@@ -95,9 +97,9 @@ def test_the_client_past_the_pools_quota_is_quota_exceeded_and_left_alone(
         proxy.after("CreateUserPoolClient", lambda: None, times=10**6, contains=bystander),
     ]
     live_operator.stop()
+    names = [f"q{i}-{uuid.uuid4().hex[:6]}" for i in range(5)]
     try:
         own.start()
-        names = [f"q{i}-{uuid.uuid4().hex[:6]}" for i in range(5)]
         for name in names[:3]:
             objects.create(KIND, PLURAL, name, spec(name))
         for name in names[:3]:
@@ -151,6 +153,15 @@ def test_the_client_past_the_pools_quota_is_quota_exceeded_and_left_alone(
         objects.wait_condition(PLURAL, names[4], timeout=RETRY / 2)
         assert time.monotonic() - changed < RETRY / 2
     finally:
+        # This test's clients go with the operator that made them, against this test's AWS:
+        # left to the suite's operator, their deletion would call a pool its AWS (and its
+        # IAM policy, test_zz_iam) never had.
+        for name in names:
+            with contextlib.suppress(ApiException):
+                objects.delete(PLURAL, name)
+        for name in names:
+            with contextlib.suppress(AssertionError):
+                objects.wait_gone(PLURAL, name, timeout=60)
         own.stop()
         live_operator.start()
         proxy.stop()
