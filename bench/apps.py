@@ -18,8 +18,6 @@ its chart's ServiceAccount, as on EKS).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import subprocess
 import tempfile
@@ -28,20 +26,24 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-from common import kept_on_failure, rss_mib  # bench/ is on sys.path when a script runs
+from common import (  # bench/ is on sys.path when a script runs
+    bench_project,
+    gitops_operator,
+    kept_on_failure,
+    push,
+    rss_mib,
+    sync_namespace,
+)
 from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.gitrepo import Repo
-from herd_devkit.local.process import free_port
 from herd_devkit.local.tools import binary
 from herd_devkit.settings import get_settings
 from herd_devkit.stack import Stack
 
-SECRET = "bench"
 NAMESPACE = "apps"  # every app's objects (names unique per app); kubectl's go to "kubectl"
 console = Console()
 
@@ -78,61 +80,11 @@ def main() -> None:
             cp = built.cluster("bench")
             api = built.client(cp.kubeconfig)
             built.install_crds(api)
-            core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-            for ns in (NAMESPACE, "kubectl"):
-                core.create_namespace({"metadata": {"name": ns}})
-            core.create_namespaced_service_account(NAMESPACE, {"metadata": {"name": "bench"}})
-            client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
-                NAMESPACE,
-                {
-                    "metadata": {"name": "bench-admin"},
-                    "roleRef": {
-                        "apiGroup": "rbac.authorization.k8s.io",
-                        "kind": "ClusterRole",
-                        "name": "admin",
-                    },
-                    "subjects": [
-                        {"kind": "ServiceAccount", "name": "bench", "namespace": NAMESPACE}
-                    ],
-                },
-            )
-            custom.create_cluster_custom_object(
-                GROUP,
-                VERSION,
-                "projects",
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "Project",
-                    "metadata": {"name": "bench"},
-                    "spec": {
-                        "sourceRepos": ["*"],
-                        "sourceNamespaces": [NAMESPACE],
-                        "destinations": [{"namespace": NAMESPACE}],
-                        "destinationServiceAccounts": [
-                            {"namespace": "*", "defaultServiceAccount": "bench"}
-                        ],
-                    },
-                },
-            )
-            identity = built.chart_identity(
-                api, cp.kubeconfig, "herd-operator", tmp / "operator.kubeconfig"
-            )
-            webhook = free_port()
-            operator = built.program(
-                ["operator", "run"],
-                "HERD_HEALTH_PORT",
-                built.program_env(
-                    identity,
-                    None,  # no AWS: Applications only
-                    HERD_METRICS_PORT="0",
-                    HERD_WEBHOOK_PORT=str(webhook),
-                    HERD_WEBHOOK_SECRET=SECRET,
-                    HERD_APP_TICK="2",
-                    HERD_STATE_DIR=str(tmp / "operator"),
-                    HERD_APPLICATION_NAMESPACES=json.dumps([NAMESPACE]),
-                    HERD_LOCAL_SOURCES="true",
-                ),
-            )
+            custom = client.CustomObjectsApi(api)
+            sync_namespace(api, NAMESPACE)
+            client.CoreV1Api(api).create_namespace({"metadata": {"name": "kubectl"}})
+            bench_project(api, [NAMESPACE])
+            operator, webhook = gitops_operator(built, api, cp, [NAMESPACE], HERD_APP_TICK="2")
             repo = Repo.create(
                 tmp / "repo",
                 {f"apps/a{i:04d}/cms.yaml": configmaps(i, m, "v1") for i in range(n)},
@@ -223,16 +175,7 @@ def main() -> None:
             {f"apps/a{i:04d}/cms.yaml": configmaps(i, m, "v2") for i in range(n)},
         )
         t0 = time.perf_counter()
-        body = json.dumps(
-            {"ref": "refs/heads/dev", "after": sha, "repository": {"clone_url": repo.url}}
-        ).encode()
-        sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        answer = httpx.post(
-            f"http://127.0.0.1:{webhook}/webhooks/github",
-            content=body,
-            timeout=120,
-            headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sig},
-        )
+        answer = push(webhook, repo.url, sha, timeout=120)
         answered = time.perf_counter() - t0
         woken = len(answer.json().get("refreshed") or [])
         change, change_done, change_stuck = until_synced(sha, "one commit, every app")

@@ -3,6 +3,9 @@ side and our CRDs, and the Herd programs a bench starts on top."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import shutil
 import sys
 import tempfile
@@ -12,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from kubernetes import client
 from kubernetes.client import ApiClient
 
@@ -22,6 +26,7 @@ from herd_devkit.local import bootstrap
 from herd_devkit.local.controlplane import ControlPlane
 from herd_devkit.local.gitops import ensure_namespace
 from herd_devkit.local.moto_server import MotoServer
+from herd_devkit.local.process import free_port
 from herd_devkit.local.service import Service
 from herd_devkit.settings import Settings, get_settings
 from herd_devkit.stack import Stack
@@ -166,3 +171,90 @@ def kept_on_failure(built: Stack) -> Iterator[None]:
         raise
     built.stop()
     shutil.rmtree(built.root, ignore_errors=True)
+
+
+# -- GitOps benches: one Project and an operator that serves Applications only ---------------
+WEBHOOK_SECRET = "bench"
+
+
+def sync_namespace(api: ApiClient, namespace: str) -> None:
+    """`namespace` with the ServiceAccount `bench` the Project's syncs act as, admin there."""
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
+    client.CoreV1Api(api).create_namespaced_service_account(
+        namespace, {"metadata": {"name": "bench"}}
+    )
+    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "bench-admin"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": namespace}],
+        },
+    )
+
+
+def bench_project(api: ApiClient, namespaces: list[str]) -> None:
+    """The Project `bench`: any repository, Applications in and into `namespaces`."""
+    client.CustomObjectsApi(api).create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "projects",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Project",
+            "metadata": {"name": "bench"},
+            "spec": {
+                "sourceRepos": ["*"],
+                "sourceNamespaces": namespaces,
+                "destinations": [{"namespace": ns} for ns in namespaces],
+                "destinationServiceAccounts": [
+                    {"namespace": "*", "defaultServiceAccount": "bench"}
+                ],
+            },
+        },
+    )
+
+
+def gitops_operator(
+    built: Stack, api: ApiClient, plane: ControlPlane, namespaces: list[str], **env: str
+) -> tuple[Any, int]:
+    """The operator as on EKS (its chart's ServiceAccount and RBAC, a TokenRequest token),
+    Applications only (no AWS), reconciling `namespaces`; it and its webhook's port."""
+    identity = built.chart_identity(
+        api, plane.kubeconfig, "herd-operator", built.root / "operator.kubeconfig"
+    )
+    webhook = free_port()
+    operator = built.program(
+        ["operator", "run"],
+        "HERD_HEALTH_PORT",
+        built.program_env(
+            identity,
+            None,
+            HERD_METRICS_PORT="0",
+            HERD_WEBHOOK_PORT=str(webhook),
+            HERD_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            HERD_STATE_DIR=str(built.root / "operator"),
+            HERD_APPLICATION_NAMESPACES=json.dumps(namespaces),
+            HERD_LOCAL_SOURCES="true",
+            **env,
+        ),
+    )
+    return operator, webhook
+
+
+def push(webhook: int, repo_url: str, sha: str, timeout: float = 30) -> httpx.Response:
+    """GitHub's push event for `sha` on dev, signed, to the operator's webhook."""
+    body = json.dumps(
+        {"ref": "refs/heads/dev", "after": sha, "repository": {"clone_url": repo_url}}
+    ).encode()
+    sig = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return httpx.post(
+        f"http://127.0.0.1:{webhook}/webhooks/github",
+        content=body,
+        timeout=timeout,
+        headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sig},
+    )

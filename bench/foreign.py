@@ -13,26 +13,29 @@ its chart's ServiceAccount, as on EKS).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-from common import kept_on_failure, rss_mib  # bench/ is on sys.path when a script runs
+from common import (  # bench/ is on sys.path when a script runs
+    bench_project,
+    gitops_operator,
+    kept_on_failure,
+    push,
+    rss_mib,
+    sync_namespace,
+)
 from kubernetes import client
 from rich.console import Console
 from rich.table import Table
 
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.gitrepo import Repo
-from herd_devkit.local.process import free_port, wait_until
+from herd_devkit.local.process import wait_until
 from herd_devkit.settings import get_settings
 from herd_devkit.stack import Stack
 
-SECRET = "bench"
 NS = "app"
 console = Console()
 
@@ -65,57 +68,9 @@ def main() -> None:
             api = built.client(cp.kubeconfig)
             built.install_crds(api)
             core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-            core.create_namespace({"metadata": {"name": NS}})
-            core.create_namespaced_service_account(NS, {"metadata": {"name": "bench"}})
-            client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
-                NS,
-                {
-                    "metadata": {"name": "bench-admin"},
-                    "roleRef": {
-                        "apiGroup": "rbac.authorization.k8s.io",
-                        "kind": "ClusterRole",
-                        "name": "admin",
-                    },
-                    "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": NS}],
-                },
-            )
-            custom.create_cluster_custom_object(
-                GROUP,
-                VERSION,
-                "projects",
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "Project",
-                    "metadata": {"name": "bench"},
-                    "spec": {
-                        "sourceRepos": ["*"],
-                        "sourceNamespaces": [NS],
-                        "destinations": [{"namespace": NS}],
-                        "destinationServiceAccounts": [
-                            {"namespace": "*", "defaultServiceAccount": "bench"}
-                        ],
-                    },
-                },
-            )
-            identity = built.chart_identity(
-                api, cp.kubeconfig, "herd-operator", tmp / "operator.kubeconfig"
-            )
-            webhook = free_port()
-            operator = built.program(
-                ["operator", "run"],
-                "HERD_HEALTH_PORT",
-                built.program_env(
-                    identity,
-                    None,  # no AWS: Applications only
-                    HERD_METRICS_PORT="0",
-                    HERD_WEBHOOK_PORT=str(webhook),
-                    HERD_WEBHOOK_SECRET=SECRET,
-                    HERD_APP_TICK="1",
-                    HERD_STATE_DIR=str(tmp / "operator"),
-                    HERD_APPLICATION_NAMESPACES=json.dumps([NS]),
-                    HERD_LOCAL_SOURCES="true",
-                ),
-            )
+            sync_namespace(api, NS)
+            bench_project(api, [NS])
+            operator, webhook = gitops_operator(built, api, cp, [NS], HERD_APP_TICK="1")
             repo = Repo.create(tmp / "repo", {"app/cms.yaml": configmaps(5, "v0")})
 
         def synced(sha: str) -> bool:
@@ -125,19 +80,10 @@ def main() -> None:
                 "revision"
             ) == sha
 
-        def push(version: str) -> None:
+        def commit(version: str) -> None:
             """A commit, announced through the webhook; back once it is applied."""
             sha = repo.commit("dev", version, {"app/cms.yaml": configmaps(5, version)})
-            body = json.dumps(
-                {"ref": "refs/heads/dev", "after": sha, "repository": {"clone_url": repo.url}}
-            ).encode()
-            sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-            httpx.post(
-                f"http://127.0.0.1:{webhook}/webhooks/github",
-                content=body,
-                timeout=30,
-                headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sig},
-            )
+            push(webhook, repo.url, sha)
             wait_until(lambda: synced(sha), 300, interval=0.2)
 
         def rss() -> float:
@@ -164,7 +110,7 @@ def main() -> None:
                 },
             )
             wait_until(lambda: synced(repo.head("dev")), 120, interval=0.2)
-            push("v1")
+            commit("v1")
             before = rss()
 
         with console.status(f"{args.foreign} foreign ConfigMaps of {args.size} bytes"):
@@ -173,13 +119,13 @@ def main() -> None:
                 core.create_namespaced_config_map(
                     NS, {"metadata": {"name": f"foreign-{i:03d}"}, "data": {"blob": blob}}
                 )
-            push("v2")
+            commit("v2")
             watched = rss()
 
         with console.status("operator restarted"):
             operator.stop()
             operator.start()
-            push("v3")
+            commit("v3")
             listed = rss()
 
         table = Table("operator RSS (MiB)", "value", title="Foreign objects in a destination")
