@@ -2,6 +2,11 @@
 moto's own rate for the same AWS calls; the CPU each part of the stack took meanwhile; an
 operator restart over all of them; its memory.
 
+AWS is the local one that holds AWS's quotas (herd_core.quotas, default figures, SES out
+of the sandbox): the bench prints the throttling and quota errors it answered, and the time
+beside the quota-bound minimum (count / the binding rate of the table). moto's own rate is
+measured on a second moto without that front, so it is moto's and not the quotas'.
+
     uv run python bench/tenants.py [--tenants 1000] [--soak 1800] [--drift-interval 60]
                                    [--profile stacks.txt]
 
@@ -27,7 +32,7 @@ from typing import Any
 
 import httpx
 from common import (
-    Stack,
+    Bench,
     create_tenant,
     rss_mib,
     stack,
@@ -39,38 +44,83 @@ from rich.console import Console
 from rich.table import Table
 from urllib3.exceptions import ProtocolError
 
-from herd_core import aws
+from herd_core import aws, quotas
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local import bootstrap
+from herd_devkit.local.aws_quotas import REFUSALS_PATH
+from herd_devkit.local.moto_server import MotoServer
 from herd_devkit.local.process import wait_until
 
 console = Console()
 WRITES = ("Create", "Update", "Delete", "Put", "Send", "Admin", "Set")  # AWS operation prefixes
+# A Tenant's rated AWS calls on the shared client (docs/tenant-model.md): the operator's
+# AdminCreateUser, the worker's send. The quota-bound minimum is count / the slowest rate.
+TENANT_CALLS = (("cognito-idp", "AdminCreateUser"),)
 
 
-def moto_rate(st: Stack, count: int, threads: int = 8) -> float:
-    """Tenants/s that moto alone takes for a Tenant's core calls (AdminCreateUser,
-    CreateUserPoolClient, SendMessage), driven directly with boto3 from `threads` threads, in
-    a pool of its own made as the platform's is (email as the username: moto then scans the
-    pool's users on each create, so its rate falls as the pool grows)."""
-    idp, sqs = aws.client("cognito-idp", st.aws), aws.client("sqs", st.aws)
-    pool = bootstrap.user_pool(st.aws, "bench-moto-rate")
-
-    def one(i: int) -> None:
-        idp.admin_create_user(
-            UserPoolId=pool,
-            Username=f"rate-{i}@example.com",
-            MessageAction="SUPPRESS",
-            UserAttributes=[{"Name": "email", "Value": f"rate-{i}@example.com"}],
+def moto_rate(st: Bench, count: int, threads: int = 8) -> float:
+    """Tenants/s that moto alone takes for a Tenant's AWS calls on the shared client
+    (AdminCreateUser, SQS SendMessage, SES SendTemplatedEmail), driven directly with boto3
+    from `threads` threads against a second moto without the quota front (its own rate, not
+    AWS's quotas), in a pool made as the platform's is (email as the username: moto then
+    scans the pool's users on each create, so its rate falls as the pool grows)."""
+    raw = MotoServer(st.root / "moto-raw", server_env={"HERD_LOCAL_AWS_QUOTAS": "false"}).start()
+    try:
+        # No client-side pacing either: raised far past any rate moto reaches.
+        unpaced = {q.key: 1e6 for q in quotas.QUOTAS.values() if q.kind == "rate"}
+        settings = raw.settings(st.stack.settings, aws_quotas=unpaced)
+        idp, sqs = aws.client("cognito-idp", settings), aws.client("sqs", settings)
+        ses = aws.client("ses", settings)
+        pool = bootstrap.user_pool(settings, "bench-moto-rate")
+        ses.verify_email_identity(EmailAddress="noreply@example.com")
+        ses.create_template(
+            Template={"TemplateName": "rate", "SubjectPart": "Hi", "TextPart": "Hi {{n}}"}
         )
-        idp.create_user_pool_client(UserPoolId=pool, ClientName=f"rate-{i}")
-        sqs.send_message(QueueUrl=queue, MessageBody="{}")
 
-    queue = sqs.create_queue(QueueName="bench-moto-rate")["QueueUrl"]
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(threads) as ex:
-        list(ex.map(one, range(count)))
-    return count / (time.perf_counter() - t0)
+        def one(i: int) -> None:
+            email = f"rate-{i}@example.com"
+            idp.admin_create_user(
+                UserPoolId=pool,
+                Username=email,
+                MessageAction="SUPPRESS",
+                UserAttributes=[{"Name": "email", "Value": email}],
+            )
+            sqs.send_message(QueueUrl=queue, MessageBody="{}")
+            ses.send_templated_email(
+                Source="noreply@example.com",
+                Destination={"ToAddresses": [email]},
+                Template="rate",
+                TemplateData=json.dumps({"n": i}),
+            )
+
+        queue = sqs.create_queue(QueueName="bench-moto-rate")["QueueUrl"]
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(threads) as ex:
+            list(ex.map(one, range(count)))
+        return count / (time.perf_counter() - t0)
+    finally:
+        raw.stop()
+
+
+def refusals(st: Bench) -> Counter[tuple[str, str, str]]:
+    """What the local AWS's quota front refused so far, by (operation, code, what was
+    reached: rate, count, daily, sandbox)."""
+    rows = httpx.get(f"{st.moto.url}{REFUSALS_PATH}", timeout=30).json()
+    return Counter({(r["operation"], r["code"], r["reached"]): r["count"] for r in rows})
+
+
+def quota_bound(st: Bench, n: int) -> tuple[float, str, float]:
+    """The least time AWS's quotas allow for `n` Tenants Ready (the binding rate of
+    TENANT_CALLS in the table, with this account's HERD_AWS_QUOTAS) and for their `n`
+    emails (the sending rate GetSendQuota answers): (Ready s, its quota, emails s)."""
+    rates = [
+        (quotas.limit(q.key, st.aws.aws_quotas), q.key)
+        for service, operation in TENANT_CALLS
+        for q in quotas.rates_of(service, operation)
+    ]
+    rate, key = min(rates)
+    send_rate = float(aws.client("ses", st.aws).get_send_quota()["MaxSendRate"])
+    return n / rate, f"{key} {quotas.figure(rate)}/s", n / send_rate
 
 
 class Progress(threading.Thread):
@@ -177,7 +227,12 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=3, help="email worker processes (0: no emails sent)"
     )
-    parser.add_argument("--send-rate", type=float, default=100, help="SES emails/s, all workers")
+    parser.add_argument(
+        "--send-rate",
+        type=float,
+        default=0,
+        help="SES emails/s, all workers (default: the local AWS's GetSendQuota, 14/s)",
+    )
     parser.add_argument(
         "--profile", metavar="FILE", help="py-spy stacks (raw) of the operator during the burst"
     )
@@ -195,6 +250,10 @@ def main() -> None:
         worker_urls: list[str] = []
         with console.status("starting control plane, moto, operator, worker"):
             st.run(["operator", "run"], "HERD_HEALTH_PORT", **operator_env)
+            # A production SES rate: the budget item keeps one time per send allowed in a
+            # window, so an unreal 1,000/s makes each take move 1,000 numbers. Unset, the
+            # workers read it from GetSendQuota, as on AWS.
+            rate = {"HERD_WORKER_MAX_SEND_RATE": str(args.send_rate)} if args.send_rate else {}
             for w in range(args.workers):  # they share one send budget (DynamoDB)
                 worker_urls.append(
                     st.run(
@@ -202,9 +261,7 @@ def main() -> None:
                         "HERD_WORKER_PORT",
                         name=f"worker-{w}",
                         HERD_WORKER_WAIT_SECONDS="1",
-                        # A production SES rate: the budget item keeps one time per send allowed
-                        # in a window, so an unreal 1,000/s makes each take move 1,000 numbers.
-                        HERD_WORKER_MAX_SEND_RATE=str(args.send_rate),
+                        **rate,
                     )
                 )
             custom = client.CustomObjectsApi(st.api)
@@ -242,8 +299,11 @@ def main() -> None:
                 [_py_spy(), "record", "--pid", pid, "--rate", "50", "--format", "raw", "-o", out],
                 stdout=subprocess.DEVNULL,
             )
+        bound_ready, binding, bound_sent = quota_bound(st, n)
+        refused_before = refusals(st)
         progress = Progress(custom, ready, sent)
         meter = CpuMeter()
+        operator_cpu = cpu_seconds(operator.pids()[0])
         t0 = time.perf_counter()
         progress.start()
         with ThreadPoolExecutor(16) as ex:
@@ -253,11 +313,23 @@ def main() -> None:
             wait_until(lambda: len(progress.ready) == n, 3600, interval=0.2)
             all_ready = max(progress.ready.values()) - t0
             cpu = meter.stop()
+            # Of this operator's process alone: other operators on the machine (tests) would
+            # count in the meter's part of that name.
+            operator_cpu = cpu_seconds(operator.pids()[0]) - operator_cpu
             all_sent = None
             if args.workers:  # 0: the restart's figures at 10,000 without an hour of emails
                 wait_until(lambda: len(progress.sent) == n, 3600, interval=0.2)
                 all_sent = max(progress.sent.values()) - t0
         progress.stop = True
+        refused = refusals(st) - refused_before
+        # The operator's calls are Cognito's and SES's template calls; the workers' the sends.
+        throttled = Counter(
+            "workers" if op in quotas.SES_SENDS else "operator"
+            for (op, _, reached), v in refused.items()
+            for _ in range(v)
+            if reached == "rate"
+        )
+        quota_errors = sum(v for (_, _, reached), v in refused.items() if reached != "rate")
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
@@ -335,8 +407,43 @@ def main() -> None:
             row("all welcome emails sent (s)", "not measured (--workers 0)", "≤ 75 (1,000)")
         else:
             row("all welcome emails sent (s)", f"{all_sent:.1f}", "≤ 75 (1,000)", all_sent <= 75)
+        row(
+            "  quota-bound minimum for all Ready (s)",
+            f"{bound_ready:.1f} ({n} / {binding})",
+            f"run ÷ bound: {all_ready / bound_ready:.2f}",
+        )
+        if all_sent is not None:
+            row(
+                "  quota-bound minimum for all emails (s)",
+                f"{bound_sent:.1f} ({n} / ses.sending_rate {n / bound_sent:.3g}/s)",
+                f"run ÷ bound: {all_sent / bound_sent:.2f}",
+            )
         row("Tenants Ready per second", f"{n / all_ready:.1f}")
-        row("moto alone, tenants/s (core calls, 8 threads)", f"{moto_per_s:.1f}")
+        row("moto alone, tenants/s (shared-client calls, 8 threads)", f"{moto_per_s:.1f}")
+        row(
+            "  moto's own minimum for all Ready (s)",
+            f"{n / moto_per_s:.1f}",
+            f"run ÷ moto: {all_ready * moto_per_s / n:.2f}",
+        )
+        row(
+            "AWS throttling errors: operator / workers",
+            f"{throttled['operator']} / {throttled['workers']}",
+            "0 / 0",
+            not throttled,
+        )
+        row(
+            "AWS quota errors (counts, daily, sandbox)",
+            str(quota_errors) + (f": {dict(refused)}" if quota_errors else ""),
+            "0",
+            quota_errors == 0,
+        )
+        per_ms = operator_cpu / n * 1000
+        row(
+            "operator CPU per Tenant in the burst (ms)",
+            f"{per_ms:.1f} ({operator_cpu:.0f} CPU-s)",
+            "≤ 15",
+            per_ms <= 15,
+        )
         row(
             "create-to-Ready p50 / max (s)",
             f"{statistics.median(per_tenant):.0f} / {max(per_tenant):.0f}",

@@ -21,7 +21,9 @@ grant with production access. A token bucket holds one second of its rate: AWS p
 no burst.
 
 Rates are checked as a request arrives, before moto's lock (`rated`); counts and sends read
-moto's state, so under it (`counted`).
+moto's state, so under it (`counted`). Every refusal is counted by service, operation, code
+and what was reached (rate, count, daily or sandbox): `GET /_herd/refusals` answers the
+counts (a bench's "throttles the operator saw").
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import json
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -52,6 +54,7 @@ PRODUCTION_SEND_QUOTA = 50_000.0
 PRODUCTION_SEND_RATE = 14.0
 SIMULATOR = "@simulator.amazonses.com"  # SES's mailbox simulator: allowed in the sandbox
 DAY = 86_400.0
+REFUSALS_PATH = "/_herd/refusals"
 _accounts: dict[str, str] = {}  # access key id -> moto's account (the default one for any key)
 
 
@@ -140,6 +143,7 @@ class Front:
         self._buckets: dict[tuple[Any, ...], Bucket] = {}
         self._sent: dict[tuple[str, str], deque[tuple[float, int]]] = {}
         self._lock = threading.Lock()
+        self.refused: Counter[tuple[str, str, str, str]] = Counter()
 
     def limit(self, key: str) -> float:
         if key in self.overrides:
@@ -153,10 +157,12 @@ class Front:
     # -- request rates, as requests arrive --------------------------------------------------
     def rated(self, app: WSGIApp) -> WSGIApp:
         def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") == REFUSALS_PATH:
+                return self._refusals(start_response)
             request = Request(environ, self.default_region)
             refused = self._over_rate(request) if request.operation else None
             if refused is not None:
-                return _error(start_response, request, *refused)
+                return self._refuse(start_response, request, "rate", *refused)
             return app(environ, start_response)
 
         return handle
@@ -201,7 +207,7 @@ class Front:
             quota = quotas.made_by(request.service, request.operation)
             full = quota is not None and quota.enforced and self._full(quota, request)
             if quota is not None and full:
-                return _error(start_response, request, *quota.error)
+                return self._refuse(start_response, request, "count", *quota.error)
             if request.service == "ses" and request.operation in quotas.SES_SENDS:
                 return self._send(app, request, start_response)
             return app(environ, start_response)
@@ -240,22 +246,50 @@ class Front:
                 text = message.format(
                     region=request.region.upper(), identities=", ".join(unverified)
                 )
-                return _error(start_response, request, code, text)
+                return self._refuse(start_response, request, "sandbox", code, text)
         count = len(recipients) or 1
         where = (request.account, request.region)
         with self._lock:
             now = time.monotonic()
             if self._sent_since(where, now) + count > self.limit("ses.sending_quota"):
-                return _error(start_response, request, *quotas.SES_DAILY)
+                return self._refuse(
+                    start_response, request, "daily", *quotas.SES_DAILY, locked=True
+                )
             bucket = self._bucket(("ses.sending_rate", *where), self.limit("ses.sending_rate"))
             if not bucket.available(now, count):
-                return _error(start_response, request, *quotas.SES_RATE)
+                return self._refuse(start_response, request, "rate", *quotas.SES_RATE, locked=True)
             bucket.take(count)
         answer = Answer.of(app, request.environ)
         if answer.ok:
             with self._lock:
                 self._sent.setdefault(where, deque()).append((time.monotonic(), count))
         return answer.send(start_response)
+
+    def _refuse(
+        self,
+        start_response: Callable[..., Any],
+        request: Request,
+        reached: str,
+        code: str,
+        message: str,
+        locked: bool = False,
+    ) -> Iterable[bytes]:
+        """AWS's error, counted by what was `reached` (`locked`: the caller holds the lock)."""
+        key = (request.service, request.operation, code, reached)
+        if locked:
+            self.refused[key] += 1
+        else:
+            with self._lock:
+                self.refused[key] += 1
+        return _error(start_response, request, code, message)
+
+    def _refusals(self, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        with self._lock:
+            rows = [
+                {"service": s, "operation": o, "code": c, "reached": r, "count": n}
+                for (s, o, c, r), n in sorted(self.refused.items())
+            ]
+        return _respond(start_response, "200 OK", "application/json", json.dumps(rows))
 
     def _sent_since(self, where: tuple[str, str], now: float) -> int:
         sent = self._sent.setdefault(where, deque())
