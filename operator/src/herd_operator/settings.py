@@ -175,6 +175,10 @@ class Settings(CoreSettings):
     helm: Path | None = Field(
         None, description="helm v4 binary that renders charts; default: on PATH"
     )
+    kubectl: Path | None = Field(
+        None,
+        description="kubectl whose embedded kustomize builds kustomizations; default: on PATH",
+    )
     state_dir: Path = Field(
         Path(".herd"), description="The operator's working folder (git checkouts)"
     )

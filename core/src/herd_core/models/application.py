@@ -26,6 +26,12 @@ SyncOption = Literal[
 ]
 
 
+class HelmParameter(Spec):
+    name: str = Field(min_length=1, max_length=1024)
+    value: str = Field("", max_length=65536)
+    forceString: bool = False
+
+
 class Helm(Spec):
     releaseName: str | None = Field(None, max_length=53, pattern=DNS_SUBDOMAIN_PATTERN)
     valueFiles: list[str] | None = Field(
@@ -33,6 +39,62 @@ class Helm(Spec):
     )
     values: str | None = Field(None, description="Inline values as a YAML string (Argo's form).")
     valuesObject: dict[str, Any] | None = None
+    parameters: list[HelmParameter] | None = Field(
+        None,
+        max_length=500,
+        description="--set name=value (--set-string with forceString), after the values.",
+    )
+
+
+class Directory(Spec):
+    """A folder of plain manifests (Argo's `directory`; jsonnet is not supported)."""
+
+    recurse: bool = Field(False, description="Read subfolders too.")
+    include: str | None = Field(
+        None, max_length=1024, description="Glob of paths to read ('*.yaml', '{a.yaml,b.yaml}')."
+    )
+    exclude: str | None = Field(None, max_length=1024, description="Glob of paths to skip.")
+
+
+class KustomizePatchTarget(Spec):
+    group: str | None = Field(None, max_length=253)
+    version: str | None = Field(None, max_length=63)
+    kind: str | None = Field(None, max_length=63)
+    name: str | None = Field(None, max_length=253)
+    namespace: str | None = Field(None, max_length=63)
+    labelSelector: str | None = Field(None, max_length=1024)
+    annotationSelector: str | None = Field(None, max_length=1024)
+
+
+class KustomizePatch(Spec):
+    patch: str = Field(
+        max_length=262144,
+        description="An inline strategic merge or JSON 6902 patch (YAML); no `path`.",
+    )
+    target: KustomizePatchTarget | None = None
+
+
+class KustomizeReplica(Spec):
+    name: str = Field(min_length=1, max_length=253)
+    count: int = Field(ge=0)
+
+
+class Kustomize(Spec):
+    """Argo's edits of the kustomization (`kustomize edit` on a copy), before the build."""
+
+    namePrefix: str | None = Field(None, max_length=63, pattern=r"^[a-z0-9.-]*$")
+    nameSuffix: str | None = Field(None, max_length=63, pattern=r"^[a-z0-9.-]*$")
+    namespace: str | None = Field(None, max_length=63, pattern=DNS_LABEL_PATTERN)
+    images: list[str] | None = Field(
+        None,
+        max_length=200,
+        description="'name=newName:tag', 'name:tag' or 'name@digest', as `kustomize edit set "
+        "image`.",
+    )
+    commonLabels: dict[str, str] | None = None
+    commonAnnotations: dict[str, str] | None = None
+    replicas: list[KustomizeReplica] | None = Field(None, max_length=200)
+    patches: list[KustomizePatch] | None = Field(None, max_length=100)
 
 
 class Credentials(Spec):
@@ -44,6 +106,16 @@ class Credentials(Spec):
 
 
 class Source(Spec):
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            cel(
+                "[has(self.helm), has(self.kustomize), has(self.directory)]"
+                ".filter(x, x).size() <= 1",
+                "source: set at most one of helm, kustomize and directory",
+            )
+        )
+    )
+
     repoURL: str = Field(pattern=r"^(https://|http://|ssh://|git@|file://)")
     targetRevision: str = Field("HEAD", description="Branch, tag or commit.", max_length=255)
     path: str = Field(
@@ -56,6 +128,8 @@ class Source(Spec):
         ),
     )
     helm: Helm | None = None
+    kustomize: Kustomize | None = None
+    directory: Directory | None = None
     credentials: Credentials | None = None
 
 

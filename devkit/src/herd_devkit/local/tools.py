@@ -82,5 +82,9 @@ def binary(name: str, settings: Settings | None = None) -> Path:
 
 
 def helm_env(settings: Settings | None = None) -> dict[str, str]:
-    """What a local operator needs to find helm: images put it on PATH, here it is the cache's."""
-    return {"HERD_HELM": str(binary("helm", settings))}
+    """What a local operator needs to find helm and kubectl (kustomize): images put them on
+    PATH, here they are the cache's."""
+    return {
+        "HERD_HELM": str(binary("helm", settings)),
+        "HERD_KUBECTL": str(binary("kubectl", settings)),
+    }

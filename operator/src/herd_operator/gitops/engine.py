@@ -66,7 +66,14 @@ from herd_operator.gitops.project import (
     credentials_match,
     impersonated_user,
 )
-from herd_operator.gitops.render import Limits, RenderError, RenderFailures, Source, render
+from herd_operator.gitops.render import (
+    Limits,
+    RenderError,
+    RenderFailures,
+    Source,
+    checkout_reads,
+    render,
+)
 
 SYNCED, OUT_OF_SYNC, UNKNOWN = "Synced", "OutOfSync", "Unknown"
 
@@ -253,9 +260,12 @@ class Engine:
             sha = self.cache.resolve(
                 source["repoURL"], source.get("targetRevision") or "HEAD", creds
             )
-            # Only what rendering reads: not the rest of a monorepo.
-            reads = Source.from_spec(app.spec, app.name).reads()
-            return sha, self.cache.checkout(source["repoURL"], sha, creds, paths=reads)
+            # Only what rendering reads: not the rest of a monorepo (kustomize bases and
+            # chart dependencies outside the folder are added as the checkout names them).
+            return sha, checkout_reads(
+                Source.from_spec(app.spec, app.name),
+                lambda paths: self.cache.checkout(source["repoURL"], sha, creds, paths=paths),
+            )
         except TooLarge as err:
             raise ComparisonError(str(err)) from err  # it will not pass by itself: no quick retry
         except GitError as err:

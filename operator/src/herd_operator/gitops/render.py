@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import os
@@ -28,9 +29,11 @@ import posixpath
 import resource
 import select
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -40,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from herd_operator.settings import get_settings
 
 MiB = 1024 * 1024
 
@@ -190,6 +195,11 @@ class Source:
     values: str | None = None
     values_object: Mapping[str, Any] = field(default_factory=dict)
     release_name: str = ""
+    # helm.parameters: (name, value, forceString) each, as --set / --set-string.
+    parameters: tuple[tuple[str, str, bool], ...] = ()
+    # spec.source.kustomize and spec.source.directory as written (None: not set).
+    kustomize: Mapping[str, Any] | None = None
+    directory: Mapping[str, Any] | None = None
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], name: str) -> Source:
@@ -201,6 +211,23 @@ class Source:
             values=helm.get("values"),
             values_object=helm.get("valuesObject") or {},
             release_name=helm.get("releaseName") or name,
+            parameters=tuple(
+                (str(p["name"]), str(p.get("value", "")), bool(p.get("forceString")))
+                for p in helm.get("parameters") or ()
+            ),
+            kustomize=src.get("kustomize"),
+            directory=src.get("directory"),
+        )
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Source:
+        """The Source dataclasses.asdict() gave, back from JSON (lists to tuples)."""
+        return cls(
+            **{
+                **data,
+                "value_files": tuple(data.get("value_files") or ()),
+                "parameters": tuple(tuple(p) for p in data.get("parameters") or ()),
+            }
         )
 
     def reads(self) -> tuple[str, ...]:
@@ -242,7 +269,13 @@ class RenderFailures:
 
     @staticmethod
     def key(
-        repo: Path, source: Source, namespace: str, helm: Path, include_crds: bool, limits: Limits
+        repo: Path,
+        source: Source,
+        namespace: str,
+        helm: Path,
+        include_crds: bool,
+        limits: Limits,
+        kubectl: Path | None = None,
     ) -> str:
         parts = [
             str(repo.resolve()),
@@ -251,6 +284,7 @@ class RenderFailures:
             str(helm),
             include_crds,
             dataclasses.asdict(limits),
+            str(kubectl),
         ]
         text = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
@@ -287,16 +321,23 @@ def render(
     include_crds: bool = True,
     limits: Limits = Limits(),
     failures: RenderFailures | None = None,
+    kubectl: Path | None = None,
 ) -> list[dict[str, Any]]:
     """The objects `source` renders to, rendered in a child process (render_here there).
-    With `failures`, `repo` must be a checkout that never changes (one per commit)."""
-    key = failures.key(repo, source, namespace, helm, include_crds, limits) if failures else ""
+    With `failures`, `repo` must be a checkout that never changes (one per commit).
+    `kubectl` builds kustomizations (default: the operator's HERD_KUBECTL, else on PATH)."""
+    kubectl = kubectl or find_kubectl()
+    key = (
+        failures.key(repo, source, namespace, helm, include_crds, limits, kubectl)
+        if failures
+        else ""
+    )
     if failures is not None:
         remembered = failures.get(key)
         if remembered is not None:
             raise RenderError(remembered)
     try:
-        objects = _render_in_child(repo, source, namespace, helm, include_crds, limits)
+        objects = _render_in_child(repo, source, namespace, helm, include_crds, limits, kubectl)
     except RenderError as err:
         if failures is not None:
             failures.put(key, str(err))
@@ -309,13 +350,20 @@ def render(
 
 
 def _render_in_child(
-    repo: Path, source: Source, namespace: str, helm: Path, include_crds: bool, limits: Limits
+    repo: Path,
+    source: Source,
+    namespace: str,
+    helm: Path,
+    include_crds: bool,
+    limits: Limits,
+    kubectl: Path | None,
 ) -> list[dict[str, Any]]:
     request = {
         "repo": str(repo),
         "source": dataclasses.asdict(source),
         "namespace": namespace,
         "helm": str(helm),
+        "kubectl": str(kubectl) if kubectl else None,
         "include_crds": include_crds,
         "limits": dataclasses.asdict(limits),
     }
@@ -369,8 +417,7 @@ def _child() -> None:
     global _progress
     request = json.loads(sys.stdin.buffer.read())
     limits = Limits(**request["limits"])
-    src = request["source"]
-    source = Source(**{**src, "value_files": tuple(src.get("value_files") or ())})
+    source = Source.from_json(request["source"])
     # No core dump of a crash; the data limit bounds this process and helm (inherited).
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # Should the pod's memory run out all the same, the kernel kills the render (and helm,
@@ -403,6 +450,7 @@ def _child_render(request: dict[str, Any], source: Source, limits: Limits) -> by
         Path(request["helm"]),
         request["include_crds"],
         limits,
+        kubectl=Path(request["kubectl"]) if request.get("kubectl") else None,
     )
     parts = []
     for obj in objects:
@@ -446,6 +494,7 @@ def _run(
     timeout: float,
     own_group: bool = False,
     max_err: int = _STDERR_CAP,
+    env: Mapping[str, str] | None = None,
 ) -> _Run:
     """Run `command` with `stdin`, reading its stdout up to `max_out` bytes and killing it
     past that or past `timeout` (its process group with `own_group`): nothing it writes is
@@ -456,6 +505,7 @@ def _run(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=own_group,
+        env=None if env is None else dict(env),
     )
     assert proc.stdin and proc.stdout and proc.stderr
     out, err = bytearray(), bytearray()
@@ -529,16 +579,20 @@ def render_here(
     helm: Path,
     include_crds: bool = True,
     limits: Limits = Limits(),
+    kubectl: Path | None = None,
 ) -> list[dict[str, Any]]:
     """render() in this process: for the child process, and for tests."""
     folder = inside(repo, source.path)
     if not folder.is_dir():
         raise RenderError(f"path {source.path} is not a folder at this revision")
+    kind = source_type(folder, source)
     try:
-        if (folder / "Chart.yaml").is_file():
+        if kind == "helm":
             objects = _render_chart(repo, folder, source, namespace, helm, include_crds, limits)
+        elif kind == "kustomize":
+            objects = _render_kustomize(repo, folder, source, kubectl, limits)
         else:
-            objects = _load_manifests(folder, source.path, limits)
+            objects = _load_manifests(folder, source.path, limits, source.directory or {})
     except RecursionError as err:  # pure-Python PyYAML, should a depth limit let it through
         raise RenderError(f"{source.path}: YAML is nested too deeply") from err
     if len(objects) > limits.max_objects:
@@ -567,8 +621,12 @@ def valid_segment(name: Any) -> bool:
 
 def check_object(obj: Any, where: str) -> None:
     """A Kubernetes object: a mapping with apiVersion, kind and metadata.name (strings; the
-    name, and a namespace if given, valid as a path segment)."""
+    name, and a namespace if given, valid as a path segment). A generateName stands for the
+    name (a hook's: the engine refuses it on any other object)."""
     meta = obj.get("metadata") if isinstance(obj, dict) else None
+    named = isinstance(meta, dict) and any(
+        isinstance(meta.get(k), str) and meta[k] for k in ("name", "generateName")
+    )
     if (
         not isinstance(obj, dict)
         or not isinstance(obj.get("apiVersion"), str)
@@ -576,14 +634,13 @@ def check_object(obj: Any, where: str) -> None:
         or not isinstance(obj.get("kind"), str)
         or not obj["kind"]
         or not isinstance(meta, dict)
-        or not isinstance(meta.get("name"), str)
-        or not meta["name"]
+        or not named
     ):
         raise RenderError(
             f"{where}: not an object with apiVersion, kind and metadata.name: "
             f"{json.dumps(obj, default=str)[:200]}"
         )
-    for field_ in ("name", "namespace"):
+    for field_ in ("name", "generateName", "namespace"):
         if (field_ in meta and meta[field_] not in (None, "")) and not valid_segment(meta[field_]):
             raise RenderError(
                 f"{where}: {obj['kind']} has an invalid metadata.{field_} "
@@ -644,6 +701,20 @@ def _render_chart(
     limits: Limits,
 ) -> list[dict[str, Any]]:
     values = _values(repo, folder, source, limits)
+    with tempfile.TemporaryDirectory(prefix="herd-render-") as scratch:
+        folder = _with_dependencies(repo, folder, source.path, Path(scratch), limits)
+        return _helm_template(folder, source, namespace, helm, include_crds, limits, values)
+
+
+def _helm_template(
+    folder: Path,
+    source: Source,
+    namespace: str,
+    helm: Path,
+    include_crds: bool,
+    limits: Limits,
+    values: dict[str, Any],
+) -> list[dict[str, Any]]:
     command = [
         str(helm),
         "template",
@@ -657,6 +728,7 @@ def _render_chart(
         namespace,
         "--values",
         "-",
+        *parameter_args(source.parameters),
     ]
     try:
         result = _run(command, json.dumps(values).encode(), limits.max_bytes, limits.timeout)
@@ -687,21 +759,21 @@ def _render_chart(
         raise RenderError(f"helm template {source.path}: output is not valid YAML: {err}") from err
 
 
-def _load_manifests(folder: Path, where: str, limits: Limits) -> list[dict[str, Any]]:
+def _load_manifests(
+    folder: Path, where: str, limits: Limits, directory: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     objects: list[Any] = []
     total = 0
-    for path in sorted(folder.iterdir()):
-        if path.suffix not in (".yaml", ".yml", ".json") or not path.is_file():
-            continue
+    for path, name in manifest_files(folder, directory):
         size = path.stat().st_size  # before reading it
         total += size
         if total > limits.max_bytes:
             raise RenderError(
                 f"{folder.name}: manifests are larger than the limit of {limits.max_bytes} bytes"
             )
-        _progress(path.name)
+        _progress(name)
         try:
-            docs = load_all(_read(path, size, path.name), limits.max_nodes, limits.max_depth)
+            docs = load_all(_read(path, size, name), limits.max_nodes, limits.max_depth)
             for doc in docs:
                 if doc is None:
                     continue
@@ -712,15 +784,541 @@ def _load_manifests(folder: Path, where: str, limits: Limits) -> list[dict[str, 
                 ):
                     objects.extend(doc["items"])
                 else:
-                    check_object(doc, path.name)
+                    check_object(doc, name)
                     objects.append(doc)
                 if len(objects) > limits.max_objects:  # no need to build the rest
                     raise RenderError(
                         f"{where} renders {len(objects)} objects, more than the limit of "
-                        f"{limits.max_objects} (counting stopped in {path.name})"
+                        f"{limits.max_objects} (counting stopped in {name})"
                     )
         except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise RenderError(f"{path.name} is not valid YAML: {err}") from err
+            raise RenderError(f"{name} is not valid YAML: {err}") from err
         except RecursionError as err:
-            raise RenderError(f"{path.name} is not valid YAML: nested too deeply") from err
+            raise RenderError(f"{name} is not valid YAML: nested too deeply") from err
     return objects
+
+
+# -- directory: recurse, include, exclude ---------------------------------------------------
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _braces(pattern: str) -> list[str]:
+    """`{a,b}` alternatives expanded (nested too), as Argo's globs read them."""
+    start = pattern.find("{")
+    if start < 0:
+        return [pattern]
+    depth = 0
+    for end in range(start, len(pattern)):
+        if pattern[end] == "{":
+            depth += 1
+        elif pattern[end] == "}":
+            depth -= 1
+            if depth == 0:
+                break
+    else:
+        return [pattern]  # no closing brace: literal
+    inner, parts, level, begin = pattern[start + 1 : end], [], 0, 0
+    for i, char in enumerate(inner):
+        if char == "{":
+            level += 1
+        elif char == "}":
+            level -= 1
+        elif char == "," and level == 0:
+            parts.append(inner[begin:i])
+            begin = i + 1
+    parts.append(inner[begin:])
+    head, rest = pattern[:start], pattern[end + 1 :]
+    out: list[str] = []
+    for part in parts:
+        for expanded in _braces(head + part + rest):
+            out.append(expanded)
+            if len(out) > 256:
+                raise RenderError(f"directory glob {pattern!r} expands to too many patterns")
+    return out
+
+
+def glob_match(pattern: str, path: str) -> bool:
+    """Argo's directory include/exclude: `*` matches across `/`, `{a,b}` alternatives."""
+    return any(fnmatch.fnmatchcase(path, p) for p in _braces(pattern))
+
+
+def manifest_files(folder: Path, directory: Mapping[str, Any]) -> Iterator[tuple[Path, str]]:
+    """The manifest files of a plain folder (sorted; with `recurse`, subfolders too, depth
+    first), as (path, name relative to the folder) after Argo's include and exclude."""
+    include, exclude = directory.get("include") or "", directory.get("exclude") or ""
+    if directory.get("jsonnet"):
+        raise RenderError("spec.source.directory.jsonnet is not supported")
+    if directory.get("recurse"):
+        walked: list[Path] = []
+        for parent, dirs, files in os.walk(folder):  # symlinked folders are not entered
+            dirs[:] = sorted(d for d in dirs if d != ".git")
+            walked.extend(Path(parent) / f for f in files)
+            if len(walked) > 100_000:
+                raise RenderError(f"{folder.name}: more than 100000 files to read")
+        paths = sorted(walked, key=lambda p: p.relative_to(folder).as_posix())
+    else:
+        paths = sorted(folder.iterdir())
+    for path in paths:
+        name = path.relative_to(folder).as_posix()
+        if path.suffix not in MANIFEST_SUFFIXES or not path.is_file():
+            continue
+        if exclude and glob_match(exclude, name):
+            continue
+        if include and not glob_match(include, name):
+            continue
+        yield path, name
+
+
+# -- helm parameters and chart dependencies -------------------------------------------------
+def _escape_commas(value: str) -> str:
+    """Argo's escaping of a --set value: commas are literal, unless the value is a list
+    `{a,b}`; a comma already escaped stays as it is."""
+    if value.startswith("{") and value.endswith("}"):
+        return value
+    out, previous = [], ""
+    for char in value:
+        out.append("\\," if char == "," and previous != "\\" else char)
+        previous = char
+    return "".join(out)
+
+
+def parameter_args(parameters: tuple[tuple[str, str, bool], ...]) -> list[str]:
+    """helm.parameters as helm's arguments (after --values: they win, as in Argo)."""
+    args: list[str] = []
+    for name, value, force_string in parameters:
+        args += ["--set-string" if force_string else "--set", f"{name}={_escape_commas(value)}"]
+    return args
+
+
+def _chart_dependencies(chart: Path, where: str, limits: Limits) -> list[dict[str, Any]]:
+    path = chart / "Chart.yaml"
+    try:
+        meta = load(_read(path, MiB, f"{where}/Chart.yaml"), limits.max_nodes, limits.max_depth)
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise RenderError(f"{where}/Chart.yaml is not valid YAML: {err}") from err
+    deps = meta.get("dependencies") if isinstance(meta, dict) else None
+    if not isinstance(deps, list):
+        return []
+    return [d for d in deps if isinstance(d, dict) and isinstance(d.get("name"), str)]
+
+
+def _vendored(chart: Path, name: str) -> bool:
+    """Whether charts/ holds chart `name` already (a folder or a packaged .tgz)."""
+    sub = chart / "charts"
+    if not sub.is_dir():
+        return False
+    for entry in sub.iterdir():
+        if entry.name.endswith(".tgz") and entry.name.startswith(f"{name}-"):
+            return True
+        if entry.is_dir() and (entry / "Chart.yaml").is_file():
+            with contextlib.suppress(OSError, yaml.YAMLError, UnicodeDecodeError):
+                meta = load(_read(entry / "Chart.yaml", MiB, entry.name))
+                if isinstance(meta, dict) and meta.get("name") == name:
+                    return True
+    return False
+
+
+def _local_dependencies(
+    repo: Path, chart: Path, where: str, limits: Limits, depth: int = 0
+) -> list[tuple[str, Path]]:
+    """The `file://` dependencies of `chart` missing from its charts/: (name, folder in the
+    repository). A dependency neither vendored nor local is refused: Herd fetches no chart
+    repository (it would be a download at every render, from anywhere a commit names)."""
+    if depth > 10:
+        raise RenderError(f"{where}: chart dependencies nested more than 10 deep")
+    out = []
+    for dep in _chart_dependencies(chart, where, limits):
+        name, url = dep["name"], str(dep.get("repository") or "")
+        if _vendored(chart, name):
+            continue
+        if not url.startswith("file://"):
+            raise RenderError(
+                f"{where}: dependency {name} from repository {url or '(none)'!r} is not in "
+                "charts/, and Herd fetches no chart repository: vendor it "
+                "(`helm dependency build`, then commit charts/) or use a file:// path in "
+                "this repository"
+            )
+        folder = inside(repo, url[len("file://") :], base=chart)
+        if not (folder / "Chart.yaml").is_file():
+            raise RenderError(f"{where}: dependency {name}: {url} is not a chart at this revision")
+        out.append((name, folder))
+    return out
+
+
+def _with_dependencies(repo: Path, chart: Path, where: str, scratch: Path, limits: Limits) -> Path:
+    """`chart`, or a copy of it in `scratch` with its `file://` dependencies (and theirs)
+    copied into charts/, as `helm dependency build` would package them, with no network."""
+    if not _local_dependencies(repo, chart, where, limits):
+        return chart
+    copy_root = scratch / "tree"
+    shutil.copytree(repo, copy_root, symlinks=True)  # the checkout: what render may read
+    copied = copy_root / chart.relative_to(repo.resolve())
+
+    def vendor(original: Path, target: Path, depth: int) -> None:
+        for name, folder in _local_dependencies(repo, original, where, limits, depth):
+            dest = target / "charts" / f"{name}-dependency"
+            dest.parent.mkdir(exist_ok=True)
+            if dest.exists():
+                continue
+            shutil.copytree(folder, dest, symlinks=True)
+            vendor(folder, dest, depth + 1)
+
+    vendor(chart, copied, 0)
+    return copied
+
+
+# -- kustomize --------------------------------------------------------------------------------
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+# Fields of a kustomization naming files or folders (lists of paths, or of maps with `path`).
+_PATH_LISTS = ("resources", "bases", "components", "crds", "configurations")
+_PLUGIN_LISTS = ("generators", "transformers", "validators")
+_REMOTE_PREFIXES = ("git@", "git::", "github.com/", "gitlab.com/", "bitbucket.org/", "gh:")
+
+
+def kustomization_file(folder: Path) -> Path | None:
+    return next((folder / n for n in KUSTOMIZATION_FILES if (folder / n).is_file()), None)
+
+
+def source_type(folder: Path, source: Source) -> str:
+    """ "helm", "kustomize" or "directory": what the spec says, else what the folder holds
+    (a Chart.yaml first, then a kustomization)."""
+    if source.kustomize is not None:
+        if kustomization_file(folder) is None:
+            raise RenderError(
+                f"spec.source.kustomize is set but {source.path} has no kustomization.yaml"
+            )
+        return "kustomize"
+    if source.directory is not None:
+        return "directory"
+    if (folder / "Chart.yaml").is_file():
+        return "helm"
+    if kustomization_file(folder) is not None:
+        return "kustomize"
+    return "directory"
+
+
+def find_kubectl() -> Path | None:
+    found = get_settings().kubectl or shutil.which("kubectl")
+    return Path(found) if found else None
+
+
+def _remote(reference: str) -> bool:
+    return "://" in reference or reference.startswith(_REMOTE_PREFIXES) or "?ref=" in reference
+
+
+@dataclass
+class _Walk:
+    """What a static walk of kustomizations found: their files' bytes, their count, and (in
+    discovery) the repository paths they name that the checkout lacks."""
+
+    repo: Path
+    limits: Limits
+    missing: list[str] | None = None  # discovery: collect instead of refusing
+    seen: set[Path] = field(default_factory=set)
+    bytes: int = 0
+
+    def relative(self, path: Path) -> str:
+        return os.path.relpath(path, self.repo.resolve())
+
+
+def _references(kust: Mapping[str, Any], where: str) -> Iterator[tuple[str, str, bool]]:
+    """(field, reference, may be a kustomization folder) for each path `kust` names."""
+
+    def strings(value: Any, name: str) -> list[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise RenderError(f"{where}: {name} must be a list of strings")
+        return value
+
+    for name in _PATH_LISTS:
+        for ref in strings(kust.get(name), name):
+            yield name, ref, name != "crds" and name != "configurations"
+    for name in _PLUGIN_LISTS:
+        for ref in strings(kust.get(name), name):
+            if "\n" not in ref:  # else an inline plugin configuration
+                yield name, ref, True
+    for ref in strings(kust.get("patchesStrategicMerge"), "patchesStrategicMerge"):
+        if "\n" not in ref:
+            yield "patchesStrategicMerge", ref, False
+    for name in ("patches", "patchesJson6902", "replacements"):
+        for item in kust.get(name) or ():
+            if isinstance(item, dict) and isinstance(item.get("path"), str):
+                yield name, item["path"], False
+    openapi = kust.get("openapi")
+    if isinstance(openapi, dict) and isinstance(openapi.get("path"), str):
+        yield "openapi", openapi["path"], False
+    for name in ("configMapGenerator", "secretGenerator"):
+        for gen in kust.get(name) or ():
+            if not isinstance(gen, dict):
+                continue
+            for entry in strings(gen.get("files"), f"{name}.files"):
+                yield name, entry.partition("=")[2] or entry, False
+            for entry in strings(gen.get("envs"), f"{name}.envs"):
+                yield name, entry, False
+            if isinstance(gen.get("env"), str):
+                yield name, gen["env"], False
+
+
+def _walk_kustomization(walk: _Walk, folder: Path, depth: int = 0) -> None:
+    """Check a kustomization and the local ones it builds on, before kustomize runs: every
+    path it names is in the repository (no URL, git reference, `../` or symlink out of it),
+    no Helm inflation, and the files it reads stay under the byte limit."""
+    where = walk.relative(folder)
+    folder = folder.resolve()
+    if folder in walk.seen:
+        return
+    walk.seen.add(folder)
+    if len(walk.seen) > 200 or depth > 50:
+        raise RenderError(f"{where}: more than 200 kustomizations, or nested 50 deep")
+    file = kustomization_file(folder)
+    if file is None:
+        if walk.missing is not None:
+            return
+        raise RenderError(f"{where}: not a kustomization (no kustomization.yaml)")
+    inside(walk.repo, file)
+    walk.bytes += file.stat().st_size
+    if walk.bytes > walk.limits.max_bytes:
+        raise RenderError(f"{where}: kustomize would read more than {walk.limits.max_bytes} bytes")
+    name = f"{where}/{file.name}"
+    _progress(name)
+    try:
+        kust = load(_read(file, walk.limits.max_bytes, name), walk.limits.max_nodes) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise RenderError(f"{name} is not valid YAML: {err}") from err
+    if not isinstance(kust, dict):
+        raise RenderError(f"{name} is not a map")
+    for refused in ("helmCharts", "helmGlobals", "helmChartInflationGenerator"):
+        if refused in kust:
+            raise RenderError(
+                f"{name}: {refused}: kustomize's Helm inflation is not supported (make the "
+                "chart an Application of its own, or render it into the repository)"
+            )
+    for field_, ref, may_be_folder in _references(kust, name):
+        if _remote(ref):
+            raise RenderError(
+                f"{name}: {field_} {ref!r} is remote: only paths inside the repository are "
+                "allowed (vendor it)"
+            )
+        try:
+            target = inside(walk.repo, ref, base=folder)
+        except RenderError as err:
+            raise RenderError(f"{name}: {field_} {ref!r} leaves the repository") from err
+        if not target.exists():
+            if walk.missing is not None:
+                walk.missing.append(walk.relative(target))
+                continue
+            raise RenderError(f"{name}: {field_} {ref!r} does not exist at this revision")
+        if target.is_dir():
+            if may_be_folder:
+                _walk_kustomization(walk, target, depth + 1)
+            continue
+        walk.bytes += target.stat().st_size  # each time it is named: each is read
+        if walk.bytes > walk.limits.max_bytes:
+            raise RenderError(
+                f"{name}: the files it reads are larger than the limit of "
+                f"{walk.limits.max_bytes} bytes (at {field_} {ref!r})"
+            )
+
+
+def _image_edit(images: list[Any], spec: str) -> None:
+    """`kustomize edit set image` of `spec` on the kustomization's `images`."""
+    name, equals, rest = spec.partition("=")
+    target = rest if equals else spec
+    entry: dict[str, Any] = {}
+    ref, at, digest = target.partition("@")
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    image, tag = (ref[:colon], ref[colon + 1 :]) if colon > slash else (ref, "")
+    if not equals:
+        name = image
+    elif image and image != name:
+        entry["newName"] = image
+    if at:
+        entry["digest"] = digest
+    elif tag:
+        entry["newTag"] = tag
+    for existing in images:
+        if isinstance(existing, dict) and existing.get("name") == name:
+            existing.update(entry)
+            if at:
+                existing.pop("newTag", None)
+            return
+    images.append({"name": name, **entry})
+
+
+def edit_kustomization(kust: dict[str, Any], edits: Mapping[str, Any]) -> dict[str, Any]:
+    """Argo's `kustomize edit` of spec.source.kustomize on a kustomization (a copy): prefix,
+    suffix and namespace set; images, labels, annotations and replicas merged; patches
+    appended."""
+    out = copy.deepcopy(kust)
+    for key in ("namePrefix", "nameSuffix", "namespace"):
+        if edits.get(key):
+            out[key] = edits[key]
+    for spec in edits.get("images") or ():
+        _image_edit(out.setdefault("images", []), spec)
+    for key in ("commonLabels", "commonAnnotations"):
+        if edits.get(key):
+            out[key] = {**(out.get(key) or {}), **edits[key]}
+    for replica in edits.get("replicas") or ():
+        replicas = out.setdefault("replicas", [])
+        found = next((r for r in replicas if r.get("name") == replica["name"]), None)
+        if found is None:
+            replicas.append({"name": replica["name"], "count": replica["count"]})
+        else:
+            found["count"] = replica["count"]
+    for patch in edits.get("patches") or ():
+        if "path" in patch:
+            raise RenderError("spec.source.kustomize.patches: only inline patches (patch:)")
+        out.setdefault("patches", []).append(dict(patch))
+    unknown = set(edits) - {
+        "namePrefix",
+        "nameSuffix",
+        "namespace",
+        "images",
+        "commonLabels",
+        "commonAnnotations",
+        "replicas",
+        "patches",
+    }
+    if unknown:
+        raise RenderError(f"spec.source.kustomize: {', '.join(sorted(unknown))} not supported")
+    return out
+
+
+def _kustomize_env(scratch: Path) -> dict[str, str]:
+    """What kustomize runs with: no git on PATH (remote bases need one), git's protocols off
+    should it find one, every proxy a closed port (plain HTTP resources), no kubeconfig."""
+    dead = "http://127.0.0.1:9"
+    return {
+        "PATH": str(scratch / "no-bin"),
+        "HOME": str(scratch),
+        "GIT_ALLOW_PROTOCOL": "",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "HTTP_PROXY": dead,
+        "HTTPS_PROXY": dead,
+        "http_proxy": dead,
+        "https_proxy": dead,
+        "NO_PROXY": "",
+        "KUBECONFIG": str(scratch / "no-kubeconfig"),
+    }
+
+
+def _render_kustomize(
+    repo: Path, folder: Path, source: Source, kubectl: Path | None, limits: Limits
+) -> list[dict[str, Any]]:
+    if kubectl is None:
+        raise RenderError(
+            f"{source.path} is a kustomization, and the operator has no kubectl to build it "
+            "(set HERD_KUBECTL)"
+        )
+    with tempfile.TemporaryDirectory(prefix="herd-kustomize-") as tmp:
+        scratch = Path(tmp)
+        root, build = repo.resolve(), folder
+        if source.kustomize:  # edited on a copy of the checkout: relative bases still work
+            root = scratch / "tree"
+            shutil.copytree(repo, root, symlinks=True)
+            build = root / folder.relative_to(repo.resolve())
+            file = kustomization_file(build)
+            assert file is not None
+            where = f"{source.path}/{file.name}"
+            try:
+                kust = load(_read(file, limits.max_bytes, where), limits.max_nodes) or {}
+            except (yaml.YAMLError, UnicodeDecodeError) as err:
+                raise RenderError(f"{where} is not valid YAML: {err}") from err
+            if not isinstance(kust, dict):
+                raise RenderError(f"{where} is not a map")
+            edited = edit_kustomization(kust, source.kustomize)
+            file.unlink()  # a symlink (in the repository) is replaced, not written through
+            file.write_text(yaml.safe_dump(edited, sort_keys=False))
+        _walk_kustomization(_Walk(root, limits), build)
+        command = [
+            str(kubectl),
+            "kustomize",
+            str(build),
+            # Files only from inside each kustomization's folder; folders (bases) were
+            # checked above to be in the repository.
+            "--load-restrictor",
+            "LoadRestrictionsRootOnly",
+            "--enable-helm=false",
+            "--enable-alpha-plugins=false",
+        ]
+        _progress(f"kustomize build {source.path}")
+        try:
+            result = _run(
+                command, b"", limits.max_bytes, limits.timeout, env=_kustomize_env(scratch)
+            )
+        except OSError as err:
+            raise RenderError(f"kustomize build {source.path}: cannot run kubectl: {err}") from err
+        if result.problem == "timeout":
+            raise RenderError(f"kustomize build {source.path} timed out")
+        if result.problem == "output":
+            raise RenderError(
+                f"{source.path} renders more than the limit of {limits.max_bytes} bytes "
+                "(kustomize was stopped)"
+            )
+        if result.returncode != 0:
+            stderr = result.err.decode(errors="replace").strip()
+            first = stderr.partition("\n")[0]
+            if first.startswith("fatal error:") and "out of memory" in first:
+                stderr = f"out of memory (more than {limits.max_memory // MiB} MiB)"
+            elif first.startswith("fatal error:"):
+                stderr = first
+            elif result.returncode is not None and result.returncode < 0:
+                stderr = f"killed by {_signal_name(-result.returncode)}"
+            # Paths as the repository names them, not the operator's disk.
+            stderr = stderr.replace(f"{root}/", "").replace(str(root), ".")
+            raise RenderError(f"kustomize build {source.path} failed: {stderr[:4000]}")
+        _progress(f"the output of kustomize build {source.path}")
+        try:
+            text = result.out.decode()
+            return [d for d in load_all_capped(text, limits.max_nodes, limits.max_depth) if d]
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise RenderError(
+                f"kustomize build {source.path}: output is not valid YAML: {err}"
+            ) from err
+
+
+# -- what a render reads beyond its folder (for a sparse checkout) ---------------------------
+def more_reads(tree: Path, source: Source) -> list[str]:
+    """Repository paths that rendering `source` reads and `tree` lacks: kustomize bases and
+    files outside the folder, charts' `file://` dependencies. Best effort: what cannot be
+    read now is refused by the render itself, with its message."""
+    missing: list[str] = []
+    with contextlib.suppress(RenderError, OSError, yaml.YAMLError, UnicodeDecodeError):
+        folder = inside(tree, source.path)
+        if not folder.is_dir():
+            return []
+        kind = source_type(folder, source)
+        if kind == "kustomize":
+            _walk_kustomization(_Walk(tree, Limits(), missing=missing), folder)
+        elif kind == "helm":
+            todo, seen = [folder], set[Path]()
+            while todo and len(seen) < 50:
+                chart = todo.pop()
+                seen.add(chart)
+                for dep in _chart_dependencies(chart, source.path, Limits()):
+                    url = str(dep.get("repository") or "")
+                    if not url.startswith("file://") or _vendored(chart, dep["name"]):
+                        continue
+                    target = inside(tree, url[len("file://") :], base=chart)
+                    if (target / "Chart.yaml").is_file():
+                        if target not in seen:
+                            todo.append(target)
+                    else:
+                        missing.append(os.path.relpath(target, tree.resolve()))
+    return missing
+
+
+def checkout_reads(source: Source, checkout: Callable[[tuple[str, ...]], Path]) -> Path:
+    """A checkout of what rendering `source` reads: its folder and value files, then, a
+    round at a time, the bases and dependencies they name outside it."""
+    reads = source.reads()
+    tree = checkout(reads)
+    for _ in range(8):
+        more = [p for p in more_reads(tree, source) if p not in reads]
+        if not more:
+            break
+        reads = (*reads, *more)
+        tree = checkout(reads)
+    return tree
