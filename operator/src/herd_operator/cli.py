@@ -25,7 +25,7 @@ def run(
     from herd_operator import memory
 
     memory.limit_arenas()  # before any thread allocates
-    import herd_operator.main  # noqa: F401 - registers the handlers
+    import herd_operator.main  # registers the handlers
 
     s = get_settings()
     # Kopf's handler alone: the herd CLI's plain-text one would print every line twice, and
@@ -40,7 +40,7 @@ def run(
     # the login read watch_namespaces (else it would repair other namespaces' objects).
     s.watch_namespaces = list(namespaces)
     asyncio.run(
-        kopf.operator(
+        herd_operator.main.run(
             clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=s.peering is None,

@@ -2,11 +2,14 @@
 pointing at its kind's module (handlers/<kind>/), where the whole of that kind's behaviour
 lives.
 
-Run with `herd operator run`.
+Run with `herd operator run` (`run`). With sharding on, two kopf operators share the process:
+the Applications' on every replica (standalone, each app worked on by its owner only:
+sharding.py), every other kind's with peering (one working replica).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -17,7 +20,7 @@ import kopf
 
 from herd_core import kube
 from herd_core.constants import FINALIZER, GROUP, VERSION
-from herd_operator import drift, kubesession, metrics, slimwatch
+from herd_operator import drift, kubesession, metrics, sharding, slimwatch
 from herd_operator.diffbase import DigestDiffBaseStorage
 from herd_operator.gitops import webhook
 from herd_operator.handlers import application, cognitoclient, sestemplate, tenant
@@ -29,6 +32,12 @@ Handler = Callable[..., Any]
 Filter = Callable[..., bool] | None
 _STARTED = time.time()
 _sweeper: drift.Sweeper | None = None
+# Kopf pauses every handler of a replica that peering does not elect, whatever its kind: with
+# sharding the Applications' handlers are a registry (and an operator) of their own, without
+# peering. Unsharded, they share the one default registry as before.
+MAIN = kopf.get_default_registry()
+APPS_REGISTRY = kopf.OperatorRegistry() if S.sharding_enabled else MAIN
+_membership: sharding.Membership | None = None
 
 
 def peering_priority() -> int:
@@ -44,8 +53,7 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
     return await kubesession.login(S.kube_connections, S.watch_namespaces, **kwargs)
 
 
-@kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # Finalizer and progress bookkeeping under our own group, not kopf.zalando.org.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -78,14 +86,19 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # default 5 s behind: kopf then took a stale event (without its diff base) for a new
     # object and ran the create handler a second time.
     settings.persistence.consistency_timeout = 60
+    # A deleted Application waits for its poll timer to exit; check every second, not 60.
+    settings.background.cancellation_polling = 1
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    configure_kopf(settings)
     # Peering: exactly one working replica. Kopf pauses every replica of equal priority, so
     # replicas of one Deployment must differ: the longest-running one leads, a new one waits
     # (a rolling update hands over when the old one says goodbye; a killed one is replaced
     # when its record's lifetime runs out).
     settings.peering.priority = peering_priority()
     settings.peering.lifetime = S.peering_lifetime
-    # A deleted Application waits for its poll timer to exit; check every second, not 60.
-    settings.background.cancellation_polling = 1
     use_kopf_settings(settings)
     kube.load_config(S)
     metrics.serve(S.metrics_port, S.listen_host)
@@ -105,27 +118,100 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     logging.getLogger(__name__).info("herd operator ready (environment %s)", S.environment)
 
 
+async def configure_apps(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Start-up of the Applications' operator (sharding on): kopf's settings as the other's,
+    the diff base in memory (sharding.MemoryDiffBase), and this replica's membership."""
+    global _membership
+    configure_kopf(settings)
+    diffbase = sharding.MemoryDiffBase()
+    settings.persistence.diffbase_storage = diffbase
+    kube.load_config(S)
+    if _membership is None:
+        _membership = sharding.Membership(
+            S.operator_namespace,
+            S.sharding_identity or sharding.default_identity(),
+            S.sharding_lease_duration,
+            S.sharding_renew_interval,
+            on_change=application.reshard,
+        )
+        application.use_sharding(_membership, diffbase)
+        _membership.start()
+
+
+async def goodbye(**_: Any) -> None:
+    """A stopping replica's apps go to the others at once: its work in flight ends first."""
+    if _membership is not None:
+        await asyncio.to_thread(_membership.stop, S.sharding_lease_duration)
+
+
+if APPS_REGISTRY is not MAIN:
+    kopf.on.login(registry=APPS_REGISTRY)(login)
+    kopf.on.startup(registry=APPS_REGISTRY)(configure_apps)
+    kopf.on.cleanup(registry=APPS_REGISTRY)(goodbye)
+
+
+async def run(**options: Any) -> None:
+    """The operator until it is stopped: one kopf operator, or with sharding two, either
+    stopping the other (each takes the signals in turn: the last one started gets them)."""
+    if APPS_REGISTRY is MAIN:
+        await kopf.operator(**options)
+        return
+    stop = asyncio.Event()
+
+    async def until_stopped(**kwargs: Any) -> None:
+        try:
+            await kopf.operator(stop_flag=stop, **kwargs)
+        finally:
+            stop.set()
+
+    await asyncio.gather(
+        until_stopped(**options),
+        until_stopped(
+            **{
+                **options,
+                "liveness_endpoint": None,
+                "peering_name": None,
+                "standalone": True,
+                "registry": APPS_REGISTRY,
+            }
+        ),
+    )
+
+
+def _registry(plural: str) -> kopf.OperatorRegistry:
+    return APPS_REGISTRY if plural == application.PLURAL else MAIN
+
+
 def on_change(
     plural: str, id: str, fn: Handler, when: Filter = None, resume: Filter = None
 ) -> None:
     """Resume, create and update of one kind, to one handler. The ids are the handlers' names
     of old: kopf keys its progress annotations and log lines by them."""
-    kopf.on.resume(GROUP, VERSION, plural, id=id, when=resume or when)(fn)
-    kopf.on.create(GROUP, VERSION, plural, id=id, when=when)(fn)
-    kopf.on.update(GROUP, VERSION, plural, id=id, when=when)(fn)
+    registry = _registry(plural)
+    kopf.on.resume(GROUP, VERSION, plural, id=id, when=resume or when, registry=registry)(fn)
+    kopf.on.create(GROUP, VERSION, plural, id=id, when=when, registry=registry)(fn)
+    kopf.on.update(GROUP, VERSION, plural, id=id, when=when, registry=registry)(fn)
 
 
 def on_delete(plural: str, id: str, fn: Handler) -> None:
-    kopf.on.delete(GROUP, VERSION, plural, id=id)(fn)
+    kopf.on.delete(GROUP, VERSION, plural, id=id, registry=_registry(plural))(fn)
 
 
 def on_event(plural: str, id: str, fn: Handler, when: Filter = None, labels: Any = None) -> None:
-    kopf.on.event(GROUP, VERSION, plural, id=id, when=when, labels=labels)(fn)
+    registry = _registry(plural)
+    kopf.on.event(GROUP, VERSION, plural, id=id, when=when, labels=labels, registry=registry)(fn)
 
 
 def every(plural: str, id: str, fn: Handler, seconds: float, when: Filter = None) -> None:
     timer = kopf.timer(
-        GROUP, VERSION, plural, id=id, interval=seconds, initial_delay=seconds, when=when
+        GROUP,
+        VERSION,
+        plural,
+        id=id,
+        interval=seconds,
+        initial_delay=seconds,
+        when=when,
+        registry=_registry(plural),
     )
     timer(fn)
 
@@ -153,7 +239,7 @@ on_event(TENANTS, "tenant_logo_changed", tenant.logo_changed, tenant.logo_wakes)
 on_event(CLIENTS, "tenant_child_seen", tenant.child_seen, tenant.hands_over, CHILDREN)
 on_event(CLIENTS, "tenant_child_changed", tenant.child_changed, tenant.child_wakes, CHILDREN)
 
-on_change(APPS, "application_reconcile", application.on_change, application.in_scope)
+on_change(APPS, "application_reconcile", application.on_change, application.mine)
 every(APPS, "application_poll", application.poll, S.app_tick, application.in_scope)
 on_event(APPS, "application_cascade", application.cascade, application.cascades)
 on_event(APPS, "application_gone", application.gone, application.deleted)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from herd_core.settings import Settings as CoreSettings
 
@@ -71,6 +71,37 @@ class Settings(CoreSettings):
         description="Seconds a replica's peering record counts as alive: a replica killed "
         "without a goodbye is replaced after at most this long",
     )
+
+    # Sharding: Applications shared out between replicas (docs/sharding.md)
+    sharding_enabled: bool = Field(
+        False,
+        description="Every replica reconciles Applications, each app by one live replica "
+        "(Leases in operator_namespace); Tenants, SESTemplates and CognitoClients keep one "
+        "working replica (peering). Off: one replica does all",
+    )
+    sharding_lease_duration: float = Field(
+        15.0,
+        ge=3,
+        description="Seconds a replica's Lease lasts unrenewed: a killed replica's apps are "
+        "taken over after at most this long, and a joining one starts on its share this long "
+        "after it joined",
+    )
+    sharding_renew_interval: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds between renewals of a replica's Lease (and listings of the "
+        "others'); at most a third of the duration. A replica that has not renewed for "
+        "duration - interval starts no work (it fences itself before its Lease expires)",
+    )
+    sharding_identity: str | None = Field(
+        None, description="This replica's member name; unset: the pod's name and a suffix"
+    )
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> Settings:
+        if self.sharding_renew_interval * 3 > self.sharding_lease_duration:
+            raise ValueError("sharding_renew_interval must be at most a third of the duration")
+        return self
 
     # Tenants
     cognito_shared_client_id: str | None = Field(

@@ -7,7 +7,9 @@
   reconciled now on threads of their own, with no write to each;
 - `cascade` deletes what a deleted Application tracks, when its resources finalizer asks;
 - `gone` drops a deleted Application's verdicts and watches.
-One sync engine serves them all (`engine`).
+One sync engine serves them all (`engine`). With sharding (`use_sharding`), each replica
+works only on the Applications it owns (`mine`), adopts those it gains and forgets those it
+loses (`reshard`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,6 +27,7 @@ from kubernetes import client
 
 from herd_core import kube
 from herd_core.constants import GROUP, VERSION
+from herd_operator import sharding
 from herd_operator.gitops.cache import LiveCache
 from herd_operator.gitops.engine import Engine
 from herd_operator.gitops.events import NAMESPACES, Debouncer, Watcher
@@ -49,6 +53,9 @@ def _always() -> bool:
 
 
 _working: Callable[[], bool] = _always  # whether this replica does the work (peering)
+_shard: sharding.Membership | None = None  # with sharding: this replica's membership
+_diffbase: sharding.MemoryDiffBase | None = None
+_owned: set[str] = set()  # the apps this replica owned at the last reshard
 
 
 def engine() -> Engine:
@@ -115,12 +122,59 @@ def deleted(namespace: str | None, type: str | None = None, **_: Any) -> bool:
     return type == "DELETED" and in_scope(namespace)
 
 
+def mine(namespace: str | None, name: str | None, **_: Any) -> bool:
+    """Kopf's filter of the change handlers: in scope and, with sharding, owned here now."""
+    return in_scope(namespace) and (_shard is None or _shard.mine(f"{namespace}/{name}"))
+
+
+@contextmanager
+def owned(key: str) -> Iterator[bool]:
+    """Whether this replica may work on `key` now, checked again under the handler (the
+    membership may have moved since kopf's filter); the work counts as in flight."""
+    if _shard is None:
+        yield True
+        return
+    with _shard.work(key) as ok:
+        if ok:
+            _owned.add(key)
+        yield ok
+
+
+def _reconcile(obj: Object, settings: Any) -> None:
+    key = f"{obj.namespace}/{obj.name}"
+    sharding.RECONCILES.labels(key).inc()
+    try:
+        reconciler.reconcile(obj, cast(Engine, _Fenced(engine(), key)), settings)
+    except sharding.Fenced:
+        # Ownership moved during the compare: the new owner compares again; nothing written.
+        sharding.log.info("%s moved to another replica before its sync", key)
+
+
+class _Fenced:
+    """The engine, with ownership checked again just before a sync applies anything."""
+
+    def __init__(self, engine: Engine, key: str) -> None:
+        self._engine, self._key = engine, key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def sync(self, *args: Any, **kwargs: Any) -> Any:
+        if _shard is not None and not _shard.mine(self._key):
+            raise sharding.Fenced(self._key)
+        sharding.SYNCS.labels(self._key).inc()
+        return self._engine.sync(*args, **kwargs)
+
+
 def on_change(body: kopf.Body, **_: Any) -> None:
     obj = Object(KIND, PLURAL, body)
-    with exclusive(obj.uid):
-        current = fresh(obj)
-        if current is not None:
-            reconciler.reconcile(current, engine(), get_settings())
+    with owned(f"{obj.namespace}/{obj.name}") as ok:
+        if not ok:
+            return
+        with exclusive(obj.uid):
+            current = fresh(obj)
+            if current is not None:
+                _reconcile(current, get_settings())
 
 
 def poll(body: kopf.Body, **_: Any) -> None:
@@ -130,10 +184,13 @@ def poll(body: kopf.Body, **_: Any) -> None:
     settings = get_settings()
     if not reconciler.due(Object(KIND, PLURAL, body), settings, _now()):
         return
-    with exclusive(body["metadata"]["uid"]):
-        obj = fresh(Object(KIND, PLURAL, body))
-        if obj is not None and reconciler.due(obj, settings, _now()):
-            reconciler.reconcile(obj, engine(), settings)
+    with owned(f"{body['metadata']['namespace']}/{body['metadata']['name']}") as ok:
+        if not ok:
+            return
+        with exclusive(body["metadata"]["uid"]):
+            obj = fresh(Object(KIND, PLURAL, body))
+            if obj is not None and reconciler.due(obj, settings, _now()):
+                _reconcile(obj, settings)
 
 
 def _now() -> dt.datetime:
@@ -148,14 +205,19 @@ def cascade(type: str, body: kopf.Body, **_: Any) -> None:
     if type == "DELETED" or not body["metadata"].get("deletionTimestamp"):
         return
     obj = Object(KIND, PLURAL, body)
-    with exclusive(obj.uid):
-        reconciler.cascade_delete(obj, engine())
+    with owned(f"{obj.namespace}/{obj.name}") as ok:
+        if not ok:
+            return
+        with exclusive(obj.uid):
+            reconciler.cascade_delete(obj, engine())
 
 
 def gone(body: kopf.Body, **_: Any) -> None:
     """A deleted Application's verdicts and watches go with it."""
     if _engine is not None:
         _engine.forget(f"{body['metadata']['namespace']}/{body['metadata']['name']}")
+    if _diffbase is not None:
+        _diffbase.forget(body["metadata"].get("uid", ""))
 
 
 def wake(app_id: str) -> None:
@@ -181,6 +243,45 @@ def use_peering(working: Callable[[], bool]) -> None:
     _working = working
 
 
+def use_sharding(membership: sharding.Membership, diffbase: sharding.MemoryDiffBase) -> None:
+    """At start-up, with sharding on: this replica's membership and kopf's diff base."""
+    global _shard, _diffbase
+    _shard, _diffbase = membership, diffbase
+
+
+def reshard() -> None:
+    """Called by the membership when who owns what may have changed: the apps gained are
+    adopted (compared now; a Synced app at the same revision is left alone, as any compare
+    leaves it), the apps lost are forgotten (their verdicts and watches)."""
+    global _owned
+    if _shard is None:
+        return
+    now = {key for key in list(wakes.apps_seen) if _shard.mine(key)}
+    gained, lost = sorted(now - _owned), _owned - now
+    _owned = now
+    sharding.OWNED.set(len(now))
+    if _engine is not None:
+        for key in lost:
+            _engine.forget(key)
+    if gained or lost:
+        sharding.log.info(
+            "shard %s: %d apps, %d gained, %d lost",
+            _shard.identity,
+            len(now),
+            len(gained),
+            len(lost),
+        )
+    if gained:
+        _queue().request(gained)
+
+
+def _queue() -> wakes.Refresher:
+    global _refresher
+    if _refresher is None:
+        _refresher = wakes.Refresher(_reconcile_now, get_settings().app_wake_workers)
+    return _refresher
+
+
 def seen_changes(namespace: str | None, type: str, body: kopf.Body, **_: Any) -> bool:
     return in_scope(namespace) and wakes.changes(type, body)
 
@@ -192,25 +293,48 @@ def refresh(urls: set[str], branch: str, default_branch: str | None) -> list[str
     """Called by the push webhook: reconcile the matching Applications now. Matched in
     memory and queued, so the answer comes at once whatever their number; a replica that is
     not the working one marks them (the refresh annotation) for the one that is."""
-    global _refresher
     names = wakes.matching(urls, branch, default_branch)
+    if _shard is not None:
+        # Sharded: this replica's apps now; the others' owners are told by the refresh
+        # annotation, written off the answer's path.
+        ours = [name for name in names if _shard.mine(name)]
+        theirs = [name for name in names if name not in set(ours)]
+        _queue().request(ours)
+        if theirs:
+            threading.Thread(target=_wake_all, args=(theirs,), daemon=True).start()
+        return names
     if not _working():
         for name in names:
             wake(name)
         return names
-    if _refresher is None:
-        _refresher = wakes.Refresher(_reconcile_now, get_settings().app_wake_workers)
-    _refresher.request(names)
+    _queue().request(names)
     return names
+
+
+def _wake_all(names: list[str]) -> None:
+    for name in names:
+        try:
+            wake(name)
+        except Exception:
+            sharding.log.exception("waking %s", name)
 
 
 def _reconcile_now(app_id: str) -> None:
     namespace, _, name = app_id.partition("/")
     raw = kube.get_object(PLURAL, namespace, name)
-    if raw is None or raw["metadata"].get("deletionTimestamp"):
+    if raw is None:
         return
     obj = Object(KIND, PLURAL, kopf.Body(cast(Any, raw)))
-    with exclusive(obj.uid):
-        current = fresh(obj)  # what the lock waited for may have changed it
-        if current is not None:
-            reconciler.reconcile(current, engine(), get_settings())
+    with owned(app_id) as ok:
+        if not ok:
+            return
+        if raw["metadata"].get("deletionTimestamp"):
+            # Adopted while its cascade delete waits: this replica carries it on.
+            if reconciler.cascades(raw):
+                with exclusive(obj.uid):
+                    reconciler.cascade_delete(obj, engine())
+            return
+        with exclusive(obj.uid):
+            current = fresh(obj)  # what the lock waited for may have changed it
+            if current is not None:
+                _reconcile(current, get_settings())
