@@ -31,6 +31,7 @@ from herd_devkit.local.process import free_port
 from herd_devkit.settings import get_settings
 from herd_devkit.stack import Program, Stack
 
+from .charts import helm, template
 from .helpers import sync_project, wait_for
 
 APPS = int(os.environ.get("HERD_TEST_SHARD_APPS", "60"))
@@ -244,3 +245,65 @@ def test_three_replicas_share_the_apps_and_take_over_a_killed_ones(shards: Shard
     after_all = shards.counts(members, "herd_application_syncs_total")
     assert delta(after_all, before_all) == Counter()
     assert shards.synced(v2) == APPS
+
+
+def test_the_chart_turns_sharding_on_with_its_leases_role() -> None:
+    objects = template(
+        "herd-operator",
+        "--set",
+        "sharding.enabled=true",
+        "--set",
+        "sharding.leaseDuration=30",
+        "--set",
+        "sharding.renewInterval=10",
+    )
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["HERD_SHARDING_ENABLED"] == "true"
+    assert (env["HERD_SHARDING_LEASE_DURATION"], env["HERD_SHARDING_RENEW_INTERVAL"]) == (
+        "30",
+        "10",
+    )
+    role = next(
+        o
+        for o in objects
+        if o["kind"] == "Role" and o["metadata"]["name"].endswith("-shard-leases")
+    )
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+        }
+    ]
+    # Off (the default): neither the settings nor the Role.
+    plain = template("herd-operator")
+    assert not [o for o in plain if o["metadata"]["name"].endswith("-shard-leases")]
+    assert "HERD_SHARDING_ENABLED" not in json.dumps(plain)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("sharding.leaseDuration=1", "/sharding/leaseDuration"),
+        ("sharding.renewInterval=0", "/sharding/renewInterval"),
+        ("sharding.typo=1", "typo"),
+        ("sharding.renewInterval=10", "at most a third of sharding.leaseDuration"),
+    ],
+)
+def test_the_chart_refuses_bad_sharding_values(bad: str, message: str) -> None:
+    result = helm(
+        "template",
+        "t",
+        "charts/herd-operator",
+        "--set",
+        "sharding.enabled=true",
+        "--set",
+        bad,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
