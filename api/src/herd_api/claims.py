@@ -14,15 +14,15 @@ be taken over: deleted under its resourceVersion, so two takers cannot both win,
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from herd_api.kubeapi import KubeApi
 from herd_api.tenants import digest
 from herd_core.constants import API_VERSION
 
@@ -45,25 +45,27 @@ class Claim:
     resource_version: str
 
     @classmethod
-    def of(cls, cm: Any) -> Claim:
-        data = cm.data or {}
-        owners = cm.metadata.owner_references or []
+    def of(cls, cm: dict[str, Any]) -> Claim:
+        data, meta = cm.get("data") or {}, cm["metadata"]
+        owners = meta.get("ownerReferences") or []
         return cls(
-            name=cm.metadata.name,
+            name=meta["name"],
             slug=data.get("slug", ""),
             request=data.get("request"),
-            owner_uid=owners[0].uid if owners else None,
-            created=cm.metadata.creation_timestamp,
-            resource_version=cm.metadata.resource_version,
+            owner_uid=owners[0]["uid"] if owners else None,
+            created=dt.datetime.fromisoformat(meta["creationTimestamp"]),
+            resource_version=meta["resourceVersion"],
         )
 
 
 class Claims:
-    def __init__(self, namespace: str, ttl: float) -> None:
+    def __init__(self, namespace: str, ttl: float, kube: KubeApi) -> None:
         self.namespace = namespace
         self.ttl = ttl  # seconds an unowned claim waits for its Tenant before it is stale
-        self.api = client.CoreV1Api()
-        self._background = ThreadPoolExecutor(4, thread_name_prefix="claims")
+        self.kube = kube
+        self.path = f"/api/v1/namespaces/{namespace}/configmaps"
+        # Hand-overs under way (own_later): held here, as the loop keeps only weak references.
+        self._background: set[asyncio.Task[None]] = set()
 
     def _body(
         self, name: str, slug: str, request: str | None, owner: dict[str, Any] | None
@@ -74,15 +76,11 @@ class Claims:
             metadata["ownerReferences"] = [owner_reference(owner)]
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
 
-    def get(self, name: str) -> Claim | None:
-        try:
-            return Claim.of(self.api.read_namespaced_config_map(name, self.namespace))
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+    async def get(self, name: str) -> Claim | None:
+        found = await self.kube.get(f"{self.path}/{name}")
+        return None if found is None else Claim.of(found)
 
-    def create(
+    async def create(
         self,
         name: str,
         slug: str,
@@ -91,55 +89,42 @@ class Claims:
     ) -> Claim | None:
         """Make the claim; None when it is made, else the claim someone else holds."""
         try:
-            self.api.create_namespaced_config_map(
-                self.namespace,
-                self._body(name, slug, request, owner),  # type: ignore[arg-type]
-            )
+            await self.kube.create(self.path, self._body(name, slug, request, owner))
             return None
         except ApiException as err:
             if err.status != 409:
                 raise
-        held = self.get(name)
+        held = await self.get(name)
         if held is None:  # released a moment ago: try once more
-            return self.create(name, slug, request, owner)
+            return await self.create(name, slug, request, owner)
         return held
 
-    def take_over(self, held: Claim, slug: str, request: str | None = None) -> bool:
+    async def take_over(self, held: Claim, slug: str, request: str | None = None) -> bool:
         """Replace a stale claim; False when another request changed it first.
 
         Delete under its resourceVersion, then create anew: the new claim's age starts now.
         An update would keep the old creationTimestamp, and the next request would find the
         claim just taken stale as well and take it too (two Tenants for one email)."""
         try:
-            self.api.delete_namespaced_config_map(
-                held.name,
-                self.namespace,
-                body=client.V1DeleteOptions(
-                    preconditions=client.V1Preconditions(resource_version=held.resource_version)
-                ),
-            )
+            if not await self.kube.delete(f"{self.path}/{held.name}", held.resource_version):
+                return False
         except ApiException as err:
-            if err.status in (404, 409):
+            if err.status == 409:
                 return False
             raise
         # A new signup may create the claim between the two calls; then it is theirs.
         try:
-            self.api.create_namespaced_config_map(
-                self.namespace,
-                self._body(held.name, slug, request, None),  # type: ignore[arg-type]
-            )
+            await self.kube.create(self.path, self._body(held.name, slug, request, None))
         except ApiException as err:
             if err.status == 409:
                 return False
             raise
         return True
 
-    def own(self, name: str, tenant: dict[str, Any]) -> None:
+    async def own(self, name: str, tenant: dict[str, Any]) -> None:
         """Hand the claim to its Tenant: deleting the Tenant deletes the claim."""
-        self.api.patch_namespaced_config_map(
-            name,
-            self.namespace,
-            {"metadata": {"ownerReferences": [owner_reference(tenant)]}},
+        await self.kube.merge_patch(
+            f"{self.path}/{name}", {"metadata": {"ownerReferences": [owner_reference(tenant)]}}
         )
 
     def own_later(self, name: str, tenant: dict[str, Any]) -> None:
@@ -148,29 +133,25 @@ class Claims:
         and is stale (taken over) once the Tenant is gone and the claim older than its TTL;
         only its removal with the Tenant is lost."""
 
-        def run() -> None:
+        async def run() -> None:
             try:
-                self.own(name, tenant)
+                await self.own(name, tenant)
             except Exception:
                 log.exception("could not hand claim %s to its Tenant", name)
 
-        self._background.submit(run)
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    def release(self, name: str, slug: str) -> None:
+    async def release(self, name: str, slug: str) -> None:
         """Drop a claim this signup made (it failed), never someone else's."""
-        current = self.get(name)
+        current = await self.get(name)
         if current is None or current.slug != slug:
             return
         try:
-            self.api.delete_namespaced_config_map(
-                name,
-                self.namespace,
-                body=client.V1DeleteOptions(
-                    preconditions=client.V1Preconditions(resource_version=current.resource_version)
-                ),
-            )
+            await self.kube.delete(f"{self.path}/{name}", current.resource_version)
         except ApiException as err:
-            if err.status not in (404, 409):
+            if err.status != 409:
                 raise
 
     def stale(self, held: Claim, tenant: dict[str, Any] | None, email: str) -> bool:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from herd_api.api import deps
 from herd_api.api.main import api_router
 from herd_api.core import verification
 from herd_api.core.config import Settings, get_settings
@@ -47,6 +50,55 @@ def check(settings: Settings) -> None:
             )
 
 
+class Observe:
+    """Counts, times and logs each request: a plain ASGI middleware (Starlette's
+    BaseHTTPMiddleware runs each request through a task group and memory streams of its own,
+    which cost the API a tenth of its CPU per signup)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        code = 500  # no answer began: the server answers 500
+
+        async def sending(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            # The router put the matched route in the scope on the way in.
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            method = scope["method"]
+            elapsed = time.perf_counter() - started
+            REQUESTS.labels(method, path, code).inc()
+            LATENCY.labels(method, path).observe(elapsed)
+            if path != "/healthz":
+                log.info(
+                    "request",
+                    extra={
+                        "method": method,
+                        "route": path,
+                        "status": code,
+                        "ms": round(elapsed * 1000, 1),
+                    },
+                )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await deps.get_kube().close()
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     check(settings)
@@ -58,6 +110,7 @@ def create_app() -> FastAPI:
         # Refused with 413 while reading, before parsing or any dependency: the most a
         # request can make us hold is this.
         max_body_size=settings.max_body_bytes,
+        lifespan=lifespan,
     )
     app.include_router(api_router)
 
@@ -80,27 +133,5 @@ def create_app() -> FastAPI:
             ],
         )
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        elapsed = time.perf_counter() - started
-        REQUESTS.labels(request.method, path, response.status_code).inc()
-        LATENCY.labels(request.method, path).observe(elapsed)
-        if path != "/healthz":
-            log.info(
-                "request",
-                extra={
-                    "method": request.method,
-                    "route": path,
-                    "status": response.status_code,
-                    "ms": round(elapsed * 1000, 1),
-                },
-            )
-        return response
-
+    app.add_middleware(Observe)
     return app

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, cast
+from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
+from herd_api.kubeapi import KubeApi
 from herd_api.models import PHASES
 from herd_core.constants import API_VERSION, FINALIZER, GROUP, VERSION
 
@@ -29,78 +27,65 @@ def digest(value: str) -> str:
 
 
 class TenantStore:
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
-        self.api = client.CustomObjectsApi()
+    """Tenants through the API's async client (herd_api.kubeapi), answers as plain dicts."""
 
-    def get(self, slug: str) -> dict[str, Any] | None:
-        try:
-            obj = self.api.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, slug
-            )
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
-        return cast(dict[str, Any], obj)
+    def __init__(self, namespace: str, kube: KubeApi) -> None:
+        self.namespace = namespace
+        self.kube = kube
+        self.path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+
+    async def get(self, slug: str) -> dict[str, Any] | None:
+        return await self.kube.get(f"{self.path}/{slug}")
 
     def request_of(self, obj: dict[str, Any]) -> str | None:
         """The hash of the signup that created `obj` (None: not made by a signup)."""
         return (obj["metadata"].get("annotations") or {}).get(REQUEST_ANNOTATION)
 
-    def create(self, spec: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
-        body = tenant_body(spec, idempotency_key)
-        obj = self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
-        return cast(dict[str, Any], obj)
+    async def create(self, spec: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+        return await self.kube.create(self.path, tenant_body(spec, idempotency_key))
 
-    def events(self, slug: str, limit: int = 20) -> list[dict[str, Any]]:
+    async def events(self, slug: str, limit: int = 20) -> list[dict[str, Any]]:
         """The most recent Events about Tenant `slug` (type, reason, message, count, lastSeen)."""
-        found = client.CoreV1Api().list_namespaced_event(
-            self.namespace,
-            field_selector=f"involvedObject.kind=Tenant,involvedObject.name={slug}",
+        found = await self.kube.call(
+            "GET",
+            f"/api/v1/namespaces/{self.namespace}/events",
+            query={"fieldSelector": f"involvedObject.kind=Tenant,involvedObject.name={slug}"},
         )
         out: list[dict[str, Any]] = []
-        for e in found.items:
-            when = e.last_timestamp or e.event_time or e.first_timestamp
+        for e in found.get("items") or []:
+            when = e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp")
             out.append(
                 {
-                    "type": e.type or "",
-                    "reason": e.reason or "",
-                    "message": e.message or "",
-                    "count": e.count or 1,
-                    "lastSeen": when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None,
+                    "type": e.get("type") or "",
+                    "reason": e.get("reason") or "",
+                    "message": e.get("message") or "",
+                    "count": e.get("count") or 1,
+                    # To the second, as Events' timestamps are (eventTime has microseconds).
+                    "lastSeen": f"{when[:19]}Z" if when else None,
                 }
             )
         out.sort(key=lambda e: str(e["lastSeen"] or ""), reverse=True)
         return out[:limit]
 
-    def list(
+    async def list(
         self, limit: int, continue_: str | None, phase: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page, filtered by the API server (the CRD's selectable field status.phase);
         the continue token carries the filter on, as Kubernetes lists do."""
-        kwargs: dict[str, Any] = {"limit": limit}
+        query = {"limit": str(limit)}
         if continue_:
-            kwargs["_continue"] = continue_
+            query["continue"] = continue_
         if phase:
-            kwargs["field_selector"] = phase_selector(phase)
-        found: dict[str, Any] = self.api.list_namespaced_custom_object(  # type: ignore[assignment]
-            GROUP, VERSION, self.namespace, PLURAL, **kwargs
-        )
-        return list(found["items"]), found["metadata"].get("continue") or None
+            query["fieldSelector"] = phase_selector(phase)
+        found = await self.kube.call("GET", self.path, query=query)
+        return list(found.get("items") or []), (found.get("metadata") or {}).get("continue") or None
 
-    def delete(self, slug: str) -> bool:
-        try:
-            self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, slug)
-        except ApiException as err:
-            if err.status == 404:
-                return False
-            raise
-        return True
+    async def delete(self, slug: str) -> bool:
+        return await self.kube.delete(f"{self.path}/{slug}")
 
-    def reachable(self) -> bool:
+    async def reachable(self) -> bool:
         try:
-            self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, limit=1)
+            await self.kube.call("GET", self.path, query={"limit": "1"})
         except Exception:
             return False
         return True

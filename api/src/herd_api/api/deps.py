@@ -1,5 +1,9 @@
 """Dependencies of the routes, as Annotated aliases: every route gets its settings, store,
-verifier and limiter through these (tests override them with `app.dependency_overrides`)."""
+verifier and limiter through these (tests override them with `app.dependency_overrides`).
+
+The ones a signup resolves are `async def`: FastAPI runs a plain `def` dependency in its
+thread pool, a hop to a thread and back for each, several per request (bench/api.py). The
+objects themselves are built once (lru_cache) and only handed out here."""
 
 from __future__ import annotations
 
@@ -9,12 +13,14 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path, Request, status
+from fastapi.concurrency import run_in_threadpool
 
 from herd_api.claims import Claims
 from herd_api.core import clientaddr, verification
 from herd_api.core.config import Settings, get_settings
 from herd_api.core.ratelimit import KeyedLimiter, TokenBucket
 from herd_api.core.security import InvalidToken, Principal, Verifier
+from herd_api.kubeapi import KubeApi
 from herd_api.models import SLUG
 from herd_api.signuptokens import SignupTokens
 from herd_api.tenants import TenantStore
@@ -22,24 +28,44 @@ from herd_api.verifymail import VerificationMail
 
 # Checked before any Kubernetes call: the API server answers 400 to some odd names.
 SlugPath = Annotated[str, Path(pattern=SLUG.pattern, min_length=1, max_length=40)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def settings_dep() -> Settings:
+    return get_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(settings_dep)]
+
+
+@lru_cache
+def get_kube() -> KubeApi:
+    """The process's one API-server client (after kube.load_config: create_app calls it)."""
+    return KubeApi()
 
 
 @lru_cache
 def get_store() -> TenantStore:
-    return TenantStore(get_settings().tenants_namespace)
+    return TenantStore(get_settings().tenants_namespace, get_kube())
 
 
-StoreDep = Annotated[TenantStore, Depends(get_store)]
+async def store_dep() -> TenantStore:
+    return get_store()
+
+
+StoreDep = Annotated[TenantStore, Depends(store_dep)]
 
 
 @lru_cache
 def get_claims() -> Claims:
     s = get_settings()
-    return Claims(s.tenants_namespace, s.signup_claim_ttl)
+    return Claims(s.tenants_namespace, s.signup_claim_ttl, get_kube())
 
 
-ClaimsDep = Annotated[Claims, Depends(get_claims)]
+async def claims_dep() -> Claims:
+    return get_claims()
+
+
+ClaimsDep = Annotated[Claims, Depends(claims_dep)]
 
 
 @lru_cache
@@ -95,7 +121,7 @@ def get_verification_mail() -> VerificationMail | None:
     return VerificationMail(s, tokens)
 
 
-def client_address(request: Request, settings: SettingsDep) -> str:
+async def client_address(request: Request, settings: SettingsDep) -> str:
     return clientaddr.client_address(
         request.client.host if request.client else None,
         request.headers.getlist("x-forwarded-for"),
@@ -103,17 +129,38 @@ def client_address(request: Request, settings: SettingsDep) -> str:
     )
 
 
+async def limiter_dep() -> KeyedLimiter:
+    return get_signup_limiter()
+
+
+async def budget_dep() -> TokenBucket:
+    return get_signup_budget()
+
+
+async def signup_verifier_dep() -> verification.SignupVerifier:
+    return get_signup_verifier()
+
+
+async def tokens_dep() -> SignupTokens | None:
+    return get_signup_tokens()
+
+
+async def verification_mail_dep() -> VerificationMail | None:
+    return get_verification_mail()
+
+
 VerifierDep = Annotated[Verifier, Depends(get_verifier)]
-LimiterDep = Annotated[KeyedLimiter, Depends(get_signup_limiter)]
-BudgetDep = Annotated[TokenBucket, Depends(get_signup_budget)]
-SignupVerifierDep = Annotated[verification.SignupVerifier, Depends(get_signup_verifier)]
-TokensDep = Annotated[SignupTokens | None, Depends(get_signup_tokens)]
-VerificationMailDep = Annotated[VerificationMail | None, Depends(get_verification_mail)]
+LimiterDep = Annotated[KeyedLimiter, Depends(limiter_dep)]
+BudgetDep = Annotated[TokenBucket, Depends(budget_dep)]
+SignupVerifierDep = Annotated[verification.SignupVerifier, Depends(signup_verifier_dep)]
+TokensDep = Annotated[SignupTokens | None, Depends(tokens_dep)]
+VerificationMailDep = Annotated[VerificationMail | None, Depends(verification_mail_dep)]
 ClientDep = Annotated[str, Depends(client_address)]
 
 
-def rate_limited(request: Request, settings: SettingsDep, limiter: LimiterDep) -> None:
-    wait = limiter.check(client_address(request, settings))
+async def rate_limited(request: Request, client: ClientDep, limiter: LimiterDep) -> None:
+    # In memory, under a lock held for microseconds: fine on the loop.
+    wait = limiter.check(client)
     if wait:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -135,10 +182,16 @@ def spend_signup_budget(budget: TokenBucket) -> None:
         )
 
 
-def verify_signup(verify: verification.SignupVerifier, token: str | None, client: str) -> None:
-    """The verification hook (herd_api.core.verification): 403 refused, 503 unavailable."""
+async def verify_signup(
+    verify: verification.SignupVerifier, token: str | None, client: str
+) -> None:
+    """The verification hook (herd_api.core.verification): 403 refused, 503 unavailable.
+    A CAPTCHA service is asked from a thread (a blocking HTTP call); none configured, no hop."""
     try:
-        passed = verify(token, client)
+        if verify is verification.allow_all:
+            passed = True
+        else:
+            passed = await run_in_threadpool(verify, token, client)
     except verification.Unavailable as err:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -201,14 +254,14 @@ class TenantAccess:
     tenant: dict[str, Any] | None
 
 
-def tenant_admin(
+async def tenant_admin(
     slug: SlugPath,
     settings: SettingsDep,
     store: StoreDep,
     principal: Annotated[Principal, Depends(signed_in)],
 ) -> TenantAccess:
     """The admin of tenant `slug` (the Tenant's status.adminSub) or a platform admin."""
-    tenant = store.get(slug)
+    tenant = await store.get(slug)
     if settings.admin_group not in principal.groups and not is_tenant_admin(principal, tenant):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,

@@ -10,13 +10,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz", responses={503: {"description": "The cluster is not reachable"}})
-def readyz(store: StoreDep) -> dict[str, str]:
-    if not store.reachable():
+async def readyz(store: StoreDep) -> dict[str, str]:
+    if not await store.reachable():
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail="the Kubernetes API is not reachable"
         )

@@ -25,6 +25,7 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
 from kubernetes.client.exceptions import ApiException
 
 from herd_api.api.deps import (
@@ -96,7 +97,7 @@ def slug_taken(slug: str) -> HTTPException:
     responses=CONFLICT_RESPONSES,
     dependencies=[RateLimited],
 )
-def create_signup(
+async def create_signup(
     body: SignupCreate,
     store: StoreDep,
     claims: ClaimsDep,
@@ -116,7 +117,7 @@ def create_signup(
     # Both before anything that reads claims or Tenants: their answers are the same for
     # every well-formed signup, whatever exists. Verification first, so requests it refuses
     # (a bot's) never spend the budget of the people behind it.
-    verify_signup(verify, verification_token, client)
+    await verify_signup(verify, verification_token, client)
     spend_signup_budget(budget)
     spec = body.model_dump()
     spec["adminEmail"] = spec["adminEmail"].lower()
@@ -128,7 +129,7 @@ def create_signup(
     )
     key_claim = claim_name(KEY, idempotency_key) if idempotency_key else None
     if key_claim:
-        earlier = claims.get(key_claim)
+        earlier = await claims.get(key_claim)
         if earlier is not None:
             if earlier.request != request:
                 raise HTTPException(
@@ -138,18 +139,19 @@ def create_signup(
             SIGNUPS.labels("replayed").inc()
             return accepted
     if mail is None:
-        provision(store, claims, spec, request, idempotency_key, key_claim)
+        await provision(store, claims, spec, request, idempotency_key, key_claim)
         return accepted  # made, or (the email has a tenant) nothing made: the same answer
     # Held for its link. Nothing here reads the email's claim: the answer and the time it
     # takes are the same for any address (a known one gets its email as a new one does).
-    existing = store.get(body.slug)
+    existing = await store.get(body.slug)
     if existing is not None:
         if store.request_of(existing) != request:
             raise slug_taken(body.slug)
         SIGNUPS.labels("replayed").inc()  # this very signup, verified already
         return accepted
     try:
-        mail.send(mail.tokens.issue(spec, idempotency_key))
+        # SQS through boto3 (blocking), from a thread; only with verification on.
+        await run_in_threadpool(mail.send, mail.tokens.issue(spec, idempotency_key))
     except Unavailable as err:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -172,7 +174,7 @@ def create_signup(
     responses=VERIFY_RESPONSES,
     dependencies=[RateLimited],
 )
-def verify_signup_email(
+async def verify_signup_email(
     body: SignupVerify,
     store: StoreDep,
     claims: ClaimsDep,
@@ -197,7 +199,7 @@ def verify_signup_email(
     spec, key = pending.spec, pending.idempotency_key
     request = request_hash(spec)
     key_claim = claim_name(KEY, key) if key else None
-    if not provision(store, claims, spec, request, key, key_claim):
+    if not await provision(store, claims, spec, request, key, key_claim):
         # Only the address's owner holds its link: telling them is telling nobody else.
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -208,7 +210,7 @@ def verify_signup_email(
     )
 
 
-def provision(
+async def provision(
     store: TenantStore,
     claims: Claims,
     spec: dict[str, Any],
@@ -221,14 +223,14 @@ def provision(
     nothing is made. 409 when the slug is someone else's, 422 when the CRD refuses."""
     slug, email = spec["slug"], spec["adminEmail"]
     email_claim = claim_name(EMAIL, email)
-    held = claims.create(email_claim, slug)
+    held = await claims.create(email_claim, slug)
     made = held is None
     if held is not None and held.slug != slug:
-        holder = store.get(held.slug)
-        if not claims.stale(held, holder, email) or not claims.take_over(held, slug):
+        holder = await store.get(held.slug)
+        if not claims.stale(held, holder, email) or not await claims.take_over(held, slug):
             # The same answer as a new signup: whether an address has signed up is nobody's
             # business but its owner's. Nothing is created and nothing is sent.
-            existing = store.get(slug)
+            existing = await store.get(slug)
             if existing is not None and store.request_of(existing) != request:
                 # A new email would get 409 for this slug: so does this one. A 202 here
                 # would tell whoever picked a taken slug that the email has signed up.
@@ -237,21 +239,21 @@ def provision(
                 # As a new signup's key is claimed: reusing the key for another signup is
                 # then 422 either way (else a 202 would tell the email had signed up).
                 # Owned by the email's Tenant, it goes with it.
-                claims.create(key_claim, slug, request, owner=holder)
+                await claims.create(key_claim, slug, request, owner=holder)
             SIGNUPS.labels("duplicate_email").inc()
             log.info("signup for an email that has signed up; answered as accepted")
             return False
         made = True
     # This signup holds the email: the Tenant is created at most once for it.
     try:
-        tenant = store.create(spec, idempotency_key)
+        tenant = await store.create(spec, idempotency_key)
     except ApiException as err:
-        existing = store.get(slug) if err.status == 409 else None
+        existing = await store.get(slug) if err.status == 409 else None
         if existing is not None and store.request_of(existing) == request:
             tenant = existing  # this very signup, retried after its answer was lost
         else:
             if made:  # a claim this request made; one that was there before stays
-                claims.release(email_claim, slug)
+                await claims.release(email_claim, slug)
             if err.status == 409:  # the slug is someone else's
                 raise slug_taken(slug) from err
             if err.status == 422:  # the CRD schema refused what pydantic let through
@@ -262,7 +264,7 @@ def provision(
             raise
     claims.own_later(email_claim, tenant)
     if key_claim:
-        claims.create(key_claim, slug, request, owner=tenant)
+        await claims.create(key_claim, slug, request, owner=tenant)
     SIGNUPS.labels("accepted").inc()
     log.info(
         "signup accepted",
@@ -279,7 +281,7 @@ def provision(
         404: {"description": "Its owner asks, and the tenant is gone"},
     },
 )
-def get_signup(
+async def get_signup(
     slug: SlugPath,
     store: StoreDep,
     settings: SettingsDep,
@@ -291,11 +293,12 @@ def get_signup(
     `Accepted` and no conditions, for every slug, signed up or not."""
     principal = None
     if authorization and authorization.lower().startswith("bearer "):
-        principal = principal_of(verifier, authorization)  # a bad token: 401, for any slug
+        # A bad token: 401, for any slug. From a thread: the keys may be fetched (JWKS).
+        principal = await run_in_threadpool(principal_of, verifier, authorization)
     if principal is None:
         # No read at all: not even the time taken may differ between slugs.
         return SignupStatus(slug=slug, phase=ACCEPTED_PHASE, conditions=[])
-    obj = store.get(slug)
+    obj = await store.get(slug)
     # The owner is the Tenant's admin by the sub the operator recorded, never by the token's
     # custom:tenant (a user may have written that on themselves).
     if settings.admin_group not in principal.groups and not is_tenant_admin(principal, obj):

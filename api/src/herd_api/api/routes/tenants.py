@@ -19,7 +19,7 @@ AUTH_RESPONSES: dict[int | str, dict[str, str]] = {
 
 
 @router.get("", response_model=TenantList, response_model_by_alias=True, responses=AUTH_RESPONSES)
-def list_tenants(
+async def list_tenants(
     store: StoreDep,
     principal: AdminDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -29,7 +29,7 @@ def list_tenants(
     """A page of tenants, optionally of one phase; follow `continue` (with the same phase)
     for the next one."""
     try:
-        items, token = store.list(limit, continue_, phase)
+        items, token = await store.list(limit, continue_, phase)
     except Exception as err:
         if getattr(err, "status", None) in (400, 410, 422):  # an expired or bad token
             raise HTTPException(
@@ -44,12 +44,12 @@ def list_tenants(
     response_model=TenantDetail,
     responses={**AUTH_RESPONSES, 404: {"description": "Unknown tenant"}},
 )
-def get_tenant(slug: SlugPath, store: StoreDep, principal: AdminDep) -> TenantDetail:
+async def get_tenant(slug: SlugPath, store: StoreDep, principal: AdminDep) -> TenantDetail:
     """One tenant with its conditions (messages included) and its recent Events."""
-    obj = store.get(slug)
+    obj = await store.get(slug)
     if obj is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no tenant '{slug}'")
-    return tenant_detail(obj, store.events(slug))
+    return tenant_detail(obj, await store.events(slug))
 
 
 @router.delete(
@@ -57,9 +57,9 @@ def get_tenant(slug: SlugPath, store: StoreDep, principal: AdminDep) -> TenantDe
     status_code=status.HTTP_202_ACCEPTED,
     responses={**AUTH_RESPONSES, 404: {"description": "Unknown tenant"}},
 )
-def delete_tenant(slug: SlugPath, store: StoreDep, principal: AdminDep) -> dict[str, str]:
+async def delete_tenant(slug: SlugPath, store: StoreDep, principal: AdminDep) -> dict[str, str]:
     """Start the deletion of a tenant (identity, app client, realm go with it)."""
-    if not store.delete(slug):
+    if not await store.delete(slug):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no tenant '{slug}'")
     log.info("tenant deletion requested", extra={"slug": slug, "by": principal.username})
     return {"slug": slug, "status": "deleting"}
