@@ -902,7 +902,7 @@ def _chart_dependencies(chart: Path, where: str, limits: Limits) -> list[dict[st
     return [d for d in deps if isinstance(d, dict) and isinstance(d.get("name"), str)]
 
 
-def _vendored(chart: Path, name: str) -> bool:
+def _vendored(chart: Path, name: str, limits: Limits) -> bool:
     """Whether charts/ holds chart `name` already (a folder or a packaged .tgz)."""
     sub = chart / "charts"
     if not sub.is_dir():
@@ -912,7 +912,11 @@ def _vendored(chart: Path, name: str) -> bool:
             return True
         if entry.is_dir() and (entry / "Chart.yaml").is_file():
             with contextlib.suppress(OSError, yaml.YAMLError, UnicodeDecodeError):
-                meta = load(_read(entry / "Chart.yaml", MiB, entry.name))
+                meta = load(
+                    _read(entry / "Chart.yaml", MiB, entry.name),
+                    limits.max_nodes,
+                    limits.max_depth,
+                )
                 if isinstance(meta, dict) and meta.get("name") == name:
                     return True
     return False
@@ -929,7 +933,7 @@ def _local_dependencies(
     out = []
     for dep in _chart_dependencies(chart, where, limits):
         name, url = dep["name"], str(dep.get("repository") or "")
-        if _vendored(chart, name):
+        if _vendored(chart, name, limits):
             continue
         if not url.startswith("file://"):
             raise RenderError(
@@ -1083,7 +1087,14 @@ def _walk_kustomization(walk: _Walk, folder: Path, depth: int = 0) -> None:
     name = f"{where}/{file.name}"
     _progress(name)
     try:
-        kust = load(_read(file, walk.limits.max_bytes, name), walk.limits.max_nodes) or {}
+        kust = (
+            load(
+                _read(file, walk.limits.max_bytes, name),
+                walk.limits.max_nodes,
+                walk.limits.max_depth,
+            )
+            or {}
+        )
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise RenderError(f"{name} is not valid YAML: {err}") from err
     if not isinstance(kust, dict):
@@ -1223,7 +1234,10 @@ def _render_kustomize(
             assert file is not None
             where = f"{source.path}/{file.name}"
             try:
-                kust = load(_read(file, limits.max_bytes, where), limits.max_nodes) or {}
+                kust = load(
+                    _read(file, limits.max_bytes, where), limits.max_nodes, limits.max_depth
+                )
+                kust = kust or {}
             except (yaml.YAMLError, UnicodeDecodeError) as err:
                 raise RenderError(f"{where} is not valid YAML: {err}") from err
             if not isinstance(kust, dict):
@@ -1285,21 +1299,24 @@ def more_reads(tree: Path, source: Source) -> list[str]:
     files outside the folder, charts' `file://` dependencies. Best effort: what cannot be
     read now is refused by the render itself, with its message."""
     missing: list[str] = []
+    # This runs in the operator's own process: small caps (the render child has the real
+    # ones, and says what is past them).
+    limits = Limits(max_bytes=MiB, max_nodes=50_000, max_depth=50)
     with contextlib.suppress(RenderError, OSError, yaml.YAMLError, UnicodeDecodeError):
         folder = inside(tree, source.path)
         if not folder.is_dir():
             return []
         kind = source_type(folder, source)
         if kind == "kustomize":
-            _walk_kustomization(_Walk(tree, Limits(), missing=missing), folder)
+            _walk_kustomization(_Walk(tree, limits, missing=missing), folder)
         elif kind == "helm":
             todo, seen = [folder], set[Path]()
             while todo and len(seen) < 50:
                 chart = todo.pop()
                 seen.add(chart)
-                for dep in _chart_dependencies(chart, source.path, Limits()):
+                for dep in _chart_dependencies(chart, source.path, limits):
                     url = str(dep.get("repository") or "")
-                    if not url.startswith("file://") or _vendored(chart, dep["name"]):
+                    if not url.startswith("file://") or _vendored(chart, dep["name"], limits):
                         continue
                     target = inside(tree, url[len("file://") :], base=chart)
                     if (target / "Chart.yaml").is_file():

@@ -1,0 +1,145 @@
+"""Kustomize edits, directory globs, --set escaping and what a sparse checkout must add
+(issue 34), as pure functions; and kustomize's output cap with the real kubectl."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from herd_devkit.local.tools import binary
+from herd_operator.gitops import render
+from herd_operator.gitops.render import Limits, RenderError, Source
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("spec", "entry"),
+    [
+        ("nginx:1.2", {"name": "nginx", "newTag": "1.2"}),
+        ("nginx=ghcr.io/x/nginx:2", {"name": "nginx", "newName": "ghcr.io/x/nginx", "newTag": "2"}),
+        ("nginx@sha256:ab", {"name": "nginx", "digest": "sha256:ab"}),
+        ("localhost:5000/app:3", {"name": "localhost:5000/app", "newTag": "3"}),
+        ("app=registry:5000/app", {"name": "app", "newName": "registry:5000/app"}),
+    ],
+)
+def test_image_edits_as_kustomize_edit_set_image(spec: str, entry: dict[str, str]) -> None:
+    assert render.edit_kustomization({}, {"images": [spec]})["images"] == [entry]
+
+
+def test_kustomize_edits_replace_merge_and_append() -> None:
+    kust = {
+        "namePrefix": "own-",
+        "images": [{"name": "nginx", "newTag": "1"}],
+        "commonLabels": {"a": "1"},
+        "replicas": [{"name": "web", "count": 1}],
+        "patches": [{"path": "p.yaml"}],
+    }
+    out = render.edit_kustomization(
+        kust,
+        {
+            "namePrefix": "argo-",
+            "images": ["nginx:2"],
+            "commonLabels": {"b": "2"},
+            "replicas": [{"name": "web", "count": 4}],
+            "patches": [{"patch": "x"}],
+        },
+    )
+    assert out["namePrefix"] == "argo-"
+    assert out["images"] == [{"name": "nginx", "newTag": "2"}]
+    assert out["commonLabels"] == {"a": "1", "b": "2"}
+    assert out["replicas"] == [{"name": "web", "count": 4}]
+    assert out["patches"] == [{"path": "p.yaml"}, {"patch": "x"}]
+    assert kust["namePrefix"] == "own-"  # a copy
+    with pytest.raises(RenderError, match="components not supported"):
+        render.edit_kustomization({}, {"components": ["x"]})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("*.yaml", "a.yaml", True),
+        ("*.yaml", "sub/a.yaml", True),  # `*` crosses folders, as Argo's globs
+        ("{a.yaml,b.yaml}", "b.yaml", True),
+        ("{a.yaml,b.yaml}", "c.yaml", False),
+        ("sub/{x,y{1,2}}.yaml", "sub/y2.yaml", True),
+        ("{unclosed", "{unclosed", True),
+    ],
+)
+def test_directory_globs(pattern: str, path: str, matches: bool) -> None:
+    assert render.glob_match(pattern, path) is matches
+
+
+def test_set_values_keep_commas_but_not_lists() -> None:
+    assert render.parameter_args((("a", "x,y", False), ("b", "{1,2}", True))) == [
+        "--set",
+        "a=x\\,y",
+        "--set-string",
+        "b={1,2}",
+    ]
+    assert render.parameter_args((("a", "x\\,y", False),)) == ["--set", "a=x\\,y"]
+
+
+def test_more_reads_names_bases_and_dependencies_outside_the_folder(tmp_path: Path) -> None:
+    tree = write(
+        tmp_path,
+        {
+            "overlay/kustomization.yaml": "resources: [../base, ../../../etc]\n"
+            "patches: [{path: ../patches/p.yaml}]\n",
+            "chart/Chart.yaml": json.dumps(
+                {
+                    "apiVersion": "v2",
+                    "name": "c",
+                    "version": "1",
+                    "dependencies": [
+                        {"name": "lib", "version": "1", "repository": "file://../lib"},
+                        {"name": "r", "version": "1", "repository": "https://x"},
+                    ],
+                }
+            ),
+        },
+    )
+    # Discovery stops at the escaping base (the render refuses it, with its message).
+    assert render.more_reads(tree, Source("overlay")) == ["base"]
+    write(tree, {"overlay/kustomization.yaml": "resources: [../base]\n"})
+    assert render.more_reads(tree, Source("overlay")) == ["base"]
+    assert render.more_reads(tree, Source("chart")) == ["lib"]
+
+    asked: list[tuple[str, ...]] = []
+
+    def checkout(paths: tuple[str, ...]) -> Path:
+        asked.append(paths)
+        if "base" in paths:
+            write(tree, {"base/kustomization.yaml": "resources: [../common]\n"})
+        return tree
+
+    render.checkout_reads(Source("overlay"), checkout)
+    assert asked == [("overlay",), ("overlay", "base"), ("overlay", "base", "common")]
+
+
+def test_kustomize_output_past_the_cap_stops_kustomize(tmp_path: Path) -> None:
+    # A small kustomization whose patch multiplies: each of 100 ConfigMaps gets 20 KB.
+    files = {
+        f"k/cm{i}.yaml": f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{i}\n"
+        for i in range(100)
+    }
+    patch = json.dumps([{"op": "add", "path": "/data", "value": {"big": "x" * 20_000}}])
+    files["k/kustomization.yaml"] = (
+        f"resources: [{', '.join(f'cm{i}.yaml' for i in range(100))}]\n"
+        f"patches:\n- target: {{kind: ConfigMap}}\n  patch: '{patch}'\n"
+    )
+    repo = write(tmp_path, files)
+    kubectl = binary("kubectl")
+    ok = render.render_here(repo, Source("k"), "ns", Path("helm"), kubectl=kubectl)
+    assert len(ok) == 100 and ok[0]["data"]["big"] == "x" * 20_000
+    with pytest.raises(RenderError, match=r"more than the limit of 500000 bytes \(kustomize"):
+        render.render(
+            repo, Source("k"), "ns", Path("helm"), limits=Limits(max_bytes=500_000), kubectl=kubectl
+        )
