@@ -10,6 +10,7 @@ takes its share by comparing, applying nothing. HERD_TEST_SHARD_APPS sets the nu
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from herd_devkit.local.gitrepo import Repo
 from herd_devkit.local.process import free_port
 from herd_devkit.settings import get_settings
 from herd_devkit.stack import Program, Stack
+from herd_operator.sharding import Membership, owner
 
 from .charts import helm, template
 from .helpers import sync_project, wait_for
@@ -307,3 +309,87 @@ def test_the_chart_refuses_bad_sharding_values(bad: str, message: str) -> None:
     )
     assert result.returncode != 0
     assert message in result.stderr
+
+
+# -- the membership alone: rendezvous hashing, joins, self-fencing (an API server of dicts) --
+class Leases:
+    """The Lease calls of CoordinationV1Api over a dict; the renewals of the Leases named in
+    `failing` fail (that replica is cut off from the API server, the others are not)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, client.V1Lease] = {}
+        self.failing: set[str] = set()
+
+    def _check(self, name: str = "") -> None:
+        if name in self.failing:
+            raise client.ApiException(status=503)
+
+    def create_namespaced_lease(self, namespace: str, body: client.V1Lease) -> None:
+        self._check()
+        self.items[body.metadata.name] = body
+
+    def replace_namespaced_lease(self, name: str, namespace: str, body: client.V1Lease) -> None:
+        self._check()
+        self.items[name] = body
+
+    def patch_namespaced_lease(self, name: str, namespace: str, body: dict[str, Any]) -> None:
+        self._check(name)
+        renewed = body["spec"]["renewTime"].replace("Z", "+00:00")
+        self.items[name].spec.renew_time = dt.datetime.fromisoformat(renewed)
+
+    def list_namespaced_lease(self, namespace: str, label_selector: str) -> Any:
+        self._check()
+        return client.V1LeaseList(items=list(self.items.values()))
+
+    def delete_namespaced_lease(self, name: str, namespace: str) -> None:
+        self._check()
+        self.items.pop(name, None)
+
+
+def member(api: Leases, name: str, duration: float = 1.5, renew: float = 0.3) -> Membership:
+    return Membership("herd-system", name, duration, renew, api=lambda: api)  # type: ignore[arg-type, return-value]
+
+
+def test_rendezvous_hashing_moves_only_the_joiners_and_the_leavers_apps() -> None:
+    keys = [f"ns/app-{i}" for i in range(3000)]
+    three = {k: owner(k, ["a", "b", "c"]) for k in keys}
+    assert all(800 <= n <= 1200 for n in Counter(three.values()).values())
+    four = {k: owner(k, ["a", "b", "c", "d"]) for k in keys}
+    moved = [k for k in keys if four[k] != three[k]]
+    assert {four[k] for k in moved} == {"d"} and 600 <= len(moved) <= 900
+    two = {k: owner(k, ["a", "c"]) for k in keys}
+    assert {three[k] for k in keys if two[k] != three[k]} == {"b"}
+
+
+def test_a_joiner_waits_a_lease_duration_and_a_replica_that_cannot_renew_fences_itself() -> None:
+    api = Leases()
+    a = member(api, "a")
+    a.tick()
+    assert a.working() and a.members() == ["a"]
+    assert all(a.mine(f"ns/{i}") for i in range(20))  # alone: at once
+
+    b = member(api, "b")
+    b.tick()
+    a.tick()
+    assert a.members() == b.members() == ["a", "b"]
+    keys = [f"ns/{i}" for i in range(20)]
+    theirs = [k for k in keys if owner(k, ["a", "b"]) == "b"]
+    assert theirs and not any(a.mine(k) or b.mine(k) for k in theirs)  # a stopped, b waits
+
+    def ticked(*members: Membership) -> bool:
+        """Each renews and lists once (their threads' work, by hand here)."""
+        return all(m.tick() for m in members)
+
+    wait_for(lambda: ticked(a, b) and all(b.mine(k) for k in theirs), 5, "b takes its share")
+
+    # a's renewals fail: it stops working before its Lease runs out in b's eyes.
+    api.failing.add("herd-shard-a")
+    wait_for(lambda: ticked(a, b) and not a.working(), 5, "a fenced")
+    api.failing.clear()
+    assert b.members() == ["a", "b"]  # a's Lease is still live: nobody took a's apps yet
+    assert not any(b.mine(k) for k in keys if owner(k, ["a", "b"]) == "a")
+    wait_for(lambda: ticked(b) and b.members() == ["b"], 5, "a's Lease expired")
+    assert all(b.mine(k) for k in keys)  # a left by expiry: at once
+    # a renews again: a joiner, which waits before it takes anything back.
+    a.tick()
+    assert a.members() == ["a", "b"] and not any(a.mine(k) for k in keys)

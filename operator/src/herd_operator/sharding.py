@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import os
 import secrets
 import socket
@@ -170,11 +171,19 @@ class Membership:
             log.exception("renewing lease %s", self._name)
         else:
             self._fence_at = sent + self.duration - self.renew
-        leases = self._api().list_namespaced_lease(self.namespace, label_selector=LABEL).items
+        try:
+            leases = self._api().list_namespaced_lease(self.namespace, label_selector=LABEL).items
+        except Exception:
+            # The others as last seen; this replica drops out of them once it is fenced.
+            log.exception("listing shard leases")
+            leases = None
         now = dt.datetime.now(dt.UTC)
         live: list[str] = []
         next_expiry = self.renew
-        for lease in leases:
+        if leases is None:
+            live = [m for m in self._members if m != self.identity]
+            next_expiry = min(1.0, self.renew)
+        for lease in leases or []:
             spec = lease.spec
             holder = spec.holder_identity if spec else None
             renewed = spec.renew_time if spec else None
@@ -222,7 +231,8 @@ class Membership:
             metadata=client.V1ObjectMeta(name=self._name, labels={LABEL: "true"}),
             spec=client.V1LeaseSpec(
                 holder_identity=self.identity,
-                lease_duration_seconds=max(1, int(self.duration)),
+                # Rounded up: the Lease may outlast the fence, never the other way round.
+                lease_duration_seconds=math.ceil(self.duration),
                 renew_time=now,
             ),
         )
