@@ -326,7 +326,7 @@ class Leases:
 
     def create_namespaced_lease(self, namespace: str, body: client.V1Lease) -> None:
         self._check()
-        self.items[body.metadata.name] = body
+        self.items[str(body.metadata.name)] = body  # type: ignore[union-attr]
 
     def replace_namespaced_lease(self, name: str, namespace: str, body: client.V1Lease) -> None:
         self._check()
@@ -335,7 +335,7 @@ class Leases:
     def patch_namespaced_lease(self, name: str, namespace: str, body: dict[str, Any]) -> None:
         self._check(name)
         renewed = body["spec"]["renewTime"].replace("Z", "+00:00")
-        self.items[name].spec.renew_time = dt.datetime.fromisoformat(renewed)
+        self.items[name].spec.renew_time = dt.datetime.fromisoformat(renewed)  # type: ignore[union-attr]
 
     def list_namespaced_lease(self, namespace: str, label_selector: str) -> Any:
         self._check()
@@ -347,7 +347,7 @@ class Leases:
 
 
 def member(api: Leases, name: str, duration: float = 1.5, renew: float = 0.3) -> Membership:
-    return Membership("herd-system", name, duration, renew, api=lambda: api)  # type: ignore[arg-type, return-value]
+    return Membership("herd-system", name, duration, renew, api=lambda: api)
 
 
 def test_rendezvous_hashing_moves_only_the_joiners_and_the_leavers_apps() -> None:
