@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from kubernetes.client import V1ConfigMap, V1ObjectMeta, V1OwnerReference
 from kubernetes.client.exceptions import ApiException
 from moto import mock_aws
 
 from herd_api.claims import Claims
+from herd_api.kubeapi import KubeApi
 from herd_api.tenants import TenantStore, tenant_body
 from herd_devkit.settings import Settings
 
@@ -48,11 +48,11 @@ class FakeTenantStore(TenantStore):
         self.up = True
         self._uids = itertools.count(1)
 
-    def get(self, slug: str) -> dict[str, Any] | None:
+    async def get(self, slug: str) -> dict[str, Any] | None:
         obj = self.objects.get(slug)
         return copy.deepcopy(obj) if obj else None
 
-    def create(self, spec: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+    async def create(self, spec: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
         if spec["slug"] in self.objects:
             raise ApiException(status=409, reason="AlreadyExists")
         body = tenant_body(spec, idempotency_key)
@@ -64,7 +64,7 @@ class FakeTenantStore(TenantStore):
         self.objects[spec["slug"]] = body
         return copy.deepcopy(body)
 
-    def list(
+    async def list(
         self, limit: int, continue_: str | None, phase: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         def phase_of(name: str) -> str:
@@ -79,78 +79,70 @@ class FakeTenantStore(TenantStore):
         more = start + limit < len(names)
         return [copy.deepcopy(self.objects[n]) for n in page], str(start + limit) if more else None
 
-    def delete(self, slug: str) -> bool:
+    async def delete(self, slug: str) -> bool:
         return self.objects.pop(slug, None) is not None
 
-    def events(self, slug: str, limit: int = 20) -> list[dict[str, Any]]:
+    async def events(self, slug: str, limit: int = 20) -> list[dict[str, Any]]:
         return []
 
-    def reachable(self) -> bool:
+    async def reachable(self) -> bool:
         return self.up
 
 
-class FakeConfigMaps:
-    """The ConfigMap calls signup claims make, with the API server's answers: 409 on a taken
-    name or a stale resourceVersion, 404 on a missing one."""
+class FakeConfigMaps(KubeApi):
+    """The ConfigMap calls signup claims make (herd_api.kubeapi's), with the API server's
+    answers: 409 on a taken name or a stale resourceVersion, 404 on a missing one."""
 
     def __init__(self) -> None:
-        self.items: dict[str, V1ConfigMap] = {}
+        self.items: dict[str, dict[str, Any]] = {}
         self._versions = itertools.count(1)
 
-    def _model(self, body: dict[str, Any], created: dt.datetime | None = None) -> V1ConfigMap:
-        meta = body["metadata"]
-        owners = [
-            V1OwnerReference(
-                api_version=o["apiVersion"], kind=o["kind"], name=o["name"], uid=o["uid"]
-            )
-            for o in meta.get("ownerReferences") or []
-        ]
-        return V1ConfigMap(
-            data=dict(body.get("data") or {}),
-            metadata=V1ObjectMeta(
-                name=meta["name"],
-                resource_version=str(next(self._versions)),
-                creation_timestamp=created or dt.datetime.now(dt.UTC),
-                owner_references=owners or None,
-            ),
-        )
+    def _stored(self, body: dict[str, Any], created: str | None = None) -> dict[str, Any]:
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        meta = {
+            **copy.deepcopy(body["metadata"]),
+            "resourceVersion": str(next(self._versions)),
+            "creationTimestamp": created or now,
+        }
+        return {"metadata": meta, "data": dict(body.get("data") or {})}
 
-    def _current(self, name: str) -> V1ConfigMap:
+    @staticmethod
+    def _name(path: str) -> str:
+        return path.rsplit("/", 1)[-1]
+
+    def _current(self, name: str) -> dict[str, Any]:
         if name not in self.items:
             raise ApiException(status=404, reason="NotFound")
         return self.items[name]
 
-    def read_namespaced_config_map(self, name: str, namespace: str) -> V1ConfigMap:
-        return copy.deepcopy(self._current(name))
+    async def get(self, path: str, query: Any = None) -> dict[str, Any] | None:
+        found = self.items.get(self._name(path))
+        return copy.deepcopy(found) if found else None
 
-    def create_namespaced_config_map(self, namespace: str, body: dict[str, Any]) -> None:
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         if body["metadata"]["name"] in self.items:
             raise ApiException(status=409, reason="AlreadyExists")
-        self.items[body["metadata"]["name"]] = self._model(body)
+        self.items[body["metadata"]["name"]] = self._stored(body)
+        return copy.deepcopy(self.items[body["metadata"]["name"]])
 
-    def replace_namespaced_config_map(
-        self, name: str, namespace: str, body: dict[str, Any]
-    ) -> None:
-        current = self._current(name)
-        if body["metadata"].get("resourceVersion") != current.metadata.resource_version:
-            raise ApiException(status=409, reason="Conflict")
-        self.items[name] = self._model(body)
+    async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        current = self._current(self._name(path))
+        meta = {**current["metadata"], **body["metadata"]}
+        self.items[meta["name"]] = self._stored(
+            {"metadata": meta, "data": current["data"]}, current["metadata"]["creationTimestamp"]
+        )
+        return copy.deepcopy(self.items[meta["name"]])
 
-    def patch_namespaced_config_map(self, name: str, namespace: str, body: dict[str, Any]) -> None:
-        current = self._current(name)
-        data = {"metadata": {"name": name, **body["metadata"]}, "data": current.data}
-        self.items[name] = self._model(data, current.metadata.creation_timestamp)
-
-    def delete_namespaced_config_map(self, name: str, namespace: str, body: Any = None) -> None:
-        current = self._current(name)
-        wanted = body.preconditions.resource_version if body and body.preconditions else None
-        if wanted and wanted != current.metadata.resource_version:
+    async def delete(self, path: str, resource_version: str | None = None) -> bool:
+        name = self._name(path)
+        if name not in self.items:
+            return False
+        if resource_version and resource_version != self.items[name]["metadata"]["resourceVersion"]:
             raise ApiException(status=409, reason="Conflict")
         del self.items[name]
+        return True
 
 
 def fake_claims(namespace: str = "tenants", ttl: float = 60) -> Claims:
     """Signup claims on FakeConfigMaps."""
-    claims = Claims(namespace, ttl)
-    claims.api = FakeConfigMaps()  # type: ignore[assignment]
-    return claims
+    return Claims(namespace, ttl, FakeConfigMaps())

@@ -101,3 +101,75 @@ def test_a_token_made_or_changed_without_the_key_is_refused() -> None:
     assert "unit-test" not in repr(tokens)
     with pytest.raises(ValueError):
         SignupTokens("short", 86_400)
+
+
+def test_the_kubernetes_client_speaks_as_its_configuration_and_renews_a_rejected_token() -> None:
+    """herd_api.kubeapi against a small HTTP server on loopback: the configuration's bearer
+    token on every request, asked again (not per request) after a 401 and the request tried
+    once more; 404 is None for a read, another error an ApiException, no answer status 0."""
+    import asyncio
+
+    from aiohttp import web
+    from kubernetes.client import Configuration
+    from kubernetes.client.exceptions import ApiException
+
+    from herd_api.kubeapi import MERGE_PATCH, KubeApi
+
+    seen: list[tuple[str, str, str | None, str]] = []
+    valid = {"Bearer second"}
+
+    async def handle(request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        seen.append((request.method, request.path, auth, request.content_type))
+        if auth not in valid:
+            return web.json_response({"kind": "Status"}, status=401)
+        if request.path.endswith("/missing"):
+            return web.json_response({"kind": "Status"}, status=404)
+        if request.path.endswith("/taken"):
+            return web.json_response({"kind": "Status", "reason": "AlreadyExists"}, status=409)
+        return web.json_response({"path": request.path, "body": await request.text()})
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        tokens = iter(["first", "second", "third"])
+        asked: list[str] = []
+
+        def refresh(cfg: Configuration) -> None:  # as a kubeconfig's or token file's hook
+            asked.append(cfg.api_key["authorization"])
+            cfg.api_key["authorization"] = next(tokens)
+
+        cfg = Configuration(host=f"http://127.0.0.1:{port}")
+        cfg.api_key = {"authorization": "none"}
+        cfg.api_key_prefix = {"authorization": "Bearer"}
+        cfg.refresh_api_key_hook = refresh
+        kube = KubeApi(cfg)
+        try:
+            # "first" is refused: asked again, "second" goes through; then kept.
+            assert (await kube.get("/api/v1/x"))["path"] == "/api/v1/x"  # type: ignore[index]
+            assert await kube.get("/api/v1/missing") is None
+            patched = await kube.merge_patch("/api/v1/x", {"a": 1})
+            assert patched["body"] == '{"a":1}'
+            with pytest.raises(ApiException) as refused:
+                await kube.create("/api/v1/taken", {})
+            assert refused.value.status == 409 and "AlreadyExists" in str(refused.value.body)
+        finally:
+            await kube.close()
+            await runner.cleanup()
+        assert len(asked) == 2  # once at first, once after the 401: not per request
+        assert [a for _, _, a, _ in seen] == ["Bearer first"] + ["Bearer second"] * 4
+        assert seen[3][3] == MERGE_PATCH
+        gone = KubeApi(cfg)
+        try:
+            with pytest.raises(ApiException) as unanswered:
+                await gone.get("/api/v1/x")
+            assert unanswered.value.status == 0
+        finally:
+            await gone.close()
+
+    asyncio.run(scenario())
