@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import kopf
@@ -50,6 +50,13 @@ SYNCS = Counter("herd_application_syncs", "Syncs (applies) of an Application her
 MEMBERS = Gauge("herd_shard_members", "Live replicas as this one sees them")
 WORKING = Gauge("herd_shard_working", "1 while this replica works on the apps it owns")
 OWNED = Gauge("herd_shard_applications", "Applications this replica owns")
+
+
+def forget(app: str) -> None:
+    """A deleted app's series go with it (the label set grows with the apps, not forever)."""
+    for metric in (RECONCILES, SYNCS):
+        with suppress(KeyError):
+            metric.remove(app)
 
 
 class Fenced(Exception):

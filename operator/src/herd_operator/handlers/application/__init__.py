@@ -218,6 +218,7 @@ def gone(body: kopf.Body, **_: Any) -> None:
         _engine.forget(f"{body['metadata']['namespace']}/{body['metadata']['name']}")
     if _diffbase is not None:
         _diffbase.forget(body["metadata"].get("uid", ""))
+    sharding.forget(f"{body['metadata']['namespace']}/{body['metadata']['name']}")
 
 
 def wake(app_id: str) -> None:
