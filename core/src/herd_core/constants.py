@@ -20,6 +20,9 @@ WAKE_ANNOTATION = "wake.herd-itt.com/child"
 # operator never writes it).
 WORKER_MANAGER = "herd-worker"
 WELCOME_EMAIL_SENT = "WelcomeEmailSent"
+# Set (any value) on a Tenant whose welcome email SES refused (the sandbox): the operator
+# queues it again. Not under GROUP, for the reason WAKE_ANNOTATION is not.
+RESEND_WELCOME_ANNOTATION = "resend.herd-itt.com/welcome-email"
 
 # GitOps: Projects, the cascade-delete finalizers (ours and Argo's), repository Secrets.
 PROJECTS = "projects"

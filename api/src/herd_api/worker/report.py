@@ -13,7 +13,7 @@ import datetime as dt
 
 from kubernetes.client.exceptions import ApiException
 
-from herd_core import kube
+from herd_core import kube, sandbox
 from herd_core.constants import API_VERSION, GROUP, VERSION, WELCOME_EMAIL_SENT, WORKER_MANAGER
 from herd_core.emailjobs import Report
 
@@ -41,9 +41,38 @@ def body(report: Report, message_id: str, sent_at: float) -> dict[str, object]:
     }
 
 
+def refused_body(report: Report, to: str, at: float) -> dict[str, object]:
+    """SES refused the email in its sandbox (herd_core.sandbox): the condition says so."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Tenant",
+        "metadata": {"name": report.name, "namespace": report.namespace, "uid": report.uid},
+        "status": {
+            "conditions": [
+                {
+                    "type": WELCOME_EMAIL_SENT,
+                    "status": "False",
+                    "reason": sandbox.REASON,
+                    "message": sandbox.message(to),
+                    "lastTransitionTime": _time(at),
+                }
+            ],
+        },
+    }
+
+
 def delivered(report: Report, message_id: str, sent_at: float) -> bool:
     """Record the delivery; False when the Tenant is gone or is another one by now.
     Raises on other API errors (403, 5xx): the caller retries the report, not the email."""
+    return _apply(report, body(report, message_id, sent_at))
+
+
+def refused(report: Report, to: str, at: float) -> bool:
+    """Record that SES refused the email in its sandbox; as `delivered` otherwise."""
+    return _apply(report, refused_body(report, to, at))
+
+
+def _apply(report: Report, status: dict[str, object]) -> bool:
     try:
         kube.custom().patch_namespaced_custom_object_status(
             GROUP,
@@ -51,7 +80,7 @@ def delivered(report: Report, message_id: str, sent_at: float) -> bool:
             report.namespace,
             TENANTS,
             report.name,
-            body(report, message_id, sent_at),
+            status,
             field_manager=WORKER_MANAGER,
             force=True,
             _content_type="application/apply-patch+yaml",

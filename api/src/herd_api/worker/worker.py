@@ -16,7 +16,8 @@
   exponential backoff; after the queue's maxReceiveCount SQS moves it to the dead-letter
   queue (its depth is a metric, and the chart alerts on it). A message that does not parse
   is such a poison message too. A failed status report is retried by redelivery: the claim
-  then says `sent`, so only the report runs again, never the email.
+  then says `sent`, so only the report runs again, never the email. SES's sandbox refusing
+  an address (herd_core.sandbox) is no failure to retry: the Tenant says so, once.
 - Concurrency: the messages of a batch are handled up to `worker_concurrency` at once (each
   mostly waits on DynamoDB, SES and the API server), deliveries of one job in turn; claims,
   the budget and the error boundary are per message, so nothing else changes.
@@ -45,7 +46,7 @@ from herd_api.core.config import Settings
 from herd_api.worker import queue, report
 from herd_api.worker.budget import SharedBudget
 from herd_api.worker.claims import Claims
-from herd_core import aws, kube
+from herd_core import aws, kube, sandbox
 from herd_core.emailjobs import EmailJob, Report, mask_email
 from herd_core.ses import SES, Sender, outcome_unknown
 
@@ -217,6 +218,18 @@ class Worker:
                     self.settings.email_sender, job.to, job.template, data
                 )
             except (ClientError, BotoCoreError) as err:
+                if sandbox.refused(err):  # no retry mends it: the Tenant says why, once
+                    FAILED.labels("sandbox").inc()
+                    log.warning(
+                        "SES sandbox refused job %s to %s", job.idempotency_key, mask_email(job.to)
+                    )
+                    hold.let_go()
+                    self.claims.release(job.idempotency_key, claim.token)
+                    if job.report and not self._report(job.report, "", stamp, refused=job.to):
+                        self._retry_later(receipt, receives)  # the report only: SES refuses again
+                        return
+                    self._delete(receipt)
+                    return
                 FAILED.labels("ses").inc()
                 unknown = outcome_unknown(err)
                 if unknown:
@@ -266,10 +279,14 @@ class Worker:
             )
         return data
 
-    def _report(self, target: Report, message_id: str, sent_at: float) -> bool:
-        """True when reported (or nothing to report to any more); False: retry later."""
+    def _report(self, target: Report, message_id: str, sent_at: float, refused: str = "") -> bool:
+        """True when reported (or nothing to report to any more); False: retry later.
+        `refused`: the address SES refused in its sandbox, reported instead of a delivery."""
         try:
-            report.delivered(target, message_id, sent_at)
+            if refused:
+                report.refused(target, refused, sent_at)
+            else:
+                report.delivered(target, message_id, sent_at)
         except Exception as err:  # 403/5xx/network: only the report is retried
             REPORTS_FAILED.inc()
             log.warning("status report for %s/%s failed: %s", target.namespace, target.name, err)

@@ -98,6 +98,14 @@ class WelcomeEmail(Status):
     queuedAt: Timestamp | None = None
     sentAt: Timestamp | None = None
     messageId: str | None = None
+    resendOf: str | None = Field(
+        None,
+        description=(
+            "The resend.herd-itt.com/welcome-email annotation value the email was last "
+            "queued again for (after SES refused it in its sandbox): one resend per value."
+        ),
+        max_length=253,
+    )
 
 
 class Logo(Status):

@@ -23,7 +23,10 @@ no burst.
 Rates are checked as a request arrives, before moto's lock (`rated`); counts and sends read
 moto's state, so under it (`counted`). Every refusal is counted by service, operation, code
 and what was reached (rate, count, daily or sandbox): `GET /_herd/refusals` answers the
-counts (a bench's "throttles the operator saw").
+counts (a bench's "throttles the operator saw"). `POST /_herd/sandbox` `{"sandbox": bool,
+"quotas": {...}}` moves the account into or out of the SES sandbox while it runs, as AWS's
+grant of production access does, and (given) replaces HERD_AWS_QUOTAS' figures; it answers
+the state before, to restore (a test of the sandbox on a running stack).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ PRODUCTION_SEND_RATE = 14.0
 SIMULATOR = "@simulator.amazonses.com"  # SES's mailbox simulator: allowed in the sandbox
 DAY = 86_400.0
 REFUSALS_PATH = "/_herd/refusals"
+SANDBOX_PATH = "/_herd/sandbox"
 _accounts: dict[str, str] = {}  # access key id -> moto's account (the default one for any key)
 
 
@@ -159,6 +163,8 @@ class Front:
         def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             if environ.get("PATH_INFO") == REFUSALS_PATH:
                 return self._refusals(start_response)
+            if environ.get("PATH_INFO") == SANDBOX_PATH and environ["REQUEST_METHOD"] == "POST":
+                return self._set_sandbox(environ, start_response)
             request = Request(environ, self.default_region)
             refused = self._over_rate(request) if request.operation else None
             if refused is not None:
@@ -290,6 +296,20 @@ class Front:
                 for (s, o, c, r), n in sorted(self.refused.items())
             ]
         return _respond(start_response, "200 OK", "application/json", json.dumps(rows))
+
+    def _set_sandbox(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+        wanted, figures = body.get("sandbox"), body.get("quotas", self.overrides)
+        if not isinstance(wanted, bool) or not isinstance(figures, dict):
+            text = "sandbox: bool; quotas: {key: figure}"
+            return _respond(start_response, "400 Bad Request", "text/plain", text)
+        with self._lock:
+            before = {"sandbox": self.sandbox, "quotas": self.overrides}
+            self.sandbox, self.overrides = wanted, {k: float(v) for k, v in figures.items()}
+        return _respond(start_response, "200 OK", "application/json", json.dumps(before))
 
     def _sent_since(self, where: tuple[str, str], now: float) -> int:
         sent = self._sent.setdefault(where, deque())

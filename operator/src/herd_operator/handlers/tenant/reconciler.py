@@ -23,9 +23,15 @@ from typing import Any, cast
 
 from kubernetes.client.exceptions import ApiException
 
-from herd_core import aws, emailjobs, kube
+from herd_core import aws, emailjobs, kube, sandbox
 from herd_core import conditions as cond
-from herd_core.constants import API_VERSION, FINALIZER, GROUP
+from herd_core.constants import (
+    API_VERSION,
+    FINALIZER,
+    GROUP,
+    RESEND_WELCOME_ANNOTATION,
+    WELCOME_EMAIL_SENT,
+)
 from herd_core.errors import (
     AlreadyExists,
     InvalidSpec,
@@ -451,8 +457,21 @@ def welcome_template(obj: Object, settings: Settings) -> str:
     return found
 
 
+def resend_of(obj: Object) -> str | None:
+    """The RESEND_WELCOME_ANNOTATION value to queue the welcome email again for: set, not
+    yet acted on, and SES refused the email in its sandbox (herd_core.sandbox). One
+    re-queue per value, so a reconcile that finds it acted on queues nothing."""
+    wanted = (obj.body["metadata"].get("annotations") or {}).get(RESEND_WELCOME_ANNOTATION)
+    refused = cond.get(obj.status.get("conditions"), WELCOME_EMAIL_SENT) or {}
+    done = (obj.status.get("welcomeEmail") or {}).get("resendOf")
+    if wanted is None or str(wanted)[:253] == done or refused.get("reason") != sandbox.REASON:
+        return None
+    return str(wanted)[:253]  # the status field's bound; a value is rarely that long
+
+
 def ensure_welcome_email(obj: Object, settings: Settings) -> None:
-    if (obj.status.get("welcomeEmail") or {}).get("queuedAt"):
+    resend = resend_of(obj)
+    if (obj.status.get("welcomeEmail") or {}).get("queuedAt") and resend is None:
         return
     if not settings.email_queue_url:
         raise InvalidSpec("the operator has no email queue (HERD_EMAIL_QUEUE_URL)")
@@ -470,11 +489,17 @@ def ensure_welcome_email(obj: Object, settings: Settings) -> None:
         report=emailjobs.Report(namespace=obj.namespace, name=obj.name, uid=obj.uid),
     )
     emailjobs.enqueue(aws.shared("sqs", settings), settings.email_queue_url, job)
-    # A crash right here re-enqueues on restart: same key, so the worker sends once.
+    # A crash right here re-enqueues on restart: same key, so the worker sends once (a
+    # refused job's claim was released, so its resend is that once).
     # (Merge patch: the worker's sentAt/messageId beside queuedAt are kept.)
-    obj.patch_status(welcomeEmail={"queuedAt": cond.now()})
-    _step(obj, EMAIL, True, "Queued", "welcome email queued")
-    obj.event("WelcomeEmailQueued", "welcome email queued")
+    if resend is None:
+        obj.patch_status(welcomeEmail={"queuedAt": cond.now()})
+        _step(obj, EMAIL, True, "Queued", "welcome email queued")
+        obj.event("WelcomeEmailQueued", "welcome email queued")
+        return
+    obj.patch_status(welcomeEmail={"queuedAt": cond.now(), "resendOf": resend})
+    _step(obj, EMAIL, True, "Queued", "welcome email queued again (refused in the SES sandbox)")
+    obj.event("WelcomeEmailQueued", "welcome email queued again after the SES sandbox refused it")
 
 
 def delete(obj: Object, settings: Settings) -> None:
