@@ -32,6 +32,16 @@ SQS_QUOTAS = (
 )
 SERVICE_QUOTAS = "https://console.aws.amazon.com/servicequotas/home/services/{service}/quotas"
 SES_PRODUCTION_ACCESS = "https://docs.aws.amazon.com/ses/latest/dg/request-production-access.html"
+# CloudWatch's usage metrics: a quota with one can have an alarm on its share used
+# (SERVICE_QUOTA(m1) is the quota's applied value). Cognito publishes CallCount per API
+# category (not per user pool, and nothing for its resource counts); SES and SQS publish
+# none for the quotas here.
+USAGE_NAMESPACE = "AWS/Usage"
+USAGE_ALARMS = (
+    "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/"
+    "CloudWatch-Quotas-Visualize-Alarms.html"
+)
+COGNITO_USAGE = f"{COGNITO_QUOTAS}#track-quota-usage"
 
 # Cognito's answers (JSON protocol, HTTP 400). The API reference documents the codes with
 # these descriptions; "Rate exceeded" is the message Cognito's throttling carries.
@@ -79,6 +89,9 @@ class Quota:
     per_pool: float | None = None
     enforced: bool = True  # False: listed for the record, not held by the local AWS
     note: str = ""
+    # CloudWatch's usage metric of it (namespace USAGE_NAMESPACE): its name and dimensions;
+    # None where AWS publishes none.
+    usage: tuple[str, tuple[tuple[str, str], ...]] | None = None
 
     @property
     def raise_how(self) -> str:
@@ -107,6 +120,12 @@ def _cognito_category(
         source=f"{COGNITO_QUOTAS}#category_operations",
         operations=operations,
         per_pool=5.0 if per_pool else None,
+        # The account's calls of the category (Cognito's usage metrics: CallCount by
+        # category, the Class dimension unused), the per-pool figure not covered.
+        usage=(
+            "CallCount",
+            (("Service", "Cognito User Pools"), ("Type", "API"), ("Resource", category)),
+        ),
     )
 
 
@@ -350,6 +369,12 @@ SANDBOX_SOURCE = f"{SES_QUOTAS} ; {SES_PRODUCTION_ACCESS}"
 def counts() -> Iterator[Quota]:
     """The resource quotas (those that can run out), in table order."""
     return (q for q in _TABLE if q.kind == "count")
+
+
+def can_run_out() -> Iterator[Quota]:
+    """The quotas a growing platform uses up (resource counts, the daily sending quota) and
+    the request rates a burst of signups does: the ones to alarm on before they are reached."""
+    return (q for q in _TABLE if q.kind in ("count", "daily") or q.usage is not None)
 
 
 def rates_of(service: str, operation: str) -> list[Quota]:

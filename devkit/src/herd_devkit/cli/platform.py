@@ -182,7 +182,8 @@ def aws_bootstrap(
     ),
 ) -> None:
     """Create (idempotently) the user pool, SES sender, email queue + DLQ, jobs table and,
-    with --env, the billing alarm."""
+    with --env, the billing alarm and an alarm at 80% of each AWS quota with a usage
+    metric (the quotas without one are named on stderr)."""
     threshold = None
     if env is not None:
         from herd_devkit.cost import config  # not at the top: the operator never loads it
@@ -195,5 +196,12 @@ def aws_bootstrap(
             threshold = config.load(Path.cwd(), env).billing_alarm.threshold_usd
         except config.ConfigError as err:
             raise typer.BadParameter(str(err), param_hint="--env") from err
-    resources = bootstrap.bootstrap(get_settings(), billing_threshold=threshold)
-    console.print_json(json.dumps(resources.as_dict()))
+    resources = bootstrap.bootstrap(
+        get_settings(), billing_threshold=threshold, quota_alarms=env is not None
+    )
+    console.print_json(json.dumps(resources.as_dict()))  # stdout: JSON only (scripts read it)
+    notes = Console(stderr=True)
+    for name in resources.quota_alarms:
+        notes.print(f"[green]✓[/] alarm {name} at {bootstrap.QUOTA_ALARM_PERCENT:.0f}%")
+    for key, instead in resources.quotas_without_usage_metric:
+        notes.print(f"[yellow]![/] {key}: no alarm ({instead})")

@@ -3,8 +3,9 @@
 User pool (with the `admins` group, a `custom:tenant` attribute and the app clients
 `herd-admin` and `herd-tenants`, the one every Tenant without callback URLs signs in with), a
 verified SES sender, the email queue with its dead-letter queue, the email-jobs idempotency
-table, the logo buckets with their thumbnail queue (`logos.py`) and, given a threshold, a
-billing alarm. Names carry the environment's prefix, so dev and prod can share one moto.
+table, the logo buckets with their thumbnail queue (`logos.py`) and, for an environment
+(`--env`), a billing alarm and an alarm at 80% of each AWS quota that has a usage metric
+(`quota_alarms`). Names carry the environment's prefix, so dev and prod can share one moto.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from herd_core import aws
+from herd_core import aws, quotas
 from herd_core.constants import ADMIN_CLIENT_READ_ATTRIBUTES, ADMIN_CLIENT_WRITE_ATTRIBUTES
 from herd_devkit.local import logos
 from herd_devkit.settings import Settings
@@ -24,6 +25,8 @@ MAX_RECEIVES = 5  # deliveries before a poison email job lands in the DLQ
 # AWS publishes EstimatedCharges only in us-east-1, whatever region the account runs in.
 BILLING_REGION = "us-east-1"
 BILLING_PERIOD = 21600  # seconds: the metric is updated a few times a day
+QUOTA_ALARM_PERCENT = 80.0
+USAGE_PERIOD = 60  # seconds: AWS/Usage metrics are collected every minute
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ class Environment:
     billing_alarm: str = ""  # the alarm's name; empty when bootstrapped without a threshold
     # The app client every Tenant without callback URLs signs in with (docs/tenant-model.md).
     shared_client_id: str = ""
+    # With an environment: the alarms at QUOTA_ALARM_PERCENT of a quota, and the quotas that
+    # can run out but have no usage metric to alarm on (key: what to watch instead).
+    quota_alarms: tuple[str, ...] = ()
+    quotas_without_usage_metric: tuple[tuple[str, str], ...] = ()
 
     def env(self) -> dict[str, str]:
         """As the HERD_* variables the operator, API and worker read."""
@@ -62,12 +69,18 @@ class Environment:
         return asdict(self)
 
 
-def bootstrap(settings: Settings, billing_threshold: float | None = None) -> Environment:
-    """`billing_threshold` (USD, the environment's clusters/<env>/cost.yaml) adds the alarm."""
+def bootstrap(
+    settings: Settings, billing_threshold: float | None = None, quota_alarms: bool = False
+) -> Environment:
+    """`billing_threshold` (USD, the environment's clusters/<env>/cost.yaml) adds the billing
+    alarm; `quota_alarms` the quotas' (`quota_alarms()`)."""
     prefix = settings.aws_name_prefix
     pool = user_pool(settings, f"{prefix}herd-platform")
     clients = _clients(settings, pool)
+    alarms, unwatched = _quota_alarms(settings, prefix) if quota_alarms else ((), ())
     return Environment(
+        quota_alarms=alarms,
+        quotas_without_usage_metric=unwatched,
         user_pool_id=pool,
         admin_client_id=_app_client(settings, pool, clients, ADMIN_CLIENT),
         shared_client_id=_app_client(settings, pool, clients, SHARED_CLIENT),
@@ -224,3 +237,73 @@ def _billing_alarm(settings: Settings, name: str, threshold: float) -> str:
         AlarmActions=[topic],
     )
     return name
+
+
+def quota_alarm_name(prefix: str, quota: quotas.Quota) -> str:
+    return f"{prefix}herd-quota-{quota.key}"
+
+
+def _quota_alarms(
+    settings: Settings, prefix: str
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """An alarm at QUOTA_ALARM_PERCENT of each quota that can run out and has a usage
+    metric (quotas.can_run_out), notifying the SNS topic `<prefix>herd-quotas`: the share
+    used is metric math over the usage metric and SERVICE_QUOTA(m1), the quota's applied
+    value (a raised quota needs no change here). PutMetricAlarm replaces an alarm of that
+    name, so a rerun is idempotent. The quotas without a usage metric are returned with what
+    watches them instead."""
+    topic = aws.client("sns", settings).create_topic(Name=f"{prefix}herd-quotas")["TopicArn"]
+    cloudwatch = aws.client("cloudwatch", settings)
+    made: list[str] = []
+    unwatched: list[tuple[str, str]] = []
+    for quota in quotas.can_run_out():
+        if quota.usage is None:
+            unwatched.append((quota.key, _watch_instead(quota)))
+            continue
+        metric, dimensions = quota.usage
+        name = quota_alarm_name(prefix, quota)
+        # A rate quota is per second, its usage metric a count per minute: the share is the
+        # per-second average over the minute.
+        per = f"/{USAGE_PERIOD}" if quota.kind == "rate" else ""
+        cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            AlarmDescription=(
+                f"{quota.name} ({quota.scope}) at {QUOTA_ALARM_PERCENT:.0f}% of its quota; "
+                f"{quota.raise_how}"
+            ),
+            Metrics=[
+                {
+                    "Id": "m1",
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": quotas.USAGE_NAMESPACE,
+                            "MetricName": metric,
+                            "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions],
+                        },
+                        "Period": USAGE_PERIOD,
+                        "Stat": "Sum",
+                    },
+                    "ReturnData": False,
+                },
+                {
+                    "Id": "e1",
+                    "Expression": f"(m1{per})/SERVICE_QUOTA(m1)*100",
+                    "Label": f"% of {quota.name}",
+                    "ReturnData": True,
+                },
+            ],
+            EvaluationPeriods=1,
+            Threshold=QUOTA_ALARM_PERCENT,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            TreatMissingData="notBreaching",  # no calls in a minute: none used
+            AlarmActions=[topic],
+        )
+        made.append(name)
+    return tuple(made), tuple(unwatched)
+
+
+def _watch_instead(quota: quotas.Quota) -> str:
+    """What shows a quota's headroom where CloudWatch has no usage metric for it."""
+    if quota.key in ("cognito.app_clients_per_user_pool", "ses.templates_per_region"):
+        return "no usage metric: the operator's herd_aws_quota_used / herd_aws_quota_limit"
+    return "no usage metric: herd aws quotas --env ENV (exit 1 at 80%)"
