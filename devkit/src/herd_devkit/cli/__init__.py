@@ -6,11 +6,21 @@ from __future__ import annotations
 import typer
 
 from herd_devkit.cli import app as app_cli
-from herd_devkit.cli import bootstrap, cluster, cost, manifests, platform, quotas, validate
+from herd_devkit.cli import (
+    bootstrap,
+    cluster,
+    cost,
+    manifests,
+    platform,
+    quotas,
+    repo,
+    validate,
+)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(cluster.app, name="cluster")
+    app_cli.app.add_typer(repo.app, name="repo")
     app.add_typer(app_cli.app, name="app")
     app.command("promote")(app_cli.promote)
     platform.aws_app.command("quotas")(quotas.aws_quotas)

@@ -28,7 +28,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 
 from herd_core.constants import GROUP, VERSION
-from herd_devkit.local import admin, bootstrap, identity
+from herd_devkit.local import admin, bootstrap, identity, repos
 from herd_devkit.local.controlplane import ControlPlane
 from herd_devkit.local.gitops import (
     OPERATOR_NAMESPACE,
@@ -107,7 +107,9 @@ class Platform:
         say(f"moto (AWS) at {moto.url}")
         origin = self.origin()
         out["HERD_ORIGIN_REPO"] = origin.url
-        out["HERD_GIT_URL_REWRITES"] = json.dumps(url_rewrites(origin))
+        # Your own repositories (`herd app repo add`) beside the seeded origin.
+        rewrites = {**repos.rewrites(self.state), **url_rewrites(origin)}
+        out["HERD_GIT_URL_REWRITES"] = json.dumps(rewrites, sort_keys=True)
         say(f"origin repository {origin.origin} (dev and main)")
         resources: dict[str, bootstrap.Environment] = {}
         for env in ENVIRONMENTS:
@@ -119,7 +121,12 @@ class Platform:
                 admin.seed(aws, resources[env].user_pool_id, self.state)
             operator = self.service(f"operator-{env}")
             webhook = free_port()
-            against = {"server": cp.server, "moto": moto.url}
+            # A changed map of repositories restarts the operators with it.
+            against = {
+                "server": cp.server,
+                "moto": moto.url,
+                "rewrites": out["HERD_GIT_URL_REWRITES"],
+            }
             if not self._current(operator, against):
                 # As `make bootstrap` on EKS: the operator chart gives the operator its identity,
                 # once; from then on git keeps it.
