@@ -143,3 +143,20 @@ def test_kustomize_output_past_the_cap_stops_kustomize(tmp_path: Path) -> None:
         render.render(
             repo, Source("k"), "ns", Path("helm"), limits=Limits(max_bytes=500_000), kubectl=kubectl
         )
+
+
+def test_kustomize_runs_no_exec_function(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    repo = write(
+        tmp_path,
+        {
+            "k/kustomization.yaml": "resources: [cm.yaml]\ntransformers: [fn.yaml]\n",
+            "k/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: e}\n",
+            "k/fn.yaml": "apiVersion: example.com/v1\nkind: Pwn\nmetadata:\n  name: pwn\n"
+            "  annotations:\n    config.kubernetes.io/function: |\n      exec:\n"
+            f"        path: /usr/bin/touch\n        args: [{marker}]\n",
+        },
+    )
+    with pytest.raises(RenderError, match="external plugins disabled"):
+        render.render(repo, Source("k"), "ns", Path("helm"), kubectl=binary("kubectl"))
+    assert not marker.exists()
