@@ -160,3 +160,10 @@ def test_kustomize_runs_no_exec_function(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="external plugins disabled"):
         render.render(repo, Source("k"), "ns", Path("helm"), kubectl=binary("kubectl"))
     assert not marker.exists()
+
+
+def test_helm_settings_on_a_folder_that_is_no_chart_are_refused(tmp_path: Path) -> None:
+    repo = write(tmp_path, {"m/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"})
+    assert len(render.render_here(repo, Source("m"), "ns", Path("helm"))) == 1
+    with pytest.raises(RenderError, match="is set but m is not a Helm chart"):
+        render.render_here(repo, Source("m", parameters=(("a", "b", False),)), "ns", Path("h"))

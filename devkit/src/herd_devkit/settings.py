@@ -29,6 +29,11 @@ class Settings(OperatorSettings):
         description="Put the local SES in the sandbox: sends only to verified identities, "
         "200 a day, 1 a second (off: `make up` sends welcome emails to anyone)",
     )
+    # `herd app rollback` pushes no revert to these branches (review is required there): it
+    # pushes a branch of its own and prints the command that opens the change for review.
+    protected_branches: list[str] = Field(
+        default_factory=list, description="Branches `herd app rollback` never pushes to"
+    )
     # Tests: use the cluster KUBECONFIG points at instead of an embedded one.
     use_existing_cluster: bool = Field(
         False, validation_alias=AliasChoices("HERD_USE_EXISTING_CLUSTER", "USE_EXISTING_CLUSTER")

@@ -140,9 +140,27 @@ class Destination(Spec):
     namespace: str = Field(max_length=63, pattern=DNS_LABEL_PATTERN)
 
 
+class Rollback(Spec):
+    """Herd's extension, not Argo's: back to the last Healthy revision when a sync leaves
+    the Application Degraded for `after`; a new commit on the branch lifts it."""
+
+    onDegraded: bool = False
+    after: str = Field(
+        "5m",
+        pattern=DURATION_PATTERN,
+        max_length=10,
+        description="How long Degraded after a sync before rolling back (at least 5s).",
+        json_schema_extra=k8s(
+            # Short enough for a test; a shorter wait would roll back a rollout in progress.
+            cel("duration(self) >= duration('5s')", "rollback.after must be at least 5s")
+        ),
+    )
+
+
 class Automated(Spec):
     prune: bool = False
     selfHeal: bool = False
+    rollback: Rollback | None = None
 
 
 class Backoff(Spec):
@@ -197,6 +215,15 @@ class ApplicationSpec(Spec):
             "same Project) is Synced and Healthy at its own current revision."
         ),
     )
+    revisionHistoryLimit: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description=(
+            "Sync history entries kept in status (Argo's; default 10, at most the operator's "
+            "HERD_HISTORY_LIMIT)."
+        ),
+    )
 
 
 class SyncStatus(Status):
@@ -224,7 +251,13 @@ class ApplicationStatus(Status):
     # After a transient comparison error (a clone, a fetch, the API server busy): the next
     # try's time and count (Herd's; Argo has no such field).
     comparisonRetry: dict[str, Any] | None = None
+    # Argo's entries (id, revision, deployedAt, source) plus Herd's result, healthAfter and
+    # healthSince: the health that sync left, and since when.
     history: list[dict[str, Any]] | None = None
+    # Herd's auto-rollback: the last Healthy revision synced instead of the branch head
+    # (pinnedFrom) while the head stays at the revision that went Degraded.
+    pinnedRevision: str | None = None
+    pinnedFrom: str | None = None
     conditions: list[dict[str, Any]] | None = None
 
 

@@ -1,8 +1,9 @@
-"""`herd app status|sync|diff` and `herd promote`."""
+"""`herd app status|sync|diff|history|rollback` and `herd promote`."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -11,11 +12,13 @@ from typing import Any
 
 import typer
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 from rich.console import Console, Group, RenderableType
 from rich.table import Column, Table
 from rich.text import Text
 
 from herd_core.constants import GROUP, VERSION
+from herd_core.git import GitError
 from herd_devkit.cli.context import clusters, local_env
 from herd_devkit.local.gitrepo import git
 from herd_devkit.local.tools import binary
@@ -24,7 +27,13 @@ from herd_devkit.validate import environment_apps
 from herd_operator.gitops.engine import Application, ComparisonError, Engine
 from herd_operator.gitops.git import RepoCache
 from herd_operator.gitops.plan import Key, changed_paths, comparable
-from herd_operator.handlers.application import REFRESH_ANNOTATION, parse_time, stamp
+from herd_operator.gitops.render import Source
+from herd_operator.handlers.application import (
+    REFRESH_ANNOTATION,
+    last_healthy,
+    parse_time,
+    stamp,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Argo-style Applications.")
 console = Console()
@@ -218,12 +227,18 @@ def sync(
                 raise typer.Exit(1)
 
 
+def _rewrites() -> dict[str, str]:
+    """Git's insteadOf pairs the operator uses (`make up` points the GitHub URL of clusters/
+    at a local bare repository): the CLI reaches the repository as the operator does."""
+    s = get_settings()
+    return dict(s.git_url_rewrites or json.loads(local_env().get("HERD_GIT_URL_REWRITES", "{}")))
+
+
 def _engine(api: client.ApiClient) -> Engine:
     s = get_settings()
-    rewrites = s.git_url_rewrites or json.loads(local_env().get("HERD_GIT_URL_REWRITES", "{}"))
     cache = RepoCache(
         root=(s.state_dir / "cli-git").absolute(),
-        rewrites=rewrites,
+        rewrites=_rewrites(),
         known_hosts=s.ssh_known_hosts,
         max_bytes=s.git_max_bytes,
     )
@@ -267,6 +282,320 @@ def diff(name: str, namespace: str = NamespaceOpt, kubeconfig: Path | None = Kub
                 console.print(f"  [yellow]~[/] {what}: {', '.join(paths[:8])}")
             changed |= bool(lines)
     raise typer.Exit(1 if changed else 0)
+
+
+ClusterOpt = typer.Option(None, "--cluster", help="dev or prod, where both have the app")
+
+
+def _application(
+    name: str, namespace: str, kubeconfig: Path | None, cluster: str | None
+) -> tuple[str, Path, dict[str, Any]]:
+    """The one cluster that has the Application (its name, kubeconfig, object)."""
+    found = []
+    for cl, path in clusters(kubeconfig).items():
+        if cluster and cl != cluster:
+            continue
+        with config.new_client_from_config(config_file=str(path)) as api:  # type: ignore[no-untyped-call]
+            try:
+                obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(  # type: ignore[assignment]
+                    GROUP, VERSION, namespace, "applications", name
+                )
+            except ApiException as err:
+                if err.status == 404:
+                    continue
+                raise
+        found.append((cl, path, obj))
+    if not found:
+        console.print(f"[red]✗[/] no Application {namespace}/{name}")
+        raise typer.Exit(2)
+    if len(found) > 1:
+        names = ", ".join(f[0] for f in found)
+        console.print(f"[red]✗[/] {namespace}/{name} is in {names}: pass --cluster")
+        raise typer.Exit(2)
+    return found[0]
+
+
+def history_rows(obj: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    """Newest first: id, revision, deployed at, result, health after, what it is now."""
+    st = obj.get("status") or {}
+    current = (st.get("sync") or {}).get("revision")
+    rows = []
+    for entry in reversed(st.get("history") or []):
+        revision = str(entry.get("revision") or "")
+        notes = []
+        if revision == current:
+            notes.append("current")
+        if revision == st.get("pinnedRevision"):
+            notes.append("pinned (rolled back to)")
+        if revision == st.get("pinnedFrom"):
+            notes.append("rolled back from")
+        since = entry.get("healthSince")
+        rows.append(
+            (
+                str(entry.get("id", "")),
+                revision[:8],
+                str(entry.get("deployedAt") or ""),
+                str(entry.get("result") or "Succeeded"),  # Argo's entries: successes only
+                str(entry.get("healthAfter") or "?") + (f" since {since}" if since else ""),
+                ", ".join(notes),
+            )
+        )
+    return rows
+
+
+@app.command()
+def history(
+    name: str,
+    namespace: str = NamespaceOpt,
+    kubeconfig: Path | None = KubeconfigOpt,
+    cluster: str | None = ClusterOpt,
+) -> None:
+    """The revisions the Application synced, newest first: when, the sync's result and the
+    health it left."""
+    shown = False
+    for cl, path in clusters(kubeconfig).items():
+        if cluster and cl != cluster:
+            continue
+        with config.new_client_from_config(config_file=str(path)) as api:  # type: ignore[no-untyped-call]
+            try:
+                obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(  # type: ignore[assignment]
+                    GROUP, VERSION, namespace, "applications", name
+                )
+            except ApiException as err:
+                if err.status == 404:
+                    continue
+                raise
+        shown = True
+        source = obj["spec"]["source"]
+        console.print(
+            f"[bold]{cl}[/] {namespace}/{name}: {source.get('targetRevision') or 'HEAD'} "
+            f"of {source['repoURL']}, path {source.get('path')}",
+            highlight=False,
+        )
+        st = obj.get("status") or {}
+        if st.get("pinnedRevision"):
+            console.print(
+                f"  [yellow]pinned at {st['pinnedRevision'][:8]}[/] (auto-rollback from "
+                f"{str(st.get('pinnedFrom'))[:8]}) until a new commit lands",
+                highlight=False,
+            )
+        table = Table(
+            Column("id", no_wrap=True),
+            Column("revision", no_wrap=True),
+            Column("deployed at", no_wrap=True),
+            Column("result", no_wrap=True),
+            Column("health after"),
+            Column(""),
+        )
+        for row in history_rows(obj):
+            table.add_row(*row)
+        console.print(table)
+    if not shown:
+        console.print(f"[red]✗[/] no Application {namespace}/{name}")
+        raise typer.Exit(2)
+
+
+def revert_to(work: Path, good: str, paths: tuple[str, ...]) -> bool:
+    """Stage, on top of the checked-out head, each of `paths` as it is at `good` (files added
+    since are removed): a commit of it reverts them, merges and all, rewriting nothing.
+    Whether anything differs."""
+    for rel in paths:
+        try:
+            git("restore", f"--source={good}", "--staged", "--worktree", "--", rel, cwd=work)
+        except GitError as err:
+            if "did not match" not in str(err):
+                raise  # only a path at neither commit (an optional value file) is skipped
+    try:
+        git("diff", "--cached", "--quiet", cwd=work)
+    except GitError:
+        return True
+    return False
+
+
+def _wait_synced(
+    path: Path, namespace: str, name: str, commit: str, timeout: float
+) -> dict[str, Any] | None:
+    """The Application once it is Synced at `commit` (by a sync, or already: the revert may
+    give what the cluster runs, as under an auto-rollback's pin), or its sync of `commit`
+    failed; None at the timeout. A refresh is asked for, as the push webhook would."""
+    with config.new_client_from_config(config_file=str(path)) as api:  # type: ignore[no-untyped-call]
+        custom = client.CustomObjectsApi(api)
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "applications",
+            name,
+            {"metadata": {"annotations": {REFRESH_ANNOTATION: stamp()}}},
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            obj: dict[str, Any] = custom.get_namespaced_custom_object(  # type: ignore[assignment]
+                GROUP, VERSION, namespace, "applications", name
+            )
+            st = obj.get("status") or {}
+            op, sync = st.get("operationState") or {}, st.get("sync") or {}
+            ran = (op.get("syncResult") or {}).get("revision") == commit
+            if (
+                sync.get("revision") == commit
+                and sync.get("status") == "Synced"
+                and op.get("phase") != "Running"
+            ) or (ran and op.get("phase") in ("Failed", "Error")):
+                return obj
+            time.sleep(0.5)
+    return None
+
+
+@app.command()
+def rollback(
+    name: str,
+    revision: str | None = typer.Argument(
+        None, help="Commit to go back to; default: the last one whose sync left it Healthy"
+    ),
+    namespace: str = NamespaceOpt,
+    kubeconfig: Path | None = KubeconfigOpt,
+    cluster: str | None = ClusterOpt,
+    protected: bool = typer.Option(
+        False,
+        "--protected",
+        help="The branch takes changes only by review (also HERD_PROTECTED_BRANCHES)",
+    ),
+    timeout: float = typer.Option(180, help="Seconds to wait for the sync of the revert"),
+) -> None:
+    """Roll an Application back through git: a commit on the branch it tracks whose files
+    (its path and value files) are those of REVISION, pushed; then wait for its sync.
+    Automated sync stays on: git itself moved back. Where the branch is protected, the
+    commit goes to a branch of its own for review and nothing changes in the cluster."""
+    cl, path, obj = _application(name, namespace, kubeconfig, cluster)
+    source = obj["spec"]["source"]
+    url, tracked = source["repoURL"], source.get("targetRevision") or "HEAD"
+    reads = Source.from_spec(obj["spec"], name).reads()
+    st = obj.get("status") or {}
+    keep = Path(tempfile.mkdtemp(prefix=f"herd-rollback-{name}-"))
+    try:
+        commit = _revert(name, url, tracked, reads, st, revision, keep, protected)
+    finally:
+        if (keep / "keep").exists():
+            console.print(f"(the clone stays in {keep / 'work'})", highlight=False)
+        else:
+            shutil.rmtree(keep, ignore_errors=True)
+    if commit is None:
+        return
+    result = _wait_synced(path, namespace, name, commit, timeout)
+    if result is None:
+        console.print(f"[red]✗[/] {cl}: {name} has not synced {commit[:8]} after {timeout:.0f}s")
+        raise typer.Exit(1)
+    rst = result.get("status") or {}
+    op, hl = rst.get("operationState") or {}, rst.get("health") or {}
+    ran = (op.get("syncResult") or {}).get("revision") == commit
+    ok = rst["sync"].get("status") == "Synced" and (not ran or op.get("phase") == "Succeeded")
+    outcome = f"{op.get('phase')}: {op.get('message')}" if ran else "nothing to apply"
+    console.print(
+        f"{'[green]✓' if ok else '[red]✗'}[/] {cl}: {name} {rst['sync'].get('status')} at "
+        f"{commit[:8]}, {outcome}; health {hl.get('status')}",
+        highlight=False,
+    )
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _revert(
+    name: str,
+    url: str,
+    tracked: str,
+    reads: tuple[str, ...],
+    st: dict[str, Any],
+    revision: str | None,
+    keep: Path,
+    protected: bool,
+) -> str | None:
+    """The revert commit, pushed to the branch: its sha; None when there was nothing to
+    revert or the branch took no push (then the change is offered for review)."""
+    rewrites = [f"url.{new}.insteadOf={old}" for new, old in _rewrites().items()]
+    config_args = [arg for pair in rewrites for arg in ("-c", pair)]
+    work = keep / "work"
+    branch_args = [] if tracked == "HEAD" else ["--branch", tracked]
+    try:
+        git(*config_args, "clone", "--quiet", *branch_args, url, str(work), cwd=keep)
+        for pair in rewrites:  # the push goes where the clone came from
+            key, _, value = pair.partition("=")
+            git("config", "--add", key, value, cwd=work)
+        branch = git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=work)
+    except GitError as err:
+        console.print(f"[red]✗[/] {url} {tracked}: {err} (a branch is needed to roll back)")
+        raise typer.Exit(2) from err
+    head = git("rev-parse", "HEAD", cwd=work)
+    if revision is None:
+        entry = last_healthy(list(st.get("history") or []), other_than=head)
+        if entry is None:
+            console.print(f"[red]✗[/] {name}: no revision in its history left it Healthy")
+            raise typer.Exit(2)
+        revision = str(entry["revision"])
+    try:
+        good = git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}", cwd=work)
+        git("merge-base", "--is-ancestor", good, head, cwd=work)
+    except GitError as err:
+        console.print(f"[red]✗[/] {revision} is not a commit of {branch}")
+        raise typer.Exit(2) from err
+    if not revert_to(work, good, reads):
+        console.print(f"{branch} at {head[:8]} already has {good[:8]}'s files: nothing to revert")
+        return None
+    git(
+        "commit",
+        "--quiet",
+        "-m",
+        f"Roll back {name} to {good[:8]}",
+        "-m",
+        f"Reverts {', '.join(reads)} to {good} (herd app rollback; {branch} was at {head}).",
+        cwd=work,
+    )
+    commit = git("rev-parse", "HEAD", cwd=work)
+    refused = ""
+    if protected or branch in get_settings().protected_branches:
+        refused = f"{branch} is protected"
+    else:
+        try:
+            git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
+        except GitError as err:
+            refused = f"the push to {branch} was refused: {_refusal(err.stderr)}"
+    if refused:
+        if not _for_review(name, branch, commit, good, work, refused):
+            (keep / "keep").touch()  # the only copy of the commit
+        return None
+    console.print(
+        f"[green]✓[/] pushed {commit[:8]} to {branch}: {name}'s files as at {good[:8]}",
+        highlight=False,
+    )
+    return commit
+
+
+def _refusal(stderr: str) -> str:
+    """What the server said (a hook's `remote:` lines), else git's last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    said = [line.removeprefix("remote:").strip() for line in lines if line.startswith("remote:")]
+    return "; ".join(s for s in said if s)[:500] or (lines[-1] if lines else "refused")
+
+
+def _for_review(name: str, branch: str, commit: str, good: str, work: Path, why: str) -> bool:
+    """The revert as a change to review: on a branch of its own if it may be pushed, else
+    in the local clone; the cluster is not touched."""
+    review = f"herd/rollback-{name}-{commit[:8]}"
+    console.print(f"[yellow]not pushed to {branch}[/]: {why}", highlight=False)
+    try:
+        git("push", "--quiet", "origin", f"HEAD:refs/heads/{review}", cwd=work)
+        where, pushed = f"pushed to branch {review}", True
+    except GitError:
+        git("branch", review, cwd=work)
+        where, pushed = f"left in {work} as branch {review} (push it where it may go)", False
+    console.print(f"revert commit {commit} ({name} back to {good[:8]}) {where}", highlight=False)
+    console.print("open it for review with:")
+    typer.echo(
+        f"  gh pr create --base {branch} --head {review} "
+        f'--title "Roll back {name} to {good[:8]}" '
+        f'--body "herd app rollback: {name}\'s files as at {good}"'
+    )
+    console.print("nothing changed in the cluster.")
+    return pushed
 
 
 def promote(

@@ -271,6 +271,16 @@ class Engine:
         except GitError as err:
             raise ComparisonError(str(err), transient=True) from err
 
+    def head(self, app: Application) -> str:
+        """The commit the Application's targetRevision points at now (no checkout)."""
+        self.identity(app)  # the Project's and the operator's checks before any fetch
+        source = app.spec["source"]
+        try:
+            revision = source.get("targetRevision") or "HEAD"
+            return self.cache.resolve(source["repoURL"], revision, self._credentials(app))
+        except GitError as err:
+            raise ComparisonError(str(err), transient=True) from err
+
     def desired(
         self, app: Application, tree: Path, project: Project, applier: Applier
     ) -> tuple[list[dict[str, Any]], set[Key]]:

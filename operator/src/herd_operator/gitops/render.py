@@ -586,6 +586,12 @@ def render_here(
     if not folder.is_dir():
         raise RenderError(f"path {source.path} is not a folder at this revision")
     kind = source_type(folder, source)
+    if kind != "helm" and (
+        source.value_files or source.values or source.values_object or source.parameters
+    ):
+        raise RenderError(
+            f"spec.source.helm is set but {source.path} is not a Helm chart (no Chart.yaml)"
+        )
     try:
         if kind == "helm":
             objects = _render_chart(repo, folder, source, namespace, helm, include_crds, limits)

@@ -35,13 +35,14 @@ from herd_operator.gitops.git import RepoCache
 from herd_operator.gitops.incremental import Memo
 from herd_operator.gitops.render import Limits
 from herd_operator.handlers.application import reconciler, wakes
+from herd_operator.handlers.application.history import last_healthy
 from herd_operator.handlers.application.reconciler import REFRESH_ANNOTATION, parse_time, stamp
 from herd_operator.handlers.common import Object, exclusive, fresh
 from herd_operator.settings import get_settings
 
 KIND = reconciler.KIND
 PLURAL = reconciler.PLURAL
-__all__ = ["KIND", "PLURAL", "REFRESH_ANNOTATION", "parse_time", "stamp"]
+__all__ = ["KIND", "PLURAL", "REFRESH_ANNOTATION", "last_healthy", "parse_time", "stamp"]
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()

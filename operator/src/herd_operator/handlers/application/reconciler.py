@@ -25,6 +25,8 @@ from herd_operator.gitops.engine import (
     Engine,
     SyncError,
 )
+from herd_operator.handlers.application import history as hist
+from herd_operator.handlers.application import rollback
 from herd_operator.handlers.common import Object
 from herd_operator.settings import Settings
 
@@ -129,6 +131,9 @@ def due(obj: Object, settings: Settings, now: dt.datetime) -> bool:
         return True  # a transient comparison error: sooner than the poll interval
     if any(c.get("type") == "WaitingForDependency" for c in status.get("conditions") or []):
         return True  # each tick: reconcile returns at once while the wait is the same
+    rollback_at = rollback.due_at(status, obj.spec)
+    if rollback_at and rollback_at <= now:
+        return True  # Degraded for `after`: no event says so
     last = parse_time(status.get("reconciledAt"))
     refresh = parse_time((obj.body["metadata"].get("annotations") or {}).get(REFRESH_ANNOTATION))
     if refresh and (last is None or refresh > last):
@@ -161,9 +166,11 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
         and status.get("observedGeneration") == obj.generation
     ):
         return  # still waiting for the same: nothing new to compare, nothing to write
+    pin = rollback.Target(app, {}, _kept(status, rollback.ROLLED_BACK))
     try:
         try:
-            comparison = engine.compare(app)
+            pin = rollback.target(obj, engine, app, _now())
+            comparison = engine.compare(pin.app)
         except ComparisonError:
             raise
         except Exception as err:
@@ -175,10 +182,11 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
         message = str(err)[:4000]
         patch: dict[str, Any] = {
             "sync": {"status": UNKNOWN, "revision": (status.get("sync") or {}).get("revision")},
-            "conditions": [_condition(err.condition, message)],
+            "conditions": [_condition(err.condition, message), *pin.conditions],
             "reconciledAt": started,
             "observedGeneration": obj.generation,
             "comparisonRetry": _comparison_retry(status, err.transient),
+            **pin.status,
         }
         if requested:
             patch["operationState"] = _operation("Failed", message, started, None)
@@ -202,7 +210,7 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
                 new_revision or bool(automated.get("selfHeal")) or op.get("phase") == "Running"
             )
 
-    conditions: list[dict[str, Any]] = []
+    conditions: list[dict[str, Any]] = list(pin.conditions)
     if blocked is not None:
         kind, message = blocked
         # An explicit sync waits too (its operation stays): the order is what dependsOn is for.
@@ -212,6 +220,7 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
             obj.event(kind, message, warning=kind == dependencies.REFUSED)
     operation = op or None
     history = list(status.get("history") or [])
+    keep = hist.limit(spec, settings.history_limit)
     if should_sync:
         prune = bool(requested and (requested.get("sync") or {}).get("prune")) or bool(
             automated and automated.get("prune")
@@ -225,36 +234,30 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
         operation = _operation(phase, message, started, comparison.revision)
         if phase == "Failed":
             operation.update(_retry(spec, op, new_revision))
+        if phase in ("Succeeded", "Failed"):
+            history = hist.record(
+                history, comparison.revision, phase, spec["source"], cond.now(), keep
+            )
         if phase == "Succeeded":
-            if not history or history[-1].get("revision") != comparison.revision:
-                history.append(
-                    {
-                        "id": (history[-1]["id"] + 1) if history else 0,
-                        "revision": comparison.revision,
-                        "deployedAt": cond.now(),
-                        "source": {
-                            "repoURL": spec["source"]["repoURL"],
-                            "path": spec["source"].get("path"),
-                            "targetRevision": spec["source"].get("targetRevision"),
-                        },
-                    }
-                )
-                history = history[-settings.history_limit :]
             obj.event("Synced", f"synced {comparison.revision[:8]}: {message}")
         if requested:
             obj.body_patch(operation=None)
     resources, worst, worst_message = _resources(engine, comparison, refreshed=should_sync)
     sync_status = SYNCED if comparison.in_sync else OUT_OF_SYNC
+    if (operation or {}).get("phase") != "Running":
+        # The health a finished sync left (a wave still waiting is not its outcome yet).
+        history = hist.observe(history, comparison.revision, worst, cond.now())
     obj.patch_status(
         comparisonRetry=None,
         sync={"status": sync_status, "revision": comparison.revision},
         health={"status": worst, "message": worst_message},
         resources=resources,
         operationState=operation,
-        history=history,
+        history=history[-keep:],
         conditions=conditions,
         reconciledAt=started,
         observedGeneration=obj.generation,
+        **pin.status,
     )
 
 
@@ -328,6 +331,10 @@ def _operation(phase: str, message: str, started: str, revision: str | None) -> 
 
 def _condition(type_: str, message: str) -> dict[str, Any]:
     return {"type": type_, "message": message, "lastTransitionTime": cond.now()}
+
+
+def _kept(status: dict[str, Any], type_: str) -> list[dict[str, Any]]:
+    return [c for c in status.get("conditions") or [] if c.get("type") == type_]
 
 
 def _condition_message(status: dict[str, Any], type_: str) -> str | None:
