@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -22,7 +22,20 @@ from herd_core.models.base import (
 )
 
 SyncOption = Literal[
-    "CreateNamespace=true", "CreateNamespace=false", "PruneLast=true", "ServerSideApply=true"
+    "CreateNamespace=true",
+    "CreateNamespace=false",
+    "PruneLast=true",
+    "ServerSideApply=true",
+    # Herd applies only what differs whatever this says (the dry run tells it what does).
+    "ApplyOutOfSyncOnly=true",
+    "ApplyOutOfSyncOnly=false",
+    "Replace=true",
+    "Replace=false",
+    "PrunePropagationPolicy=foreground",
+    "PrunePropagationPolicy=background",
+    "PrunePropagationPolicy=orphan",
+    "RespectIgnoreDifferences=true",
+    "RespectIgnoreDifferences=false",
 ]
 
 
@@ -134,8 +147,30 @@ class Source(Spec):
 
 
 class Destination(Spec):
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            # Argo wants exactly one; Herd has always allowed neither (its own cluster).
+            cel(
+                "!(has(self.server) && has(self.name))",
+                "destination: set server or name, not both",
+            )
+        )
+    )
+
     server: Literal["https://kubernetes.default.svc"] | None = Field(
         None, description="Only the cluster the operator runs in."
+    )
+    name: str | None = Field(
+        None,
+        max_length=253,
+        description="Argo's cluster name: only `in-cluster`, the cluster the operator runs in.",
+        json_schema_extra=k8s(
+            cel(
+                "self == 'in-cluster'",
+                "destination.name may only be 'in-cluster': Herd syncs into the cluster it "
+                "runs in, and has no other clusters",
+            )
+        ),
     )
     namespace: str = Field(max_length=63, pattern=DNS_LABEL_PATTERN)
 
@@ -180,6 +215,32 @@ class SyncPolicy(Spec):
     retry: Retry | None = None
 
 
+class IgnoreDifference(Spec):
+    """Argo's: differences of these fields of these objects do not make the Application
+    OutOfSync (with RespectIgnoreDifferences=true, a sync leaves them as they are live)."""
+
+    group: str | None = Field(None, max_length=253, description="'' or unset: the core group.")
+    kind: str = Field(max_length=63)
+    name: str | None = Field(None, max_length=253)
+    namespace: str | None = Field(None, max_length=63)
+    jsonPointers: list[Annotated[str, Field(max_length=1024, pattern=r"^/")]] | None = Field(
+        None, max_length=64, description="JSON pointers (RFC 6901), e.g. /spec/replicas."
+    )
+    jqPathExpressions: list[str] | None = Field(
+        None,
+        json_schema_extra=k8s(
+            cel(
+                "size(self) == 0",
+                "jqPathExpressions are not supported by Herd: use jsonPointers or "
+                "managedFieldsManagers",
+            )
+        ),
+    )
+    managedFieldsManagers: list[str] | None = Field(
+        None, max_length=16, description="Fields these managers own in the live object."
+    )
+
+
 class Dependency(Spec):
     name: ObjectName
     namespace: str | None = Field(
@@ -196,6 +257,7 @@ class ApplicationSpec(Spec):
     source: Source
     destination: Destination
     syncPolicy: SyncPolicy | None = None
+    ignoreDifferences: list[IgnoreDifference] | None = Field(None, max_length=64)
     pollInterval: str | None = Field(
         None,
         description=(

@@ -43,11 +43,18 @@ from herd_core.constants import (
     TRACKING_LABEL,
     VERSION,
 )
-from herd_operator.gitops import health
+from herd_operator.gitops import health, hooks
 from herd_operator.gitops.cache import Informer, InformerKey, LiveCache, wait_synced
 from herd_operator.gitops.git import Credentials, GitError, RepoCache, TooLarge
+from herd_operator.gitops.hooks import Hook, HookError
 from herd_operator.gitops.incremental import Memo, digest
-from herd_operator.gitops.kubeapply import Applier, ApplyError, api_message, resource_path
+from herd_operator.gitops.kubeapply import (
+    Applier,
+    ApplyError,
+    How,
+    api_message,
+    resource_path,
+)
 from herd_operator.gitops.plan import (
     KIND_ORDER,
     Key,
@@ -55,9 +62,16 @@ from herd_operator.gitops.plan import (
     changed_paths,
     comparable,
     differs,
+    ignored_pointers,
+    matching,
     order,
+    respecting,
     tracked_by,
     tracking_id,
+    without,
+)
+from herd_operator.gitops.plan import (
+    wave as wave_of,
 )
 from herd_operator.gitops.project import (
     InvalidProject,
@@ -76,6 +90,8 @@ from herd_operator.gitops.render import (
 )
 
 SYNCED, OUT_OF_SYNC, UNKNOWN = "Synced", "OutOfSync", "Unknown"
+# On a hook this sync created: whose hook it is (not the tracking annotation: never pruned).
+HOOK_OF_ANNOTATION = f"{GROUP}/hook-of"
 
 
 class ComparisonError(Exception):
@@ -109,12 +125,15 @@ class Item:
     # In sync by the memo of an earlier dry run (same desired and live object): no dry run.
     known_in_sync: bool = False
     digest: bytes = b""  # of the desired object (incremental compare)
+    ignore: tuple[str, ...] = ()  # JSON pointers ignoreDifferences leaves out of the compare
 
     @property
     def in_sync(self) -> bool:
         if self.known_in_sync:
             return True
-        return self.dry_run is not None and not differs(self.dry_run, self.live)
+        return self.dry_run is not None and not differs(
+            without(self.dry_run, self.ignore) or {}, without(self.live, self.ignore)
+        )
 
 
 @dataclass
@@ -124,6 +143,9 @@ class Comparison:
     prune: list[tuple[Key, dict[str, Any]]] = field(default_factory=list)
     create_namespace: bool = False
     user: str = ""  # the ServiceAccount every request of the sync impersonates
+    hooks: list[Hook] = field(default_factory=list)
+    # Each hook run of the last sync (Argo's syncResult.resources entries, hookPhase...).
+    hook_results: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def in_sync(self) -> bool:
@@ -136,9 +158,8 @@ class Comparison:
             if item.live is None:
                 out.append((str(item.key), ["(new)"]))
             elif item.dry_run is not None and not item.in_sync:
-                out.append(
-                    (str(item.key), changed_paths(comparable(item.live), comparable(item.dry_run)))
-                )
+                live, dry_run = (without(o, item.ignore) or {} for o in (item.live, item.dry_run))
+                out.append((str(item.key), changed_paths(comparable(live), comparable(dry_run))))
         out += [(str(k), ["(pruned)"]) for k, _ in self.prune]
         return out
 
@@ -167,6 +188,52 @@ class Application:
     @property
     def sync_options(self) -> set[str]:
         return set((self.spec.get("syncPolicy") or {}).get("syncOptions") or [])
+
+
+SYNC_OPTIONS_ANNOTATION = "argocd.argoproj.io/sync-options"
+PROPAGATION = {"foreground": "Foreground", "background": "Background", "orphan": "Orphan"}
+
+
+def object_options(obj: dict[str, Any]) -> set[str]:
+    """An object's own sync options (Argo's annotation, comma-separated)."""
+    notes = (obj.get("metadata") or {}).get("annotations") or {}
+    return {w.strip() for w in str(notes.get(SYNC_OPTIONS_ANNOTATION, "")).split(",") if w.strip()}
+
+
+def how(app_options: set[str], item: Item) -> How:
+    """How `item` is written: its own options over its Application's."""
+    own = object_options(item.desired)
+
+    def flag(name: str) -> bool | None:
+        for options in (own, app_options):
+            if f"{name}=true" in options:
+                return True
+            if f"{name}=false" in options:
+                return False
+        return None
+
+    replace = bool(flag("Replace"))
+    version = (item.live or {}).get("metadata", {}).get("resourceVersion") if replace else None
+    return How(replace=replace, version=version)
+
+
+def propagation(app_options: set[str]) -> str:
+    """Argo's PrunePropagationPolicy (foreground by default, as Argo)."""
+    for option in app_options:
+        if option.startswith("PrunePropagationPolicy="):
+            return PROPAGATION.get(option.partition("=")[2], "Foreground")
+    return "Foreground"
+
+
+@dataclass
+class Operation:
+    """A sync under way (kept between the calls of one sync that waits: for a wave to be
+    healthy, for a hook to finish). Kept in memory: an operator that restarts in the middle
+    of a sync begins it again, and its hooks run again."""
+
+    revision: str
+    runs: dict[tuple[str, int], str] = field(default_factory=dict)  # hook -> the name it got
+    results: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
 
 class Engine:
@@ -202,6 +269,7 @@ class Engine:
         self.wave_health_gate = wave_health_gate
         self._appliers: dict[str, Applier] = {}
         self._renders: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        self._operations: dict[str, Operation] = {}  # syncs under way, by Application
         self.render_failures = RenderFailures()  # a failed revision is not rendered every poll
         self._guard = threading.Lock()
 
@@ -283,10 +351,11 @@ class Engine:
 
     def desired(
         self, app: Application, tree: Path, project: Project, applier: Applier
-    ) -> tuple[list[dict[str, Any]], set[Key]]:
+    ) -> tuple[list[dict[str, Any]], set[Key], list[Hook]]:
         """The rendered objects, checked against the Project and marked with our tracking
-        annotation and label; and those of kinds the cluster does not know yet but a CRD of
-        the same source defines (created at sync time, after their CRD)."""
+        annotation and label; those of kinds the cluster does not know yet but a CRD of
+        the same source defines (created at sync time, after their CRD); and the hooks
+        (checked against the Project too, marked only as hooks of this Application)."""
         # The same checkout rendered the same way gives the same objects: a resync of an
         # unchanged revision skips rendering (only the last render of each Application kept).
         fingerprint = json.dumps(
@@ -310,11 +379,24 @@ class Engine:
             if self.memo is not None:
                 self._renders[app.id] = (fingerprint, objects)
         defined = crd_kinds(objects)
-        out, pending = [], set()
+        out, pending, hook_list = [], set(), []
         for raw in objects:
             # Only metadata is changed below; the rest stays shared with the render (cached).
             obj = {**raw, "metadata": copy.deepcopy(raw.get("metadata") or {})}
             meta = obj["metadata"]
+            try:
+                phases = hooks.phases(obj)
+                policies = hooks.policies(obj) if phases else set()
+            except HookError as err:
+                raise ComparisonError(str(err)) from err
+            if phases == []:
+                continue  # Skip, or Helm's test hooks
+            if phases is None and not meta.get("name"):
+                raise ComparisonError(
+                    f"{obj['kind']} {meta.get('generateName')}: metadata.generateName is for "
+                    "hooks only (argocd.argoproj.io/hook); an object of the Application needs "
+                    "a metadata.name"
+                )
             later = False
             try:
                 namespaced = applier.namespaced(obj)
@@ -327,11 +409,22 @@ class Engine:
                 meta["namespace"] = meta.get("namespace") or app.destination
             else:
                 meta.pop("namespace", None)
-            key = Key.of(obj)
+            if phases:
+                key = Key.of({**obj, "metadata": {**meta, "name": meta.get("name") or "?"}})
+            else:
+                key = Key.of(obj)
             try:
                 project.check_object(key, namespaced)
             except NotAllowed as err:
                 raise ComparisonError(str(err)) from err
+            if phases:
+                # No tracking annotation: a hook is never pruned, nor taken for an object.
+                meta.setdefault("annotations", {})[HOOK_OF_ANNOTATION] = (
+                    f"{app.namespace}_{app.name}"
+                )
+                meta["annotations"].pop(TRACKING_ANNOTATION, None)
+                hook_list += [Hook(p, obj, hooks.hook_wave(obj), policies) for p in phases]
+                continue
             meta.setdefault("annotations", {})[TRACKING_ANNOTATION] = tracking_id(
                 app.namespace, app.name, key
             )
@@ -339,13 +432,13 @@ class Engine:
             out.append(obj)
             if later:
                 pending.add(key)
-        return out, pending
+        return out, pending, hook_list
 
     def compare(self, app: Application) -> Comparison:
         project, user = self.identity(app)
         applier = self.applier(user)
         sha, tree = self.fetch(app)
-        objects, pending = self.desired(app, tree, project, applier)
+        objects, pending, hook_list = self.desired(app, tree, project, applier)
         keys = [Key.of(o) for o in objects]
         seen: set[Key] = set()
         for key in keys:
@@ -373,6 +466,8 @@ class Engine:
         reader.prepare(needed, skip=missing_ns)
         reader.fetch_unlabelled(needed)
         items, errors, to_dry_run = [], [], []
+        ignore_rules = list(app.spec.get("ignoreDifferences") or [])
+        respect = "RespectIgnoreDifferences=true" in app.sync_options
         for obj, key in zip(objects, keys, strict=True):
             item = Item(key, obj, None, None)
             items.append(item)
@@ -387,8 +482,24 @@ class Engine:
             except ApiException as err:
                 errors.append(f"{key}: {api_message(err)}")
                 continue
+            if ignore_rules:
+                full = item.live
+                rules = matching(ignore_rules, key)
+                if full is not None and any(r.get("managedFieldsManagers") for r in rules):
+                    # The cache keeps no managedFields: who owns what needs a GET.
+                    try:
+                        full = applier.get(
+                            key.api_version, key.kind, key.name, key.namespace or None
+                        )
+                    except ApiException as err:
+                        errors.append(f"{key}: {api_message(err)}")
+                        continue
+                item.ignore = ignored_pointers(rules, key, full)
+                if item.ignore and respect and item.live is not None:
+                    obj = item.desired = respecting(obj, item.live, item.ignore)
             if self.memo is not None:
-                item.digest = digest(obj)
+                # What is ignored is part of the verdict: a change of the rules, a new one.
+                item.digest = digest({**obj, "\0ignore": item.ignore} if item.ignore else obj)
                 verdict = self.memo.lookup(app.id, user, key, item.digest, item.live)
                 if verdict is not None:
                     if verdict.in_sync:
@@ -399,7 +510,10 @@ class Engine:
             to_dry_run.append(item)
 
         answers = applier.apply_each(
-            [i.desired for i in to_dry_run], dry_run=True, concurrency=self.concurrency
+            [i.desired for i in to_dry_run],
+            dry_run=True,
+            concurrency=self.concurrency,
+            hows=[how(app.sync_options, i) for i in to_dry_run],
         )
         for item, answer in zip(to_dry_run, answers, strict=True):
             if isinstance(answer, ApplyError):
@@ -407,7 +521,14 @@ class Engine:
                 continue
             item.dry_run = answer
             if self.memo is not None:
-                self.memo.record(app.id, user, item.key, item.digest, item.live, item.dry_run)
+                self.memo.record(
+                    app.id,
+                    user,
+                    item.key,
+                    item.digest,
+                    without(item.live, item.ignore),
+                    without(answer, item.ignore) or answer,
+                )
         if errors:
             raise ComparisonError(
                 "; ".join(errors[:5])
@@ -418,7 +539,7 @@ class Engine:
         if self.live is not None:
             self.live.use(app.id, reader.used)
         prune = self.tracked(app, applier, keys=inventory, reader=reader)
-        return Comparison(sha, items, prune, create_ns, user)
+        return Comparison(sha, items, prune, create_ns, user, hook_list)
 
     def _inventory(self, app: Application) -> list[Key]:
         return [
@@ -462,6 +583,7 @@ class Engine:
     def forget(self, app_id: str) -> None:
         """The Application is gone: its verdicts and its uses of the cache go too."""
         self._renders.pop(app_id, None)
+        self._operations.pop(app_id, None)
         if self.memo is not None:
             self.memo.forget(app_id)
         if self.live is not None:
@@ -493,8 +615,30 @@ class Engine:
 
     # -- sync -------------------------------------------------------------------------------
     def sync(self, app: Application, comparison: Comparison, prune: bool) -> tuple[str, str]:
-        """Apply; ("Succeeded"|"Running", message). Raises SyncError when the API refuses."""
+        """Apply; ("Succeeded"|"Running", message). Raises SyncError when the API refuses or
+        a hook fails (after starting the SyncFail hooks). Argo's phases: PreSync hooks (each
+        wave's done before the next), then the objects and Sync hooks wave by wave, then,
+        once every object is Healthy, the PostSync hooks. "Running": called again (the same
+        revision) it goes on where it waits."""
         applier = self.applier(comparison.user)
+        op = self._operations.get(app.id)
+        if op is None or op.revision != comparison.revision:
+            op = self._operations[app.id] = Operation(comparison.revision)
+        try:
+            phase, message = self._sync(app, comparison, prune, applier, op)
+        except SyncError:
+            self._sync_failed(comparison, applier, op)
+            comparison.hook_results = list(op.results.values())
+            self._operations.pop(app.id, None)
+            raise
+        comparison.hook_results = list(op.results.values())
+        if phase != "Running":
+            self._operations.pop(app.id, None)
+        return phase, message
+
+    def _sync(
+        self, app: Application, comparison: Comparison, prune: bool, applier: Applier, op: Operation
+    ) -> tuple[str, str]:
         if comparison.create_namespace and not self._namespace_exists(app.destination):
             try:
                 client.CoreV1Api(applier.api).create_namespace(
@@ -502,12 +646,20 @@ class Engine:
                 )
             except ApiException as err:
                 raise SyncError(f"create namespace {app.destination}: {api_message(err)}") from err
-        waves = order(i.desired for i in comparison.items)
+        waiting = self._run_hooks(comparison, applier, op, hooks.PRE_SYNC)
+        if waiting:
+            return "Running", waiting
+        options = app.sync_options
+        waves = {
+            wave_of(objects[0]): objects for objects in order(i.desired for i in comparison.items)
+        }
+        numbers = sorted(set(waves) | {h.wave for h in comparison.hooks if h.phase == hooks.SYNC})
         items = {id(i.desired): i for i in comparison.items}
-        prune_last = "PruneLast=true" in app.sync_options
+        prune_last = "PruneLast=true" in options
         if prune and not prune_last:
-            self._prune(comparison, applier)
-        for index, objects in enumerate(waves):
+            self._prune(comparison, applier, propagation(options))
+        for index, number in enumerate(numbers):
+            objects = waves.get(number, [])
             # Argo's kind order between kinds (Namespaces, then CRDs, ... custom resources
             # last); the objects of one kind in parallel, `concurrency` at a time.
             for group in by_kind(objects):
@@ -517,7 +669,9 @@ class Engine:
                     if item.live is None and item.dry_run is None:
                         self._await_kind(applier, item.key)
                 answers = applier.apply_each(
-                    [i.desired for i in todo], concurrency=self.concurrency
+                    [i.desired for i in todo],
+                    concurrency=self.concurrency,
+                    hows=[how(options, i) for i in todo],
                 )
                 failed = []
                 for item, answer in zip(todo, answers, strict=True):
@@ -527,21 +681,149 @@ class Engine:
                         self._applied(app, applier, item, answer)
                 if failed:
                     raise SyncError(failed[0])
-            if self.wave_health_gate and index < len(waves) - 1:
-                waiting = [
-                    f"{Key.of(o)}: {msg or status}"
-                    for o in objects
-                    for status, msg in [self.health(Key.of(o), comparison.user)]
-                    if status not in (health.HEALTHY, health.SUSPENDED)
-                ]
-                if waiting:
+            # A wave's Sync hooks finish before the next wave (and before PostSync).
+            waiting = self._run_hooks(comparison, applier, op, hooks.SYNC, number)
+            if waiting:
+                return "Running", waiting
+            if self.wave_health_gate and index < len(numbers) - 1:
+                unhealthy = self._unhealthy(objects, comparison.user)
+                if unhealthy:
                     return "Running", (
-                        f"waiting for wave {index + 1} of {len(waves)} to be healthy: {waiting[0]}"
+                        f"waiting for wave {index + 1} of {len(numbers)} to be healthy: "
+                        f"{unhealthy[0]}"
                     )
         if prune and prune_last:
-            self._prune(comparison, applier)
+            self._prune(comparison, applier, propagation(options))
+        if any(h.phase == hooks.POST_SYNC for h in comparison.hooks):
+            unhealthy = self._unhealthy([i.desired for i in comparison.items], comparison.user)
+            if unhealthy:
+                return "Running", f"waiting for every object to be healthy: {unhealthy[0]}"
+            waiting = self._run_hooks(comparison, applier, op, hooks.POST_SYNC)
+            if waiting:
+                return "Running", waiting
         self._watch_created(app, applier, comparison)
-        return "Succeeded", f"synced {len(comparison.items)} objects"
+        ran = len([r for r in op.results.values() if r["hookPhase"] == hooks.DONE])
+        return "Succeeded", f"synced {len(comparison.items)} objects" + (
+            f" and ran {ran} hooks" if ran else ""
+        )
+
+    def _unhealthy(self, objects: list[dict[str, Any]], user: str) -> list[str]:
+        return [
+            f"{Key.of(o)}: {msg or status}"
+            for o in objects
+            for status, msg in [self.health(Key.of(o), user)]
+            if status not in (health.HEALTHY, health.SUSPENDED)
+        ]
+
+    # -- hooks ------------------------------------------------------------------------------
+    def _run_hooks(
+        self,
+        comparison: Comparison,
+        applier: Applier,
+        op: Operation,
+        phase: str,
+        number: int | None = None,
+    ) -> str | None:
+        """Start the hooks of `phase` (of wave `number`; None: every wave in turn) not yet
+        started by this operation and look at each run: what one still waits for, else None.
+        A failed run raises SyncError."""
+        todo = [
+            (i, h)
+            for i, h in enumerate(comparison.hooks)
+            if h.phase == phase and (number is None or h.wave == number)
+        ]
+        if number is None:
+            for each in sorted({h.wave for _, h in todo}):
+                waiting = self._run_hooks(comparison, applier, op, phase, each)
+                if waiting:
+                    return waiting
+            return None
+        runs_waiting = []
+        for index, hook in todo:
+            run = (phase, index)
+            done = op.results.get(run)
+            if done is not None and done["hookPhase"] != hooks.RUNNING:
+                continue
+            name = op.runs.get(run)
+            if name is None:
+                name = self._start_hook(applier, hook)
+                if name is None:
+                    runs_waiting.append(f"{hook.label}: its previous run is still being deleted")
+                    continue
+                op.runs[run] = name
+            meta = hook.obj["metadata"]
+            try:
+                live = applier.get(
+                    hook.obj["apiVersion"], hook.obj["kind"], name, meta.get("namespace")
+                )
+            except (ApplyError, ApiException) as err:
+                raise SyncError(f"{hook.label}: {err}") from err
+            verdict, message = hooks.state(live)
+            op.results[run] = hook_result(hook, name, verdict, message)
+            if verdict == hooks.RUNNING:
+                runs_waiting.append(f"{hook.label} ({name}): {message}")
+            elif verdict == hooks.DONE:
+                if hooks.SUCCEEDED in hook.policies:
+                    self._delete_hook(applier, hook, name)
+            else:
+                if hooks.FAILED in hook.policies:
+                    self._delete_hook(applier, hook, name)
+                raise SyncError(f"{hook.label} ({name}) failed: {message}")
+        return f"runs_waiting for {runs_waiting[0]}" if runs_waiting else None
+
+    def _start_hook(self, applier: Applier, hook: Hook) -> str | None:
+        """Create a run of `hook`: its name, or None while its previous run (same name,
+        BeforeHookCreation) is still going away. Without BeforeHookCreation a run of that
+        name that exists already is this sync's run (as Argo's apply would leave it)."""
+        obj = copy.deepcopy(hook.obj)
+        meta = obj["metadata"]
+        where = meta.get("namespace")
+        if meta.get("name"):
+            try:
+                existing = applier.get(obj["apiVersion"], obj["kind"], meta["name"], where)
+                if existing is not None:
+                    if hooks.BEFORE_CREATION not in hook.policies:
+                        return str(meta["name"])
+                    if not (existing.get("metadata") or {}).get("deletionTimestamp"):
+                        self._delete_hook(applier, hook, meta["name"])
+                    if applier.get(obj["apiVersion"], obj["kind"], meta["name"], where):
+                        return None
+            except (ApplyError, ApiException) as err:
+                raise SyncError(f"{hook.label}: {err}") from err
+        try:
+            created = applier.create(obj)
+        except ApplyError as err:
+            if "already exists" in str(err):
+                return None  # its previous run went a moment too late: the next call
+            raise SyncError(str(err)) from err
+        return str(created["metadata"]["name"])
+
+    def _delete_hook(self, applier: Applier, hook: Hook, name: str) -> None:
+        try:
+            # Background: the run goes at once (its pods after it), so a new one may start.
+            applier.delete(
+                hook.obj["apiVersion"],
+                hook.obj["kind"],
+                name,
+                hook.obj["metadata"].get("namespace"),
+                propagation="Background",
+            )
+        except (ApplyError, ApiException) as err:
+            raise SyncError(f"delete {hook.label} ({name}): {err}") from err
+
+    def _sync_failed(self, comparison: Comparison, applier: Applier, op: Operation) -> None:
+        """The sync failed: start its SyncFail hooks (not waited for: the sync has ended)."""
+        for index, hook in enumerate(comparison.hooks):
+            if hook.phase != hooks.SYNC_FAIL or (hook.phase, index) in op.runs:
+                continue
+            try:
+                name = self._start_hook(applier, hook)
+            except SyncError as err:
+                op.results[(hook.phase, index)] = hook_result(hook, "", hooks.BROKEN, str(err))
+                continue
+            if name is not None:
+                op.runs[(hook.phase, index)] = name
+                op.results[(hook.phase, index)] = hook_result(hook, name, hooks.RUNNING, "started")
 
     def _watch_created(self, app: Application, applier: Applier, comparison: Comparison) -> None:
         """Informers for what this sync made where the compare had none (a namespace or a
@@ -558,10 +840,12 @@ class Engine:
             reader.prepare(missing, skip=set())
             self.live.add_use(app.id, reader.used)
 
-    def _prune(self, comparison: Comparison, applier: Applier) -> None:
+    def _prune(self, comparison: Comparison, applier: Applier, propagation: str) -> None:
         for key, _live in comparison.prune:
             try:
-                applier.delete(key.api_version, key.kind, key.name, key.namespace or None)
+                applier.delete(
+                    key.api_version, key.kind, key.name, key.namespace or None, propagation
+                )
             except ApplyError as err:
                 raise SyncError(f"prune {key}: {err}") from err
             except ApiException as err:
@@ -634,6 +918,23 @@ class Engine:
                 f"{app.spec['source']['repoURL']}"
             )
         return creds
+
+
+def hook_result(hook: Hook, name: str, verdict: str, message: str) -> dict[str, Any]:
+    """A hook run as Argo shows it in operationState.syncResult.resources."""
+    group, _, version = hook.obj["apiVersion"].rpartition("/")
+    return {
+        "group": group,
+        "version": version,
+        "kind": hook.obj["kind"],
+        "namespace": hook.obj["metadata"].get("namespace") or "",
+        "name": name,
+        "hookType": hook.phase,
+        "hookPhase": verdict,
+        "syncPhase": hook.phase,
+        "status": "Synced" if name else "SyncFailed",
+        "message": message,
+    }
 
 
 def crd_kinds(objects: Iterable[dict[str, Any]]) -> dict[tuple[str, str], str]:

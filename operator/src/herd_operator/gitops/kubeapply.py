@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +21,22 @@ from herd_operator.gitops import rawapi
 
 class ApplyError(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class How:
+    """How one object is written: Argo's sync options of the object or its Application."""
+
+    # Replace=true: a PUT of the whole object (a POST when new) instead of a server-side
+    # apply: what other managers set goes too. `version` is the live resourceVersion.
+    replace: bool = False
+    version: str | None = None
+
+
+APPLY = How()
+# JSON is YAML: so declared, the ApiClient sends the text as it is (as JSON it would encode
+# the string once more).
+AS_YAML = "application/yaml"
 
 
 def segment(value: str, what: str = "name") -> str:
@@ -78,15 +96,19 @@ class Applier:
     def namespaced(self, obj: dict[str, Any]) -> bool:
         return bool(self.resource(obj["apiVersion"], obj["kind"]).namespaced)
 
-    def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
-        req = self._apply_request(obj, dry_run)
+    def apply(self, obj: dict[str, Any], dry_run: bool = False, how: How = APPLY) -> dict[str, Any]:
+        req = self._apply_request(obj, dry_run, how)
         try:
             return rawapi.send(self.api, req)
         except ApiException as err:
             raise ApplyError(f"{describe(obj)}: {api_message(err)}") from err
 
     def apply_each(
-        self, objs: list[dict[str, Any]], dry_run: bool = False, concurrency: int = 1
+        self,
+        objs: list[dict[str, Any]],
+        dry_run: bool = False,
+        concurrency: int = 1,
+        hows: Sequence[How] | None = None,
     ) -> list[dict[str, Any] | ApplyError]:
         """`apply` of each object, `concurrency` at a time: what the server holds (or would)
         or why it refused, in order."""
@@ -95,7 +117,7 @@ class Applier:
         sent: list[int] = []  # the index of each request's object
         for i, obj in enumerate(objs):
             try:
-                requests.append(self._apply_request(obj, dry_run))
+                requests.append(self._apply_request(obj, dry_run, hows[i] if hows else APPLY))
                 sent.append(i)
             except ApplyError as err:
                 out[i] = err
@@ -106,12 +128,13 @@ class Applier:
                 out[i] = answer
         return out
 
-    def _apply_request(self, obj: dict[str, Any], dry_run: bool) -> rawapi.Request:
+    def _apply_request(self, obj: dict[str, Any], dry_run: bool, how: How) -> rawapi.Request:
         """A server-side apply, forced (git wins), as a plain request: JSON both ways, since
-        the dynamic client's models cost more than the request."""
+        the dynamic client's models cost more than the request. With Replace, a PUT (or a
+        POST of a new object)."""
         res = self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
-        query = [("fieldManager", self.field_manager), ("force", "true")]
+        query = [("fieldManager", self.field_manager)]
         if dry_run:
             query.append(("dryRun", "All"))
         namespace = meta.get("namespace") if res.namespaced else None
@@ -119,6 +142,13 @@ class Applier:
             path = resource_path(res, meta["name"], namespace)
         except ApplyError as err:
             raise ApplyError(f"{describe(obj)}: {err}") from err
+        if how.replace and not dry_run:
+            if how.version is None:
+                collection = resource_path(res, namespace=namespace)
+                return rawapi.Request("POST", collection, query, json.dumps(obj), AS_YAML)
+            body = {**obj, "metadata": {**meta, "resourceVersion": how.version}}
+            return rawapi.Request("PUT", path, query, json.dumps(body), AS_YAML)
+        query.append(("force", "true"))
         return rawapi.Request(
             "PATCH",
             path,
@@ -168,7 +198,26 @@ class Applier:
         res = self.resource(api_version, kind)
         return [dict(i.to_dict()) for i in res.get(label_selector=label_selector).items]
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """A POST of a new object (a hook: it may have only a generateName)."""
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        namespace = obj["metadata"].get("namespace") if res.namespaced else None
+        path = resource_path(res, namespace=namespace)
+        query = [("fieldManager", self.field_manager)]
+        req = rawapi.Request("POST", path, query, json.dumps(obj), AS_YAML)
+        try:
+            return rawapi.send(self.api, req)
+        except ApiException as err:
+            raise ApplyError(f"{describe(obj)}: {api_message(err)}") from err
+
+    def delete(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        propagation: str = "Foreground",
+    ) -> None:
         res = self.resource(api_version, kind)
         where = namespace if res.namespaced else None
         with contextlib.suppress(NotFoundError):
@@ -176,5 +225,5 @@ class Applier:
             res.delete(
                 name=segment(name),
                 namespace=segment(where, "namespace") if where else None,
-                body={"propagationPolicy": "Foreground"},
+                body={"propagationPolicy": propagation},
             )

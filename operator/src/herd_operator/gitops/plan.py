@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,3 +184,119 @@ def changed_paths(a: Any, b: Any, prefix: str = "") -> list[str]:
             paths += changed_paths(x, y, f"{prefix}[{i}]")
         return paths
     return [] if a == b else [prefix or "."]
+
+
+# -- ignoreDifferences ------------------------------------------------------------------------
+def ignored_pointers(
+    rules: list[dict[str, Any]], key: Key, live: dict[str, Any] | None
+) -> tuple[str, ...]:
+    """The JSON pointers Argo's `ignoreDifferences` rules ignore on `key`'s object: their
+    jsonPointers, and what their managedFieldsManagers own of the live object."""
+    out: list[str] = []
+    for rule in matching(rules, key):
+        out += [str(p) for p in rule.get("jsonPointers") or []]
+        managers = set(rule.get("managedFieldsManagers") or [])
+        for entry in ((live or {}).get("metadata") or {}).get("managedFields") or []:
+            if entry.get("manager") in managers:
+                out += _owned(entry.get("fieldsV1") or {}, "")
+    return tuple(dict.fromkeys(out))
+
+
+def matching(rules: list[dict[str, Any]], key: Key) -> list[dict[str, Any]]:
+    """The rules of `ignoreDifferences` that name `key`'s object (group and kind, and its
+    name and namespace where they say)."""
+    return [
+        rule
+        for rule in rules
+        if rule.get("kind") == key.kind
+        and (rule.get("group") or "") == key.group
+        and rule.get("name") in (None, "", key.name)
+        and rule.get("namespace") in (None, "", key.namespace)
+    ]
+
+
+def _owned(fields: dict[str, Any], prefix: str) -> list[str]:
+    """JSON pointers of what a managedFields entry (fieldsV1) owns: its `f:` fields; where
+    it owns items of a list (`k:`, `v:`, `i:`) the whole list (coarser, never less)."""
+    out: list[str] = []
+    for name, sub in fields.items():
+        if name.startswith("f:"):
+            part = name[2:].replace("~", "~0").replace("/", "~1")
+            out += _owned(sub or {}, f"{prefix}/{part}") or [f"{prefix}/{part}"]
+        elif name != "." and prefix:
+            return [prefix]
+    return out
+
+
+def _split(pointer: str) -> list[str]:
+    if pointer in ("", "/"):
+        return []
+    return [p.replace("~1", "/").replace("~0", "~") for p in pointer.lstrip("/").split("/")]
+
+
+def _order(parts: list[str]) -> list[tuple[int, int, str]]:
+    """Pointers in document order, list indexes as numbers (10 after 9)."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]
+
+
+def _walk(obj: Any, parts: list[str]) -> tuple[Any, str | int] | None:
+    """The container of the pointed value and its key in it, or None when absent."""
+    node = obj
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, dict):
+            if part not in node:
+                return None
+            if last:
+                return node, part
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            if last:
+                return node, int(part)
+            node = node[int(part)]
+        else:
+            return None
+    return None
+
+
+def without(obj: dict[str, Any] | None, pointers: Iterable[str]) -> dict[str, Any] | None:
+    """`obj` without what `pointers` point at (a copy; for comparing)."""
+    if obj is None or not pointers:
+        return obj
+    out = copy.deepcopy(obj)
+    # The last first: removing a list's item moves those after it.
+    for parts in sorted((_split(p) for p in pointers), key=_order, reverse=True):
+        found = _walk(out, parts) if parts else None
+        if found is not None:
+            del found[0][found[1]]
+    return out
+
+
+def respecting(
+    desired: dict[str, Any], live: dict[str, Any], pointers: Iterable[str]
+) -> dict[str, Any]:
+    """`desired` with the live values at `pointers` (RespectIgnoreDifferences): a sync
+    leaves them as they are; absent in the live object, absent in what is applied."""
+    out = copy.deepcopy(desired)
+    for parts in sorted((_split(p) for p in pointers), key=_order, reverse=True):
+        if not parts or parts[0] in ("apiVersion", "kind") or parts[:2] == ["metadata", "name"]:
+            continue
+        there = _walk(live, parts)
+        here = _walk(out, parts)
+        if there is None:
+            if here is not None:
+                del here[0][here[1]]
+            continue
+        value = copy.deepcopy(there[0][there[1]])
+        if here is not None:
+            here[0][here[1]] = value
+            continue
+        node: Any = out  # create the path down to it (maps only)
+        for part in parts[:-1]:
+            if not isinstance(node, dict):
+                break
+            node = node.setdefault(part, {})
+        else:
+            if isinstance(node, dict):
+                node[parts[-1]] = value
+    return out

@@ -199,7 +199,9 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
     automated = (spec.get("syncPolicy") or {}).get("automated")
     op = status.get("operationState") or {}
     new_revision = comparison.revision != (op.get("syncResult") or {}).get("revision")
-    should_sync = bool(requested)
+    # A sync under way goes on (a wave's health, a hook), in sync already or not: its
+    # PostSync hooks run once everything is applied.
+    should_sync = bool(requested) or (op.get("phase") == "Running" and not new_revision)
     if not requested and automated is not None and not comparison.in_sync:
         if op.get("phase") == "Failed" and not new_revision:
             retry_at = parse_time(op.get("nextRetryAt"))  # None: retries exhausted
@@ -232,6 +234,8 @@ def reconcile(obj: Object, engine: Engine, settings: Settings) -> None:
             conditions.append(_condition("SyncError", message))
             obj.event("SyncError", message, warning=True)
         operation = _operation(phase, message, started, comparison.revision)
+        if comparison.hook_results:  # Argo's place for its hooks' runs
+            operation["syncResult"]["resources"] = comparison.hook_results
         if phase == "Failed":
             operation.update(_retry(spec, op, new_revision))
         if phase in ("Succeeded", "Failed"):
