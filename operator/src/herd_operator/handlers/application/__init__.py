@@ -249,6 +249,8 @@ def use_sharding(membership: sharding.Membership, diffbase: sharding.MemoryDiffB
     """At start-up, with sharding on: this replica's membership and kopf's diff base."""
     global _shard, _diffbase
     _shard, _diffbase = membership, diffbase
+    # Counted when scraped: an app kopf lists after the last reshard is owned all the same.
+    sharding.OWNED.set_function(lambda: sum(map(membership.mine, list(wakes.apps_seen))))
 
 
 def reshard() -> None:
@@ -261,7 +263,6 @@ def reshard() -> None:
     now = {key for key in list(wakes.apps_seen) if _shard.mine(key)}
     gained, lost = sorted(now - _owned), _owned - now
     _owned = now
-    sharding.OWNED.set(len(now))
     if _engine is not None:
         for key in lost:
             _engine.forget(key)
