@@ -11,6 +11,8 @@ figure is the largest number of sends in any 1-second window [t, t+1).
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 
 from common import stack  # bench/ is on sys.path when a script runs
@@ -39,6 +41,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="configured emails/s, shared")
     parser.add_argument("--emails", type=int, default=150)
     args = parser.parse_args()
+    # The local AWS holds SES's sending rate (14/s out of the sandbox by default): at least
+    # the configured rate, as a real account's is raised on request. Read at its start.
+    raised = json.loads(os.environ.get("HERD_AWS_QUOTAS") or "{}")
+    raised["ses.sending_rate"] = max(float(raised.get("ses.sending_rate", 0)), args.rate)
+    os.environ["HERD_AWS_QUOTAS"] = json.dumps(raised)
     with stack("herd-bench-sesrate-") as st:
         ddb = aws.client("dynamodb", st.aws)
         with console.status(f"queueing {args.emails} email jobs"):
@@ -60,7 +67,13 @@ def main() -> None:
             def sent() -> int:
                 return len(st.moto.data()["ses"]["TemplateMessage"])
 
-            wait_until(lambda: sent() >= args.emails, 3600, interval=0.5)
+            def logged() -> int:
+                # The workers' logs, not moto's whole state each time: that read cost moto
+                # (the workers' SES) more CPU than the sends as the messages piled up.
+                logs = (st.root / "logs" / f"worker-{i}.log" for i in range(args.workers))
+                return sum(f.read_text().count("sent job") for f in logs if f.exists())
+
+            wait_until(lambda: logged() >= args.emails, 3600, interval=0.2)
         wall = time.perf_counter() - t0
 
         stamps: list[float] = []
@@ -75,14 +88,21 @@ def main() -> None:
             for i in range(args.workers)
         ]
         span = stamps[-1] - stamps[0]
-        table = Table("figure", "value", title="shared SES budget")
+        table = Table("figure", "value", "target", title="shared SES budget")
         table.add_row("workers", str(args.workers))
         table.add_row("configured rate (all workers together)", f"{args.rate:g}/s")
         table.add_row("emails sent / jobs", f"{sent()} / {args.emails}")
         table.add_row("send records", str(len(stamps)))
         table.add_row("sent by each worker", " / ".join(map(str, per_worker)))
         table.add_row("busiest second (sends in any [t, t+1))", str(busiest_second(stamps)))
-        table.add_row("mean rate, first to last send", f"{(len(stamps) - 1) / span:.2f}/s")
+        steady = (len(stamps) - 1) / span
+        table.add_row(
+            "mean rate, first to last send",
+            f"{steady:.2f}/s",
+            f"≥ {0.95 * args.rate:g} (95% of configured)"
+            + (" ✓" if steady >= 0.95 * args.rate else " ✗"),
+        )
+        table.add_row("mean rate incl. the workers' start", f"{args.emails / wall:.2f}/s")
         table.add_row("wall time incl. worker start", f"{wall:.1f} s")
         console.print(table)
         assert sent() == len(stamps) == args.emails, "every job sent exactly once"

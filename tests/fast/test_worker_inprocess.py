@@ -3,6 +3,7 @@ the Tenant status report a recording fake. tests/test_worker.py runs the real pr
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -226,14 +227,19 @@ def test_two_deliveries_of_a_job_in_one_batch_go_in_turn(rig: Rig, reports: list
 def test_a_renewal_too_slow_to_cover_a_send_sends_nothing(
     rig: Rig, reports: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The renewal before the send came back with less than the send's time of lease left
+    """The claim's own lease ran short while the job waited (its end set to now here), and
+    the renewal before the send came back with less than the send's time of lease left
     (DynamoDB stalling): a send then might outlive the lease and race a takeover."""
-    renew = rig.worker.claims.renew
+    claim, renew = rig.worker.claims.claim, rig.worker.claims.renew
+
+    def waited_long(key: str) -> Any:
+        return dataclasses.replace(claim(key), lease_until=time.time())
 
     def late(key: str, token: str) -> float | None:
         end = renew(key, token)
         return None if end is None else time.time() + rig.worker.send_timeout / 2
 
+    monkeypatch.setattr(rig.worker.claims, "claim", waited_long)
     monkeypatch.setattr(rig.worker.claims, "renew", late)
     rig.job()
     rig.worker.poll_once()

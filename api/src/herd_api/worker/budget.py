@@ -9,8 +9,14 @@ that read the same version only one write lands, the other reads again. Hence, i
 of `window` seconds, at most `limit` recorded send times, whatever the number of workers.
 
 window = max(1 s, 1/rate) and limit = max(1, floor(rate * window)): 10/s is 10 per second,
-0.05/s is 1 per 20 s. The recorded time is taken right before the SES call, and is what the
-worker stores as the job's send time.
+0.05/s is 1 per 20 s.
+
+A worker reserves for all its threads waiting at once in one read and one write: the next
+send times the window allows, up to one window ahead (a read and a write per send made the
+item, not SES, the limit: 20/s through the local AWS against a configured 50/s). Each thread
+takes one, waits for it and sends; the recorded time is the one the thread sends at (or
+right after), and what the worker stores as the job's send time. A reservation kept past its
+time is dropped, never sent late in a bunch: fewer sends, never more.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -33,20 +40,38 @@ class SharedBudget:
         # The threads of one worker take turns at the item: only replicas race for it (a
         # lost race costs a read and a write again, and the item is one hot key).
         self._turn = threading.Lock()
+        self._reserved: deque[float] = deque()  # send times this worker holds, in order
+        self._waiting = 0  # threads in take() without a send time yet
+        self._expected = 0  # sends the worker has in hand (its batch), not given a time yet
+        # A reservation not taken within this long after its time is dropped (SES's bucket
+        # holds a second of its rate: a few sends this late do not bunch up against it).
+        self.grace = 0.25
 
-    def try_take(self) -> tuple[float | None, float]:
-        """(the send time recorded, 0) when a send may go now; else (None, seconds to wait)."""
+    def try_take(self, wanted: int = 1) -> tuple[list[float], float]:
+        """Reserve up to `wanted` send times (ascending, none more than a window ahead):
+        (them, 0); else ([], seconds to wait)."""
         item = self._ddb.get_item(
             TableName=self._table, Key={"key": {"S": self._key}}, ConsistentRead=True
         ).get("Item")
         now = time.time()
         stamps = sorted(float(x) for x in item["stamps"]["NS"]) if item else []
         version = int(item["version"]["N"]) if item else 0
-        if stamps and now < stamps[-1]:
-            return None, stamps[-1] - now  # our clock is behind the last sender's
-        if len(stamps) >= self.limit and stamps[-self.limit] > now - self.window:
-            return None, stamps[-self.limit] + self.window - now
-        kept = [*stamps, now][-self.limit :]
+        taken: list[float] = []
+        for _ in range(max(1, min(wanted, self.limit))):
+            log = [*stamps, *taken]
+            # Never before the last recorded time (another sender's clock may be ahead of
+            # ours), and the `limit`-th last at least a window back.
+            at = max(now, log[-1] if log else now)
+            if len(log) >= self.limit:
+                at = max(at, log[-self.limit] + self.window)
+            if at > now + self.window or (taken and at > now + self.window / 2):
+                break  # not this far ahead: leave the budget to the other replicas
+            taken.append(at)
+        if not taken:
+            log = stamps
+            at = max(log[-1], log[-self.limit] + self.window if len(log) >= self.limit else 0)
+            return [], at - self.window - now
+        kept = [*stamps, *taken][-self.limit :]
         condition = "attribute_not_exists(#k)" if item is None else "#v = :v"
         values: dict[str, Any] = {} if item is None else {":v": {"N": str(version)}}
         names = {"#k": "key"} if item is None else {"#v": "version"}
@@ -65,16 +90,41 @@ class SharedBudget:
         except ClientError as err:
             if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            return None, random.uniform(0, 0.02)  # another worker took this turn: read again
-        return now, 0.0
+            return [], random.uniform(0, 0.02)  # another worker took this turn: read again
+        return taken, 0.0
+
+    def expect(self, sends: int) -> None:
+        """The worker has `sends` messages in hand (0: none): reserve for them together."""
+        with self._turn:
+            self._expected = sends
 
     def take(self, stop: threading.Event) -> float | None:
         """Block until a send may go (its recorded time) or `stop` is set (None)."""
-        while not stop.is_set():
+        stamp = self._reservation(stop)
+        if stamp is None or stop.wait(max(0.0, stamp - time.time())):
+            return None
+        return stamp
+
+    def _reservation(self, stop: threading.Event) -> float | None:
+        """A send time of this worker's (reserved for the threads waiting now, together)."""
+        with self._turn:
+            self._waiting += 1
+        try:
+            while not stop.is_set():
+                with self._turn:
+                    now = time.time()
+                    while self._reserved and self._reserved[0] < now - self.grace:
+                        self._reserved.popleft()  # its thread went away: too late to use
+                    wait = 0.0
+                    if not self._reserved:
+                        taken, wait = self.try_take(max(self._waiting, self._expected))
+                        self._reserved.extend(taken)
+                    if self._reserved:
+                        self._expected = max(0, self._expected - 1)
+                        return self._reserved.popleft()
+                if stop.wait(wait):
+                    return None
+            return None
+        finally:
             with self._turn:
-                stamp, wait = self.try_take()
-            if stamp is not None:
-                return stamp
-            if stop.wait(wait):
-                return None
-        return None
+                self._waiting -= 1

@@ -30,6 +30,7 @@ class Claim:
     sent_message_id: str | None = None  # set when the job was already sent
     sent_at: float | None = None
     held_until: float | None = None  # another worker's lease, when it holds the key
+    lease_until: float = 0.0  # ours, when won: its end by our clock, taken before the write
 
 
 def _conditional_failed(err: ClientError) -> bool:
@@ -77,7 +78,7 @@ class Claims:
                 )
             until = item.get("leaseUntil", {}).get("N")
             return Claim(won=False, held_until=float(until) if until else now + self.lease)
-        return Claim(won=True, token=token)
+        return Claim(won=True, token=token, lease_until=now + self.lease)
 
     def renew(self, key: str, token: str) -> float | None:
         """Push our lease on: its new end (reckoned from before the call, so never later than

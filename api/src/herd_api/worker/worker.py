@@ -67,6 +67,8 @@ CLAIMS_LOST = Counter(
 REPORTS_FAILED = Counter("herd_email_reports_failed_total", "Status reports to retry")
 DLQ_DEPTH = Gauge("herd_email_dlq_messages", "Messages in the email dead-letter queue")
 MAX_VISIBILITY = 43200  # SQS's limit, seconds
+# Seconds a done message may wait for others to be deleted with: well within any visibility.
+DELETE_DELAY = 1.0
 
 
 @dataclass
@@ -115,6 +117,8 @@ class Worker:
         rate = self.settings.worker_max_send_rate or self.ses.max_send_rate()
         self.budget = SharedBudget(ddb, table, self.settings.worker_send_budget_key, rate)
         self._pool = ThreadPoolExecutor(self.settings.worker_concurrency, "email-job")
+        self._deletes: list[tuple[str, float]] = []  # (receipt, since when) to delete
+        self._deletes_lock = threading.Lock()
         log.info(
             "worker ready: queue %s, %.3g emails/s shared by all workers",
             self.queue_url.rsplit("/", 1)[-1],
@@ -142,7 +146,12 @@ class Worker:
         turns: dict[str, list[dict[str, Any]]] = {}
         for message in messages:
             turns.setdefault(_job_key(message), []).append(message)
-        list(self._pool.map(self._in_turn, turns.values()))
+        self.budget.expect(len(messages))  # send times for the batch in as few turns as may be
+        try:
+            list(self._pool.map(self._in_turn, turns.values()))
+        finally:
+            self.budget.expect(0)
+            self._flush_deletes(everything=True)
         return len(messages)
 
     def _in_turn(self, messages: list[dict[str, Any]]) -> None:
@@ -198,8 +207,13 @@ class Worker:
                 self._hide(receipt, 0)
                 return
             data = self._with_logo(job)  # an API-server read: before the lease is reckoned
-            lease_end = self.claims.renew(job.idempotency_key, claim.token)
-            if lease_end is None:
+            # Renewed first only if the claim's own lease is too short by now: while it runs
+            # nobody can take the key over (a takeover needs it lapsed), so a renewal would
+            # tell nothing new (and cost a DynamoDB write per email).
+            lease_end: float | None = claim.lease_until
+            if claim.lease_until - time.time() < self.send_timeout:
+                lease_end = self.claims.renew(job.idempotency_key, claim.token)
+            if lease_end is None or hold.lost:
                 # Lost while we waited (a pause longer than the lease): whoever took the key
                 # over sends it; sending here too would be the duplicate.
                 hold.lose()
@@ -339,7 +353,37 @@ class Worker:
             hold.let_go()
 
     def _delete(self, receipt: str) -> None:
-        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+        """Deleted with others in one DeleteMessageBatch: by the batch's end, or once ten wait
+        or the first has waited DELETE_DELAY. Only ever after the job is done (its claim says
+        sent, or it is dropped): a delete lost to a crash costs a redelivery, found sent and
+        deleted then, never a second email."""
+        with self._deletes_lock:
+            self._deletes.append((receipt, time.monotonic()))
+            due = len(self._deletes) >= 10 or (
+                time.monotonic() - self._deletes[0][1] > DELETE_DELAY
+            )
+        if due:
+            self._flush_deletes()
+
+    def _flush_deletes(self, everything: bool = False) -> None:
+        while True:
+            with self._deletes_lock:
+                batch, self._deletes = self._deletes[:10], self._deletes[10:]
+            if not batch:
+                return
+            entries = [{"Id": str(i), "ReceiptHandle": r} for i, (r, _) in enumerate(batch)]
+            try:
+                answer = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+                failed = answer.get("Failed") or []
+            except (ClientError, BotoCoreError) as err:
+                failed = entries
+                log.warning(
+                    "deleting %d messages failed (they come back, found sent): %s", len(batch), err
+                )
+            if failed:
+                log.warning("%d messages not deleted (they come back, found sent)", len(failed))
+            if not everything:
+                return
 
     def _hide(self, receipt: str, seconds: int) -> None:
         self.sqs.change_message_visibility(
