@@ -6,7 +6,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from herd_devkit.cli.app import history_rows, revert_to
+import pytest
+import typer
+
+from herd_devkit.cli.app import _revert, history_rows, revert_to
 from herd_devkit.local.gitrepo import Repo, git
 from herd_operator.handlers.application import history, rollback
 
@@ -100,3 +103,19 @@ def test_revert_restores_the_paths_on_top_of_a_merge(tmp_path: Path) -> None:
     assert (work / "other").read_text() == "2"  # outside the app: untouched
     assert git("merge-base", "--is-ancestor", head, "HEAD", cwd=work) == ""  # nothing rewritten
     assert not revert_to(work, good, ("m",))  # already there
+
+
+def test_rollback_refuses_what_is_no_commit_of_the_branch(tmp_path: Path) -> None:
+    """An option in place of the revision, a commit of another branch, a name that is none:
+    refused before anything is committed or pushed."""
+    repo = Repo.create(tmp_path / "r", {"README.md": "x\n"})
+    other = repo.commit("main", "elsewhere", {"m/a.yaml": "main"})
+    head = repo.commit("dev", "dev", {"m/a.yaml": "dev"})
+    for revision in ("--output=/tmp/owned", "--git-dir", other, "no-such-ref"):
+        keep = tmp_path / revision.strip("-/").replace("/", "_")
+        keep.mkdir()
+        with pytest.raises(typer.Exit) as err:
+            _revert("a", repo.url, "dev", ("m",), {}, revision, keep, False)
+        assert err.value.exit_code == 2
+    assert repo.head("dev") == head
+    assert not Path("/tmp/owned").exists()

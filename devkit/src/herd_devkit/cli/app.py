@@ -532,6 +532,8 @@ def _revert(
             raise typer.Exit(2)
         revision = str(entry["revision"])
     try:
+        if revision.startswith("-"):  # an option to git, not a revision
+            raise GitError(f"{revision} is no revision")
         good = git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}", cwd=work)
         git("merge-base", "--is-ancestor", good, head, cwd=work)
     except GitError as err:
