@@ -68,6 +68,8 @@ def test_auto_rollback_due_only_after_degraded_for_after_with_a_healthy_past() -
     assert rollback.due_at({"history": [bad]}, spec()) is None  # nothing Healthy to go back to
     assert rollback.due_at({"history": [good, {**bad, "result": "Failed"}]}, spec()) is None
     assert rollback.due_at({"history": [good, {**bad, "healthAfter": "Healthy"}]}, spec()) is None
+    assert rollback.due_at({**status, "sync": {"revision": "r"}}, spec()) == at
+    assert rollback.due_at({**status, "sync": {"revision": "h"}}, spec()) is None  # moved on
 
 
 def test_history_rows_newest_first_with_the_pin() -> None:

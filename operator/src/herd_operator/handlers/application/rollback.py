@@ -45,6 +45,10 @@ def due_at(status: dict[str, Any], spec: dict[str, Any]) -> dt.datetime | None:
     last = entries[-1]
     if last.get("result", "Succeeded") != "Succeeded" or last.get("healthAfter") != health.DEGRADED:
         return None
+    if (status.get("sync") or {}).get("revision") not in (None, last.get("revision")):
+        # The branch moved on to a commit that needed no sync: not this sync's outcome any
+        # more (and no tick-by-tick reconcile while it stays so).
+        return None
     if history.last_healthy(entries, other_than=last.get("revision")) is None:
         return None
     since = parse_time(last.get("healthSince"))
