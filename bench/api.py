@@ -20,6 +20,8 @@ Runs its own embedded control plane, moto, API (uvicorn) and worker, all on loop
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import time
 import uuid
@@ -38,8 +40,9 @@ from rich.console import Console
 from rich.table import Table
 
 from herd_api.claims import owner_reference
+from herd_core import aws
 from herd_devkit.local.gitops import ensure_namespace
-from herd_devkit.local.process import wait_until
+from herd_devkit.local.process import read_state, wait_until
 
 console = Console()
 
@@ -106,6 +109,11 @@ def main() -> None:
     parser.add_argument("--signup-rate", type=float, default=300.0, help="open-loop signups/s")
     parser.add_argument("--existing", type=int, default=0, help="Tenants present, 2nd run")
     args = parser.parse_args()
+    # The local AWS holds SES's sending rate (14/s out of the sandbox by default): raised to
+    # the configured rate, as a real account's is on request. Read by the local AWS at start.
+    raised = json.loads(os.environ.get("HERD_AWS_QUOTAS") or "{}")
+    raised["ses.sending_rate"] = max(float(raised.get("ses.sending_rate", 0)), args.rate)
+    os.environ["HERD_AWS_QUOTAS"] = json.dumps(raised)
     with stack("herd-bench-api-") as st:
         with console.status("starting control plane, moto, API"):
             ensure_namespace(st.api, "tenants")
@@ -207,20 +215,42 @@ def main() -> None:
 
         with console.status(f"queueing {args.emails} email jobs"):
             st.queue_emails(args.emails, "bench")
-        t0 = time.perf_counter()
+        t0 = time.time()
         st.run(
             ["worker", "run"],
             "HERD_WORKER_PORT",
             HERD_WORKER_WAIT_SECONDS="1",
             HERD_WORKER_MAX_SEND_RATE=str(args.rate),
         )
+        worker_log = st.root / "logs" / "worker.log"
+        worker_pids = st.services[-1].pids()
+        moto_pids = [r.pid for r in read_state(st.moto.state_file)[0]]
+        worker_cpu = sum(cpu_seconds(p) for p in worker_pids)
+        moto_cpu = sum(cpu_seconds(p) for p in moto_pids)
 
         def sent() -> int:
             return len(st.moto.data()["ses"]["TemplateMessage"])
 
         with console.status(f"worker sending {args.emails} emails"):
-            wait_until(lambda: sent() >= args.emails, 3600, interval=0.5)
-        email_wall = time.perf_counter() - t0
+            # Its log, not moto's whole state every half second: that read cost moto (the
+            # worker's SES) more CPU than the sends as the messages piled up.
+            wait_until(
+                lambda: worker_log.read_text().count("sent job") >= args.emails, 3600, interval=0.2
+            )
+        email_wall = time.time() - t0
+        worker_cpu = sum(cpu_seconds(p) for p in worker_pids) - worker_cpu
+        moto_cpu = sum(cpu_seconds(p) for p in moto_pids) - moto_cpu
+        # The send times the worker recorded (its budget's): the rate from the first send to
+        # the last, without the worker's start.
+        stamps = sorted(
+            float(item["sentAt"]["N"])
+            for page in aws.client("dynamodb", st.aws)
+            .get_paginator("scan")
+            .paginate(TableName=st.resources.email_jobs_table)
+            for item in page["Items"]
+            if item["key"]["S"].startswith("bench-") and item["state"]["S"] == "sent"
+        )
+        steady = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
 
         def target(p99: float) -> str:
             return "p99 ≤ 50 (at 300/s)" + (" ✓" if p99 <= 50 else " ✗")
@@ -264,8 +294,20 @@ def main() -> None:
             "CPU-ms per set: API server alone",
             f"{ceiling.server_cpu / n * 1000:.1f}",
         )
-        table.add_row("emails", f"{args.emails} at a configured {args.rate:g}/s")
-        table.add_row("emails/s (incl. worker start)", f"{args.emails / email_wall:.1f}")
+        table.add_row(
+            "emails", f"{args.emails} at a configured {args.rate:g}/s (the local SES allows it)"
+        )
+        with_start = args.emails / email_wall
+        table.add_row(
+            "emails/s, first send to last",
+            f"{steady:.1f}",
+            f"≥ {0.95 * args.rate:g} (95%)" + (" ✓" if steady >= 0.95 * args.rate else " ✗"),
+        )
+        table.add_row("emails/s incl. the worker's start", f"{with_start:.1f}")
+        table.add_row(
+            "CPU-ms per email: worker / local AWS (moto, its SES, SQS and DynamoDB)",
+            f"{worker_cpu / args.emails * 1000:.1f} / {moto_cpu / args.emails * 1000:.1f}",
+        )
         table.add_row("emails sent (must equal jobs)", str(sent()))
         console.print(table)
 
