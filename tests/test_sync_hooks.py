@@ -236,6 +236,50 @@ def test_generate_name_only_for_hooks_and_unsupported_phases_said(
     assert "Job bye: hooks of phase PreDelete are not supported" in message
 
 
+def test_helm_hooks_as_argo_maps_them(
+    objects: Custom, api: ApiClient, gitrepo: Repo, namespace: str
+) -> None:
+    """A chart's pre-install Job runs (PreSync) before its ConfigMap, a post-upgrade one
+    after (PostSync), each deleted once it succeeded (hook-succeeded)."""
+
+    def helm_job(name: str, hook: str, weight: str) -> str:
+        return (
+            f"apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {{{{ .Release.Name }}}}-{name}\n"
+            f"  annotations:\n    helm.sh/hook: {hook}\n    helm.sh/hook-weight: {weight!r}\n"
+            "    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded\n"
+            "spec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n"
+            "      containers:\n        - name: main\n          image: busybox\n"
+        )
+
+    sha = gitrepo.commit(
+        "dev",
+        "a chart with hooks",
+        {
+            "chart/Chart.yaml": "apiVersion: v2\nname: hooked\nversion: 0.1.0\n",
+            "chart/templates/cm.yaml": (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n"
+                "data:\n  k: v\n"
+            ),
+            "chart/templates/migrate.yaml": helm_job("migrate", "pre-install,pre-upgrade", "-1"),
+            "chart/templates/check.yaml": helm_job("check", "post-install,post-upgrade", "5"),
+        },
+    )
+    application(objects, "charted", gitrepo, "chart", namespace, helm={"releaseName": "rel"})
+    synced_at(objects, "charted", sha)
+    op = wait_for(
+        lambda: (o := operation(objects, "charted")).get("phase") == "Succeeded" and o,
+        60,
+        "Succeeded",
+    )
+    ran = sorted((r["hookType"], r["name"], r["hookPhase"]) for r in op["syncResult"]["resources"])
+    assert ran == [("PostSync", "rel-check", "Succeeded"), ("PreSync", "rel-migrate", "Succeeded")]
+    assert cm_data(api, namespace, "rel") == {"k": "v"}
+    st = app_status(objects, "charted")
+    assert [(r["kind"], r["name"]) for r in st["resources"]] == [("ConfigMap", "rel")]
+    for name in ("rel-migrate", "rel-check"):  # hook-succeeded
+        wait_for(lambda n=name: job(api, namespace, n) is None, 30, f"{name} deleted")
+
+
 # -- pure: Argo's annotation and Helm's, as Argo maps them -----------------------------------
 def obj(**annotations: str) -> dict[str, Any]:
     return {"kind": "Job", "metadata": {"name": "j", "annotations": annotations}}
