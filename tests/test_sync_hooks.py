@@ -212,17 +212,23 @@ def test_a_failed_hook_fails_the_sync_and_runs_sync_fail(
     assert st["sync"]["status"] == "OutOfSync"
 
 
-def test_generate_name_only_for_hooks_and_unsupported_phases_said(
+def test_generate_name_only_for_hooks_unsupported_phases_said_and_the_project_holds(
     objects: Custom, gitrepo: Repo, namespace: str
 ) -> None:
     doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "cm-"}}
     gitrepo.commit(
         "dev",
         "no name; a PreDelete hook",
-        {"app/cm.yaml": json.dumps(doc), "del/job.yaml": hook_doc("Job", "bye", "PreDelete")},
+        {
+            "app/cm.yaml": json.dumps(doc),
+            "del/job.yaml": hook_doc("Job", "bye", "PreDelete"),
+            # A hook is held to the Project as any object: no namespace outside it.
+            "away/job.yaml": hook_doc("Job", "escape-", "PreSync", namespace="kube-system"),
+        },
     )
     application(objects, "unnamed", gitrepo, "app", namespace)
     application(objects, "predelete", gitrepo, "del", namespace)
+    application(objects, "away", gitrepo, "away", namespace)
 
     def condition(name: str) -> str:
         for c in app_status(objects, name).get("conditions") or []:
@@ -234,6 +240,9 @@ def test_generate_name_only_for_hooks_and_unsupported_phases_said(
     assert "ConfigMap cm-: metadata.generateName is for hooks only" in message
     message = wait_for(lambda: condition("predelete"), 60, "ComparisonError")
     assert "Job bye: hooks of phase PreDelete are not supported" in message
+    message = wait_for(lambda: condition("away"), 60, "ComparisonError")
+    assert "namespace kube-system is not a destination of project" in message
+    assert "operationState" not in app_status(objects, "away")  # nothing was run
 
 
 def test_helm_hooks_as_argo_maps_them(

@@ -4,6 +4,7 @@ live values back (RespectIgnoreDifferences), how each object is written."""
 
 from __future__ import annotations
 
+from herd_core.constants import TRACKING_ANNOTATION
 from herd_operator.gitops.engine import Item, how, propagation
 from herd_operator.gitops.plan import Key, ignored_pointers, respecting, without
 
@@ -57,7 +58,18 @@ def test_without_and_respecting() -> None:
     # Live values written back; one the live object lacks is not applied either.
     here = respecting(desired, {"spec": {"replicas": 7}}, ["/spec/replicas", "/spec/paused"])
     assert here["spec"] == {"replicas": 7, "items": [1, 2, 3]}
-    # The object's identity is never taken from the live object.
+    # The object's identity and our mark are never taken from the live object.
+    mine = {"metadata": {"name": "a", "annotations": {TRACKING_ANNOTATION: "ns_mine:x", "k": "1"}}}
+    theirs = {"metadata": {"name": "a", "annotations": {TRACKING_ANNOTATION: "ns_other:x"}}}
+    for pointer in (
+        "/metadata",
+        "/metadata/annotations",
+        f"/metadata/annotations/{TRACKING_ANNOTATION.replace('/', '~1')}",
+    ):
+        assert respecting(mine, theirs, [pointer]) == mine
+    assert respecting(mine, theirs, ["/metadata/annotations/k"])["metadata"]["annotations"] == {
+        TRACKING_ANNOTATION: "ns_mine:x"
+    }
     assert respecting(
         {"metadata": {"name": "a"}}, {"metadata": {"name": "b"}}, ["/metadata/name"]
     ) == {"metadata": {"name": "a"}}

@@ -17,7 +17,8 @@ objects of one kind `concurrency` at a time), each object marked with our tracki
 annotation and label (the live cache watches only labelled objects); later waves wait until
 earlier ones are healthy; prune deletes only objects that carry this Application's tracking
 annotation. Custom resources whose CRD comes in the same sync are created once the API
-serves their kind.
+serves their kind. Hooks (hooks.py) are kept apart from the objects at compare and run in
+their phases by sync(); ignoreDifferences' fields are left out of the compare (plan.py).
 """
 
 from __future__ import annotations

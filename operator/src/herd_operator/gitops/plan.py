@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from herd_core.constants import GROUP, TRACKING_ANNOTATION
+from herd_core.constants import GROUP, TRACKING_ANNOTATION, TRACKING_LABEL
 
 WAVE_ANNOTATIONS = ("argocd.argoproj.io/sync-wave", f"{GROUP}/sync-wave")
 # Argo CD's kind order within a wave: what others depend on goes first.
@@ -272,6 +272,18 @@ def without(obj: dict[str, Any] | None, pointers: Iterable[str]) -> dict[str, An
     return out
 
 
+# Never taken from the live object: what names the object and marks it as ours (else a
+# rule could keep another Application's mark on what this one writes).
+_OURS = (
+    ("apiVersion",),
+    ("kind",),
+    ("metadata", "name"),
+    ("metadata", "namespace"),
+    ("metadata", "annotations", TRACKING_ANNOTATION),
+    ("metadata", "labels", TRACKING_LABEL),
+)
+
+
 def respecting(
     desired: dict[str, Any], live: dict[str, Any], pointers: Iterable[str]
 ) -> dict[str, Any]:
@@ -279,7 +291,7 @@ def respecting(
     leaves them as they are; absent in the live object, absent in what is applied."""
     out = copy.deepcopy(desired)
     for parts in sorted((_split(p) for p in pointers), key=_order, reverse=True):
-        if not parts or parts[0] in ("apiVersion", "kind") or parts[:2] == ["metadata", "name"]:
+        if not parts or any(path[: len(parts)] == tuple(parts) for path in _OURS):
             continue
         there = _walk(live, parts)
         here = _walk(out, parts)
