@@ -327,30 +327,35 @@ class Leases:
         if name in self.failing:
             raise client.ApiException(status=503)
 
-    def create_namespaced_lease(self, namespace: str, body: client.V1Lease) -> None:
+    def create_namespaced_lease(self, namespace: str, body: client.V1Lease, **_: Any) -> None:
         self._check()
         self.items[str(body.metadata.name)] = body  # type: ignore[union-attr]
 
-    def replace_namespaced_lease(self, name: str, namespace: str, body: client.V1Lease) -> None:
+    def replace_namespaced_lease(
+        self, name: str, namespace: str, body: client.V1Lease, **_: Any
+    ) -> None:
         self._check()
         self.items[name] = body
 
-    def patch_namespaced_lease(self, name: str, namespace: str, body: dict[str, Any]) -> None:
+    def patch_namespaced_lease(
+        self, name: str, namespace: str, body: dict[str, Any], **_: Any
+    ) -> None:
         self._check(name)
         renewed = body["spec"]["renewTime"].replace("Z", "+00:00")
         self.items[name].spec.renew_time = dt.datetime.fromisoformat(renewed)  # type: ignore[union-attr]
 
-    def list_namespaced_lease(self, namespace: str, label_selector: str) -> Any:
+    def list_namespaced_lease(self, namespace: str, label_selector: str, **_: Any) -> Any:
         self._check()
         return client.V1LeaseList(items=list(self.items.values()))
 
-    def delete_namespaced_lease(self, name: str, namespace: str) -> None:
+    def delete_namespaced_lease(self, name: str, namespace: str, **_: Any) -> None:
         self._check()
         self.items.pop(name, None)
 
 
 def member(api: Leases, name: str, duration: float = 1.5, renew: float = 0.3) -> Membership:
-    return Membership("herd-system", name, duration, renew, api=lambda: api)
+    fake: Any = api  # the calls Membership makes, not a CoordinationV1Api
+    return Membership("herd-system", name, duration, renew, api=lambda: fake)
 
 
 def test_rendezvous_hashing_moves_only_the_joiners_and_the_leavers_apps() -> None:

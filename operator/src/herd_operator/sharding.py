@@ -148,10 +148,16 @@ class Membership:
         if not ended:
             return  # the Lease runs out instead: by then this process is gone
         try:
-            self._api().delete_namespaced_lease(self._name, self.namespace)
+            self._api().delete_namespaced_lease(self._name, self.namespace, **self._timeout)
         except client.ApiException as err:
             if err.status != 404:
                 log.warning("deleting lease %s: %s", self._name, err)
+
+    @property
+    def _timeout(self) -> dict[str, Any]:
+        # A call that hangs (a dropped connection) would stop the renewals for good: the
+        # replica would fence itself and never come back.
+        return {"_request_timeout": self.renew}
 
     @property
     def _name(self) -> str:
@@ -179,7 +185,11 @@ class Membership:
         else:
             self._fence_at = sent + self.duration - self.renew
         try:
-            leases = self._api().list_namespaced_lease(self.namespace, label_selector=LABEL).items
+            leases = (
+                self._api()
+                .list_namespaced_lease(self.namespace, label_selector=LABEL, **self._timeout)
+                .items
+            )
         except Exception:
             # The others as last seen; this replica drops out of them once it is fenced.
             log.exception("listing shard leases")
@@ -246,21 +256,21 @@ class Membership:
         api = self._api()
         if self._created:
             api.patch_namespaced_lease(
-                self._name, self.namespace, {"spec": {"renewTime": _micro(now)}}
+                self._name, self.namespace, {"spec": {"renewTime": _micro(now)}}, **self._timeout
             )
             return
         body.spec.acquire_time = now  # type: ignore[union-attr]
         try:
-            api.create_namespaced_lease(self.namespace, body)
+            api.create_namespaced_lease(self.namespace, body, **self._timeout)
         except client.ApiException as err:
             if err.status != 409:
                 raise
-            api.replace_namespaced_lease(self._name, self.namespace, body)
+            api.replace_namespaced_lease(self._name, self.namespace, body, **self._timeout)
         self._created = True
 
     def _delete_stale(self, name: str) -> None:
         try:
-            self._api().delete_namespaced_lease(name, self.namespace)
+            self._api().delete_namespaced_lease(name, self.namespace, **self._timeout)
         except client.ApiException as err:
             if err.status != 404:
                 log.warning("deleting stale lease %s: %s", name, err)
