@@ -36,6 +36,10 @@ def api_run(
         port=port or s.api_port,
         log_config=None,
         access_log=False,
+        # C where the API spends per request without doing its own work: the HTTP parser
+        # (h11 is pure Python) and the event loop (libuv) under the API-server calls.
+        loop="uvloop",
+        http="httptools",
         # X-Forwarded-For is read by the API itself (core/clientaddr.py, right-most
         # trusted hop); uvicorn's reading would take the client-written left-most entry.
         proxy_headers=False,
