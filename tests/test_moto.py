@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
@@ -143,3 +145,42 @@ def test_a_long_poll_does_not_hold_up_other_calls(aws_settings: Settings) -> Non
         assert not polling.done(), "the calls above returned only after the long poll"
         sqs.send_message(QueueUrl=url, MessageBody="wake")
         assert [m["Body"] for m in polling.result(timeout=15)["Messages"]] == ["wake"]
+
+
+def test_connections_are_kept_open_as_aws_keeps_them(aws_settings: Settings) -> None:
+    """One connection carries many calls, as on AWS (werkzeug alone closed each one, a TCP
+    connect per call that no real account costs): a body the handler left unread does not
+    leak into the next request, and a client's own `Connection: close` still closes."""
+    url = urlsplit(aws_settings.aws_endpoint_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    auth = "AWS4-HMAC-SHA256 Credential=a/20260101/eu-west-1/cognito-idp/aws4_request, "
+    headers = {
+        "Content-Type": "application/x-amz-json-1.1",
+        "Authorization": auth + "SignedHeaders=host, Signature=x",
+    }
+    try:
+        socks = set()
+        for target, body in [
+            ("ListUserPools", b'{"MaxResults": 1}'),
+            ("NoSuchOperation", b'{"padding": "' + b"x" * 200_000 + b'"}'),
+            ("ListUserPools", b'{"MaxResults": 2}'),
+        ]:
+            conn.request(
+                "POST",
+                "/",
+                body=body,
+                headers={**headers, "X-Amz-Target": f"AWSCognitoIdentityProviderService.{target}"},
+            )
+            answer = conn.getresponse()
+            text = answer.read()
+            assert not answer.will_close, answer.getheaders()
+            socks.add(id(conn.sock))
+            if target == "ListUserPools":
+                assert answer.status == 200 and "UserPools" in json.loads(text)
+        assert len(socks) == 1, "a call opened a connection of its own"
+        conn.request("POST", "/", body=b"{}", headers={**headers, "Connection": "close"})
+        answer = conn.getresponse()
+        answer.read()
+        assert answer.will_close
+    finally:
+        conn.close()

@@ -5,8 +5,8 @@ one by email while another request thread inserts one, and answers 500 (`Runtime
 OrderedDict mutated during iteration`); with thousands of users, thousands of concurrent
 AdminCreateUser calls failed so (bench/tenants.py, 10,000 Tenants). moto's work is Python
 under the GIL either way, so serializing requests costs little; connections stay concurrent
-(threaded server, HTTP/1.1 keep-alive), only the handling of requests is one at a time. SQS is
-left out: a long poll waits inside moto, and would hold every other request up.
+(threaded server, HTTP/1.1 keep-alive: `KeepAlive`), only the handling of requests is one at a
+time. SQS is left out: a long poll waits inside moto, and would hold every other request up.
 
 Inside the lock, `aws_rules` enforces what AWS enforces and moto does not (an app client's
 attribute read and write permissions): it reads moto's state. `aws_quotas` holds AWS's
@@ -29,7 +29,8 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
-from werkzeug.serving import run_simple
+from werkzeug.serving import DechunkedInput, run_simple
+from werkzeug.wsgi import LimitedStream
 
 from herd_devkit.local import aws_quotas, aws_rules
 from herd_devkit.settings import get_settings
@@ -64,6 +65,68 @@ def serialized(app: WSGIApp) -> WSGIApp:
     return handle
 
 
+class _NoDrain:
+    """The request stream as werkzeug's handler sees it: lines (the request line, the headers)
+    pass; `read` gives nothing. werkzeug reads only its after-response drain so, which on a
+    kept connection would eat the client's next request."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.readline = raw.readline
+
+    def read(self, _size: int = -1) -> bytes:
+        return b""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+class KeepAlive(MotoRequestHandler):
+    """moto's request handler, keeping connections open as AWS does. werkzeug's dev server
+    answers `Connection: close` to every request, so each AWS call of a client paid a TCP
+    connect and close: a quarter of the operator's CPU per Tenant in bench/tenants.py, a cost
+    no real account has. A connection is safe to keep once its request body is read to the
+    end (`Content-Length`, exhausted after the answer); a chunked body closes it as before."""
+
+    def setup(self) -> None:
+        super().setup()
+        self._raw_rfile = self.rfile
+        self.rfile = _NoDrain(self._raw_rfile)  # type: ignore[assignment]
+        self._body: LimitedStream | None = None
+        self._keep = False
+
+    def make_environ(self) -> dict[str, Any]:
+        environ = super().make_environ()
+        if isinstance(environ["wsgi.input"], DechunkedInput):
+            environ["wsgi.input"] = DechunkedInput(self._raw_rfile)
+            self._body, self._keep = None, False
+        else:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            self._body = LimitedStream(self._raw_rfile, length)
+            environ["wsgi.input"] = self._body
+            self._keep = True
+        return environ
+
+    def send_header(self, keyword: str, value: str) -> None:
+        # The client's own `Connection: close` (http.server's parse set close_connection)
+        # is still answered so.
+        closing = self.close_connection or not self._keep
+        if not closing and keyword.lower() == "connection" and value.lower() == "close":
+            return
+        super().send_header(keyword, value)
+
+    def run_wsgi(self) -> None:
+        self._keep = False
+        super().run_wsgi()
+        try:
+            if self._keep and self._body is not None:
+                self._body.exhaust()  # what the app left unread: the next request starts after
+                return
+        except Exception:  # the client went away mid-body: nothing to keep
+            pass
+        self.close_connection = True
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -78,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         args.port,
         fronted(app),
         threaded=True,
-        request_handler=MotoRequestHandler,
+        request_handler=KeepAlive,
     )
 
 
