@@ -90,7 +90,7 @@ class KeepAlive(MotoRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self._raw_rfile = self.rfile
+        self._raw_rfile: Any = self.rfile
         self.rfile = _NoDrain(self._raw_rfile)  # type: ignore[assignment]
         self._body: LimitedStream | None = None
         self._keep = False
