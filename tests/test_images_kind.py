@@ -56,12 +56,17 @@ def test_dockerfile_parses_and_follows_our_rules(path: str) -> None:
     assert f"uv:{pinned('UV_VERSION')}" in "".join(uv.flags)
 
 
-def test_operator_image_builds_the_pinned_helm() -> None:
+@pytest.mark.parametrize("name", ["HELM_VERSION", "K8S_VERSION"])
+def test_operator_image_builds_the_pinned_helm_and_kubectl(name: str) -> None:
+    """helm renders charts and kubectl Kustomize sources: the image's are the Makefile's."""
     commands = dockerfile.parse_file(str(ROOT / "operator/Dockerfile"))
-    helm_arg = next(
-        c.value[0] for c in commands if c.cmd == "ARG" and c.value[0].startswith("HELM_VERSION=")
+    arg = next(c.value[0] for c in commands if c.cmd == "ARG" and c.value[0].startswith(name))
+    assert arg == f"{name}={pinned(name)}"
+    env = " ".join(" ".join(c.value) for c in commands if c.cmd == "ENV")
+    assert "HERD_HELM /usr/local/bin/helm" in env or "HERD_HELM=/usr/local/bin/helm" in env
+    assert (
+        "HERD_KUBECTL=/usr/local/bin/kubectl" in env or "HERD_KUBECTL /usr/local/bin/kubectl" in env
     )
-    assert helm_arg == f"HELM_VERSION={pinned('HELM_VERSION')}"
 
 
 def test_kind_config_parses() -> None:
@@ -100,6 +105,15 @@ def test_kind_values_install_into_the_api_server(cluster: Cluster, api: ApiClien
         "herd-api": ["--set", "config.cognitoUserPoolId=eu-west-1_kind"],
         "herd-workers": ["--set", "config.emailQueueUrl=http://moto:5000/q"],
     }
+    # The API's Role lives in the tenants' namespace, which the platform makes (make up, the
+    # operator's bootstrap); this test may run before any other made it.
+    try:
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name="tenants"))
+        )
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
     releases = []
     try:
         for chart, extra in sets.items():
