@@ -65,7 +65,14 @@ def test_auto_rollback_due_only_after_degraded_for_after_with_a_healthy_past() -
     assert rollback.due_at(status, spec(on=False)) is None
     assert rollback.due_at(status, {}) is None
     assert rollback.due_at({**status, "pinnedRevision": "g"}, spec()) is None  # pinned already
-    assert rollback.due_at({"history": [bad]}, spec()) is None  # nothing Healthy to go back to
+    # Nothing Healthy to go back to: due all the same (to say so), once.
+    assert rollback.due_at({"history": [bad]}, spec()) == at
+    said = {
+        "type": "RolledBack",
+        "reason": "NoHealthyRevision",
+        "message": "not... r stayed Degraded ...",
+    }
+    assert rollback.due_at({"history": [bad], "conditions": [said]}, spec()) is None
     assert rollback.due_at({"history": [good, {**bad, "result": "Failed"}]}, spec()) is None
     assert rollback.due_at({"history": [good, {**bad, "healthAfter": "Healthy"}]}, spec()) is None
     assert rollback.due_at({**status, "sync": {"revision": "r"}}, spec()) == at
@@ -121,3 +128,41 @@ def test_rollback_refuses_what_is_no_commit_of_the_branch(tmp_path: Path) -> Non
         assert err.value.exit_code == 2
     assert repo.head("dev") == head
     assert not Path("/tmp/owned").exists()
+
+
+class _Obj:
+    def __init__(self, status: dict[str, object]) -> None:
+        self.status = status
+        self.spec = {**spec(), "source": SOURCE}
+        self.events: list[tuple[str, str]] = []
+
+    def event(self, reason: str, message: str, warning: bool = False) -> None:
+        self.events.append((reason, message))
+
+
+class _Engine:
+    def head(self, app: object) -> str:
+        return "r" * 40
+
+
+def test_no_healthy_revision_is_said_once_and_kept_while_degraded() -> None:
+    bad = {
+        "revision": "r" * 40,
+        "result": "Succeeded",
+        "healthAfter": "Degraded",
+        "healthSince": "2026-01-01T00:00:00Z",
+    }
+    obj = _Obj({"history": [bad], "health": {"message": "deadline exceeded"}})
+    app = object()
+    now = dt.datetime(2026, 1, 1, 0, 1, tzinfo=dt.UTC)
+    t = rollback.target(obj, _Engine(), app, now)  # type: ignore[arg-type]
+    assert t.app is app and t.status == {}
+    [c] = t.conditions
+    assert (c["status"], c["reason"]) == ("False", "NoHealthyRevision")
+    assert "r" * 8 in c["message"] and "deadline exceeded" in c["message"]
+    assert [r for r, _ in obj.events] == ["RolledBack"]
+    obj.status["conditions"] = t.conditions
+    again = rollback.target(obj, _Engine(), app, now)  # type: ignore[arg-type]
+    assert again.conditions == t.conditions and len(obj.events) == 1  # kept, said once
+    obj.status["history"] = [{**bad, "healthAfter": "Healthy"}]
+    assert rollback.target(obj, _Engine(), app, now).conditions == []  # type: ignore[arg-type]
