@@ -734,16 +734,41 @@ def _helm_template(
         "-",
         *parameter_args(source.parameters),
     ]
+    return _render_with(
+        command,
+        json.dumps(values).encode(),
+        ("helm", "template"),
+        source.path,
+        limits,
+        program="helm",
+    )
+
+
+def _render_with(
+    command: list[str],
+    stdin: bytes,
+    tool: tuple[str, str],
+    path: str,
+    limits: Limits,
+    *,
+    program: str,
+    env: Mapping[str, str] | None = None,
+    root: Path | None = None,
+) -> list[dict[str, Any]]:
+    """The objects a Go renderer prints (helm template, kubectl's kustomize build), run
+    under `limits`: `tool` (its name and verb) and `path` name it in errors, `program` is
+    what runs; paths under `root` in its errors as the repository names them."""
+    what = f"{tool[0]} {tool[1]} {path}"
     try:
-        result = _run(command, json.dumps(values).encode(), limits.max_bytes, limits.timeout)
+        result = _run(command, stdin, limits.max_bytes, limits.timeout, env=env)
     except OSError as err:
-        raise RenderError(f"helm template {source.path}: cannot run helm: {err}") from err
+        raise RenderError(f"{what}: cannot run {program}: {err}") from err
     if result.problem == "timeout":
-        raise RenderError(f"helm template {source.path} timed out")
+        raise RenderError(f"{what} timed out")
     if result.problem == "output":
         raise RenderError(
-            f"{source.path} renders more than the limit of {limits.max_bytes} bytes "
-            "(helm was stopped)"
+            f"{path} renders more than the limit of {limits.max_bytes} bytes "
+            f"({tool[0]} was stopped)"
         )
     if result.returncode != 0:
         stderr = result.err.decode(errors="replace").strip()
@@ -754,13 +779,15 @@ def _helm_template(
             stderr = first  # not the goroutine dump after it
         elif result.returncode is not None and result.returncode < 0:
             stderr = f"killed by {_signal_name(-result.returncode)}"
-        raise RenderError(f"helm template {source.path} failed: {stderr[:4000]}")
-    _progress(f"the output of helm template {source.path}")
+        if root is not None:  # paths as the repository names them, not the operator's disk
+            stderr = stderr.replace(f"{root}/", "").replace(str(root), ".")
+        raise RenderError(f"{what} failed: {stderr[:4000]}")
+    _progress(f"the output of {what}")
     try:
         text = result.out.decode()
         return [d for d in load_all_capped(text, limits.max_nodes, limits.max_depth) if d]
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise RenderError(f"helm template {source.path}: output is not valid YAML: {err}") from err
+        raise RenderError(f"{what}: output is not valid YAML: {err}") from err
 
 
 def _load_manifests(
@@ -1266,39 +1293,16 @@ def _render_kustomize(
             "--enable-alpha-plugins=false",
         ]
         _progress(f"kustomize build {source.path}")
-        try:
-            result = _run(
-                command, b"", limits.max_bytes, limits.timeout, env=_kustomize_env(scratch)
-            )
-        except OSError as err:
-            raise RenderError(f"kustomize build {source.path}: cannot run kubectl: {err}") from err
-        if result.problem == "timeout":
-            raise RenderError(f"kustomize build {source.path} timed out")
-        if result.problem == "output":
-            raise RenderError(
-                f"{source.path} renders more than the limit of {limits.max_bytes} bytes "
-                "(kustomize was stopped)"
-            )
-        if result.returncode != 0:
-            stderr = result.err.decode(errors="replace").strip()
-            first = stderr.partition("\n")[0]
-            if first.startswith("fatal error:") and "out of memory" in first:
-                stderr = f"out of memory (more than {limits.max_memory // MiB} MiB)"
-            elif first.startswith("fatal error:"):
-                stderr = first
-            elif result.returncode is not None and result.returncode < 0:
-                stderr = f"killed by {_signal_name(-result.returncode)}"
-            # Paths as the repository names them, not the operator's disk.
-            stderr = stderr.replace(f"{root}/", "").replace(str(root), ".")
-            raise RenderError(f"kustomize build {source.path} failed: {stderr[:4000]}")
-        _progress(f"the output of kustomize build {source.path}")
-        try:
-            text = result.out.decode()
-            return [d for d in load_all_capped(text, limits.max_nodes, limits.max_depth) if d]
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise RenderError(
-                f"kustomize build {source.path}: output is not valid YAML: {err}"
-            ) from err
+        return _render_with(
+            command,
+            b"",
+            ("kustomize", "build"),
+            source.path,
+            limits,
+            program="kubectl",
+            env=_kustomize_env(scratch),
+            root=root,
+        )
 
 
 # -- what a render reads beyond its folder (for a sparse checkout) ---------------------------
