@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -287,11 +288,11 @@ def diff(name: str, namespace: str = NamespaceOpt, kubeconfig: Path | None = Kub
 ClusterOpt = typer.Option(None, "--cluster", help="dev or prod, where both have the app")
 
 
-def _application(
+def _applications(
     name: str, namespace: str, kubeconfig: Path | None, cluster: str | None
-) -> tuple[str, Path, dict[str, Any]]:
-    """The one cluster that has the Application (its name, kubeconfig, object)."""
-    found = []
+) -> Iterator[tuple[str, Path, dict[str, Any]]]:
+    """Each cluster (`cluster` alone, if given) that has the Application: its name,
+    kubeconfig and the object."""
     for cl, path in clusters(kubeconfig).items():
         if cluster and cl != cluster:
             continue
@@ -304,7 +305,14 @@ def _application(
                 if err.status == 404:
                     continue
                 raise
-        found.append((cl, path, obj))
+        yield cl, path, obj
+
+
+def _application(
+    name: str, namespace: str, kubeconfig: Path | None, cluster: str | None
+) -> tuple[str, Path, dict[str, Any]]:
+    """The one cluster that has the Application (its name, kubeconfig, object)."""
+    found = list(_applications(name, namespace, kubeconfig, cluster))
     if not found:
         console.print(f"[red]✗[/] no Application {namespace}/{name}")
         raise typer.Exit(2)
@@ -353,18 +361,7 @@ def history(
     """The revisions the Application synced, newest first: when, the sync's result and the
     health it left."""
     shown = False
-    for cl, path in clusters(kubeconfig).items():
-        if cluster and cl != cluster:
-            continue
-        with config.new_client_from_config(config_file=str(path)) as api:  # type: ignore[no-untyped-call]
-            try:
-                obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(  # type: ignore[assignment]
-                    GROUP, VERSION, namespace, "applications", name
-                )
-            except ApiException as err:
-                if err.status == 404:
-                    continue
-                raise
+    for cl, _path, obj in _applications(name, namespace, kubeconfig, cluster):
         shown = True
         source = obj["spec"]["source"]
         console.print(
