@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.gitrepo import Repo
 from herd_operator.gitops import hooks
 
@@ -167,6 +168,24 @@ def test_phases_in_order_and_again_each_sync(
     assert cm_data(api, namespace, "app") == {"v": "2"}
     again = wait_for(lambda: job(api, namespace, "notify"), 30, "notify again")
     assert again.metadata.uid != notified.metadata.uid
+    # A cascade delete takes the hook runs that stayed (BeforeHookCreation's last) too.
+    objects.api.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "applications",
+        "hooked",
+        {"metadata": {"finalizers": ["resources-finalizer.argocd.argoproj.io"]}},
+    )
+    objects.delete("applications", "hooked")
+    objects.wait_gone("applications", "hooked", timeout=60)
+    assert cm_data(api, namespace, "app") is None
+    gone = wait_for(
+        lambda: (j := job(api, namespace, "notify")) is None or j.metadata.deletion_timestamp,
+        30,
+        "notify going",
+    )
+    assert gone
 
 
 def test_a_failed_hook_fails_the_sync_and_runs_sync_fail(

@@ -173,6 +173,9 @@ class Application:
     namespace: str
     spec: dict[str, Any]
     inventory: list[dict[str, Any]]  # status.resources of the last comparison
+    # The last sync's hook runs (operationState.syncResult.resources): what a cascade delete
+    # must also take, hooks being in no inventory.
+    hook_runs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -594,8 +597,9 @@ class Engine:
         """Delete what the Application tracks (as its ServiceAccount); what still exists
         (with `wait` False, Argo's background deletion: nothing, once each is asked to go).
         Its source is not checked: a repository the Project refuses now, or one gone, must
-        not keep the Application from going. One that tracks nothing goes at once."""
-        if not self._inventory(app):
+        not keep the Application from going. One that tracks nothing goes at once. The last
+        sync's hook runs that are still there go too (marked as this Application's hooks)."""
+        if not self._inventory(app) and not app.hook_runs:
             return []
         project = self.project(app)
         try:
@@ -604,7 +608,7 @@ class Engine:
             raise InvalidSpecError(str(err)) from err
         applier = self.applier(user)
         remaining = []
-        for key, live in self.tracked(app, applier):
+        for key, live in [*self.tracked(app, applier), *self._hooks_left(app, applier)]:
             if not (live.get("metadata") or {}).get("deletionTimestamp"):
                 try:
                     applier.delete(key.api_version, key.kind, key.name, key.namespace or None)
@@ -613,6 +617,29 @@ class Engine:
             if wait:
                 remaining.append(str(key))
         return remaining
+
+    def _hooks_left(self, app: Application, applier: Applier) -> list[tuple[Key, Any]]:
+        """The last sync's hook runs still live and marked as this Application's."""
+        mark = f"{app.namespace}_{app.name}"
+        out = []
+        for run in app.hook_runs:
+            if not run.get("name") or not run.get("kind") or not run.get("version"):
+                continue
+            key = Key(
+                str(run.get("group") or ""),
+                str(run["version"]),
+                str(run["kind"]),
+                str(run.get("namespace") or ""),
+                str(run["name"]),
+            )
+            try:
+                live = applier.get(key.api_version, key.kind, key.name, key.namespace or None)
+            except (ApplyError, ApiException) as err:
+                raise SyncError(f"read hook {key}: {err}") from err
+            notes = ((live or {}).get("metadata") or {}).get("annotations") or {}
+            if live is not None and notes.get(HOOK_OF_ANNOTATION) == mark:
+                out.append((key, live))
+        return out
 
     # -- sync -------------------------------------------------------------------------------
     def sync(self, app: Application, comparison: Comparison, prune: bool) -> tuple[str, str]:

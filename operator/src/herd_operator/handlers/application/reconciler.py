@@ -148,6 +148,14 @@ def engine_app(obj: Object) -> Application:
         namespace=obj.namespace,
         spec=obj.spec,
         inventory=list(obj.status.get("resources") or []),
+        hook_runs=[
+            r
+            for r in ((obj.status.get("operationState") or {}).get("syncResult") or {}).get(
+                "resources"
+            )
+            or []
+            if r.get("hookType")
+        ],
     )
 
 
