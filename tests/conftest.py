@@ -20,6 +20,7 @@ from kubernetes.client import ApiClient
 from playwright.sync_api import Browser, sync_playwright
 
 from herd_core import aws
+from herd_core.constants import GROUP, VERSION
 from herd_devkit.local import bootstrap
 from herd_devkit.local.controlplane import ControlPlane
 from herd_devkit.local.gitrepo import Repo
@@ -29,7 +30,7 @@ from herd_devkit.settings import Settings, get_settings
 from herd_devkit.stack import Stack
 
 from .faultproxy import FaultProxy
-from .helpers import ApiProcess, Custom, OperatorProcess, WorkerProcess
+from .helpers import ApiProcess, Custom, OperatorProcess, WorkerProcess, sync_project
 from .openremote_stub import CLIENT_ID as STUB_CLIENT_ID
 from .openremote_stub import CLIENT_SECRET as STUB_CLIENT_SECRET
 from .openremote_stub import OpenRemoteStub
@@ -149,6 +150,21 @@ def aws_settings(moto: MotoServer) -> Settings:
 def repo(tmp_path: Path) -> Repo:
     """A real bare repository with `main` and `dev` at the same first commit."""
     return Repo.create(tmp_path / "repo", {"README.md": "# test repo\n"})
+
+
+# -- Applications (tests/applications.py) ---------------------------------------------------
+@pytest.fixture
+def gitrepo(tmp_path: Path) -> Repo:
+    """A real bare repository for a test's Applications (`main` and `dev`)."""
+    return Repo.create(tmp_path / "repo", {"README.md": "# apps\n"})
+
+
+@pytest.fixture
+def project(api: ApiClient, namespace: str) -> Iterator[str]:
+    """The test namespace's Project: its Applications act as ServiceAccount `sync` there."""
+    name = sync_project(api, namespace)
+    yield name
+    client.CustomObjectsApi(api).delete_cluster_custom_object(GROUP, VERSION, "projects", name)
 
 
 # -- the operator against the cluster, with AWS behind a fault-injecting proxy ------------

@@ -38,6 +38,16 @@ def wait_for(fn: Callable[[], T], timeout: float = 60, message: str = "condition
         time.sleep(0.2)
 
 
+def read_or_none(read: Callable[..., T], *args: Any) -> T | None:
+    """`read(*args)` (a client's read_namespaced_*), None where the object does not exist."""
+    try:
+        return read(*args)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
 class Custom:
     """Our custom objects in one namespace."""
 
@@ -138,6 +148,14 @@ class WorkerProcess(Program):
 class ApiProcess(Program):
     args: tuple[str, ...] = ("api", "run", "--host", "127.0.0.1")
     port_variable: str = "HERD_API_PORT"
+
+
+def same_process(proc: Program) -> Callable[[], bool]:
+    """A check that `proc` is still the process it is now: running, not died and restarted."""
+    popen = proc.popen
+    assert popen is not None
+    pid = popen.pid
+    return lambda: proc.running() and popen.pid == pid and popen.poll() is None
 
 
 def sync_project(

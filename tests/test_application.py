@@ -10,7 +10,6 @@ import hmac
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,94 +22,12 @@ from kubernetes.client.exceptions import ApiException
 from herd_core.constants import GROUP, TRACKING_ANNOTATION, VERSION
 from herd_devkit.local.gitrepo import Repo
 
+from .applications import PLURAL, app_status, application, cm_data, configmap, synced_at
 from .charts import template
 from .conftest import PROGRAMS_NAMESPACE, WEBHOOK_PORT, WEBHOOK_SECRET
 from .helpers import Custom, sync_project, wait_for
 
 pytestmark = pytest.mark.usefixtures("live_operator", "project")
-PLURAL = "applications"
-
-
-@pytest.fixture
-def project(api: ApiClient, namespace: str) -> Iterator[str]:
-    """The test namespace's Project: its Applications act as ServiceAccount `sync` there."""
-    name = sync_project(api, namespace)
-    yield name
-    client.CustomObjectsApi(api).delete_cluster_custom_object(GROUP, VERSION, "projects", name)
-
-
-def configmap(
-    name: str,
-    data: dict[str, str],
-    namespace: str = "",
-    wave: int | None = None,
-) -> str:
-    meta: dict[str, Any] = {"name": name}
-    if namespace:
-        meta["namespace"] = namespace
-    if wave is not None:
-        meta["annotations"] = {"argocd.argoproj.io/sync-wave": str(wave)}
-    return (
-        json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}) + "\n"
-    )
-
-
-def application(
-    objects: Custom,
-    name: str,
-    repo: Repo,
-    path: str,
-    namespace: str,
-    *,
-    branch: str = "dev",
-    prune: bool = True,
-    self_heal: bool = True,
-    poll: str | None = None,
-    project: str | None = None,
-    **extra: Any,
-) -> None:
-    """An Application of the test namespace's Project; polled at the operator's interval
-    (2s in tests: below the 10s an Application may ask for)."""
-    source: dict[str, Any] = {"repoURL": repo.url, "targetRevision": branch, "path": path}
-    if "helm" in extra:
-        source["helm"] = extra.pop("helm")
-    spec: dict[str, Any] = {
-        "project": project or f"p-{objects.namespace}",
-        "source": source,
-        "destination": {"namespace": namespace},
-        "syncPolicy": {"automated": {"prune": prune, "selfHeal": self_heal}},
-        **({"pollInterval": poll} if poll else {}),
-        **extra,
-    }
-    objects.create("Application", PLURAL, name, spec)
-
-
-def app_status(objects: Custom, name: str) -> dict[str, Any]:
-    return dict(objects.get(PLURAL, name).get("status") or {})
-
-
-def synced_at(objects: Custom, name: str, sha: str, timeout: float = 60) -> dict[str, Any]:
-    def ok() -> dict[str, Any] | None:
-        st = app_status(objects, name)
-        if (st.get("sync") or {}).get("status") == "Synced" and st["sync"].get("revision") == sha:
-            return st
-        return None
-
-    return wait_for(ok, timeout, f"Application {name} Synced at {sha[:8]}")
-
-
-def cm_data(api: ApiClient, namespace: str, name: str) -> dict[str, str] | None:
-    try:
-        return dict(client.CoreV1Api(api).read_namespaced_config_map(name, namespace).data or {})
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
-
-
-@pytest.fixture
-def gitrepo(tmp_path: Path) -> Repo:
-    return Repo.create(tmp_path / "repo", {"README.md": "# apps\n"})
 
 
 def test_sync_update_prune_and_self_heal(

@@ -10,22 +10,19 @@ the tests end such a hook as its container would, by writing the Pod's status.""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.gitrepo import Repo
 from herd_operator.gitops import hooks
 
-from .helpers import Custom, wait_for
-from .test_application import app_status, application, cm_data, configmap, project, synced_at
+from .applications import app_status, application, cm_data, configmap, synced_at
+from .helpers import Custom, read_or_none, wait_for
 
-__all__ = ["project"]  # the fixture, used by the marker below
 pytestmark = pytest.mark.usefixtures("live_operator", "project")
 
 
@@ -75,17 +72,7 @@ def operation(objects: Custom, name: str) -> dict[str, Any]:
 
 
 def job(api: ApiClient, namespace: str, name: str) -> Any:
-    try:
-        return client.BatchV1Api(api).read_namespaced_job(name, namespace)
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
-
-
-@pytest.fixture
-def gitrepo(tmp_path: Path) -> Repo:
-    return Repo.create(tmp_path / "repo", {"README.md": "# hooks\n"})
+    return read_or_none(client.BatchV1Api(api).read_namespaced_job, name, namespace)
 
 
 def test_phases_in_order_and_again_each_sync(

@@ -7,7 +7,6 @@ CRD's CEL rules take it."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +17,9 @@ from kubernetes.client.exceptions import ApiException
 from herd_core.constants import FIELD_MANAGER
 from herd_devkit.local.gitrepo import Repo
 
+from .applications import application, cm, cm_data, synced_at
 from .helpers import Custom, wait_for
-from .test_application import application, cm_data, project, synced_at
 
-__all__ = ["project"]  # the fixture, used by the marker below
 pytestmark = pytest.mark.usefixtures("live_operator", "project")
 
 
@@ -32,15 +30,6 @@ def doc(name: str, data: dict[str, str], options: str | None = None, **extra: An
     return json.dumps(
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data, **extra}
     )
-
-
-def cm(api: ApiClient, namespace: str, name: str) -> Any:
-    try:
-        return client.CoreV1Api(api).read_namespaced_config_map(name, namespace)
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
 
 
 def label_by_hand(api: ApiClient, namespace: str, name: str) -> None:
@@ -55,11 +44,6 @@ def herd_operation(obj: Any) -> str | None:
         (m.operation for m in obj.metadata.managed_fields or [] if m.manager == FIELD_MANAGER),
         None,
     )
-
-
-@pytest.fixture
-def gitrepo(tmp_path: Path) -> Repo:
-    return Repo.create(tmp_path / "repo", {"README.md": "# options\n"})
 
 
 def test_replace_and_apply_out_of_sync_only(
