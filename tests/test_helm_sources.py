@@ -11,78 +11,18 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
-from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.gitrepo import Repo, git
 
-from .helpers import Custom, sync_project, wait_for
+from .applications import app_status, application, cm_data, comparison_error, configmap, synced_at
+from .helpers import Custom, wait_for
 
 pytestmark = pytest.mark.usefixtures("live_operator", "project")
-PLURAL = "applications"
-
-
-@pytest.fixture
-def project(api: ApiClient, namespace: str) -> Iterator[str]:
-    name = sync_project(api, namespace)
-    yield name
-    client.CustomObjectsApi(api).delete_cluster_custom_object(GROUP, VERSION, "projects", name)
-
-
-def configmap(name: str, data: dict[str, str]) -> str:
-    return json.dumps(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
-    )
-
-
-def application(
-    objects: Custom, name: str, repo: Repo, path: str, namespace: str, **source: Any
-) -> None:
-    objects.create(
-        "Application",
-        PLURAL,
-        name,
-        {
-            "project": f"p-{objects.namespace}",
-            "source": {"repoURL": repo.url, "targetRevision": "dev", "path": path, **source},
-            "destination": {"namespace": namespace},
-            "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
-        },
-    )
-
-
-def status(objects: Custom, name: str) -> dict[str, Any]:
-    return dict(objects.get(PLURAL, name).get("status") or {})
-
-
-def comparison_error(objects: Custom, name: str) -> str:
-    conds = status(objects, name).get("conditions") or []
-    return next((c["message"] for c in conds if c["type"] == "ComparisonError"), "")
-
-
-def synced_at(objects: Custom, name: str, sha: str) -> dict[str, Any]:
-    def ok() -> dict[str, Any]:
-        st = status(objects, name)
-        sync = st.get("sync") or {}
-        return st if sync.get("status") == "Synced" and sync.get("revision") == sha else {}
-
-    return wait_for(ok, 60, f"Application {name} Synced at {sha[:8]}")
-
-
-def cm_data(api: ApiClient, namespace: str, name: str) -> dict[str, str] | None:
-    try:
-        return dict(client.CoreV1Api(api).read_namespaced_config_map(name, namespace).data or {})
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
 
 
 def chart_yaml(name: str, dependencies: list[dict[str, str]] | None = None) -> str:
@@ -235,7 +175,7 @@ def test_directory_recurse_include_exclude(
     # Only the top level (Argo's default), the two files named.
     application(objects, "top", repo, "m", namespace, directory={"include": "{a.yaml,b.yaml}"})
     synced_at(objects, "top", sha)
-    names = {r["name"] for r in status(objects, "top")["resources"]}
+    names = {r["name"] for r in app_status(objects, "top")["resources"]}
     assert names == {"a", "b"}
     # Subfolders too; `*` crosses folders, as in Argo; d left out.
     application(

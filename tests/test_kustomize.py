@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -21,23 +19,18 @@ from kubernetes.client.exceptions import ApiException
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.gitrepo import Repo, git
 
-from .helpers import Custom, OperatorProcess, sync_project, wait_for
+from .applications import (
+    PLURAL,
+    app_status,
+    application,
+    cm,
+    comparison_error,
+    configmap,
+    synced_at,
+)
+from .helpers import Custom, OperatorProcess, same_process, wait_for
 
 pytestmark = pytest.mark.usefixtures("live_operator", "project")
-PLURAL = "applications"
-
-
-@pytest.fixture
-def project(api: ApiClient, namespace: str) -> Iterator[str]:
-    name = sync_project(api, namespace)
-    yield name
-    client.CustomObjectsApi(api).delete_cluster_custom_object(GROUP, VERSION, "projects", name)
-
-
-def configmap(name: str, data: dict[str, str]) -> str:
-    return json.dumps(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
-    )
 
 
 DEPLOYMENT = json.dumps(
@@ -55,49 +48,6 @@ DEPLOYMENT = json.dumps(
         },
     }
 )
-
-
-def application(
-    objects: Custom, name: str, repo: Repo, path: str, namespace: str, **source: Any
-) -> None:
-    objects.create(
-        "Application",
-        PLURAL,
-        name,
-        {
-            "project": f"p-{objects.namespace}",
-            "source": {"repoURL": repo.url, "targetRevision": "dev", "path": path, **source},
-            "destination": {"namespace": namespace},
-            "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
-        },
-    )
-
-
-def status(objects: Custom, name: str) -> dict[str, Any]:
-    return dict(objects.get(PLURAL, name).get("status") or {})
-
-
-def comparison_error(objects: Custom, name: str) -> str:
-    conds = status(objects, name).get("conditions") or []
-    return next((c["message"] for c in conds if c["type"] == "ComparisonError"), "")
-
-
-def synced_at(objects: Custom, name: str, sha: str) -> dict[str, Any]:
-    def ok() -> dict[str, Any]:
-        st = status(objects, name)
-        sync = st.get("sync") or {}
-        return st if sync.get("status") == "Synced" and sync.get("revision") == sha else {}
-
-    return wait_for(ok, 60, f"Application {name} Synced at {sha[:8]}")
-
-
-def cm(api: ApiClient, namespace: str, name: str) -> client.V1ConfigMap | None:
-    try:
-        return client.CoreV1Api(api).read_namespaced_config_map(name, namespace)
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
 
 
 BASE = {
@@ -169,9 +119,7 @@ def test_hostile_kustomizations_fail_only_their_own_application(
     tmp_path: Path,
     live_operator: OperatorProcess,
 ) -> None:
-    popen = live_operator.popen
-    assert popen is not None
-    pid = popen.pid
+    same_operator = same_process(live_operator)
     repo = Repo.create(tmp_path / "repo", {"README.md": "# apps\n"})
     generator = "configMapGenerator:\n- name: big\n  files:\n" + "".join(
         f"  - k{i}=blob\n" for i in range(12)
@@ -223,8 +171,8 @@ def test_hostile_kustomizations_fail_only_their_own_application(
         message = wait_for(lambda n=name: comparison_error(objects, n), 60, f"{name} refused")
         assert words in message, (name, message)
         assert str(tmp_path) not in message  # paths as the repository names them
-        assert (status(objects, name).get("sync") or {}).get("status") != "Synced"
-    assert live_operator.running() and popen.pid == pid and popen.poll() is None
+        assert (app_status(objects, name).get("sync") or {}).get("status") != "Synced"
+    assert same_operator()
 
     # The same operator goes on syncing: the next commit of the good one lands.
     sha2 = repo.commit("dev", "good changes", {"good/cm.yaml": configmap("good", {"k": "2"})})

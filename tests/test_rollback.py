@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +19,12 @@ from kubernetes.client.exceptions import ApiException
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.gitrepo import Repo, git
 
+from .applications import PLURAL, app_status, application, cm_data, configmap
 from .conftest import Cluster
-from .helpers import Custom, sync_project, wait_for
+from .helpers import Custom, wait_for
 
 pytestmark = pytest.mark.usefixtures("live_operator", "project")
-PLURAL = "applications"
 HERD = str(Path(sys.executable).parent / "herd")
-
-
-@pytest.fixture
-def project(api: ApiClient, namespace: str) -> Iterator[str]:
-    name = sync_project(api, namespace)
-    yield name
-    client.CustomObjectsApi(api).delete_cluster_custom_object(GROUP, VERSION, "projects", name)
-
-
-@pytest.fixture
-def gitrepo(tmp_path: Path) -> Repo:
-    return Repo.create(tmp_path / "repo", {"README.md": "# apps\n"})
 
 
 def herd(cluster: Cluster, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -50,12 +37,6 @@ def herd(cluster: Cluster, tmp_path: Path, *args: str) -> subprocess.CompletedPr
         capture_output=True,
         timeout=300,
         check=False,
-    )
-
-
-def configmap(name: str, data: dict[str, str]) -> str:
-    return json.dumps(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
     )
 
 
@@ -88,24 +69,6 @@ def deployment(replicas: int, ready: bool = True, version: str = "1") -> str:
     )
 
 
-def application(objects: Custom, name: str, repo: Repo, path: str, **automated: Any) -> None:
-    objects.create(
-        "Application",
-        PLURAL,
-        name,
-        {
-            "project": f"p-{objects.namespace}",
-            "source": {"repoURL": repo.url, "targetRevision": "dev", "path": path},
-            "destination": {"namespace": objects.namespace},
-            "syncPolicy": {"automated": {"prune": True, "selfHeal": True, **automated}},
-        },
-    )
-
-
-def status(objects: Custom, name: str) -> dict[str, Any]:
-    return dict(objects.get(PLURAL, name).get("status") or {})
-
-
 def settled(
     objects: Custom, name: str, sha: str, health: str, timeout: float = 60, synced: bool = True
 ) -> Any:
@@ -114,7 +77,7 @@ def settled(
     needs no sync, and history records syncs)."""
 
     def ok() -> dict[str, Any] | None:
-        st = status(objects, name)
+        st = app_status(objects, name)
         last = (st.get("history") or [{}])[-1]
         if (
             (st.get("sync") or {}).get("status") == "Synced"
@@ -126,15 +89,6 @@ def settled(
         return None
 
     return wait_for(ok, timeout, f"Application {name} Synced at {sha[:8]} and {health}")
-
-
-def cm_data(api: ApiClient, namespace: str, name: str) -> dict[str, str] | None:
-    try:
-        return dict(client.CoreV1Api(api).read_namespaced_config_map(name, namespace).data or {})
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
 
 
 def tree(repo: Repo, rev: str, path: str) -> str:
@@ -167,7 +121,7 @@ def test_rollback_writes_a_revert_commit_and_the_cluster_follows(
     commit on top of the head whose app path is v1's tree, the rest untouched, history not
     rewritten; automated sync, still on, brings the cluster back; history lists them all."""
     v1 = gitrepo.commit("dev", "v1", {"m/cm.yaml": configmap("a", {"v": "1"})})
-    application(objects, "roll", gitrepo, "m")
+    application(objects, "roll", gitrepo, "m", namespace)
     settled(objects, "roll", v1, "Healthy")
 
     gitrepo.merge("dev", "main")
@@ -220,17 +174,14 @@ def test_revision_history_limit_keeps_the_newest(
     objects: Custom, gitrepo: Repo, namespace: str
 ) -> None:
     shas = [gitrepo.commit("dev", "v0", {"m/cm.yaml": configmap("a", {"v": "0"})})]
-    objects.create(
-        "Application",
-        PLURAL,
+    application(
+        objects,
         "short",
-        {
-            "project": f"p-{namespace}",
-            "source": {"repoURL": gitrepo.url, "targetRevision": "dev", "path": "m"},
-            "destination": {"namespace": namespace},
-            "syncPolicy": {"automated": {"prune": True}},
-            "revisionHistoryLimit": 2,
-        },
+        gitrepo,
+        "m",
+        namespace,
+        syncPolicy={"automated": {"prune": True}},
+        revisionHistoryLimit=2,
     )
     settled(objects, "short", shas[0], "Healthy")
     for n in (1, 2):
@@ -247,7 +198,7 @@ def test_a_protected_branch_gets_a_change_to_review_and_the_cluster_stays(
     the command that opens it for review, and nothing changes in the cluster. With --protected
     and a host that takes no push at all, the commit stays in a local clone."""
     v1 = gitrepo.commit("dev", "v1", {"m/cm.yaml": configmap("a", {"v": "1"})})
-    application(objects, "prot", gitrepo, "m")
+    application(objects, "prot", gitrepo, "m", namespace)
     settled(objects, "prot", v1, "Healthy")
     v2 = gitrepo.commit("dev", "v2", {"m/cm.yaml": configmap("a", {"v": "2"})})
     settled(objects, "prot", v2, "Healthy")
@@ -267,7 +218,7 @@ def test_a_protected_branch_gets_a_change_to_review_and_the_cluster_stays(
     assert gitrepo.head("dev") == v2
     assert "nothing changed in the cluster" in out.stdout
     # The operator compared again since (a refresh) and stays at v2: nothing moved.
-    before = status(objects, "prot")["reconciledAt"]
+    before = app_status(objects, "prot")["reconciledAt"]
     objects.api.patch_namespaced_custom_object(
         GROUP,
         VERSION,
@@ -276,8 +227,8 @@ def test_a_protected_branch_gets_a_change_to_review_and_the_cluster_stays(
         "prot",
         {"metadata": {"annotations": {"argocd.argoproj.io/refresh": "now-" + before}}},
     )
-    wait_for(lambda: status(objects, "prot")["reconciledAt"] != before, 30, "a new compare")
-    assert status(objects, "prot")["sync"]["revision"] == v2
+    wait_for(lambda: app_status(objects, "prot")["reconciledAt"] != before, 30, "a new compare")
+    assert app_status(objects, "prot")["sync"]["revision"] == v2
     assert cm_data(api, namespace, "a") == {"v": "2"}
 
     protect(gitrepo)  # no push at all now
@@ -300,7 +251,7 @@ def test_auto_rollback_pins_the_last_healthy_revision_until_a_new_commit(
         "dev", "good", {"m/web.yaml": deployment(0), "m/cm.yaml": configmap("a", {"v": "good"})}
     )
     rollback = {"onDegraded": True, "after": "5s"}
-    application(objects, "auto", gitrepo, "m", rollback=rollback)
+    application(objects, "auto", gitrepo, "m", namespace, automated={"rollback": rollback})
     settled(objects, "auto", good, "Healthy")
 
     bad = gitrepo.commit(
@@ -310,7 +261,7 @@ def test_auto_rollback_pins_the_last_healthy_revision_until_a_new_commit(
     )
 
     def pinned() -> dict[str, Any] | None:
-        st = status(objects, "auto")
+        st = app_status(objects, "auto")
         return st if st.get("pinnedRevision") else None
 
     st = wait_for(pinned, 90, "the Application pinned")
@@ -376,8 +327,22 @@ def test_admission_refuses_a_rollback_wait_below_five_seconds(
     objects: Custom, gitrepo: Repo
 ) -> None:
     with pytest.raises(ApiException) as err:
-        application(objects, "hasty", gitrepo, "m", rollback={"onDegraded": True, "after": "1s"})
+        application(
+            objects,
+            "hasty",
+            gitrepo,
+            "m",
+            objects.namespace,
+            automated={"rollback": {"onDegraded": True, "after": "1s"}},
+        )
     assert "rollback.after must be at least 5s" in str(err.value.body)
     with pytest.raises(ApiException) as err:
-        application(objects, "odd", gitrepo, "m", rollback={"onDegraded": True, "after": "5 m"})
+        application(
+            objects,
+            "odd",
+            gitrepo,
+            "m",
+            objects.namespace,
+            automated={"rollback": {"onDegraded": True, "after": "5 m"}},
+        )
     assert err.value.status == 422
