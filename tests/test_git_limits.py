@@ -21,8 +21,8 @@ from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.gitrepo import Repo
 from herd_operator.gitops.git import cache_key
 
-from .helpers import Custom, OperatorProcess, sync_project, wait_for
-from .test_application import cm_data, configmap
+from .applications import cm_data, configmap
+from .helpers import Custom, OperatorProcess, same_process, sync_project, wait_for
 
 PLURAL = "applications"
 MiB = 1024 * 1024
@@ -114,9 +114,7 @@ def test_a_checkout_past_the_limit_fails_its_application_not_the_operator(
     api: ApiClient, tmp_path: Path, own: tuple[OperatorProcess, str, str]
 ) -> None:
     operator, namespace, project = own
-    popen = operator.popen
-    assert popen is not None
-    pid = popen.pid
+    same_operator = same_process(operator)
     objects = Custom(api, namespace)
     repo = Repo.create(tmp_path / "repo", {"README.md": "# a monorepo\n"})
     (repo.work / "charts" / "demo" / "charts").mkdir(parents=True)
@@ -146,7 +144,7 @@ def test_a_checkout_past_the_limit_fails_its_application_not_the_operator(
     assert cm_data(api, namespace, "demo") == {"greeting": "hi", "tag": "v1"}
     assert cm_data(api, namespace, "small") == {"k": "v"}
     assert cm_data(api, namespace, "huge") is None and cm_data(api, namespace, "random") is None
-    assert operator.running() and popen.pid == pid and popen.poll() is None
+    assert same_operator()
 
     # The chart's checkout: its folder, its value file and the library its symlink names.
     root = tmp_path / "state" / "git"
@@ -170,4 +168,4 @@ def test_a_checkout_past_the_limit_fails_its_application_not_the_operator(
     synced_at(objects, "huge", fixed)
     assert cm_data(api, namespace, "huge") == {}
     assert condition(objects, "huge") == ""
-    assert operator.running() and popen.pid == pid and popen.poll() is None
+    assert same_operator()

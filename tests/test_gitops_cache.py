@@ -27,8 +27,8 @@ from herd_operator.gitops.git import RepoCache
 from herd_operator.gitops.incremental import Memo
 from herd_operator.gitops.plan import Key, tracking_id
 
+from .applications import app_status, application, cm_data, configmap, synced_at
 from .helpers import Custom, sync_project, wait_for
-from .test_application import app_status, application, cm_data, configmap, synced_at
 
 PLURAL = "applications"
 
@@ -38,11 +38,6 @@ def project(api: ApiClient, namespace: str, crds: None) -> Iterator[str]:
     name = sync_project(api, namespace)
     yield name
     client.CustomObjectsApi(api).delete_cluster_custom_object(GROUP, VERSION, "projects", name)
-
-
-@pytest.fixture
-def gitrepo(tmp_path: Any) -> Repo:
-    return Repo.create(tmp_path / "repo", {"README.md": "# apps\n"})
 
 
 def user(namespace: str, account: str = "sync") -> str:

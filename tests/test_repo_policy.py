@@ -17,8 +17,8 @@ from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.gitrepo import Repo, git
 from herd_operator.gitops.git import cache_key
 
+from .applications import cm_data, configmap, synced_at
 from .helpers import Custom, OperatorProcess, sync_project, wait_for
-from .test_application import cm_data, configmap, synced_at
 
 pytestmark = pytest.mark.usefixtures("live_operator")
 PLURAL = "applications"
