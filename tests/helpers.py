@@ -150,6 +150,19 @@ class ApiProcess(Program):
     port_variable: str = "HERD_API_PORT"
 
 
+def queue_empty(sqs: Any, url: str) -> bool:
+    """Whether the SQS queue at `url` holds no message, visible or in flight."""
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return (
+        attrs["ApproximateNumberOfMessages"]
+        == attrs["ApproximateNumberOfMessagesNotVisible"]
+        == "0"
+    )
+
+
 def same_process(proc: Program) -> Callable[[], bool]:
     """A check that `proc` is still the process it is now: running, not died and restarted."""
     popen = proc.popen

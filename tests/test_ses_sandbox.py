@@ -29,7 +29,7 @@ from herd_devkit.local.aws_quotas import (
 from herd_devkit.local.moto_server import MotoServer
 from herd_devkit.settings import Settings
 
-from .helpers import Custom, wait_for
+from .helpers import Custom, queue_empty, wait_for
 
 KIND, PLURAL = "Tenant", "tenants"
 pytestmark = pytest.mark.usefixtures("live_operator", "worker")
@@ -74,18 +74,6 @@ def sandbox_refusals(moto: MotoServer) -> int:
     return sum(r["count"] for r in rows if r["reached"] == "sandbox")
 
 
-def queue_empty(settings: Settings, url: str) -> bool:
-    attrs = aws.client("sqs", settings).get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (
-        attrs["ApproximateNumberOfMessages"]
-        == attrs["ApproximateNumberOfMessagesNotVisible"]
-        == "0"
-    )
-
-
 def test_the_sandbox_is_read_as_aws_answers_it(sandbox: None, aws_settings: Settings) -> None:
     account = aws.client("sesv2", aws_settings).get_account()
     assert account["ProductionAccessEnabled"] is False
@@ -127,7 +115,8 @@ def test_an_unverified_admin_ends_sessandbox_once_and_a_verified_one_is_sent_to(
     assert status["phase"] == "Ready"
     assert "sentAt" not in status["welcomeEmail"]
     # Never a retry loop: refused once, the job gone from the queue, still once a while on.
-    wait_for(lambda: queue_empty(aws_settings, aws_env.email_queue_url), 30, "job consumed")
+    sqs = aws.client("sqs", aws_settings)
+    wait_for(lambda: queue_empty(sqs, aws_env.email_queue_url), 30, "job consumed")
     assert sandbox_refusals(moto) - refused_before == 1
     time.sleep(5)  # an absence: what a retry (backoff 0.25 s in the tests) would have done
     assert sandbox_refusals(moto) - refused_before == 1

@@ -25,7 +25,7 @@ from herd_devkit.local.moto_server import MotoServer
 from herd_devkit.settings import Settings
 
 from .faultproxy import FaultProxy
-from .helpers import Custom, OperatorProcess, WorkerProcess, events, wait_for
+from .helpers import Custom, OperatorProcess, WorkerProcess, events, queue_empty, wait_for
 from .openremote_stub import OpenRemoteStub
 
 KIND, PLURAL = "Tenant", "tenants"
@@ -341,18 +341,7 @@ def test_worker_sends_a_redelivered_job_once(
     enqueue(sqs, aws_env.email_queue_url, job)  # the same job delivered twice
     wait_for(lambda: len(emails_to(moto, to)) == 1, 30, "one email")
 
-    def drained() -> bool:
-        attrs = sqs.get_queue_attributes(
-            QueueUrl=aws_env.email_queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return (
-            attrs["ApproximateNumberOfMessages"]
-            == attrs["ApproximateNumberOfMessagesNotVisible"]
-            == "0"
-        )
-
-    wait_for(drained, 30, "both deliveries consumed")
+    wait_for(lambda: queue_empty(sqs, aws_env.email_queue_url), 30, "both deliveries consumed")
     assert len(emails_to(moto, to)) == 1
 
 
