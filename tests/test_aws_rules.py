@@ -1,5 +1,6 @@
 """The local AWS holds what AWS holds and moto does not (herd_devkit.local.aws_rules): an app
-client's attribute permissions. Plain boto3 against the session's moto, as any client."""
+client's attribute permissions, SQS's batch limits. Plain boto3 against the session's moto, as any
+client."""
 
 from __future__ import annotations
 
@@ -215,3 +216,29 @@ def test_app_clients_carry_their_creation_and_modification_dates(
     )["UserPoolClient"]
     assert updated["CreationDate"] == made["CreationDate"]
     assert updated["LastModifiedDate"] >= made["LastModifiedDate"]
+
+
+@pytest.mark.parametrize("call", ["delete_message_batch", "change_message_visibility_batch"])
+def test_sqs_batches_hold_ten_distinct_entries(aws_settings: Settings, call: str) -> None:
+    sqs = aws.client("sqs", aws_settings)
+    queue = sqs.create_queue(QueueName=f"rules-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    for i in range(11):
+        sqs.send_message(QueueUrl=queue, MessageBody=str(i))
+    receipts: list[str] = []
+    while len(receipts) < 11:
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=60)
+        receipts += [m["ReceiptHandle"] for m in got.get("Messages", [])]
+    extra = {"VisibilityTimeout": 0} if call.startswith("change") else {}
+    entries = [{"Id": str(i), "ReceiptHandle": r, **extra} for i, r in enumerate(receipts)]
+    batch = getattr(sqs, call)
+
+    with pytest.raises(sqs.exceptions.TooManyEntriesInBatchRequest) as too_many:
+        batch(QueueUrl=queue, Entries=entries)
+    assert "You have sent 11" in str(too_many.value)
+    with pytest.raises(sqs.exceptions.BatchEntryIdsNotDistinct):
+        batch(QueueUrl=queue, Entries=[entries[0], {**entries[1], "Id": "0"}])
+    # Nothing was changed by either refusal: all 11 are still in flight, and ten at once go.
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "11"
+    answer = batch(QueueUrl=queue, Entries=entries[:10])
+    assert len(answer["Successful"]) == 10 and not answer.get("Failed")

@@ -13,6 +13,9 @@ security proves nothing:
 - **An app client's CreationDate and LastModifiedDate** (Create/Describe/UpdateUserPoolClient):
   the operator holds a client's CreationDate against its own claim to tell a client it made
   from one that was there before.
+- **SQS's batch limits** (DeleteMessageBatch, ChangeMessageVisibilityBatch; moto holds them
+  for SendMessageBatch only): at most 10 entries (`TooManyEntriesInBatchRequest`), their Ids
+  distinct (`BatchEntryIdsNotDistinct`), nothing changed. The email worker batches its deletes.
 
 The rules read moto's own state (which token belongs to which client, the pool's schema), so
 they run inside moto_serial's lock, in the same process.
@@ -30,6 +33,8 @@ from moto.cognitoidp.models import CognitoIdpUserPoolAttribute, cognitoidp_backe
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 COGNITO = "AWSCognitoIdentityProviderService."
+SQS = "AmazonSQS."
+SQS_BATCH_MAX = 10  # entries per batch request (SQS developer guide, quotas for messages)
 UNAUTHORIZED_WRITE = "A client attempted to write unauthorized attribute"
 
 
@@ -44,6 +49,8 @@ def enforced(app: WSGIApp) -> WSGIApp:
             return _get_user(app, environ, start_response)
         if target in (f"{COGNITO}CreateUserPoolClient", f"{COGNITO}UpdateUserPoolClient"):
             return _dated(app, environ, start_response, target.endswith("CreateUserPoolClient"))
+        if target in (f"{SQS}DeleteMessageBatch", f"{SQS}ChangeMessageVisibilityBatch"):
+            return _sqs_batch(app, environ, start_response)
         return app(environ, start_response)
 
     return handle
@@ -128,6 +135,28 @@ def _get_user(
     return answer.send(start_response)
 
 
+def _sqs_batch(
+    app: WSGIApp, environ: dict[str, Any], start_response: Callable[..., Any]
+) -> Iterable[bytes]:
+    entries = _body(environ).get("Entries") or []
+    if len(entries) > SQS_BATCH_MAX:
+        return _sqs_error(
+            start_response,
+            "TooManyEntriesInBatchRequest",
+            f"Maximum number of entries per request are {SQS_BATCH_MAX}. "
+            f"You have sent {len(entries)}.",
+        )
+    seen: set[str] = set()
+    for entry in entries:
+        entry_id = str((entry or {}).get("Id"))
+        if entry_id in seen:
+            return _sqs_error(
+                start_response, "BatchEntryIdsNotDistinct", f"Id {entry_id} repeated."
+            )
+        seen.add(entry_id)
+    return app(environ, start_response)
+
+
 def _dated(
     app: WSGIApp, environ: dict[str, Any], start_response: Callable[..., Any], created: bool
 ) -> Iterable[bytes]:
@@ -197,6 +226,21 @@ def _error(start_response: Callable[..., Any], code: str, message: str) -> Itera
         [
             ("Content-Type", "application/x-amz-json-1.1"),
             ("x-amzn-ErrorType", code),
+            ("Content-Length", str(len(raw))),
+        ],
+    )
+    return [raw]
+
+
+def _sqs_error(start_response: Callable[..., Any], code: str, message: str) -> Iterable[bytes]:
+    """An error as SQS's JSON protocol answers it: the shape's name in `__type`, the query
+    API's code (what botocore and SQS's own docs name) in `x-amzn-query-error`."""
+    raw = json.dumps({"__type": f"com.amazonaws.sqs#{code}", "message": message}).encode()
+    start_response(
+        "400 Bad Request",
+        [
+            ("Content-Type", "application/x-amz-json-1.0"),
+            ("x-amzn-query-error", f"AWS.SimpleQueueService.{code};Sender"),
             ("Content-Length", str(len(raw))),
         ],
     )
