@@ -192,6 +192,42 @@ def test_ses_takes_each_other_action_once_a_second(lowered: MotoServer) -> None:
     ses.get_send_quota()  # another action, its own second
 
 
+def test_sesv2_get_account_is_held_to_once_a_second(lowered: MotoServer) -> None:
+    sesv2 = plain(lowered, "sesv2")
+    time.sleep(1.1)
+    passed, errors = at_once([lambda: sesv2.get_account()] * 4)
+    assert passed == 1, errors
+    assert {(e["Code"], e["Message"]) for e in errors} == {quotas.SESV2_THROTTLED}
+
+
+def test_cloudwatch_puts_three_alarms_a_second(lowered: MotoServer) -> None:
+    """PutMetricAlarm: 3 a second (`herd aws bootstrap` puts one per watched quota); of 9 at
+    once about 3 pass, the rest answer Throttling "Rate exceeded" as CloudWatch's query API
+    names it, and Herd's own client paces the same 9 through without an error."""
+    cloudwatch = plain(lowered, "cloudwatch")
+
+    def alarm(name: str, client: Any = cloudwatch) -> Callable[[], Any]:
+        return lambda: client.put_metric_alarm(
+            AlarmName=name,
+            Namespace="Herd/Test",
+            MetricName="m",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1.0,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+
+    time.sleep(1.1)
+    passed, errors = at_once([alarm(f"a{i}") for i in range(9)])
+    assert 3 <= passed <= 4, errors
+    assert {(e["Code"], e["Message"]) for e in errors} == {quotas.CLOUDWATCH_THROTTLED}
+    paced = aws.client("cloudwatch", herd_settings(lowered))
+    time.sleep(1.1)
+    for i in range(9):
+        alarm(f"p{i}", paced)()
+
+
 def test_ses_sends_within_the_sending_rate_and_the_daily_quota(lowered: MotoServer) -> None:
     """Sending rate lowered to 1 a second, the 24-hour quota to 3 recipients."""
     ses = plain(lowered, "ses")

@@ -66,7 +66,7 @@ def pace(
     waited = 0.0
     for quota in quotas.rates_of(service, operation):
         rate = quotas.limit(quota.key, overrides) * share
-        if quota.service == "ses":  # one bucket per action (SES's "once per second")
+        if quota.per_operation:  # one bucket per action (SES's "once per second")
             waited += _pacer((quota.key, region, operation), rate).wait()
             continue
         waited += _pacer((quota.key, region), rate).wait()

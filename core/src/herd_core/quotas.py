@@ -30,6 +30,9 @@ SES_API = "https://docs.aws.amazon.com/ses/latest/APIReference"
 SQS_QUOTAS = (
     "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-queues.html"
 )
+CLOUDWATCH_QUOTAS = (
+    "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_limits.html"
+)
 SERVICE_QUOTAS = "https://console.aws.amazon.com/servicequotas/home/services/{service}/quotas"
 SES_PRODUCTION_ACCESS = "https://docs.aws.amazon.com/ses/latest/dg/request-production-access.html"
 # CloudWatch's usage metrics: a quota with one can have an alarm on its share used
@@ -57,6 +60,10 @@ SES_LIMIT = (
     "Indicates that a resource could not be created because of service limits.",
 )
 SES_THROTTLED = ("Throttling", "Rate exceeded")
+# SES v2 (REST-JSON): its throttling error as the API reference names it.
+SESV2_THROTTLED = ("TooManyRequestsException", "Too many requests have been made to the operation.")
+# CloudWatch (JSON, query-compatible: the query API's code).
+CLOUDWATCH_THROTTLED = ("Throttling", "Rate exceeded")
 SES_DAILY = ("Throttling", "Daily message quota exceeded.")
 SES_RATE = ("Throttling", "Maximum sending rate exceeded.")
 SES_SANDBOX = (
@@ -88,6 +95,8 @@ class Quota:
     # against one user pool (footnote 3 of the categories table).
     per_pool: float | None = None
     enforced: bool = True  # False: listed for the record, not held by the local AWS
+    # rate: each of `operations` has the whole rate to itself (SES's "once per second").
+    per_operation: bool = False
     note: str = ""
     # CloudWatch's usage metric of it (namespace USAGE_NAMESPACE): its name and dimensions;
     # None where AWS publishes none.
@@ -311,7 +320,24 @@ _TABLE: tuple[Quota, ...] = (
             "ListIdentities",
             "GetIdentityVerificationAttributes",
         ),
+        per_operation=True,
         note='"You can execute this operation no more than once per second" (each of them)',
+    ),
+    Quota(
+        key="sesv2.api_rate",
+        service="sesv2",
+        name="All actions except sending: requests per second (API v2)",
+        kind="rate",
+        default=1,
+        maximum=None,
+        adjustable=False,
+        scope="operation, account and Region",
+        error=SESV2_THROTTLED,
+        source=f"{SES_QUOTAS}#quotas-api ; https://docs.aws.amazon.com/ses/latest/APIReference-V2/"
+        "API_GetAccount.html",
+        operations=("GetAccount",),
+        per_operation=True,
+        note="the operator's sandbox check (GetAccount's ProductionAccessEnabled)",
     ),
     Quota(
         key="ses.templates_per_region",
@@ -341,6 +367,21 @@ _TABLE: tuple[Quota, ...] = (
         enforced=False,
         note="Herd verifies its sender; in the sandbox also each test recipient. AWS raises "
         "it through the account manager, not Service Quotas",
+    ),
+    # -- CloudWatch ---------------------------------------------------------------------------
+    Quota(
+        key="cloudwatch.put_metric_alarm_rate",
+        service="cloudwatch",
+        name="PutMetricAlarm requests per second",
+        kind="rate",
+        default=3,
+        maximum=None,
+        adjustable=True,
+        scope="account and Region",
+        error=CLOUDWATCH_THROTTLED,
+        source=f"{CLOUDWATCH_QUOTAS} (API requests)",
+        operations=("PutMetricAlarm",),
+        note="`herd aws bootstrap` puts one alarm per quota it watches, and the billing alarms",
     ),
     # -- SQS ----------------------------------------------------------------------------------
     Quota(

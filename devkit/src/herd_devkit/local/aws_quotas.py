@@ -52,6 +52,7 @@ from herd_devkit.local.aws_rules import Answer
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 COGNITO = "AWSCognitoIdentityProviderService."
+CLOUDWATCH = "GraniteServiceVersion20100801."  # botocore speaks its JSON protocol
 SES_XMLNS = "http://ses.amazonaws.com/doc/2010-12-01/"
 PRODUCTION_SEND_QUOTA = 50_000.0
 PRODUCTION_SEND_RATE = 14.0
@@ -95,6 +96,8 @@ class Request:
         self.service = self.operation = ""
         if target.startswith(COGNITO):
             self.service, self.operation = "cognito-idp", target[len(COGNITO) :]
+        elif target.startswith(CLOUDWATCH):
+            self.service, self.operation = "cloudwatch", target[len(CLOUDWATCH) :]
         elif self.signing in ("ses", "email") and path.startswith("/v2/email/account"):
             self.service = "sesv2"
             self.operation = "GetAccount" if environ.get("REQUEST_METHOD") == "GET" else ""
@@ -180,7 +183,7 @@ class Front:
         for quota in quotas.rates_of(service, operation):
             where = (request.account, request.region)
             refusal = quota.error
-            if service == "ses":  # each action at its own rate
+            if quota.per_operation:  # each action at its own rate
                 wanted.append(((quota.key, *where, operation), self.limit(quota.key)))
                 continue
             wanted.append(((quota.key, *where), self.limit(quota.key)))
@@ -356,7 +359,8 @@ def _respond(
 def _error(
     start_response: Callable[..., Any], request: Request, code: str, message: str
 ) -> Iterable[bytes]:
-    """An error as the service's protocol carries it: JSON (Cognito, SESv2) or XML (SES)."""
+    """An error as the service's protocol carries it: JSON (Cognito, SESv2, CloudWatch) or
+    XML (SES). CloudWatch's JSON is query-compatible: its code rides in x-amzn-query-error."""
     if request.service == "ses":
         xml = (
             f'<ErrorResponse xmlns="{SES_XMLNS}"><Error><Type>Sender</Type>'
@@ -370,6 +374,11 @@ def _error(
         [
             ("Content-Type", "application/x-amz-json-1.1"),
             ("x-amzn-ErrorType", code),
+            *(
+                [("x-amzn-query-error", f"{code};Sender")]
+                if request.service == "cloudwatch"
+                else []
+            ),
             ("Content-Length", str(len(raw))),
         ],
     )
