@@ -19,14 +19,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import ssl
 import time
 from typing import Any
 
 import aiohttp
 from kubernetes.client import Configuration
 from kubernetes.client.exceptions import ApiException
-from yarl import URL
+
+from herd_core import kubehttp
 
 Query = dict[str, str]
 JSON = "application/json"
@@ -36,26 +36,13 @@ TIMEOUT = 30.0  # seconds for one request, answer read: the API server answers i
 POOL = 64  # kept-alive connections at most
 
 
-def ssl_context(cfg: Configuration) -> ssl.SSLContext | bool:
-    """The TLS the kubernetes client's urllib3 pool would use."""
-    if not cfg.verify_ssl:
-        return False
-    ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert, cadata=cfg.ca_cert_data)
-    if cfg.cert_file:
-        ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-    if cfg.assert_hostname is False:
-        ctx.check_hostname = False
-    return ctx
-
-
 class KubeApi:
     """JSON requests to the API server; ApiException (as the sync client raises) unless 2xx,
     status 0 when there was no answer."""
 
     def __init__(self, cfg: Configuration | None = None) -> None:
         self.cfg = cfg or Configuration.get_default_copy()
-        self.host = self.cfg.host
-        self._ssl = ssl_context(self.cfg)
+        self._ssl = kubehttp.tls(self.cfg)
         self._auth: dict[str, str] = {}
         self._auth_at = -math.inf
         self._session: aiohttp.ClientSession | None = None
@@ -116,32 +103,8 @@ class KubeApi:
         content_type: str,
         fresh: bool = False,
     ) -> dict[str, Any] | ApiException:
-        try:
-            async with self._open().request(
-                method,
-                URL(self.host + path, encoded=True),
-                params=query,
-                data=data,
-                headers=self._headers(content_type, fresh),
-                server_hostname=self.cfg.tls_server_name or None,
-            ) as response:
-                raw = await response.read()
-        except aiohttp.ClientResponseError as err:
-            # Its repr holds the request's headers, the bearer token among them.
-            return ApiException(status=err.status, reason=f"bad answer: {err.message}")
-        except (aiohttp.ClientError, TimeoutError) as err:
-            return ApiException(status=0, reason=f"no answer: {type(err).__name__}: {err}")
-        if not 200 <= response.status <= 299:
-            return ApiException(
-                status=response.status,
-                reason=response.reason,
-                body=raw.decode("utf-8", "replace"),
-            )
-        try:
-            out: dict[str, Any] = json.loads(raw)
-        except ValueError:
-            return ApiException(status=response.status, reason="bad answer: not JSON")
-        return out
+        headers = self._headers(content_type, fresh)
+        return await kubehttp.send(self._open(), self.cfg, method, path, query, data, headers)
 
     # -- the few calls the API makes --------------------------------------------------------
     async def get(self, path: str, query: Query | None = None) -> dict[str, Any] | None:

@@ -5,9 +5,7 @@ spends most of its client time building and unbuilding those."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import ssl
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +17,8 @@ from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 from kubernetes.client.rest import should_bypass_proxies
 from kubernetes.watch.watch import iter_resp_lines
-from yarl import URL
+
+from herd_core import kubehttp
 
 Query = list[tuple[str, str]]
 SMALL_BATCH = 2  # requests; a batch this small goes through the ApiClient's own pool
@@ -146,7 +145,7 @@ async def _many(
     concurrency: int,
     timeout: float,
 ) -> list[dict[str, Any] | ApiException]:
-    connector = aiohttp.TCPConnector(limit=concurrency, ssl=_ssl_context(_tls(cfg)))
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=kubehttp.tls(cfg))
     answers: list[dict[str, Any] | ApiException | None] = [None] * len(requests)
     todo = iter(range(len(requests)))
     async with aiohttp.ClientSession(
@@ -156,33 +155,15 @@ async def _many(
     ) as session:
 
         async def one(req: Request) -> dict[str, Any] | ApiException:
-            try:
-                async with session.request(
-                    req.method,
-                    URL(cfg.host + req.path, encoded=True),
-                    params=req.query,
-                    data=req.body,
-                    headers={"Content-Type": req.content_type},
-                    server_hostname=cfg.tls_server_name or None,
-                ) as response:
-                    body = await response.read()
-            except aiohttp.ClientResponseError as err:
-                # Its repr holds the request's headers, the bearer token among them: only
-                # the status and message go on (into status conditions, events, logs).
-                return ApiException(status=err.status, reason=f"bad answer: {err.message}")
-            except (aiohttp.ClientError, TimeoutError) as err:
-                return ApiException(status=0, reason=f"no answer: {type(err).__name__}: {err}")
-            if not 200 <= response.status <= 299:
-                return ApiException(
-                    status=response.status,
-                    reason=response.reason,
-                    body=body.decode("utf-8", "replace"),
-                )
-            try:
-                out: dict[str, Any] = json.loads(body)
-            except ValueError:
-                return ApiException(status=response.status, reason="bad answer: not JSON")
-            return out
+            return await kubehttp.send(
+                session,
+                cfg,
+                req.method,
+                req.path,
+                req.query,
+                req.body,
+                {"Content-Type": req.content_type},
+            )
 
         async def worker() -> None:
             # `concurrency` of these, not a task per request: thousands of pending tasks
@@ -194,35 +175,6 @@ async def _many(
     done = [a for a in answers if a is not None]
     assert len(done) == len(requests)
     return done
-
-
-_Tls = tuple[bool, str | None, str | bytes | None, str | None, str | None, bool | None]
-
-
-def _tls(cfg: Configuration) -> _Tls:
-    return (
-        bool(cfg.verify_ssl),
-        cfg.ssl_ca_cert,
-        cfg.ca_cert_data,
-        cfg.cert_file,
-        cfg.key_file,
-        cfg.assert_hostname,
-    )
-
-
-@functools.lru_cache(maxsize=16)
-def _ssl_context(tls: _Tls) -> ssl.SSLContext | bool:
-    """The TLS the ApiClient's urllib3 pool would use (built once per configuration: loading
-    the CA costs milliseconds, a batch may be small)."""
-    verify, ca_file, ca_data, cert_file, key_file, assert_hostname = tls
-    if not verify:
-        return False
-    ctx = ssl.create_default_context(cafile=ca_file, cadata=ca_data)
-    if cert_file:
-        ctx.load_cert_chain(cert_file, key_file)
-    if assert_hostname is False:
-        ctx.check_hostname = False
-    return ctx
 
 
 def _threaded(
