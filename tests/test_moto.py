@@ -100,8 +100,10 @@ def test_concurrent_signups_into_a_large_pool_all_succeed(tmp_path: Path) -> Non
     """moto 5.2's Cognito pool looks a user up by email by iterating over its users, and
     answers 500 when another request thread adds one meanwhile (4 of 1,500 and 84 of 4,000
     such calls failed on stock `moto.server`). The local moto handles one request at a time."""
-    moto = MotoServer(root=tmp_path).start()
-    settings = moto.settings(get_settings(), aws_max_attempts=1)
+    # The race, not AWS's rate: UserCreation's 50/s would pace the 2,000 over 40 s.
+    unpaced = {"cognito.rate.UserCreation": 1e6}
+    moto = MotoServer(root=tmp_path, server_env={"HERD_AWS_QUOTAS": json.dumps(unpaced)}).start()
+    settings = moto.settings(get_settings(), aws_max_attempts=1, aws_quotas=unpaced)
     try:
         cognito = aws.client("cognito-idp", settings)
         pool = cognito.create_user_pool(PoolName="big", UsernameAttributes=["email"])
