@@ -118,6 +118,39 @@ def test_concurrent_fetches_of_a_mirror_are_one_fetch(
     assert calls["fetch"] == 1
 
 
+def test_apps_woken_by_a_push_share_the_first_fetch_begun_after_it(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push's apps, reconciled one after another (a few wake threads), each with the
+    push's moment (git.fresh_since): one fetch, not one each; and never a fetch from before
+    the push."""
+    cache = RepoCache(root=tmp_path / "cache")
+    cache.fetch(repo.url)
+    calls = count_git(monkeypatch)
+    pushed = repo.commit("dev", "push", {"a.yaml": "a: 1\n"})
+    moment = cache_module.ticket()  # the webhook's answer takes it
+
+    def woken() -> str:
+        token = cache_module.fresh_since.set(moment)
+        try:
+            return cache.resolve(repo.url, "dev")
+        finally:
+            cache_module.fresh_since.reset(token)
+
+    assert [woken() for _ in range(50)] == [pushed] * 50
+    assert calls["fetch"] == 1
+    # Unset (a poll, a watch event), each reconcile fetches anew.
+    calls.clear()
+    assert [cache.resolve(repo.url, "dev") for _ in range(3)] == [pushed] * 3
+    assert calls["fetch"] == 3
+    # A push after the last fetch began is not served by it.
+    newer = repo.commit("dev", "newer", {"a.yaml": "a: 2\n"})
+    moment = cache_module.ticket()
+    calls.clear()
+    assert woken() == newer
+    assert calls["fetch"] == 1
+
+
 def test_a_failed_fetch_is_shared_by_those_who_waited_for_it(
     repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -516,6 +516,38 @@ def test_a_push_wakes_each_matching_application_once_in_memory() -> None:
     assert wakes.matching({"git.example/r"}, "dev", "main") == []
 
 
+def test_a_woken_app_reconciles_with_its_push_moment() -> None:
+    """Each queued app carries the moment a fetch must have begun after (git.fresh_since):
+    the push's; asked again while it waits, the later one; asked without one, none."""
+    import threading
+
+    from herd_operator.gitops import git
+    from herd_operator.handlers.application import wakes
+
+    started, release, done = threading.Event(), threading.Event(), threading.Event()
+    seen: list[tuple[str, int | None]] = []
+
+    def reconcile(key: str) -> None:
+        seen.append((key, git.fresh_since.get()))
+        if len(seen) == 1:
+            started.set()
+            assert release.wait(5)
+        if len(seen) == 4:
+            done.set()
+
+    refresher = wakes.Refresher(reconcile, workers=1)
+    refresher.request(["apps/first"], since=1)
+    assert started.wait(5)
+    refresher.request(["apps/a", "apps/b", "apps/c"], since=5)
+    refresher.request(["apps/a"], since=9)  # a later push: the later moment
+    refresher.request(["apps/b"])  # no moment (a reshard): a fetch of its own
+    refresher.request(["apps/c"], since=3)  # an earlier one: 5 still holds
+    release.set()
+    assert done.wait(5)
+    assert seen == [("apps/first", 1), ("apps/a", 9), ("apps/b", None), ("apps/c", 5)]
+    assert git.fresh_since.get() is None  # reset after each
+
+
 def test_what_a_checkout_holds() -> None:
     """Rendering reads the source's folder and its value files (relative to it): a checkout
     holds those, in normal form; a path out of the repository is no path at all."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import contextvars
 import errno
 import fcntl
 import glob
@@ -221,6 +222,19 @@ def _ticket() -> int:
         return next(_TICKETS)
 
 
+def ticket() -> int:
+    """Now, in the order fetches begin: a push webhook's moment, for `fresh_since`."""
+    return _ticket()
+
+
+# A fetch that began after this ticket is fresh enough for the caller (None: after the
+# call). A push wakes its Applications with the push's moment: the thousand apps of one
+# repository then share the first fetch that began after the push, not one each.
+fresh_since: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "fresh_since", default=None
+)
+
+
 @dataclass
 class RepoCache:
     root: Path
@@ -296,12 +310,16 @@ class RepoCache:
         return self.root / "repos" / cache_key(url, creds)
 
     def fetch(self, url: str, creds: Credentials | None = None) -> Path:
-        """The mirror of `url`, cloned or fetched after this call began. One clone or fetch of
-        a mirror at a time, and callers that asked before it began share it: the Applications
-        of one repository fetch it once, however many reconcile at the same moment."""
+        """The mirror of `url`, cloned or fetched after this call began (or after the
+        `fresh_since` ticket, if set). One clone or fetch of a mirror at a time, and callers
+        that asked before it began share it: the Applications of one repository fetch it
+        once, however many reconcile at the same moment."""
         mirror = self.mirror(url, creds)
         shared = self._shared(mirror.name)
         asked = _ticket()
+        since = fresh_since.get()
+        if since is not None:
+            asked = min(asked, since)
         with shared.lock:
             if shared.started > asked:
                 # It began after we asked, so it saw the remote as it was then or later.

@@ -28,6 +28,7 @@ from kubernetes import client
 from herd_core import kube
 from herd_core.constants import GROUP, VERSION
 from herd_operator import sharding
+from herd_operator.gitops import git
 from herd_operator.gitops.cache import LiveCache
 from herd_operator.gitops.engine import Engine
 from herd_operator.gitops.events import NAMESPACES, Debouncer, Watcher
@@ -297,12 +298,13 @@ def refresh(urls: set[str], branch: str, default_branch: str | None) -> list[str
     memory and queued, so the answer comes at once whatever their number; a replica that is
     not the working one marks them (the refresh annotation) for the one that is."""
     names = wakes.matching(urls, branch, default_branch)
+    pushed = git.ticket()  # the apps share the first fetch begun after the push
     if _shard is not None:
         # Sharded: this replica's apps now; the others' owners are told by the refresh
         # annotation, written off the answer's path.
         ours = [name for name in names if _shard.mine(name)]
         theirs = [name for name in names if name not in set(ours)]
-        _queue().request(ours)
+        _queue().request(ours, since=pushed)
         if theirs:
             threading.Thread(target=_wake_all, args=(theirs,), daemon=True).start()
         return names
@@ -310,7 +312,7 @@ def refresh(urls: set[str], branch: str, default_branch: str | None) -> list[str
         for name in names:
             wake(name)
         return names
-    _queue().request(names)
+    _queue().request(names, since=pushed)
     return names
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from herd_operator.gitops import webhook
+from herd_operator.gitops import git, webhook
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +71,24 @@ class Refresher:
         self._workers = workers
         self._queue: deque[str] = deque()
         self._queued: set[str] = set()
+        # Per queued app, the moment a fetch must have begun after (git.fresh_since); None:
+        # after its reconcile begins.
+        self._since: dict[str, int | None] = {}
         self._ready = threading.Condition()
         self._threads: list[threading.Thread] = []
 
-    def request(self, ids: list[str]) -> None:
+    def request(self, ids: list[str], since: int | None = None) -> None:
+        """Queue `ids`; `since` (git.ticket()): a fetch begun after it is fresh enough."""
         with self._ready:
             for key in ids:
                 if key not in self._queued:
                     self._queued.add(key)
                     self._queue.append(key)
+                    self._since[key] = since
+                else:  # asked again while it waits: the later moment holds
+                    before = self._since.get(key)
+                    fresher = None if before is None or since is None else max(before, since)
+                    self._since[key] = fresher
             self._ready.notify(len(ids))
             if not self._threads:
                 # In a copy of the caller's context, as kopf's own handler threads run.
@@ -98,8 +107,12 @@ class Refresher:
                     self._ready.wait()
                 key = self._queue.popleft()
                 self._queued.discard(key)
+                since = self._since.pop(key, None)
+            token = git.fresh_since.set(since)
             try:
                 self._reconcile(key)
             except Exception:
                 # The poll (or the next push) tries again; nothing here is lost.
                 log.exception("reconcile of %s after a push failed", key)
+            finally:
+                git.fresh_since.reset(token)
