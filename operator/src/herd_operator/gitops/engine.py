@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -93,6 +94,7 @@ from herd_operator.gitops.render import (
 SYNCED, OUT_OF_SYNC, UNKNOWN = "Synced", "OutOfSync", "Unknown"
 # On a hook this sync created: whose hook it is (not the tracking annotation: never pruned).
 HOOK_OF_ANNOTATION = f"{GROUP}/hook-of"
+NAMESPACE_SEEN_TTL = 30.0  # seconds a namespace seen to exist is believed without a read
 
 
 class ComparisonError(Exception):
@@ -276,6 +278,9 @@ class Engine:
         self._operations: dict[str, Operation] = {}  # syncs under way, by Application
         self.render_failures = RenderFailures()  # a failed revision is not rendered every poll
         self._guard = threading.Lock()
+        # Namespaces seen to exist, and when: each compare asks of its objects' namespaces,
+        # and a thousand apps of one namespace need not ask the API server a thousand times.
+        self._namespaces: dict[str, float] = {}
 
     def applier(self, user: str) -> Applier:
         """An Applier whose every request impersonates `user` (one per user, reused: each
@@ -917,12 +922,19 @@ class Engine:
 
     # -- helpers ----------------------------------------------------------------------------
     def _namespace_exists(self, name: str) -> bool:
+        """Whether the namespace is there; a yes is believed for NAMESPACE_SEEN_TTL (one
+        deleted meanwhile fails the dry run, a transient error retried), a no never."""
+        now = time.monotonic()
+        if now - self._namespaces.get(name, -math.inf) < NAMESPACE_SEEN_TTL:
+            return True
         try:
             self.core.read_namespace(name)
         except ApiException as err:
             if err.status == 404:
+                self._namespaces.pop(name, None)
                 return False
             raise
+        self._namespaces[name] = now
         return True
 
     def _credentials(self, app: Application) -> Credentials | None:
