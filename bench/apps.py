@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import tempfile
 import time
@@ -30,7 +31,9 @@ from common import (  # bench/ is on sys.path when a script runs
     bench_project,
     gitops_operator,
     kept_on_failure,
+    kubectl_apply,
     push,
+    py_spy,
     rss_mib,
     sync_namespace,
 )
@@ -40,7 +43,6 @@ from rich.table import Table
 
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.gitrepo import Repo
-from herd_devkit.local.tools import binary
 from herd_devkit.settings import get_settings
 from herd_devkit.stack import Stack
 
@@ -71,6 +73,11 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=10, help="ConfigMaps per app")
     parser.add_argument("--timeout", type=float, default=1800, help="per phase, seconds")
     parser.add_argument("--soak", type=float, default=0, help="seconds of polls for the RSS")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="py-spy stacks (raw) of the operator and its render children during the commit",
+    )
     args = parser.parse_args()
     n, m = args.apps, args.objects
     tmp = Path(tempfile.mkdtemp(prefix="herd-bench-apps-"))
@@ -149,7 +156,6 @@ def main() -> None:
         created = time.perf_counter() - t0 - cold
 
         # 2. One commit that changes every app; kubectl's figure for the same objects first.
-        kubectl = [str(binary("kubectl")), "--kubeconfig", str(cp.kubeconfig), "-n", "kubectl"]
         files = tmp / "kubectl"
         files.mkdir()
         for version in ("v1", "v2"):
@@ -157,29 +163,35 @@ def main() -> None:
                 "---\n".join(configmaps(i, m, version) for i in range(n))
             )
 
-        def kubectl_apply(name: str) -> float:
-            began = time.perf_counter()
-            subprocess.run(
-                [*kubectl, "apply", "--server-side", "-f", str(files / name)],
-                check=True,
-                capture_output=True,
-            )
-            return time.perf_counter() - began
+        def kubectl(name: str) -> float:
+            return kubectl_apply(cp.kubeconfig, "kubectl", files / name)
 
         with console.status("kubectl apply --server-side"):
-            kubectl_apply("v1.yaml")
-            k_change = kubectl_apply("v2.yaml")
+            kubectl("v1.yaml")
+            k_change = kubectl("v2.yaml")
         sha = repo.commit(
             "dev",
             "change every app",
             {f"apps/a{i:04d}/cms.yaml": configmaps(i, m, "v2") for i in range(n)},
         )
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen(
+                [
+                    *(py_spy(), "record", "--pid", str(operator.service.pids()[0])),
+                    *("--subprocesses", "--rate", "50", "--format", "raw", "-o", args.profile),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
         t0 = time.perf_counter()
         answer = push(webhook, repo.url, sha, timeout=120)
         answered = time.perf_counter() - t0
         woken = len(answer.json().get("refreshed") or [])
         change, change_done, change_stuck = until_synced(sha, "one commit, every app")
         change += answered
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
 
         rss = sum(rss_mib(pid) for pid in operator.service.pids())
         rss_after = rss

@@ -7,8 +7,10 @@ import hashlib
 import hmac
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from herd_devkit.local.gitops import ensure_namespace
 from herd_devkit.local.moto_server import MotoServer
 from herd_devkit.local.process import free_port
 from herd_devkit.local.service import Service
+from herd_devkit.local.tools import binary
 from herd_devkit.settings import Settings, get_settings
 from herd_devkit.stack import Stack
 
@@ -244,6 +247,34 @@ def gitops_operator(
         ),
     )
     return operator, webhook
+
+
+def py_spy() -> str:
+    """py-spy from the dev group, beside this interpreter (no activated venv needed)."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else "py-spy"
+
+
+def kubectl_apply(kubeconfig: Path, namespace: str, manifest: Path) -> float:
+    """Seconds `kubectl apply --server-side` takes for `manifest` in `namespace`: the
+    figure Herd's sync is held against."""
+    began = time.perf_counter()
+    subprocess.run(
+        [
+            str(binary("kubectl")),
+            "--kubeconfig",
+            str(kubeconfig),
+            "-n",
+            namespace,
+            "apply",
+            "--server-side",
+            "-f",
+            str(manifest),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - began
 
 
 def push(webhook: int, repo_url: str, sha: str, timeout: float = 30) -> httpx.Response:

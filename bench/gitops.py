@@ -12,31 +12,33 @@ its chart's ServiceAccount, as on EKS).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-from common import kept_on_failure, rss_mib  # bench/ is on sys.path when a script runs
+from common import (  # bench/ is on sys.path when a script runs
+    bench_project,
+    gitops_operator,
+    kept_on_failure,
+    kubectl_apply,
+    push,
+    rss_mib,
+    sync_namespace,
+)
 from kubernetes import client, watch
 from rich.console import Console
 from rich.table import Table
 
 from herd_core.constants import GROUP, VERSION
 from herd_devkit.local.gitrepo import Repo
-from herd_devkit.local.process import free_port, wait_until
-from herd_devkit.local.tools import binary
+from herd_devkit.local.process import wait_until
 from herd_devkit.settings import get_settings
 from herd_devkit.stack import Stack
 
-SECRET = "bench"
 console = Console()
 
 
@@ -75,65 +77,20 @@ def main() -> None:
             api = built.client(cp.kubeconfig)
             built.install_crds(api)
             core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-            rbac = client.RbacAuthorizationV1Api(api)
             extra = [f"big{i}" for i in range(2, args.apps + 1)]
             for ns in ("small", "big", "kubectl", *extra):
-                core.create_namespace({"metadata": {"name": ns}})
-                # The Project's ServiceAccount, which the sync impersonates: admin of its ns.
-                core.create_namespaced_service_account(ns, {"metadata": {"name": "bench"}})
-                rbac.create_namespaced_role_binding(
-                    ns,
-                    {
-                        "metadata": {"name": "bench-admin"},
-                        "roleRef": {
-                            "apiGroup": "rbac.authorization.k8s.io",
-                            "kind": "ClusterRole",
-                            "name": "admin",
-                        },
-                        "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": ns}],
-                    },
-                )
-            custom.create_cluster_custom_object(
-                GROUP,
-                VERSION,
-                "projects",
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "Project",
-                    "metadata": {"name": "bench"},
-                    "spec": {
-                        "sourceRepos": ["*"],
-                        "sourceNamespaces": ["small", "big", *extra],
-                        "destinations": [{"namespace": ns} for ns in ("small", "big", *extra)],
-                        "destinationServiceAccounts": [
-                            {"namespace": "*", "defaultServiceAccount": "bench"}
-                        ],
-                    },
-                },
-            )
-            # The operator as on EKS: its chart's ServiceAccount and RBAC, a TokenRequest token.
-            identity = built.chart_identity(
-                api, cp.kubeconfig, "herd-operator", tmp / "operator.kubeconfig"
-            )
-            webhook = free_port()
-            operator = built.program(
-                ["operator", "run"],
-                "HERD_HEALTH_PORT",
-                built.program_env(
-                    identity,
-                    None,  # no AWS: Applications only
-                    HERD_METRICS_PORT="0",
-                    HERD_WEBHOOK_PORT=str(webhook),
-                    HERD_WEBHOOK_SECRET=SECRET,
-                    HERD_APP_TICK="1",
-                    **(
-                        {"HERD_APP_SYNC_CONCURRENCY": str(args.sync_concurrency)}
-                        if args.sync_concurrency
-                        else {}
-                    ),
-                    HERD_STATE_DIR=str(tmp / "operator"),
-                    HERD_APPLICATION_NAMESPACES=json.dumps(["small", "big", *extra]),
-                    HERD_LOCAL_SOURCES="true",
+                sync_namespace(api, ns)
+            bench_project(api, ["small", "big", *extra])
+            operator, webhook = gitops_operator(
+                built,
+                api,
+                cp,
+                ["small", "big", *extra],
+                HERD_APP_TICK="1",
+                **(
+                    {"HERD_APP_SYNC_CONCURRENCY": str(args.sync_concurrency)}
+                    if args.sync_concurrency
+                    else {}
                 ),
             )
             repo = Repo.create(
@@ -200,18 +157,6 @@ def main() -> None:
                         return
             raise TimeoutError(f"Application {name}: not there after {timeout} s")
 
-        def push(sha: str) -> None:
-            body = json.dumps(
-                {"ref": "refs/heads/dev", "after": sha, "repository": {"clone_url": repo.url}}
-            ).encode()
-            sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-            httpx.post(
-                f"http://127.0.0.1:{webhook}/webhooks/github",
-                content=body,
-                timeout=30,
-                headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sig},
-            )
-
         app("small", "small")
         wait_until(lambda: synced("small", repo.head("dev")), 120, interval=0.2)
         latencies = []
@@ -219,7 +164,7 @@ def main() -> None:
             for i in range(args.pushes):
                 t0 = time.perf_counter()
                 sha = repo.commit("dev", f"v{i + 1}", {"small/cm.yaml": configmaps(1, f"v{i + 1}")})
-                push(sha)
+                push(webhook, repo.url, sha)
                 wait_until(
                     lambda v=f"v{i + 1}": (
                         (core.read_namespaced_config_map("cm-00000", "small").data or {}).get("v")
@@ -232,23 +177,16 @@ def main() -> None:
 
         # kubectl apply --server-side of the very same objects, same cluster, each right before
         # Herd's own figure (the machine's load changes within a run).
-        kubectl = [str(binary("kubectl")), "--kubeconfig", str(cp.kubeconfig), "-n", "kubectl"]
         files = tmp / "kubectl"
         files.mkdir()
         (files / "v1.yaml").write_text(configmaps(args.objects, "v1"))
         (files / "v2.yaml").write_text(configmaps(args.objects, "v2", changed=7))
 
-        def kubectl_apply(name: str) -> float:
-            t0 = time.perf_counter()
-            subprocess.run(
-                [*kubectl, "apply", "--server-side", "-f", str(files / name)],
-                check=True,
-                capture_output=True,
-            )
-            return time.perf_counter() - t0
+        def kubectl(name: str) -> float:
+            return kubectl_apply(cp.kubeconfig, "kubectl", files / name)
 
         with console.status("kubectl apply --server-side, first"):
-            k_first = kubectl_apply("v1.yaml")
+            k_first = kubectl("v1.yaml")
         t0 = time.perf_counter()
         with console.status(f"first sync of {args.objects} objects"):
             app("big", "big")
@@ -256,11 +194,11 @@ def main() -> None:
         first = time.perf_counter() - t0
 
         with console.status("kubectl apply --server-side, no-op"):
-            k_noop = kubectl_apply("v1.yaml")
+            k_noop = kubectl("v1.yaml")
         before = status("big")["reconciledAt"]
         t0 = time.perf_counter()
         with console.status("no-op resync"):
-            push(repo.head("dev"))
+            push(webhook, repo.url, repo.head("dev"))
             # reconciledAt is the start of the reconcile, written with its result at the end.
             until(
                 "big",
@@ -270,13 +208,13 @@ def main() -> None:
         noop = time.perf_counter() - t0
 
         with console.status("kubectl apply --server-side, one change"):
-            k_one = kubectl_apply("v2.yaml")
+            k_one = kubectl("v2.yaml")
         t0 = time.perf_counter()
         with console.status("one-object change"):
             sha = repo.commit(
                 "dev", "one change", {"big/cms.yaml": configmaps(args.objects, "v2", changed=7)}
             )
-            push(sha)
+            push(webhook, repo.url, sha)
             until("big", lambda st: is_synced(st, sha), 600)
         one = time.perf_counter() - t0
         assert (core.read_namespaced_config_map("cm-00007", "big").data or {})["v"] == "v2"

@@ -21,7 +21,6 @@ import json
 import signal
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ import httpx
 from common import (
     Bench,
     create_tenant,
+    py_spy,
     rss_mib,
     stack,
     tenants_namespace,
@@ -190,12 +190,6 @@ def wait_idle(files: list[Path], pid: int, quiet: float, timeout: float) -> floa
     return float("inf")
 
 
-def _py_spy() -> str:
-    """py-spy from the dev group, beside this interpreter (no activated venv needed)."""
-    beside = Path(sys.executable).with_name("py-spy")
-    return str(beside) if beside.exists() else "py-spy"
-
-
 WORKER_COUNTERS = (
     "herd_emails_unknown_outcome_total",
     "herd_email_claims_lost_total",
@@ -296,7 +290,7 @@ def main() -> None:
         if args.profile:
             pid, out = str(operator.pids()[0]), args.profile
             spy = subprocess.Popen(
-                [_py_spy(), "record", "--pid", pid, "--rate", "50", "--format", "raw", "-o", out],
+                [py_spy(), "record", "--pid", pid, "--rate", "50", "--format", "raw", "-o", out],
                 stdout=subprocess.DEVNULL,
             )
         bound_ready, binding, bound_sent = quota_bound(st, n)
