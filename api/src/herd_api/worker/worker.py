@@ -106,12 +106,15 @@ class Worker:
         if not self.settings.email_queue_url:
             raise ValueError("HERD_EMAIL_QUEUE_URL is not set")
         self.queue_url: str = self.settings.email_queue_url
-        self.sqs: Any = aws.client("sqs", self.settings)
+        # Each job thread and each claim's heartbeat may hold a connection at once: a pool
+        # of botocore's default 10 discards kept-alive connections under a full batch.
+        pool = 2 * self.settings.worker_concurrency + 2
+        self.sqs: Any = aws.client("sqs", self.settings, max_pool_connections=pool)
         self.ses = SES(self.settings)
         # Half a lease: the send must be over, answered or not, before the lease can lapse.
         self.send_timeout = self.settings.worker_claim_lease / 2
         self.sender = Sender(self.settings, self.send_timeout)
-        ddb = aws.client("dynamodb", self.settings)
+        ddb = aws.client("dynamodb", self.settings, max_pool_connections=pool)
         table = self.settings.email_jobs_table  # full name, environment prefix included
         self.claims = Claims(ddb, table, self.settings.worker_claim_lease)
         rate = self.settings.worker_max_send_rate or self.ses.max_send_rate()
