@@ -59,8 +59,10 @@ async def send(
     query: Any = None,
     data: str | None = None,
     headers: dict[str, str] | None = None,
+    timeout: float | None = None,
 ) -> Answer:
-    """One request: its JSON answer, or the ApiException it comes to."""
+    """One request: its JSON answer, or the ApiException it comes to (`timeout`: seconds
+    for the whole of it; None: the session's)."""
     try:
         async with session.request(
             method,
@@ -69,6 +71,7 @@ async def send(
             data=data,
             headers=headers,
             server_hostname=cfg.tls_server_name or None,
+            timeout=aiohttp.ClientTimeout(total=timeout) if timeout else session.timeout,
         ) as response:
             raw = await response.read()
     except aiohttp.ClientResponseError as err:

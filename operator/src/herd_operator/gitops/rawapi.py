@@ -5,11 +5,15 @@ spends most of its client time building and unbuilding those."""
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import json
-from collections.abc import Iterator, Sequence
+import os
+import threading
+from collections.abc import Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import urllib3
@@ -22,6 +26,8 @@ from herd_core import kubehttp
 
 Query = list[tuple[str, str]]
 SMALL_BATCH = 2  # requests; a batch this small goes through the ApiClient's own pool
+POOL = 64  # kept-alive connections to one API server, all batches together
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,66 @@ def _batch(
         header_params={"Accept": "application/json"},
         auth_settings=["BearerToken"],
     )
-    return asyncio.run(_many(api.configuration, headers, requests, concurrency, timeout))
+    return _shared_loop().run(_many(api.configuration, headers, requests, concurrency, timeout))
+
+
+class _Loop:
+    """One event loop, on a thread of its own, for every batch of the process, its sessions
+    (and their kept-alive connections) kept: a loop, a connection pool and a TLS handshake
+    per connection for each batch cost an Application's sync more than its requests did."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.sessions: dict[tuple[str, int], aiohttp.ClientSession] = {}
+        threading.Thread(target=self.loop.run_forever, name="rawapi-loop", daemon=True).start()
+
+    def run(self, batch: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(batch, self.loop).result()
+
+    def close(self) -> None:
+        """At exit: the sessions closed (else aiohttp warns of each), the loop stopped."""
+
+        async def close_all() -> None:
+            for session in list(self.sessions.values()):
+                await session.close()
+
+        with contextlib.suppress(Exception):  # exiting anyway
+            asyncio.run_coroutine_threadsafe(close_all(), self.loop).result(timeout=5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def session(self, cfg: Configuration) -> aiohttp.ClientSession:
+        """The session for `cfg`'s server and TLS (in the loop: aiohttp binds it there)."""
+        tls = kubehttp.tls(cfg)
+        key = (cfg.host, id(tls))
+        found = self.sessions.get(key)
+        if found is None or found.closed:
+            found = self.sessions[key] = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=POOL, ssl=tls),
+                cookie_jar=aiohttp.DummyCookieJar(),  # each request carries its own auth
+            )
+        return found
+
+
+_loop: _Loop | None = None
+_loop_guard = threading.Lock()
+
+
+def _shared_loop() -> _Loop:
+    global _loop
+    with _loop_guard:
+        if _loop is None:
+            _loop = _Loop()
+            atexit.register(_loop.close)
+        return _loop
+
+
+def _forget_loop() -> None:
+    """In a forked child: the loop's thread is not there (a render child never batches)."""
+    global _loop
+    _loop = None
+
+
+os.register_at_fork(after_in_child=_forget_loop)
 
 
 def _unauthorized(answer: dict[str, Any] | ApiException) -> bool:
@@ -145,33 +210,29 @@ async def _many(
     concurrency: int,
     timeout: float,
 ) -> list[dict[str, Any] | ApiException]:
-    connector = aiohttp.TCPConnector(limit=concurrency, ssl=kubehttp.tls(cfg))
+    session = _shared_loop().session(cfg)
     answers: list[dict[str, Any] | ApiException | None] = [None] * len(requests)
     todo = iter(range(len(requests)))
-    async with aiohttp.ClientSession(
-        connector=connector,
-        headers=headers,
-        timeout=aiohttp.ClientTimeout(total=timeout),
-    ) as session:
 
-        async def one(req: Request) -> dict[str, Any] | ApiException:
-            return await kubehttp.send(
-                session,
-                cfg,
-                req.method,
-                req.path,
-                req.query,
-                req.body,
-                {"Content-Type": req.content_type},
-            )
+    async def one(req: Request) -> dict[str, Any] | ApiException:
+        return await kubehttp.send(
+            session,
+            cfg,
+            req.method,
+            req.path,
+            req.query,
+            req.body,
+            {**headers, "Content-Type": req.content_type},
+            timeout,
+        )
 
-        async def worker() -> None:
-            # `concurrency` of these, not a task per request: thousands of pending tasks
-            # would raise the process's memory high-water mark for good.
-            for i in todo:
-                answers[i] = await one(requests[i])
+    async def worker() -> None:
+        # `concurrency` of these, not a task per request: thousands of pending tasks would
+        # raise the process's memory high-water mark for good.
+        for i in todo:
+            answers[i] = await one(requests[i])
 
-        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(requests))))))
+    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(requests))))))
     done = [a for a in answers if a is not None]
     assert len(done) == len(requests)
     return done
