@@ -186,3 +186,44 @@ def test_connections_are_kept_open_as_aws_keeps_them(aws_settings: Settings) -> 
         assert answer.will_close
     finally:
         conn.close()
+
+
+def test_users_are_found_by_email_as_moto_finds_them(aws_settings: Settings) -> None:
+    """moto_index answers what moto's scan answered: the user whose email it is now, after
+    creations, an email changed and a user deleted; a taken email is still refused."""
+    idp = aws.client("cognito-idp", aws_settings)
+    pool = idp.create_user_pool(
+        PoolName=f"index-{uuid.uuid4().hex[:8]}", UsernameAttributes=["email"]
+    )["UserPool"]["Id"]
+
+    def create(email: str) -> str:
+        user = idp.admin_create_user(
+            UserPoolId=pool,
+            Username=email,
+            MessageAction="SUPPRESS",
+            UserAttributes=[{"Name": "email", "Value": email}],
+        )["User"]
+        return str(user["Username"])
+
+    def found(email: str) -> str | None:
+        try:
+            return str(idp.admin_get_user(UserPoolId=pool, Username=email)["Username"])
+        except idp.exceptions.UserNotFoundException:
+            return None
+
+    a, b = create("a@example.com"), create("b@example.com")
+    assert (found("a@example.com"), found("b@example.com")) == (a, b)
+    with pytest.raises(idp.exceptions.UsernameExistsException):
+        create("b@example.com")
+    idp.admin_update_user_attributes(
+        UserPoolId=pool,
+        Username="b@example.com",
+        UserAttributes=[{"Name": "email", "Value": "c@example.com"}],
+    )
+    assert (found("b@example.com"), found("c@example.com")) == (None, b)
+    assert create("b@example.com") not in (a, b)  # the old address is free again
+    idp.admin_delete_user(UserPoolId=pool, Username="a@example.com")
+    assert found("a@example.com") is None
+    assert found(a) is None  # nor by its own username
+    again = create("a@example.com")
+    assert found("a@example.com") == again != a

@@ -8,10 +8,11 @@ under the GIL either way, so serializing requests costs little; connections stay
 (threaded server, HTTP/1.1 keep-alive: `KeepAlive`), only the handling of requests is one at a
 time. SQS is left out: a long poll waits inside moto, and would hold every other request up.
 
-Inside the lock, `aws_rules` enforces what AWS enforces and moto does not (an app client's
-attribute read and write permissions): it reads moto's state. `aws_quotas` holds AWS's
-quotas: its request rates as requests arrive, its resource counts under the lock (they read
-moto's state); HERD_LOCAL_AWS_QUOTAS=false turns it off.
+Inside the lock, `moto_index` finds a pool's users by email through an index (moto goes
+through every user of the pool), and `aws_rules` enforces what AWS enforces and moto does
+not (an app client's attribute read and write permissions): it reads moto's state.
+`aws_quotas` holds AWS's quotas: its request rates as requests arrive, its resource counts
+under the lock (they read moto's state); HERD_LOCAL_AWS_QUOTAS=false turns it off.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import DechunkedInput, run_simple
 from werkzeug.wsgi import LimitedStream
 
-from herd_devkit.local import aws_quotas, aws_rules
+from herd_devkit.local import aws_quotas, aws_rules, moto_index
 from herd_devkit.settings import get_settings
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -149,10 +150,12 @@ def fronted(app: WSGIApp) -> WSGIApp:
     """moto behind the rules and (unless turned off) the quotas of AWS, one request at a
     time; the settings are read once, here."""
     settings = get_settings()
+    moto_index.install()
+    indexed = moto_index.tracked(app)
     if not settings.local_aws_quotas:
-        return serialized(aws_rules.enforced(app))
+        return serialized(aws_rules.enforced(indexed))
     front = aws_quotas.Front(settings.aws_quotas, settings.local_ses_sandbox, settings.aws_region)
-    return front.rated(serialized(front.counted(aws_rules.enforced(app))))
+    return front.rated(serialized(front.counted(aws_rules.enforced(indexed))))
 
 
 if __name__ == "__main__":
