@@ -62,8 +62,8 @@ def moto_rate(st: Bench, count: int, threads: int = 8) -> float:
     """Tenants/s that moto alone takes for a Tenant's AWS calls on the shared client
     (AdminCreateUser, SQS SendMessage, SES SendTemplatedEmail), driven directly with boto3
     from `threads` threads against a second moto without the quota front (its own rate, not
-    AWS's quotas), in a pool made as the platform's is (email as the username: moto then
-    scans the pool's users on each create, so its rate falls as the pool grows)."""
+    AWS's quotas), in a pool made as the platform's is (email as the username, found
+    through the local AWS's index: moto alone went through every user on each create)."""
     raw = MotoServer(st.root / "moto-raw", server_env={"HERD_LOCAL_AWS_QUOTAS": "false"}).start()
     try:
         # No client-side pacing either: raised far past any rate moto reaches.
