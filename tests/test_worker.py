@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -486,3 +487,43 @@ def test_workers_share_one_send_budget(
     busiest = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
     assert busiest <= 2, stamps
     assert all("sent job" in w.log_text() for w in workers), "both replicas took part"
+
+
+def test_a_slow_dynamodb_still_gets_the_budgets_rate(
+    aws_env: Any, aws_settings: Settings, proxy: FaultProxy
+) -> None:
+    """The budget's conditional write taking 0.8 s (more than the grace a reserved time may
+    wait, past the half window a turn reserves): the times it hands out start when the
+    write lands, so 8 threads waiting on it keep sending; before, every batch of times was
+    past its grace on arrival, dropped, and the next the same (nothing sent at all)."""
+    from herd_api.worker.budget import SharedBudget
+
+    key = f"budget#slow-{uuid.uuid4().hex[:8]}"
+    settings = aws_settings.model_copy(update={"aws_endpoint_url": proxy.url})
+    ddb = aws.client("dynamodb", settings, max_pool_connections=20)
+    stop = threading.Event()
+    proxy.after("PutItem", lambda: stop.wait(0.8), times=10_000, contains=key)
+    budget = SharedBudget(ddb, aws_env.email_jobs_table, key, rate=10)
+    sent: list[float] = []
+    guard = threading.Lock()
+
+    def sender() -> None:
+        while not stop.is_set():
+            stamp = budget.take(stop)
+            if stamp is not None:
+                with guard:
+                    sent.append(time.time())
+
+    threads = [threading.Thread(target=sender, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(sent) >= 30, 30, "30 sends")
+    finally:
+        stop.set()
+        proxy.clear()
+        for t in threads:
+            t.join(10)
+    # Never faster than the rate either: at most 10 in any second.
+    sent.sort()
+    assert max(sum(1 for s in sent if t <= s < t + 1) for t in sent) <= 10

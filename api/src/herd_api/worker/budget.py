@@ -12,7 +12,9 @@ window = max(1 s, 1/rate) and limit = max(1, floor(rate * window)): 10/s is 10 p
 0.05/s is 1 per 20 s.
 
 A worker reserves for all its threads waiting at once in one read and one write: the next
-send times the window allows, up to one window ahead (a read and a write per send made the
+send times the window allows from when its write will have landed (the write's recent
+latency ahead: a slow DynamoDB would otherwise hand out times already past), up to one
+window ahead (a read and a write per send made the
 item, not SES, the limit: 20/s through the local AWS against a configured 50/s). Each thread
 takes one, waits for it and sends; the recorded time is the one the thread sends at (or
 right after), and what the worker stores as the job's send time. A reservation kept past its
@@ -30,6 +32,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+MAX_WRITE_LATENCY = 10.0  # seconds: a write slower than this is an outage, not a latency
+
 
 class SharedBudget:
     def __init__(self, ddb: Any, table: str, key: str, rate: float) -> None:
@@ -46,6 +50,11 @@ class SharedBudget:
         # A reservation not taken within this long after its time is dropped (SES's bucket
         # holds a second of its rate: a few sends this late do not bunch up against it).
         self.grace = 0.25
+        # How long the item's conditional write takes (a moving average): reservations start
+        # that far ahead, or a slow DynamoDB would hand out times already past their grace
+        # (each dropped, the next turn the same: sends at a trickle of the rate).
+        self.write_latency = 0.0
+        self._writes = 0
 
     def try_take(self, wanted: int = 1) -> tuple[list[float], float]:
         """Reserve up to `wanted` send times (ascending, none more than a window ahead):
@@ -53,7 +62,8 @@ class SharedBudget:
         item = self._ddb.get_item(
             TableName=self._table, Key={"key": {"S": self._key}}, ConsistentRead=True
         ).get("Item")
-        now = time.time()
+        read_at = time.time()
+        now = read_at + self.write_latency  # when the write will have landed
         stamps = sorted(float(x) for x in item["stamps"]["NS"]) if item else []
         version = int(item["version"]["N"]) if item else 0
         taken: list[float] = []
@@ -91,6 +101,9 @@ class SharedBudget:
             if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             return [], random.uniform(0, 0.02)  # another worker took this turn: read again
+        took = min(time.time() - read_at, MAX_WRITE_LATENCY)
+        self.write_latency += (0.3 if self._writes else 1.0) * (took - self.write_latency)
+        self._writes += 1
         return taken, 0.0
 
     def expect(self, sends: int) -> None:
