@@ -227,3 +227,26 @@ def test_users_are_found_by_email_as_moto_finds_them(aws_settings: Settings) -> 
     assert found(a) is None  # nor by its own username
     again = create("a@example.com")
     assert found("a@example.com") == again != a
+
+
+def test_sending_to_a_queue_keeps_moto_s_answers(aws_settings: Settings) -> None:
+    """moto_sqs: SendMessage no longer counts the queue; a FIFO queue's content-based
+    deduplication still holds, and the counts are still there for GetQueueAttributes."""
+    sqs = aws.client("sqs", aws_settings)
+    name = uuid.uuid4().hex[:8]
+    plain = sqs.create_queue(QueueName=f"plain-{name}")["QueueUrl"]
+    fifo = sqs.create_queue(
+        QueueName=f"fifo-{name}.fifo",
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+    )["QueueUrl"]
+    for _ in range(3):
+        sqs.send_message(QueueUrl=plain, MessageBody="same")
+        sqs.send_message(QueueUrl=fifo, MessageBody="same", MessageGroupId="g")
+
+    def count(url: str) -> str:
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return str(attributes["ApproximateNumberOfMessages"])
+
+    assert (count(plain), count(fifo)) == ("3", "1")
+    fifo_attributes = sqs.get_queue_attributes(QueueUrl=fifo, AttributeNames=["All"])
+    assert fifo_attributes["Attributes"]["ContentBasedDeduplication"] == "true"

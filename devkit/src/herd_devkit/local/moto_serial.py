@@ -10,7 +10,8 @@ time. SQS is left out: a long poll waits inside moto, and would hold every other
 
 Inside the lock, `moto_index` finds a pool's users by email through an index (moto goes
 through every user of the pool), and `aws_rules` enforces what AWS enforces and moto does
-not (an app client's attribute read and write permissions): it reads moto's state.
+not (an app client's attribute read and write permissions): it reads moto's state. Outside
+it, `moto_sqs` enqueues a message without counting the queue first.
 `aws_quotas` holds AWS's quotas: its request rates as requests arrive, its resource counts
 under the lock (they read moto's state); HERD_LOCAL_AWS_QUOTAS=false turns it off.
 """
@@ -33,7 +34,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import DechunkedInput, run_simple
 from werkzeug.wsgi import LimitedStream
 
-from herd_devkit.local import aws_quotas, aws_rules, moto_index
+from herd_devkit.local import aws_quotas, aws_rules, moto_index, moto_sqs
 from herd_devkit.settings import get_settings
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -151,6 +152,7 @@ def fronted(app: WSGIApp) -> WSGIApp:
     time; the settings are read once, here."""
     settings = get_settings()
     moto_index.install()
+    moto_sqs.install()
     indexed = moto_index.tracked(app)
     if not settings.local_aws_quotas:
         return serialized(aws_rules.enforced(indexed))
