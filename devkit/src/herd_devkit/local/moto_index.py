@@ -22,8 +22,8 @@ from typing import Any
 
 from moto.cognitoidp.models import CognitoIdpUser, CognitoIdpUserPool
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-COGNITO = "AWSCognitoIdentityProviderService."
+from herd_devkit.local.aws_rules import COGNITO, Answer, WSGIApp
+
 # Calls that neither change a user's attributes nor remove a user (a creation only appends).
 KEEPS = frozenset(
     {
@@ -118,13 +118,7 @@ def tracked(app: WSGIApp) -> WSGIApp:
         if not target.startswith(COGNITO) or target[len(COGNITO) :] in KEEPS:
             return app(environ, start_response)
         try:
-            result = app(environ, start_response)
-            try:
-                return [b"".join(result)]  # moto's work done before the index is told
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+            return Answer.of(app, environ).send(start_response)  # moto's work done first
         finally:
             changed()
 
