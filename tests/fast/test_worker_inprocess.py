@@ -179,13 +179,67 @@ def test_a_key_another_worker_holds_is_deferred(rig: Rig, reports: list[Any]) ->
     assert rig.depth() == (0, 1)  # hidden until the other's lease ends
 
 
-def test_a_stopping_worker_releases_what_it_has_not_started(rig: Rig, reports: list[Any]) -> None:
+def test_a_stopping_worker_releases_what_it_has_not_started(
+    rig: Rig, reports: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for i in range(3):
         rig.job(key=f"k-{i}", report=False)
-    rig.worker.stop.set()  # SIGTERM before the first message
+    receive = worker_module.queue.receive
+
+    def received_then_stopped(*args: Any) -> list[Any]:
+        messages = receive(*args)
+        rig.worker.stop.set()  # SIGTERM while the long poll was answered
+        return messages
+
+    monkeypatch.setattr(worker_module.queue, "receive", received_then_stopped)
     assert rig.worker.poll_once() == 3
     assert rig.sent() == []
     assert rig.depth() == (3, 0)  # visible again at once, for another worker
+    assert rig.worker.poll_once() == 0  # stopped: no further receive
+
+
+def test_the_loop_receives_again_while_a_batch_still_waits(
+    rig: Rig, reports: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first job's send is held until the second job has been received: a worker that
+    waited for the end of a batch before its next receive would never receive it (here:
+    the send gives up after 10 s and nothing is sent)."""
+    second_received = threading.Event()
+    receive = worker_module.queue.receive
+
+    def receive_and_tell(*args: Any) -> list[Any]:
+        messages = receive(*args)
+        if any("welcome-2" in m["Body"] for m in messages):
+            second_received.set()
+        return messages
+
+    send = rig.worker.sender.send_templated
+
+    def held_send(*args: Any) -> str:
+        if not second_received.is_set():
+            assert second_received.wait(10), "the next batch was not received meanwhile"
+        return str(send(*args))
+
+    monkeypatch.setattr(worker_module.queue, "receive", receive_and_tell)
+    monkeypatch.setattr(rig.worker.sender, "send_templated", held_send)
+    rig.job(key="welcome-1")
+    loop = threading.Thread(target=rig.worker.run, daemon=True)
+    loop.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not reports and time.monotonic() < deadline:
+            if rig.depth() == (0, 1):  # the first is in hand: queue the second
+                rig.job(key="welcome-2")
+                break
+            time.sleep(0.01)
+        deadline = time.monotonic() + 20
+        while len(reports) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        rig.worker.stop.set()
+        loop.join(30)
+    assert len(rig.sent()) == 2 and len(reports) == 2
+    assert rig.depth() == (0, 0)  # both deleted when the loop stopped at the latest
 
 
 def test_the_jobs_of_a_batch_are_handled_at_once(

@@ -120,8 +120,9 @@ class Settings(CoreSettings):
         8,
         ge=1,
         le=10,
-        description="Messages of one batch an email worker handles at once (each waits on "
-        "DynamoDB, SES and the API server; the shared budget still caps the send rate)",
+        description="Messages an email worker handles at once (each waits on DynamoDB, SES "
+        "and the API server; the shared budget still caps the send rate); it receives the "
+        "next batch once fewer than this are in hand",
     )
     worker_retry_base: float = Field(2.0, gt=0, description="Backoff of a failed job, s")
     worker_claim_lease: float = Field(

@@ -46,7 +46,8 @@ class SharedBudget:
         self._turn = threading.Lock()
         self._reserved: deque[float] = deque()  # send times this worker holds, in order
         self._waiting = 0  # threads in take() without a send time yet
-        self._expected = 0  # sends the worker has in hand (its batch), not given a time yet
+        self._expected = 0  # messages the worker has in hand, not given a send time yet
+        self._mine = threading.local()  # whether this thread's message took its send time
         # A reservation not taken within this long after its time is dropped (SES's bucket
         # holds a second of its rate: a few sends this late do not bunch up against it).
         self.grace = 0.25
@@ -107,9 +108,18 @@ class SharedBudget:
         return taken, 0.0
 
     def expect(self, sends: int) -> None:
-        """The worker has `sends` messages in hand (0: none): reserve for them together."""
+        """The worker received `sends` more messages: reserve for them together. Each one's
+        thread calls settle() when done with it, whether it took a send time or not."""
         with self._turn:
-            self._expected = sends
+            self._expected += sends
+
+    def settle(self) -> None:
+        """This thread's message needs no send time any more (sent, dropped or failed)."""
+        if getattr(self._mine, "took", False):
+            self._mine.took = False  # its expectation went with the reservation
+            return
+        with self._turn:
+            self._expected = max(0, self._expected - 1)
 
     def take(self, stop: threading.Event) -> float | None:
         """Block until a send may go (its recorded time) or `stop` is set (None)."""
@@ -134,6 +144,7 @@ class SharedBudget:
                         self._reserved.extend(taken)
                     if self._reserved:
                         self._expected = max(0, self._expected - 1)
+                        self._mine.took = True
                         return self._reserved.popleft()
                 if stop.wait(wait):
                     return None
