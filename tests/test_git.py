@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from herd_devkit.local.gitrepo import Repo, git
+from herd_operator.gitops import git as gitcache
 from herd_operator.gitops.git import (
+    SHARE_WHOLE_AFTER,
     Credentials,
     GitError,
     RepoCache,
@@ -290,3 +292,68 @@ def test_the_size_cap_stops_git_and_keeps_nothing(repo: Repo, tmp_path: Path) ->
     assert disk_bytes(cache.mirror(repo.url)) > mib
     assert cache.resolve(repo.url, "dev") == sha
     assert disk_bytes(cache.mirror(repo.url)) < mib
+
+
+# -- the Applications of a monorepo (issue 33) ---------------------------------------------
+def test_many_path_sets_of_one_commit_share_its_whole_tree(repo: Repo, tmp_path: Path) -> None:
+    """The first path sets of a commit are checked out apart; from SHARE_WHOLE_AFTER on, one
+    checkout of the whole tree serves them all (one git checkout, not one per app)."""
+    apps = [f"apps/a{i}" for i in range(SHARE_WHOLE_AFTER + 4)]
+    sha = repo.commit("dev", "a monorepo", {f"{a}/cm.yaml": f"name: {a}\n" for a in apps})
+    cache = RepoCache(root=tmp_path / "cache")
+    assert cache.resolve(repo.url, "dev") == sha
+    trees = [cache.checkout(repo.url, sha, paths=(a,)) for a in apps]
+    apart = trees[: SHARE_WHOLE_AFTER - 1]
+    whole = trees[SHARE_WHOLE_AFTER - 1 :]
+    assert len(set(apart)) == len(apart) and all(t.name != sha for t in apart)
+    assert {t.name for t in whole} == {sha}  # the whole tree's folder: the sha alone
+    assert all((whole[0] / a / "cm.yaml").is_file() for a in apps)
+    # Each still reads its own path from it; another commit starts counting again.
+    sha2 = repo.commit("dev", "next", {"apps/a0/cm.yaml": "name: changed\n"})
+    assert cache.resolve(repo.url, "dev") == sha2
+    assert cache.checkout(repo.url, sha2, paths=("apps/a0",)).name != sha2
+
+
+def test_a_refused_whole_tree_leaves_each_its_own_paths(repo: Repo, tmp_path: Path) -> None:
+    """A symlink out of the tree in one app's folder refuses that app only, as before the
+    sharing: the whole tree is refused, and the others keep their own checkouts."""
+    apps = [f"apps/a{i}" for i in range(SHARE_WHOLE_AFTER + 2)]
+    bad = repo.work / "apps" / "bad"
+    bad.mkdir(parents=True)
+    (bad / "passwd").symlink_to("/etc/passwd")
+    sha = repo.commit("dev", "one bad app", {f"{a}/cm.yaml": "x: 1\n" for a in apps})
+    cache = RepoCache(root=tmp_path / "cache")
+    assert cache.resolve(repo.url, "dev") == sha
+    trees = [cache.checkout(repo.url, sha, paths=(a,)) for a in apps]
+    assert all((t / a / "cm.yaml").is_file() for t, a in zip(trees, apps, strict=True))
+    assert all(t.name != sha for t in trees)
+    with pytest.raises(GitError, match="points outside the repository"):
+        cache.checkout(repo.url, sha, paths=("apps/bad",))
+
+
+def test_a_revision_is_resolved_once_per_fetch(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After one fetch, a thousand apps of a branch resolve it with one for-each-ref; the
+    next fetch resolves it again (a push moved it)."""
+    cache = RepoCache(root=tmp_path / "cache")
+    sha = cache.resolve(repo.url, "dev")
+    looked = 0
+    resolve = RepoCache._resolve
+
+    def counted(self: RepoCache, *args: str) -> str:
+        nonlocal looked
+        looked += 1
+        return resolve(self, *args)
+
+    monkeypatch.setattr(RepoCache, "_resolve", counted)
+    since = gitcache.ticket()
+    token = gitcache.fresh_since.set(since)  # as after a push: one fetch for all
+    try:
+        assert [cache.resolve(repo.url, "dev") for _ in range(20)] == [sha] * 20
+        assert looked == 1
+        pushed = repo.commit("dev", "pushed", {"x.yaml": "x: 2\n"})
+    finally:
+        gitcache.fresh_since.reset(token)
+    assert cache.resolve(repo.url, "dev") == pushed  # a fetch of its own: resolved anew
+    assert looked == 2

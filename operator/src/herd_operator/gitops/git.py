@@ -7,7 +7,11 @@ Nothing here may fill the operator's disk (a 2 Gi emptyDir in the chart). A mirr
 partial clone (`--filter=blob:none`): commits and trees only, each file's content fetched
 when a checkout needs it. A checkout writes only the paths it is asked for (an
 Application's path, its value files, and what symlinks among them point at inside the
-repository), not the whole tree. And `max_bytes` caps a mirror and a checkout alike, while
+repository), not the whole tree, until the Applications of a monorepo ask for
+`SHARE_WHOLE_AFTER` different path sets of one commit: then the whole tree of that commit is
+checked out once and shared by all of them (one git checkout and one fetch of content, not
+one per Application), unless it is refused (past the cap, a symlink out of the tree), when
+each keeps its own paths. And `max_bytes` caps a mirror and a checkout alike, while
 git writes them: past it, git is stopped and TooLarge raised. History is not shallow:
 whether a commit is on a branch or tag (resolve) needs it; commits and trees are small next
 to the files. Partial clone needs the server's consent: hosts such as GitHub give it; a
@@ -198,6 +202,12 @@ def dangling_targets(tree: Path, in_commit: Callable[[str], bool]) -> list[str]:
 REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 
 
+# Distinct path sets of one commit after which its whole tree is checked out and shared.
+SHARE_WHOLE_AFTER = 4
+_WHOLE, _REFUSED = "whole", "refused"
+_COMMITS_KEPT = 16  # commits per mirror whose path sets are counted
+
+
 @dataclass
 class _Mirror:
     """What the RepoCaches of one root in this process share about one mirror: the lock of
@@ -205,8 +215,32 @@ class _Mirror:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: int = -1  # ticket taken as the last fetch began
+    finished: int = -1  # `started` of the last fetch once it ended
     error: GitError | None = None  # why it failed, if it did
     checkouts: int = 0  # under way, each perhaps fetching content into the mirror
+    # What revisions resolved to since the last fetch ended (its ticket, {revision: sha}).
+    resolved: tuple[int, dict[str, str]] = (-1, {})
+    # Per commit (newest last): the path sets asked for, or _WHOLE / _REFUSED.
+    trees: dict[str, set[tuple[str, ...]] | str] = field(default_factory=dict)
+
+    def whole(self, sha: str, wanted: tuple[str, ...]) -> bool:
+        """Whether `wanted` of `sha` is served from a checkout of the whole tree."""
+        with _GUARD:
+            seen = self.trees.pop(sha, None)
+            if seen is None:
+                seen = set()
+            if isinstance(seen, set):
+                seen.add(wanted)
+                if len(seen) >= SHARE_WHOLE_AFTER:
+                    seen = _WHOLE
+            self.trees[sha] = seen  # last: the newest
+            while len(self.trees) > _COMMITS_KEPT:
+                del self.trees[next(iter(self.trees))]
+            return seen == _WHOLE
+
+    def refuse_whole(self, sha: str) -> None:
+        with _GUARD:
+            self.trees[sha] = _REFUSED
 
 
 # Per root, not per RepoCache: the operator once made several caches at start (one per racing
@@ -333,6 +367,8 @@ class RepoCache:
             except BaseException as err:
                 shared.error = err if isinstance(err, GitError) else GitError(repr(err))
                 raise
+            finally:
+                shared.finished = shared.started
         return mirror
 
     def _cap(self, folder: Path, what: str, base: int = 0) -> Callable[[], None]:
@@ -420,6 +456,22 @@ class RepoCache:
         reaches. Nothing else: not refs/pull/*, `main~1` or a commit only a fork's pull
         request has. What a Project admits is a repository's branches and tags."""
         mirror = self.fetch(url, creds)
+        shared = self._shared(mirror.name)
+        with _GUARD:
+            fetched = shared.finished if shared.started == shared.finished else None
+            generation, known = shared.resolved
+            if fetched is not None and generation == fetched and revision in known:
+                return known[revision]  # the thousand apps of one push: one for-each-ref
+        commit = self._resolve(mirror, url, revision)
+        with _GUARD:
+            # Kept only if no fetch began meanwhile (what it read may be older than that).
+            if fetched is not None and shared.started == shared.finished == fetched:
+                if shared.resolved[0] != fetched:
+                    shared.resolved = (fetched, {})
+                shared.resolved[1][revision] = commit
+        return commit
+
+    def _resolve(self, mirror: Path, url: str, revision: str) -> str:
         missing = GitError(
             f"revision {revision} not found in {url} (a branch, a tag, HEAD or the full sha "
             "of a commit on one)"
@@ -492,11 +544,24 @@ class RepoCache:
         paths: Iterable[str] = (".",),
     ) -> Path:
         """A read-only tree of `sha` with `paths` (and what symlinks among them point at in
-        the repository) only, made once per commit and paths, then reused."""
+        the repository), made once per commit and paths, then reused; once
+        SHARE_WHOLE_AFTER path sets of the commit were asked for, its whole tree, shared."""
         if not SHA.match(sha):  # resolve's answer, which names the folder
             raise GitError(f"not a commit sha: {sha!r}")
         wanted = checkout_paths(paths)
         key = cache_key(url, creds)
+        if wanted != (".",) and self._shared(key).whole(sha, wanted):
+            try:
+                return self._checkout(url, sha, creds, (".",), key)
+            except GitError as err:
+                # Each keeps its own paths, as before; only a part may be what was refused.
+                log.info("whole tree of %s at %s refused, paths kept apart: %s", url, sha, err)
+                self._shared(key).refuse_whole(sha)
+        return self._checkout(url, sha, creds, wanted, key)
+
+    def _checkout(
+        self, url: str, sha: str, creds: Credentials | None, wanted: tuple[str, ...], key: str
+    ) -> Path:
         name = sha
         if wanted != (".",):
             name += "-" + hashlib.sha256("\0".join(wanted).encode()).hexdigest()[:12]
