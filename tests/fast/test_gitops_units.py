@@ -495,7 +495,7 @@ def test_a_push_wakes_each_matching_application_once_in_memory() -> None:
     started, release, done = threading.Event(), threading.Event(), threading.Event()
     runs: list[str] = []
 
-    def reconcile(key: str) -> None:
+    def reconcile(key: str, if_due: bool) -> None:
         runs.append(key)
         if len(runs) == 1:
             started.set()
@@ -527,7 +527,7 @@ def test_a_woken_app_reconciles_with_its_push_moment() -> None:
     started, release, done = threading.Event(), threading.Event(), threading.Event()
     seen: list[tuple[str, int | None]] = []
 
-    def reconcile(key: str) -> None:
+    def reconcile(key: str, if_due: bool) -> None:
         seen.append((key, git.fresh_since.get()))
         if len(seen) == 1:
             started.set()
@@ -546,6 +546,37 @@ def test_a_woken_app_reconciles_with_its_push_moment() -> None:
     assert done.wait(5)
     assert seen == [("apps/first", 1), ("apps/a", 9), ("apps/b", None), ("apps/c", 5)]
     assert git.fresh_since.get() is None  # reset after each
+
+
+def test_a_poll_tick_queues_only_if_due_and_never_beside_its_own_reconcile() -> None:
+    """A tick asks for a reconcile if due (checked again when read fresh); a tick for an app
+    whose reconcile runs is dropped (that reconcile is the poll); a push's ask for an app a
+    tick queued makes it a reconcile in any case."""
+    import threading
+
+    from herd_operator.handlers.application import wakes
+
+    started, release, done = threading.Event(), threading.Event(), threading.Event()
+    seen: list[tuple[str, bool]] = []
+
+    def reconcile(key: str, if_due: bool) -> None:
+        seen.append((key, if_due))
+        if len(seen) == 1:
+            started.set()
+            assert release.wait(5)
+        if len(seen) == 3:
+            done.set()
+
+    refresher = wakes.Refresher(reconcile, workers=1)
+    refresher.request(["apps/a"], if_due=True)
+    assert started.wait(5)
+    refresher.request(["apps/a"], if_due=True)  # a runs: this tick is dropped
+    refresher.request(["apps/b"], if_due=True)
+    refresher.request(["apps/c"], if_due=True)
+    refresher.request(["apps/c"], since=4)  # a push for c: no longer only if due
+    release.set()
+    assert done.wait(5)
+    assert seen == [("apps/a", True), ("apps/b", True), ("apps/c", False)]
 
 
 def test_what_a_checkout_holds() -> None:
@@ -672,3 +703,25 @@ def test_what_a_checkout_holds() -> None:
 def test_health_of_common_custom_resources(obj: dict[str, Any], expected: str, says: str) -> None:
     status, message = health.of(obj)
     assert status == expected and says in message
+
+
+def test_the_poll_timers_routine_runs_are_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Kopf logs each timer run at INFO: 1,000 Applications would fill the log with them.
+    The poll's are dropped; its failures, and every other handler's lines, are kept."""
+    import logging
+
+    import kopf
+
+    from herd_operator import main
+
+    main.configure_kopf(kopf.OperatorSettings())
+    body = kopf.Body({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a", "uid": "u"}})
+    objects = kopf.LocalObjectLogger(body=body, settings=kopf.OperatorSettings())
+    with caplog.at_level(logging.DEBUG, logger="kopf.objects"):
+        objects.info("Timer 'application_poll' succeeded.")
+        objects.info("Handler 'tenant_reconcile' succeeded.")
+        objects.error("Timer 'application_poll' failed with an exception and will try again")
+    assert [r.getMessage()[:30] for r in caplog.records] == [
+        "Handler 'tenant_reconcile' suc",
+        "Timer 'application_poll' faile",
+    ]

@@ -1,4 +1,5 @@
-"""Push webhook wakes, inside the process: no list of Applications, no write to each one.
+"""Push webhook wakes and due poll ticks, inside the process: no list of Applications, no
+write to each one.
 
 The operator keeps what a push needs to know of each Application (its source) from the watch
 kopf runs anyway (`seen`). A push then matches in memory and queues the matching Applications
@@ -66,7 +67,7 @@ class Refresher:
     waits, on `workers` threads (a push to a repository of 1,000 Applications queues 1,000;
     they share one fetch of the mirror)."""
 
-    def __init__(self, reconcile: Callable[[str], None], workers: int) -> None:
+    def __init__(self, reconcile: Callable[[str, bool], None], workers: int) -> None:
         self._reconcile = reconcile
         self._workers = workers
         self._queue: deque[str] = deque()
@@ -74,21 +75,31 @@ class Refresher:
         # Per queued app, the moment a fetch must have begun after (git.fresh_since); None:
         # after its reconcile begins.
         self._since: dict[str, int | None] = {}
+        # Queued apps that only a poll tick asked for: reconciled only if still due.
+        self._if_due: set[str] = set()
+        self._running: set[str] = set()  # a tick for one of these is that very reconcile
         self._ready = threading.Condition()
         self._threads: list[threading.Thread] = []
 
-    def request(self, ids: list[str], since: int | None = None) -> None:
-        """Queue `ids`; `since` (git.ticket()): a fetch begun after it is fresh enough."""
+    def request(self, ids: list[str], since: int | None = None, if_due: bool = False) -> None:
+        """Queue `ids`; `since` (git.ticket()): a fetch begun after it is fresh enough;
+        `if_due` (a poll tick): reconciled only if due when read fresh."""
         with self._ready:
             for key in ids:
+                if if_due and key in self._running and key not in self._queued:
+                    continue  # its reconcile is under way: the tick finds it due meanwhile
                 if key not in self._queued:
                     self._queued.add(key)
                     self._queue.append(key)
                     self._since[key] = since
+                    if if_due:
+                        self._if_due.add(key)
                 else:  # asked again while it waits: the later moment holds
                     before = self._since.get(key)
                     fresher = None if before is None or since is None else max(before, since)
                     self._since[key] = fresher
+                    if not if_due:
+                        self._if_due.discard(key)  # a push's ask: reconciled in any case
             self._ready.notify(len(ids))
             if not self._threads:
                 # In a copy of the caller's context, as kopf's own handler threads run.
@@ -108,11 +119,16 @@ class Refresher:
                 key = self._queue.popleft()
                 self._queued.discard(key)
                 since = self._since.pop(key, None)
+                if_due = key in self._if_due
+                self._if_due.discard(key)
+                self._running.add(key)
             token = git.fresh_since.set(since)
             try:
-                self._reconcile(key)
+                self._reconcile(key, if_due)
             except Exception:
                 # The poll (or the next push) tries again; nothing here is lost.
-                log.exception("reconcile of %s after a push failed", key)
+                log.exception("reconcile of %s failed", key)
             finally:
                 git.fresh_since.reset(token)
+                with self._ready:
+                    self._running.discard(key)
