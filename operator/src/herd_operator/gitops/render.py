@@ -24,6 +24,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
+import logging
 import os
 import posixpath
 import resource
@@ -44,7 +45,10 @@ from typing import Any
 
 import yaml
 
+from herd_operator.gitops import forkserver
+
 MiB = 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 class RenderError(Exception):
@@ -309,6 +313,8 @@ class RenderFailures:
 # -- rendering in a child process ---------------------------------------------------------
 _PROGRESS = "herd-render-progress: "  # the child's stderr line naming what it reads now
 _STDERR_CAP = 64 * 1024
+# Renders are forked from one process that has imported this module (started on first use).
+_FORKS = forkserver.ForkServer("herd_operator.gitops.render:_child")
 
 
 def render(
@@ -380,6 +386,7 @@ def _render_in_child(
             max_out=cap,
             timeout=limits.timeout,
             own_group=True,  # helm too is killed with it
+            forks=_FORKS,  # the same child, forked from a process that has imported it
         )
     except OSError as err:
         raise RenderError(f"cannot start the render of {source.path}: {err}") from err
@@ -493,18 +500,27 @@ def _run(
     own_group: bool = False,
     max_err: int = _STDERR_CAP,
     env: Mapping[str, str] | None = None,
+    forks: forkserver.ForkServer | None = None,
 ) -> _Run:
     """Run `command` with `stdin`, reading its stdout up to `max_out` bytes and killing it
     past that or past `timeout` (its process group with `own_group`): nothing it writes is
-    buffered past the cap. Stderr is kept up to `max_err` bytes."""
-    proc = subprocess.Popen(
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=own_group,
-        env=None if env is None else dict(env),
-    )
+    buffered past the cap. Stderr is kept up to `max_err` bytes. With `forks`, the command
+    is that server's child instead (the same program, forked: `command` if it cannot)."""
+    proc: subprocess.Popen[bytes] | forkserver.Forked | None = None
+    if forks is not None:
+        try:
+            proc = forks.spawn()
+        except OSError as unavailable:
+            log.warning("fork server unavailable, starting a process instead: %s", unavailable)
+    if proc is None:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=own_group,
+            env=None if env is None else dict(env),
+        )
     assert proc.stdin and proc.stdout and proc.stderr
     out, err = bytearray(), bytearray()
     problem: str | None = None
@@ -561,7 +577,7 @@ def _run(
     return _Run(proc.returncode, out, bytes(err), problem)
 
 
-def _kill(proc: subprocess.Popen[bytes], own_group: bool) -> None:
+def _kill(proc: subprocess.Popen[bytes] | forkserver.Forked, own_group: bool) -> None:
     with contextlib.suppress(ProcessLookupError):
         if own_group:
             os.killpg(proc.pid, signal.SIGKILL)
