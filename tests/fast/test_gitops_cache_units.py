@@ -86,6 +86,13 @@ def test_which_events_wake_an_application() -> None:
     missing = memo.record("ns/app", USER, KEY, b"x", None, live)
     assert not missing.in_sync
     assert wakes(missing, None, cm("7", {"k": "1"}))  # someone made it as git has it
+    # The app's own sync applying it: no news (its event may come before the sync records
+    # it); a drift during the sync still is.
+    with memo.sync_of("ns/app"):
+        assert memo.syncing("ns/app") and not memo.syncing("ns/other")
+        assert not wakes(missing, None, cm("7", {"k": "1"}), memo.syncing("ns/app"))
+        assert wakes(verdict_of(memo, "ns/app"), None, cm("8", {"k": "hand"}), True)
+    assert not memo.syncing("ns/app")
     dep = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -101,6 +108,10 @@ def test_which_events_wake_an_application() -> None:
     key = Key("apps", "v1", "Deployment", "", "d")
     verdict = memo.record("ns/app", USER, key, b"x", dep, dep)
     assert wakes(verdict, dep, ready)  # its health changed (status is not compared)
+
+
+def verdict_of(memo: Memo, app: str) -> Any:
+    return memo._apps[app][1][KEY]
 
 
 def test_debouncer_fires_once_per_burst() -> None:

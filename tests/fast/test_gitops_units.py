@@ -725,3 +725,31 @@ def test_the_poll_timers_routine_runs_are_not_logged(caplog: pytest.LogCaptureFi
         "Handler 'tenant_reconcile' suc",
         "Timer 'application_poll' faile",
     ]
+
+
+def test_exclusive_says_whether_it_waited_for_another_handler() -> None:
+    """A reconcile reads its Application again under the lock only if another handler held
+    it meanwhile (what that one did may have changed it); otherwise its read just before is
+    as fresh, and the second GET per reconcile is saved."""
+    import threading
+
+    from herd_operator.handlers.common import exclusive
+
+    with exclusive("uid-1") as waited:
+        assert waited is False
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with exclusive("uid-1"):
+            held.set()
+            assert release.wait(5)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert held.wait(5)
+    threading.Timer(0.1, release.set).start()
+    with exclusive("uid-1") as waited:
+        assert waited is True
+    thread.join(5)
+    with exclusive("uid-2") as waited:
+        assert waited is False

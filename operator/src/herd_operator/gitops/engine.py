@@ -23,6 +23,7 @@ their phases by sync(); ignoreDifferences' fields are left out of the compare (p
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -658,7 +659,8 @@ class Engine:
         if op is None or op.revision != comparison.revision:
             op = self._operations[app.id] = Operation(comparison.revision)
         try:
-            phase, message = self._sync(app, comparison, prune, applier, op)
+            with self.memo.sync_of(app.id) if self.memo is not None else contextlib.nullcontext():
+                phase, message = self._sync(app, comparison, prune, applier, op)
         except SyncError:
             self._sync_failed(comparison, applier, op)
             comparison.hook_results = list(op.results.values())

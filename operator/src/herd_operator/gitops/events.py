@@ -19,13 +19,22 @@ log = logging.getLogger(__name__)
 NAMESPACES = InformerKey("", "v1", "Namespace", "")
 
 
-def wakes(verdict: Verdict, old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
-    """Whether this change of a tracked live object is news to its Application."""
+def wakes(
+    verdict: Verdict, old: dict[str, Any] | None, new: dict[str, Any] | None, syncing: bool = False
+) -> bool:
+    """Whether this change of a tracked live object is news to its Application (`syncing`:
+    its sync is applying now)."""
     if new is None:
         return verdict.live_rv is not None  # gone (it was there at the last compare)
     if resource_version(new) == verdict.live_rv:
         return False  # what the last compare (or our own apply) saw already
-    if verdict.matches(new) != verdict.in_sync:
+    matches = verdict.matches(new)
+    if syncing and matches:
+        # The sync's own apply, whose event often comes before the sync records it (that
+        # woke every app of a commit for a second reconcile): news only if its health moved
+        # (not from "missing": the sync looks at what it made).
+        return old is not None and health.of(old)[0] != health.of(new)[0]
+    if matches != verdict.in_sync:
         return True  # drift, or drift undone
     return health.of(old)[0] != health.of(new)[0]
 
@@ -86,5 +95,5 @@ class Watcher:
             return
         watched = (key.user, key.api_version, key.kind, key.namespace, name)
         for app, verdict in self.memo.watchers(watched):
-            if wakes(verdict, old, new):
+            if wakes(verdict, old, new, self.memo.syncing(app)):
                 self.debouncer.request(app)

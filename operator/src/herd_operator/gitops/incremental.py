@@ -14,10 +14,12 @@ that changes whether it matches git (or its health) wakes those Applications (se
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +61,23 @@ class Memo:
         self._apps: dict[str, tuple[str, dict[Key, Verdict]]] = {}  # app -> (identity, ...)
         self._index: dict[Watched, set[str]] = {}
         self._lock = threading.Lock()
+        self._syncing: dict[str, int] = {}  # apps whose sync applies now (nested: counted)
+
+    @contextlib.contextmanager
+    def sync_of(self, app: str) -> Iterator[None]:
+        """While `app`'s sync applies: its own objects' events are no news (events.wakes)."""
+        with self._lock:
+            self._syncing[app] = self._syncing.get(app, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._syncing.pop(app) - 1
+                if left:
+                    self._syncing[app] = left
+
+    def syncing(self, app: str) -> bool:
+        return app in self._syncing
 
     @staticmethod
     def watched(user: str, key: Key) -> Watched:

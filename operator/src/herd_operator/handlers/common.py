@@ -231,14 +231,20 @@ _locks_guard = threading.Lock()
 
 
 @contextmanager
-def exclusive(uid: str) -> Iterator[None]:
+def exclusive(uid: str) -> Iterator[bool]:
     """One handler at a time per object. Kopf serialises change handlers but runs timers
     beside them, and a sync timer tick cannot be cancelled: without this, a drift check in
-    flight could recreate the AWS object the deletion handler just removed."""
+    flight could recreate the AWS object the deletion handler just removed. Yields whether
+    it waited for another (then what was read before is worth reading again)."""
     with _locks_guard:
         lock = _locks.setdefault(uid, threading.Lock())
-    with lock:
-        yield
+    waited = not lock.acquire(blocking=False)
+    if waited:
+        lock.acquire()
+    try:
+        yield waited
+    finally:
+        lock.release()
 
 
 def fresh(obj: Object) -> Object | None:

@@ -91,7 +91,7 @@ def _new_engine() -> Engine:
             memo = Memo(settings.app_revalidate_interval)
             # A tracked object that drifts, comes back in line, goes or changes health
             # wakes its Application at once (selfHeal then reverts a hand edit).
-            live.listen(Watcher(memo, Debouncer(settings.app_event_debounce, wake)))
+            live.listen(Watcher(memo, Debouncer(settings.app_event_debounce, _event_wake)))
             live.informer(NAMESPACES, "/api/v1/namespaces", wait=False)
         _engine = Engine(
             api,
@@ -237,6 +237,16 @@ def wake(app_id: str) -> None:
             raise
 
 
+def _event_wake(app_id: str) -> None:
+    """A tracked object's change: reconciled here, on the wake threads, when this replica
+    works on the app (no write to the Application, no second pass through kopf); else its
+    owner is told through the refresh annotation."""
+    if _shard.mine(app_id) if _shard is not None else _working():
+        _queue().request([app_id])
+    else:
+        wake(app_id)
+
+
 def use_peering(working: Callable[[], bool]) -> None:
     """At start-up: whether this replica is the working one, for the push webhook."""
     global _working
@@ -337,8 +347,9 @@ def _reconcile_now(app_id: str, if_due: bool = False) -> None:
                 with exclusive(obj.uid):
                     reconciler.cascade_delete(obj, engine())
             return
-        with exclusive(obj.uid):
-            current = fresh(obj)  # what the lock waited for may have changed it
+        with exclusive(obj.uid) as waited:
+            # Read again only if another held it: what it did may have changed it.
+            current = fresh(obj) if waited else obj
             settings = get_settings()
             if current is not None and (not if_due or reconciler.due(current, settings, _now())):
                 _reconcile(current, settings)
