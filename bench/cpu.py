@@ -15,6 +15,7 @@ from pathlib import Path
 CLOCK = os.sysconf("SC_CLK_TCK")
 # (what the command line contains, the part's name), first match wins.
 PARTS = (
+    ("gitops import forkserver", "operator"),  # the render fork server (and its renders)
     ("kube-apiserver", "API server"),
     ("etcd", "etcd"),
     ("kube-controller-manager", "controller-manager"),
@@ -25,9 +26,10 @@ PARTS = (
 
 
 def _cpu_of(stat: str) -> float:
-    """CPU seconds (user + system) from the text of /proc/PID/stat."""
+    """CPU seconds (user + system) from the text of /proc/PID/stat, with those of its
+    children that ended and were reaped (the operator's git and renders, kubectl's run)."""
     fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLOCK
 
 
 def cpu_seconds(pid: int) -> float:
@@ -66,8 +68,8 @@ def _machine() -> tuple[float, float]:
 
 @dataclass
 class CpuMeter:
-    """Start, then `stop()`: CPU seconds by part over the span (processes that ended within
-    it are missed)."""
+    """Start, then `stop()`: CPU seconds by part over the span (a process that ended within
+    it counts in its parent's, once reaped; one not reaped is missed)."""
 
     _before: dict[int, tuple[str, float]] = field(default_factory=_processes)
     _machine_before: tuple[float, float] = field(default_factory=_machine)
