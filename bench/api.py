@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="API and ceiling in turns")
     parser.add_argument("--emails", type=int, default=200)
     parser.add_argument("--rate", type=float, default=50.0, help="configured emails/s")
+    parser.add_argument(
+        "--worker-concurrency", type=int, default=None, help="HERD_WORKER_CONCURRENCY"
+    )
     parser.add_argument("--signup-rate", type=float, default=300.0, help="open-loop signups/s")
     parser.add_argument("--existing", type=int, default=0, help="Tenants present, 2nd run")
     args = parser.parse_args()
@@ -221,6 +224,11 @@ def main() -> None:
             "HERD_WORKER_PORT",
             HERD_WORKER_WAIT_SECONDS="1",
             HERD_WORKER_MAX_SEND_RATE=str(args.rate),
+            **(
+                {"HERD_WORKER_CONCURRENCY": str(args.worker_concurrency)}
+                if args.worker_concurrency
+                else {}
+            ),
         )
         worker_log = st.root / "logs" / "worker.log"
         worker_pids = st.services[-1].pids()

@@ -117,9 +117,9 @@ class Settings(CoreSettings):
         10, ge=1, le=10, description="Messages per receive (held hidden until handled)"
     )
     worker_concurrency: int = Field(
-        8,
+        16,
         ge=1,
-        le=10,
+        le=64,
         description="Messages an email worker handles at once (each waits on DynamoDB, SES "
         "and the API server; the shared budget still caps the send rate); it receives the "
         "next batch once fewer than this are in hand",
