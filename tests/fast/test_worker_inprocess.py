@@ -186,8 +186,8 @@ def test_a_stopping_worker_releases_what_it_has_not_started(
         rig.job(key=f"k-{i}", report=False)
     receive = worker_module.queue.receive
 
-    def received_then_stopped(*args: Any) -> list[Any]:
-        messages = receive(*args)
+    def received_then_stopped(*args: Any, **kwargs: Any) -> list[Any]:
+        messages = receive(*args, **kwargs)
         rig.worker.stop.set()  # SIGTERM while the long poll was answered
         return messages
 
@@ -207,8 +207,8 @@ def test_the_loop_receives_again_while_a_batch_still_waits(
     second_received = threading.Event()
     receive = worker_module.queue.receive
 
-    def receive_and_tell(*args: Any) -> list[Any]:
-        messages = receive(*args)
+    def receive_and_tell(*args: Any, **kwargs: Any) -> list[Any]:
+        messages = receive(*args, **kwargs)
         if any("welcome-2" in m["Body"] for m in messages):
             second_received.set()
         return messages
@@ -361,3 +361,26 @@ def test_the_claims_own_end_is_never_taken_for_a_takeover(
     assert len(rig.sent()) == 1
     assert worker_module.CLAIMS_LOST._value.get() == lost
     assert not renewed.is_set()  # the heartbeat had stopped before the claim's end
+
+
+def test_a_receive_asks_for_no_more_than_threads_are_free(
+    rig: Rig, reports: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A received message waiting for a thread has no heartbeat (its visibility could
+    lapse): with all threads but one busy, one message is received, not a batch."""
+    asked: list[int] = []
+    receive = worker_module.queue.receive
+
+    def recording(*args: Any, **kwargs: Any) -> list[Any]:
+        asked.append(kwargs["most"])
+        return receive(*args, **kwargs)
+
+    monkeypatch.setattr(worker_module.queue, "receive", recording)
+    for i in range(3):
+        rig.job(key=f"free-{i}")
+    busy = rig.worker.settings.worker_concurrency - 1
+    rig.worker._in_hand = busy  # as if that many were being handled
+    assert rig.worker.poll_once() == 1
+    assert asked == [1] and len(reports) == 1
+    rig.worker._in_hand -= busy
+    assert rig.worker.poll_once() == 2 and asked[-1] == rig.worker.settings.worker_concurrency

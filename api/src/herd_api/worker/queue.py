@@ -15,14 +15,16 @@ from herd_api.core.config import Settings
 log = logging.getLogger(__name__)
 
 
-def receive(sqs: Any, queue_url: str, settings: Settings, stop: threading.Event) -> list[Any]:
-    """One long-poll batch; on an SQS error, [] after the retry delay (a worker never dies of
-    a failed receive)."""
+def receive(
+    sqs: Any, queue_url: str, settings: Settings, stop: threading.Event, most: int = 10
+) -> list[Any]:
+    """One long-poll batch (at most `most` and the batch size); on an SQS error, [] after
+    the retry delay (a worker never dies of a failed receive)."""
     try:
         return list(
             sqs.receive_message(
                 QueueUrl=queue_url,
-                MaxNumberOfMessages=settings.worker_batch_size,
+                MaxNumberOfMessages=min(settings.worker_batch_size, most),
                 WaitTimeSeconds=settings.worker_wait_seconds,
                 VisibilityTimeout=settings.worker_visibility_timeout,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],

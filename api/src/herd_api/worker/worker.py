@@ -140,25 +140,32 @@ class Worker:
             queue.watch_depth(
                 self.sqs, self.settings.email_dlq_url, DLQ_DEPTH, self.settings, self.stop
             )
-        while not self.stop.is_set():
-            self.poll_once(wait=False)
-        self._pool.shutdown(wait=True)  # what is in hand ends (started) or is released
-        self._flush_deletes(everything=True)
+        try:
+            while not self.stop.is_set():
+                self.poll_once(wait=False)
+        finally:
+            self._pool.shutdown(wait=True)  # what is in hand ends (started) or is released
+            self._flush_deletes(everything=True)
         log.info("worker stopped")
 
     def poll_once(self, wait: bool = True) -> int:
         """Receive a batch and hand it to the job threads; with `wait`, until it is handled.
 
-        The loop (`run`) receives again as soon as fewer than `worker_concurrency` messages
-        are in hand, without waiting for the batch's last: a batch's sends are spread over
-        the budget (10 at 50/s: 0.2 s), and waiting for the last one, and its report,
-        before the next receive held the worker to ~29 of a configured 50 emails/s."""
+        The loop (`run`) receives again, as many as threads are free, as soon as fewer than
+        `worker_concurrency` messages are in hand, not when the last of the batch ends: a
+        batch's sends are spread over the budget (10 at 50/s: 0.2 s), and waiting for the
+        last one, and its report, held the worker to ~29 of a configured 50 emails/s."""
         with self._room:
             while self._in_hand >= self.settings.worker_concurrency and not self.stop.is_set():
                 self._room.wait(0.5)
+            room = self.settings.worker_concurrency - self._in_hand
         if self.stop.is_set():
             return 0
-        messages = queue.receive(self.sqs, self.queue_url, self.settings, self.stop)
+        # No more than threads are free for: a message waiting for a thread has no heartbeat
+        # (its visibility could lapse) and would hold a send time it cannot use yet.
+        messages = queue.receive(
+            self.sqs, self.queue_url, self.settings, self.stop, most=max(1, room)
+        )
         # Deliveries of one job in a batch go in turn, so the later one finds the job sent
         # (and is dropped) rather than held by the earlier one (and hidden for its lease).
         turns: dict[str, list[dict[str, Any]]] = {}
