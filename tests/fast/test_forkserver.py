@@ -52,6 +52,7 @@ def test_renders_are_forked_from_one_server(forks: forkserver.ForkServer, tree: 
             assert int(stat.read().rsplit(")", 1)[1].split()[1]) == server  # its parent
         child.stdin.close()  # the render reads an empty request: it fails and exits
         assert child.wait(10) != 0
+        child.release()
     assert len(set(children)) == 3 and _server_pid(forks) == server
     render.render(tree, Source("app"), "n", helm)
     assert _server_pid(forks) == server
@@ -65,6 +66,34 @@ def test_a_child_killed_by_a_signal_says_so(forks: forkserver.ForkServer) -> Non
     child.kill()
     assert child.wait(10) == -signal.SIGKILL
     assert child.poll() == -signal.SIGKILL
+    # Not reaped while the caller holds it: its pid (and group) cannot be another's yet.
+    assert _state(child.pid) == "Z"
+    child.release()
+    deadline = time.monotonic() + 10
+    while _state(child.pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _state(child.pid) is None  # reaped once let go
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def test_a_child_whose_server_died_is_killed_and_said_lost(
+    forks: forkserver.ForkServer,
+) -> None:
+    child = forks.spawn()  # waits on its stdin, which we keep open
+    os.kill(_server_pid(forks), signal.SIGKILL)
+    assert child.wait(10) == -signal.SIGKILL and child.lost
+    deadline = time.monotonic() + 10
+    while _state(child.pid) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _state(child.pid) in (None, "Z")  # killed with its group (a zombie of init's)
+    child.release()
 
 
 def test_a_dead_server_is_replaced(forks: forkserver.ForkServer, tree: Path) -> None:

@@ -167,3 +167,35 @@ def test_helm_settings_on_a_folder_that_is_no_chart_are_refused(tmp_path: Path) 
     assert len(render.render_here(repo, Source("m"), "ns", Path("helm"))) == 1
     with pytest.raises(RenderError, match="is set but m is not a Helm chart"):
         render.render_here(repo, Source("m", parameters=(("a", "b", False),)), "ns", Path("h"))
+
+
+def test_a_render_copies_only_what_it_reads_of_a_whole_tree(tmp_path: Path) -> None:
+    """A kustomization edited by its Application and a chart with a file:// dependency are
+    rendered on a copy: of the paths a sparse checkout would hold (the folder, its bases and
+    dependencies, what links among them point at), not of a monorepo's whole shared tree."""
+    tree = tmp_path / "tree"
+    (tree / "base").mkdir(parents=True)
+    (tree / "base" / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
+    (tree / "base" / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    (tree / "apps" / "a").mkdir(parents=True)
+    (tree / "apps" / "a" / "kustomization.yaml").write_text("resources: [../../base]\n")
+    (tree / "apps" / "a" / "shared.yaml").symlink_to("../../shared/x.yaml")
+    (tree / "shared").mkdir()
+    (tree / "shared" / "x.yaml").write_text("x: 1\n")
+    (tree / "other").mkdir()
+    (tree / "other" / "huge.yaml").write_text("y" * 100_000)
+    dest = tmp_path / "copy"
+    render.copy_reads(tree, Source("apps/a", kustomize={"namePrefix": "p-"}), dest)
+    files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if not p.is_dir())
+    assert files == [
+        "apps/a/kustomization.yaml",
+        "apps/a/shared.yaml",
+        "base/cm.yaml",
+        "base/kustomization.yaml",
+        "shared/x.yaml",
+    ]
+    # And the render on that copy is the same as before: the edited kustomization builds.
+    objects = render.render(
+        tree, Source("apps/a", kustomize={"namePrefix": "p-"}), "n", binary("helm")
+    )
+    assert [o["metadata"]["name"] for o in objects] == ["p-c"]

@@ -5,11 +5,13 @@ on our 2-core machine, more than the render of a small app itself); a fork costs
 The child is what the render's child process was (render._child on its own stdin, stdout
 and stderr, in a process group of its own, its own limits), so nothing about its isolation
 changes: the caller makes the three pipes and hands their ends over (SCM_RIGHTS) with a
-socket on which the server answers the child's pid, then its exit code once it has reaped
-it. `Forked` is the caller's handle, shaped as much of `subprocess.Popen` as render._run
-uses. The server is single-threaded (forking a process with threads is unsafe): one
-selector over its control socket and a pidfd per child. It exits when the operator's end
-of the control socket closes, the operator killed included.
+socket on which the server answers the child's pid, then its exit code once it has ended.
+The server reaps the child only when the caller closes that socket (`Forked.release`): a
+kill of the child's group after its end never reaches another process given its pid.
+`Forked` is the caller's handle, shaped as much of `subprocess.Popen` as render._run uses.
+The server is single-threaded (forking a process with threads is unsafe): one selector over
+its control socket, a pidfd per child and the sockets of ended ones. It exits when the
+operator's end of the control socket closes, the operator killed included.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Forked:
     def __init__(self, pid: int, reply: socket.socket, stdin: int, stdout: int, stderr: int):
         self.pid = pid
         self.returncode: int | None = None
+        self.lost = False  # the server died: the exit code is not known
         self._reply = reply
         self.stdin = os.fdopen(stdin, "wb", buffering=0)
         self.stdout = os.fdopen(stdout, "rb", buffering=0)
@@ -50,7 +53,7 @@ class Forked:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        """Its exit code (negative: the signal), once the server reaped it."""
+        """Its exit code (negative: the signal), once it has ended."""
         if self.returncode is not None:
             return self.returncode
         self._reply.settimeout(timeout)
@@ -64,9 +67,13 @@ class Forked:
             # The server died: the child is nobody's to reap. Make sure it is gone.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
-            self.returncode = -signal.SIGKILL
-        self._reply.close()
+            self.returncode, self.lost = -signal.SIGKILL, True
         return self.returncode
+
+    def release(self) -> None:
+        """Done with it (killed what was to kill): the server may reap it now. Until then
+        its pid, and its process group, cannot be another process's."""
+        self._reply.close()
 
     def kill(self) -> None:
         if self.returncode is None:
@@ -178,10 +185,10 @@ def serve(fd: int, entry: str) -> None:
     function = getattr(importlib.import_module(module), name)
     control = socket.socket(fileno=fd)
     with selectors.DefaultSelector() as sel:
-        sel.register(control, selectors.EVENT_READ)
+        sel.register(control, selectors.EVENT_READ, None)
         while True:
             for key, _ in sel.select():
-                if key.fileobj is control:
+                if key.data is None:  # a request
                     try:
                         msg, fds, _flags, _addr = socket.recv_fds(control, 16, 4)
                     except OSError:
@@ -193,21 +200,27 @@ def serve(fd: int, entry: str) -> None:
                             os.close(f)
                         continue
                     _fork(sel, function, control, fds)
-                else:
-                    pid, reply = key.data
-                    _, status = os.waitpid(pid, 0)
-                    with contextlib.suppress(OSError):
-                        reply.sendall(_CODE.pack(os.waitstatus_to_exitcode(status)))
-                    reply.close()
+                elif key.data[0] == "exited":
+                    _exited(sel, key)
+                else:  # "released": the caller is done with it
+                    _, pid, pidfd = key.data
                     sel.unregister(key.fileobj)
-                    os.close(key.fd)
+                    key.fileobj.close()  # type: ignore[union-attr]
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, 0)
+                    os.close(pidfd)
 
 
 def _fork(
     sel: selectors.BaseSelector, function: Any, control: socket.socket, fds: list[int]
 ) -> None:
     reply_fd, *stdio = fds
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to be had now (EAGAIN, ENOMEM): the caller gets no pid
+        for f in fds:
+            os.close(f)
+        return
     if pid == 0:
         _child(sel, function, control, reply_fd, stdio)
     # Its own process group (helm is killed with it) before the caller learns its pid: set
@@ -226,7 +239,30 @@ def _fork(
         return
     with contextlib.suppress(OSError):
         reply.sendall(_CODE.pack(pid))
-    sel.register(pidfd, selectors.EVENT_READ, (pid, reply))
+    sel.register(pidfd, selectors.EVENT_READ, ("exited", pid, reply))
+
+
+def _exited(sel: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
+    """A child ended: its exit code to the caller, then reaped only once the caller lets go
+    (a kill of its group after the exit must not reach a new process with its pid)."""
+    _, pid, reply = key.data
+    sel.unregister(key.fileobj)
+    try:
+        info = os.waitid(os.P_PIDFD, key.fd, os.WEXITED | os.WNOWAIT)
+    except OSError:
+        info = None
+    if info is None:  # not to be looked at without reaping: reaped now
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+    else:
+        code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+    with contextlib.suppress(OSError):
+        reply.sendall(_CODE.pack(code))
+    if info is None:
+        reply.close()
+        os.close(key.fd)
+        return
+    sel.register(reply, selectors.EVENT_READ, ("released", pid, key.fd))
 
 
 def _child(
@@ -236,9 +272,14 @@ def _child(
     try:
         # Nothing of the server's stays open here: the other children's sockets and pidfds.
         for key in list(sel.get_map().values()):
-            if key.fileobj is not control:
-                key.data[1].close()
+            if key.data is None:
+                continue
+            if key.data[0] == "exited":  # (its pidfd registered, its reply socket)
                 os.close(key.fd)
+                key.data[2].close()
+            else:  # released: (its reply socket registered, its pidfd)
+                key.fileobj.close()  # type: ignore[union-attr]
+                os.close(key.data[2])
         control.close()
         os.close(reply)
         os.setpgid(0, 0)  # as the server does: its own process group

@@ -61,6 +61,7 @@ from herd_core.git import GitError
 
 __all__ = [
     "Credentials",
+    "Escaping",
     "GitError",
     "RepoCache",
     "TooLarge",
@@ -78,6 +79,10 @@ log = logging.getLogger(__name__)
 
 class TooLarge(GitError):
     """A mirror or checkout grew past the cache's `max_bytes`: not a passing failure."""
+
+
+class Escaping(GitError):
+    """A checkout holds a symlink that resolves outside the tree: refused, as it is."""
 
 
 def disk_bytes(folder: Path) -> int:
@@ -552,15 +557,23 @@ class RepoCache:
         key = cache_key(url, creds)
         if wanted != (".",) and self._shared(key).whole(sha, wanted):
             try:
-                return self._checkout(url, sha, creds, (".",), key)
-            except GitError as err:
-                # Each keeps its own paths, as before; only a part may be what was refused.
+                return self._checkout(url, sha, creds, (".",), key, whole=True)
+            except (TooLarge, Escaping) as err:
+                # Each keeps its own paths, as before: only a part may be what was refused.
                 log.info("whole tree of %s at %s refused, paths kept apart: %s", url, sha, err)
                 self._shared(key).refuse_whole(sha)
+            except GitError as err:  # passing, perhaps: the whole tree is tried again later
+                log.info("whole tree of %s at %s failed, paths kept apart: %s", url, sha, err)
         return self._checkout(url, sha, creds, wanted, key)
 
     def _checkout(
-        self, url: str, sha: str, creds: Credentials | None, wanted: tuple[str, ...], key: str
+        self,
+        url: str,
+        sha: str,
+        creds: Credentials | None,
+        wanted: tuple[str, ...],
+        key: str,
+        whole: bool = False,
     ) -> Path:
         name = sha
         if wanted != (".",):
@@ -571,6 +584,9 @@ class RepoCache:
         with self._tree_lock(f"{key}@{name}"):
             if self._reuse(tree):
                 return tree
+            if whole and self._shared(key).trees.get(sha) == _REFUSED:
+                # Refused while this caller waited for the lock: not fetched once per caller.
+                raise TooLarge(f"the whole tree at {sha[:12]} was refused")
             tmp = Path(tempfile.mkdtemp(dir=self.root))
             index = tmp.with_name(tmp.name + ".index")
             try:
@@ -586,7 +602,7 @@ class RepoCache:
                             shared.checkouts -= 1
                 escaping = escaping_symlinks(tmp)
                 if escaping:
-                    raise GitError(
+                    raise Escaping(
                         f"symlink {escaping[0]} points outside the repository"
                         + (f" (and {len(escaping) - 1} more)" if len(escaping) > 1 else "")
                     )

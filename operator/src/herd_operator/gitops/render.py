@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -374,20 +374,25 @@ def _render_in_child(
     # JSON of what at most max_bytes of YAML holds: quotes and nulls take a few times more
     # than their YAML; aliases in Helm output are capped by the node count.
     cap = 4 * limits.max_bytes + MiB
+    command = [
+        sys.executable,
+        "-P",
+        "-c",
+        "from herd_operator.gitops import render; render._child()",
+    ]
     try:
+        # The same child, forked from a process that has imported it; should that process
+        # die meanwhile, the render is not failed for it: run again, started afresh.
         run = _run(
-            [
-                sys.executable,
-                "-P",
-                "-c",
-                "from herd_operator.gitops import render; render._child()",
-            ],
+            command,
             json.dumps(request).encode(),
             max_out=cap,
             timeout=limits.timeout,
             own_group=True,  # helm too is killed with it
-            forks=_FORKS,  # the same child, forked from a process that has imported it
+            forks=_FORKS,
         )
+        if run.problem == "lost":
+            run = _run(command, json.dumps(request).encode(), cap, limits.timeout, own_group=True)
     except OSError as err:
         raise RenderError(f"cannot start the render of {source.path}: {err}") from err
     if run.problem == "timeout":
@@ -489,7 +494,7 @@ class _Run:
     returncode: int | None
     out: bytearray  # not copied: up to 4 x max_bytes
     err: bytes
-    problem: str | None  # "timeout", or "output" when stdout passed max_out
+    problem: str | None  # "timeout"; "output" when stdout passed max_out; "lost" (fork server)
 
 
 def _run(
@@ -574,6 +579,10 @@ def _run(
         for pipe in (proc.stdin, proc.stdout, proc.stderr):
             with contextlib.suppress(OSError):
                 pipe.close()
+        if isinstance(proc, forkserver.Forked):
+            proc.release()
+            if proc.lost and problem is None:
+                problem = "lost"  # the fork server died: nothing is known of this run
     return _Run(proc.returncode, out, bytes(err), problem)
 
 
@@ -722,7 +731,7 @@ def _render_chart(
 ) -> list[dict[str, Any]]:
     values = _values(repo, folder, source, limits)
     with tempfile.TemporaryDirectory(prefix="herd-render-") as scratch:
-        folder = _with_dependencies(repo, folder, source.path, Path(scratch), limits)
+        folder = _with_dependencies(repo, source, folder, source.path, Path(scratch), limits)
         return _helm_template(folder, source, namespace, helm, include_crds, limits, values)
 
 
@@ -996,13 +1005,15 @@ def _local_dependencies(
     return out
 
 
-def _with_dependencies(repo: Path, chart: Path, where: str, scratch: Path, limits: Limits) -> Path:
+def _with_dependencies(
+    repo: Path, source: Source, chart: Path, where: str, scratch: Path, limits: Limits
+) -> Path:
     """`chart`, or a copy of it in `scratch` with its `file://` dependencies (and theirs)
     copied into charts/, as `helm dependency build` would package them, with no network."""
     if not _local_dependencies(repo, chart, where, limits):
         return chart
     copy_root = scratch / "tree"
-    shutil.copytree(repo, copy_root, symlinks=True)  # the checkout: what render may read
+    copy_reads(repo, source, copy_root)  # what render may read, where it lies in the checkout
     copied = copy_root / chart.relative_to(repo.resolve())
 
     def vendor(original: Path, target: Path, depth: int) -> None:
@@ -1279,7 +1290,7 @@ def _render_kustomize(
         root, build = repo.resolve(), folder
         if source.kustomize:  # edited on a copy of the checkout: relative bases still work
             root = scratch / "tree"
-            shutil.copytree(repo, root, symlinks=True)
+            copy_reads(repo, source, root)
             build = root / folder.relative_to(repo.resolve())
             file = kustomization_file(build)
             assert file is not None
@@ -1353,6 +1364,46 @@ def more_reads(tree: Path, source: Source) -> list[str]:
                     else:
                         missing.append(os.path.relpath(target, tree.resolve()))
     return missing
+
+
+def copy_reads(repo: Path, source: Source, dest: Path) -> None:
+    """Copy into `dest` what rendering `source` reads of the checkout `repo`, where it lies:
+    the same paths a sparse checkout holds (its folder and value files, the bases and
+    dependencies they name, what symlinks among them point at), not the rest of a
+    monorepo whose whole tree is shared by its Applications."""
+    from herd_operator.gitops.git import checkout_paths, dangling_targets
+
+    root = repo.resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    done: set[str] = set()
+
+    def copy(paths: Iterable[str]) -> None:
+        for rel in checkout_paths(paths):
+            if rel in done:
+                continue
+            done.add(rel)
+            src, dst = root / rel, dest / rel
+            if rel == ".":
+                shutil.copytree(root, dest, symlinks=True, dirs_exist_ok=True)
+            elif src.is_dir() and not src.is_symlink():
+                shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
+            elif os.path.lexists(src):
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst, follow_symlinks=False)
+
+    reads = list(source.reads())
+    copy(reads)
+    for _ in range(8):
+        more = [p for p in more_reads(dest, source) if p not in reads]
+        if not more:
+            break
+        reads += more
+        copy(more)
+    for _ in range(10):  # links to links: a round per level, as the checkout does
+        todo = dangling_targets(dest, lambda p: os.path.lexists(root / p))
+        if not set(todo) - done:
+            break
+        copy(todo)
 
 
 def checkout_reads(source: Source, checkout: Callable[[tuple[str, ...]], Path]) -> Path:

@@ -48,6 +48,7 @@ __all__ = ["KIND", "PLURAL", "REFRESH_ANNOTATION", "last_healthy", "parse_time",
 _engine: Engine | None = None
 _engine_lock = threading.Lock()
 _refresher: wakes.Refresher | None = None
+_refresher_guard = threading.Lock()
 
 
 def _always() -> bool:
@@ -288,9 +289,10 @@ def reshard() -> None:
 
 def _queue() -> wakes.Refresher:
     global _refresher
-    if _refresher is None:
-        _refresher = wakes.Refresher(_reconcile_now, get_settings().app_wake_workers)
-    return _refresher
+    with _refresher_guard:  # asked for from the event loop, the webhook and the watches
+        if _refresher is None:
+            _refresher = wakes.Refresher(_reconcile_now, get_settings().app_wake_workers)
+        return _refresher
 
 
 def seen_changes(namespace: str | None, type: str, body: kopf.Body, **_: Any) -> bool:
@@ -347,9 +349,8 @@ def _reconcile_now(app_id: str, if_due: bool = False) -> None:
                 with exclusive(obj.uid):
                     reconciler.cascade_delete(obj, engine())
             return
-        with exclusive(obj.uid) as waited:
-            # Read again only if another held it: what it did may have changed it.
-            current = fresh(obj) if waited else obj
+        with exclusive(obj.uid):
+            current = fresh(obj)  # what the lock waited for may have changed it
             settings = get_settings()
             if current is not None and (not if_due or reconciler.due(current, settings, _now())):
                 _reconcile(current, settings)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -77,7 +77,9 @@ class Refresher:
         self._since: dict[str, int | None] = {}
         # Queued apps that only a poll tick asked for: reconciled only if still due.
         self._if_due: set[str] = set()
-        self._running: set[str] = set()  # a tick for one of these is that very reconcile
+        # Reconciles under way, by app (a push may start one beside another): a tick for one
+        # of these is that very reconcile.
+        self._running: Counter[str] = Counter()
         self._ready = threading.Condition()
         self._threads: list[threading.Thread] = []
 
@@ -121,7 +123,7 @@ class Refresher:
                 since = self._since.pop(key, None)
                 if_due = key in self._if_due
                 self._if_due.discard(key)
-                self._running.add(key)
+                self._running[key] += 1
             token = git.fresh_since.set(since)
             try:
                 self._reconcile(key, if_due)
@@ -131,4 +133,6 @@ class Refresher:
             finally:
                 git.fresh_since.reset(token)
                 with self._ready:
-                    self._running.discard(key)
+                    self._running[key] -= 1
+                    if not self._running[key]:
+                        del self._running[key]
