@@ -307,3 +307,34 @@ def test_a_labelled_informer_asks_only_for_labelled_objects(monkeypatch: Any) ->
         )
     finally:
         informer.stop()
+
+
+def test_a_drift_between_an_apply_and_its_record_still_wakes() -> None:
+    """A hand edit that lands after our apply but before the sync records it is judged, on
+    its event, against the verdict before the apply (and, while syncing, may look like
+    nothing): once the apply is recorded, the later version the informer holds is looked at
+    again against the new verdict, and wakes its Application."""
+    from kubernetes import client as k8s
+
+    from herd_operator.gitops import cache
+    from herd_operator.gitops.events import Debouncer, Watcher
+
+    live = cache.LiveCache(k8s.Configuration(), sync_timeout=5)
+    key = cache.InformerKey(USER, "v1", "ConfigMap", "ns")
+    informer = cache.Informer(key, api=None, path="/x", listener=live._notify)  # type: ignore[arg-type]
+    live.informers[key] = informer
+    memo = Memo(revalidate=600)
+    woken: list[str] = []
+    live.listen(Watcher(memo, Debouncer(0, woken.append)))
+    told: list[Any] = []
+    live.listen(lambda *event: told.append(event))
+    applied = cm("6", {"k": "1"})
+    informer._upsert(cm("7", {"k": "hand"}), notify=False)  # the edit, already in the cache
+    memo.record("ns/app", USER, KEY, b"x", applied, applied)  # the apply, recorded
+    live.recheck(key, applied)
+    deadline = time.monotonic() + 5
+    while not woken and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert woken == ["ns/app"] and len(told) == 1
+    live.recheck(key, cm("7", {"k": "hand"}))  # nothing later than what was applied: quiet
+    assert len(told) == 1

@@ -354,6 +354,16 @@ class LiveCache:
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def recheck(self, key: InformerKey, applied: dict[str, Any]) -> None:
+        """After our own apply is recorded: should the informer already hold a later version
+        (a change that landed between the apply and its record, whose event was judged
+        against the verdict before the apply), tell the listeners of it again."""
+        informer = self.informers.get(key)
+        held = informer.get(applied["metadata"]["name"]) if informer is not None else None
+        rv = _rv(held)
+        if held is not None and rv is not None and rv > (_rv(applied) or rv):
+            self._notify(key, "MODIFIED", applied, held)
+
     def _notify(
         self, key: InformerKey, kind: str, old: dict[str, Any] | None, new: dict[str, Any] | None
     ) -> None:

@@ -899,9 +899,11 @@ class Engine:
                 app.id, user, item.key, item.digest or digest(item.desired), applied, applied
             )
         if self.live is not None:
-            informer = self.live.informers.get(informer_key(user, item.key))
+            ikey = informer_key(user, item.key)
+            informer = self.live.informers.get(ikey)
             if informer is not None and informer.usable:
                 informer.put(copy.copy(applied))
+                self.live.recheck(ikey, applied)  # a drift that came before this record
 
     def _await_kind(self, applier: Applier, key: Key, timeout: float = 60) -> None:
         """A kind whose CRD this sync has just applied: wait until the API serves it."""
