@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -468,7 +469,6 @@ def test_a_push_wakes_each_matching_application_once_in_memory() -> None:
     """The webhook matches Applications from the watch's own copy, and queues each once
     however often it is asked for while it waits; one asked for while it runs runs again."""
     import asyncio
-    import threading
 
     import kopf
 
@@ -492,18 +492,8 @@ def test_a_push_wakes_each_matching_application_once_in_memory() -> None:
     assert wakes.matching({"git.example/r"}, "dev", "main") == ["apps/a"]
     assert wakes.matching({"git.example/r"}, "main", "main") == ["apps/b"]
 
-    started, release, done = threading.Event(), threading.Event(), threading.Event()
     runs: list[str] = []
-
-    def reconcile(key: str, if_due: bool) -> None:
-        runs.append(key)
-        if len(runs) == 1:
-            started.set()
-            assert release.wait(5)
-        if len(runs) == 3:
-            done.set()
-
-    refresher = wakes.Refresher(reconcile, workers=1)
+    refresher, started, release, done = held_refresher(3, lambda key, _: runs.append(key))
     refresher.request(["apps/a"])
     assert started.wait(5)
     refresher.request(["apps/b", "apps/b", "apps/a"])  # a runs: asked again, it runs again
@@ -516,26 +506,39 @@ def test_a_push_wakes_each_matching_application_once_in_memory() -> None:
     assert wakes.matching({"git.example/r"}, "dev", "main") == []
 
 
-def test_a_woken_app_reconciles_with_its_push_moment() -> None:
-    """Each queued app carries the moment a fetch must have begun after (git.fresh_since):
-    the push's; asked again while it waits, the later one; asked without one, none."""
+def held_refresher(calls: int, record: Callable[[str, bool], object]) -> tuple[Any, ...]:
+    """A one-thread Refresher that records each reconcile, holding the first (`started`)
+    until `release` so later requests queue behind it; `done` after `calls` reconciles."""
     import threading
 
-    from herd_operator.gitops import git
     from herd_operator.handlers.application import wakes
 
     started, release, done = threading.Event(), threading.Event(), threading.Event()
-    seen: list[tuple[str, int | None]] = []
+    count = 0
 
     def reconcile(key: str, if_due: bool) -> None:
-        seen.append((key, git.fresh_since.get()))
-        if len(seen) == 1:
+        nonlocal count
+        record(key, if_due)
+        count += 1
+        if count == 1:
             started.set()
             assert release.wait(5)
-        if len(seen) == 4:
+        if count == calls:
             done.set()
 
-    refresher = wakes.Refresher(reconcile, workers=1)
+    return wakes.Refresher(reconcile, workers=1), started, release, done
+
+
+def test_a_woken_app_reconciles_with_its_push_moment() -> None:
+    """Each queued app carries the moment a fetch must have begun after (git.fresh_since):
+    the push's; asked again while it waits, the later one; asked without one, none."""
+
+    from herd_operator.gitops import git
+
+    seen: list[tuple[str, int | None]] = []
+    refresher, started, release, done = held_refresher(
+        4, lambda key, _: seen.append((key, git.fresh_since.get()))
+    )
     refresher.request(["apps/first"], since=1)
     assert started.wait(5)
     refresher.request(["apps/a", "apps/b", "apps/c"], since=5)
@@ -552,22 +555,11 @@ def test_a_poll_tick_queues_only_if_due_and_never_beside_its_own_reconcile() -> 
     """A tick asks for a reconcile if due (checked again when read fresh); a tick for an app
     whose reconcile runs is dropped (that reconcile is the poll); a push's ask for an app a
     tick queued makes it a reconcile in any case."""
-    import threading
 
-    from herd_operator.handlers.application import wakes
-
-    started, release, done = threading.Event(), threading.Event(), threading.Event()
     seen: list[tuple[str, bool]] = []
-
-    def reconcile(key: str, if_due: bool) -> None:
-        seen.append((key, if_due))
-        if len(seen) == 1:
-            started.set()
-            assert release.wait(5)
-        if len(seen) == 3:
-            done.set()
-
-    refresher = wakes.Refresher(reconcile, workers=1)
+    refresher, started, release, done = held_refresher(
+        3, lambda key, if_due: seen.append((key, if_due))
+    )
     refresher.request(["apps/a"], if_due=True)
     assert started.wait(5)
     refresher.request(["apps/a"], if_due=True)  # a runs: this tick is dropped
