@@ -3,9 +3,11 @@ And the operator's repository cache, against them: concurrency, credentials, sym
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -357,3 +359,38 @@ def test_a_revision_is_resolved_once_per_fetch(
         gitcache.fresh_since.reset(token)
     assert cache.resolve(repo.url, "dev") == pushed  # a fetch of its own: resolved anew
     assert looked == 2
+
+
+def test_a_resolve_waits_for_a_mirror_cloned_anew(repo: Repo, tmp_path: Path) -> None:
+    """A fetch that finds its mirror past the cap clones it anew, removing the old one under
+    the mirror's lock: a resolve sharing an earlier fetch waits for it, not `not a git
+    repository`."""
+    cache = RepoCache(root=tmp_path / "cache")
+    since = gitcache.ticket()
+    cache.resolve(repo.url, "dev")
+    mirror = cache.mirror(repo.url)
+    waiting = threading.Event()
+
+    class Waiting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("waiting for the lock of mirror"):
+                waiting.set()
+
+    def resolve() -> str:
+        gitcache.fresh_since.set(since)  # the fetch above is fresh enough: no fetch of its own
+        return cache.resolve(repo.url, "main")  # not resolved since: git reads the mirror
+
+    handler, logger = Waiting(), logging.getLogger(gitcache.__name__)
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.DEBUG
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            with cache._flock(mirror.name, exclusive=True):  # as the clone anew holds it
+                mirror.rename(mirror.with_name("old"))
+                answer = pool.submit(resolve)
+                assert waiting.wait(10), "the resolve waited for the mirror's lock"
+                mirror.with_name("old").rename(mirror)
+            assert answer.result(10) == repo.head("main")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -467,7 +467,9 @@ class RepoCache:
             generation, known = shared.resolved
             if fetched is not None and generation == fetched and revision in known:
                 return known[revision]  # the thousand apps of one push: one for-each-ref
-        commit = self._resolve(mirror, url, revision)
+        # Shared, as a checkout's: a fetch that clones a mirror past the cap anew removes it.
+        with self._flock(mirror.name, exclusive=False):
+            commit = self._resolve(mirror, url, revision)
         with _GUARD:
             # Kept only if no fetch began meanwhile (what it read may be older than that).
             if fetched is not None and shared.started == shared.finished == fetched:
