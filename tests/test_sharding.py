@@ -70,6 +70,7 @@ class Shards:
             HERD_SHARDING_IDENTITY=name,
             HERD_SHARDING_LEASE_DURATION=str(LEASE),
             HERD_SHARDING_RENEW_INTERVAL=str(RENEW),
+            POD_ID=name,  # kopf's identity in the peering, as a pod's name would be
         )
         program = self.stack.program(
             ["operator", "run", "--verbose"], "HERD_HEALTH_PORT", env, name
@@ -250,6 +251,34 @@ def test_three_replicas_share_the_apps_and_take_over_a_killed_ones(shards: Shard
     after_all = shards.counts(members, "herd_application_syncs_total")
     assert delta(after_all, before_all) == Counter()
     assert shards.synced(v2) == APPS
+
+
+def test_a_stopped_replica_leaves_the_peering_and_the_shards_as_it_exits(shards: Shards) -> None:
+    """SIGTERM stops both of a replica's kopf operators together, and its peering record and
+    its Lease are gone once it exited."""
+    objects = client.CustomObjectsApi(shards.api)
+    leases = client.CoordinationV1Api(shards.api)
+
+    def peers() -> dict[str, Any]:
+        found = objects.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", PEERING)
+        return dict(found.get("status") or {})  # type: ignore[union-attr]
+
+    def leased() -> bool:
+        held = leases.list_namespaced_lease("herd-system").items  # the operator's namespace
+        return "herd-shard-bye" in {str(lease.metadata.name) for lease in held}
+
+    shards.start("bye")
+    wait_for(lambda: "bye" in peers() and leased(), 60, "bye in the peering and the shards")
+    replica = shards.replicas["bye"][0]
+    popen = replica.popen
+    replica.stop()
+    assert popen is not None and popen.returncode == 0  # its own exit, not the SIGKILL
+    # Neither kopf operator was left with tasks to cancel after its 5 s wait for them (the
+    # other's, when they stopped one after the other: 10 s a stop).
+    log = replica.log_text()
+    assert log.count("Hung tasks stopping is skipped") == 2, log[-3000:]
+    assert "bye" not in peers()
+    assert not leased()
 
 
 def test_the_chart_turns_sharding_on_with_its_leases_role() -> None:
