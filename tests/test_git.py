@@ -382,7 +382,8 @@ def test_a_resolve_waits_for_a_mirror_cloned_anew(repo: Repo, tmp_path: Path) ->
 
     handler, logger = Waiting(), logging.getLogger(gitcache.__name__)
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.DEBUG
+    level = logger.level
+    logger.setLevel(logging.DEBUG)  # setLevel: it clears the logger's cached isEnabledFor
     try:
         with ThreadPoolExecutor(1) as pool:
             with cache._flock(mirror.name, exclusive=True):  # as the clone anew holds it

@@ -171,8 +171,10 @@ async def stop_both(**_: Any) -> None:
 if APPS_REGISTRY is not MAIN:
     kopf.on.login(registry=APPS_REGISTRY)(login)
     kopf.on.startup(registry=APPS_REGISTRY)(configure_apps)
-    kopf.on.cleanup(registry=APPS_REGISTRY)(stop_both)
+    # goodbye first (cleanups run in order): the Tenants' operator, stopped next, would
+    # cancel what is left of this one's tasks after its own 5 s wait.
     kopf.on.cleanup(registry=APPS_REGISTRY)(goodbye)
+    kopf.on.cleanup(registry=APPS_REGISTRY)(stop_both)
     kopf.on.cleanup(registry=MAIN)(stop_both)
 
 
