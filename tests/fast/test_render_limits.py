@@ -172,6 +172,35 @@ def test_helm_runs_under_the_memory_limit(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "fatal error: runtime: out of memory",
+        "fatal error: runtime: cannot allocate memory",  # as CI saw it
+        "fatal error: out of memory allocating heap arena metadata",
+        "fatal error: failed to reserve page summary memory",
+        "runtime: out of memory: cannot allocate 1002438656-byte block\nfatal error: out of memory",
+    ],
+)
+def test_any_go_out_of_memory_reads_as_the_memory_limit(tmp_path: Path, stderr: str) -> None:
+    # Go's words for a refused allocation depend on where it was refused.
+    repo = chart(tmp_path, CM.format("x"))
+    helm = fake_helm(tmp_path, f"printf '{stderr}\\ngoroutine 1 [running]:\\n' >&2\nexit 2")
+    with pytest.raises(RenderError) as err:
+        render.render(repo, Source("c"), "ns", helm, limits=Limits(max_memory=256 * 2**20))
+    assert str(err.value).endswith("helm template c failed: out of memory (more than 256 MiB)")
+
+
+def test_another_go_fatal_error_is_its_line_without_the_dump(tmp_path: Path) -> None:
+    repo = chart(tmp_path, CM.format("x"))
+    helm = fake_helm(
+        tmp_path, "printf 'fatal error: concurrent map writes\\n\\ngoroutine 1:\\n' >&2\nexit 2"
+    )
+    with pytest.raises(RenderError) as err:
+        render.render(repo, Source("c"), "ns", helm)
+    assert str(err.value).endswith("helm template c failed: fatal error: concurrent map writes")
+
+
 def test_helm_inherits_the_limits_of_the_render(tmp_path: Path) -> None:
     repo = chart(tmp_path, CM.format("x"))
     # What helm reports of its own process: its data limit (KiB) and OOM score adjustment.

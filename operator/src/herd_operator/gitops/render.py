@@ -474,6 +474,9 @@ def _child_render(request: dict[str, Any], source: Source, limits: Limits) -> by
     return b'{"objects":[' + b",".join(parts) + b"]}"
 
 
+_GO_OOM = ("out of memory", "cannot allocate memory", "failed to reserve page summary memory")
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -797,11 +800,14 @@ def _render_with(
         )
     if result.returncode != 0:
         stderr = result.err.decode(errors="replace").strip()
-        first = stderr.partition("\n")[0]
-        if first.startswith("fatal error:") and "out of memory" in first:  # Go's runtime
+        # Go's runtime may say why before its "fatal error:" line (a block it could not have)
+        head = stderr.splitlines()[:3]
+        fatal = next((line for line in head if line.startswith("fatal error:")), None)
+        # and words a refused allocation by where it was refused
+        if fatal is not None and any(m in line for line in head for m in _GO_OOM):
             stderr = f"out of memory (more than {limits.max_memory // MiB} MiB)"
-        elif first.startswith("fatal error:"):
-            stderr = first  # not the goroutine dump after it
+        elif fatal is not None:
+            stderr = fatal  # not the goroutine dump after it
         elif result.returncode is not None and result.returncode < 0:
             stderr = f"killed by {_signal_name(-result.returncode)}"
         if root is not None:  # paths as the repository names them, not the operator's disk
