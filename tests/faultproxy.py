@@ -2,8 +2,8 @@
 
 The operator's AWS_ENDPOINT_URL points here. By default every request passes through; a
 rule makes the next N calls of one AWS action fail (throttling or 503), or runs a callback
-after moto has done the call but before the caller hears the answer (to kill the caller
-exactly there).
+before moto sees the call (to let another caller in first) or after moto has done it but
+before the caller hears the answer (to kill the caller exactly there).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ _HOP = {
 class Rule:
     action: str
     times: int
-    fault: str  # "throttle", "unavailable", "invalid" or "after"
+    fault: str  # "throttle", "unavailable", "invalid", "before" or "after"
     callback: Callable[[], None] | None = None
     contains: bytes = b""  # only requests whose body holds this (e.g. an object's name)
     hits: int = 0
@@ -64,11 +64,13 @@ class FaultProxy(LoopbackServer):
                 if rule is not None and rule.fault in ("throttle", "unavailable", "invalid"):
                     self._fail(rule.fault, json_protocol=target is not None)
                     return
+                if rule is not None and rule.fault == "before" and rule.callback is not None:
+                    rule.callback()
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
                 upstream = client.request(
                     self.command, proxy.upstream + self.path, headers=headers, content=body
                 )
-                if rule is not None and rule.callback is not None:
+                if rule is not None and rule.fault == "after" and rule.callback is not None:
                     rule.callback()
                 self._reply(
                     upstream.status_code,
@@ -138,6 +140,14 @@ class FaultProxy(LoopbackServer):
         self, action: str, callback: Callable[[], None], times: int = 1, contains: str = ""
     ) -> Rule:
         rule = Rule(action, times, "after", callback, contains=contains.encode())
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def before(
+        self, action: str, callback: Callable[[], None], times: int = 1, contains: str = ""
+    ) -> Rule:
+        rule = Rule(action, times, "before", callback, contains=contains.encode())
         with self._lock:
             self.rules.append(rule)
         return rule

@@ -164,6 +164,49 @@ def test_another_namespace_never_adopts_a_held_template(
     assert ses_template(aws_settings, name)["SubjectPart"] == SPEC["subject"]  # type: ignore[index]
 
 
+def test_two_namespaces_racing_for_one_name_never_share_the_template(
+    objects: Custom,
+    api: ApiClient,
+    aws_settings: Settings,
+    proxy: FaultProxy,
+    make_namespace: Callable[[str], str],
+) -> None:
+    """The first's create is held at the proxy while a second, in another namespace, asks for
+    the same name: both found no template. Exactly one may hold it, and neither's deletion
+    deletes the other's (a status claim alone let the second update and later delete it)."""
+    name = unique()
+    first = Custom(api, make_namespace(ADOPTING))  # even a namespace that may adopt
+    seen: dict[str, Any] = {}
+
+    def second_meanwhile() -> None:
+        objects.create(KIND, PLURAL, name, {**SPEC, "templateName": name, "adopt": True})
+        seen.update(
+            objects.wait_condition(PLURAL, name, "Ready", "False", reason="AdoptionRefused")
+        )
+
+    proxy.before("CreateTemplate", second_meanwhile, contains=name)
+    try:
+        first.create(KIND, PLURAL, "early", {"templateName": name, "subject": "x", "text": "x"})
+        first.wait_condition(PLURAL, "early")
+    finally:
+        proxy.clear()
+    assert f"{first.namespace}/early" in seen["message"]
+    assert "templateName" not in objects.get(PLURAL, name).get("status", {})
+    assert ses_template(aws_settings, name)["SubjectPart"] == "x"  # type: ignore[index]
+    objects.delete(PLURAL, name)
+    objects.wait_gone(PLURAL, name)
+    assert ses_template(aws_settings, name)["SubjectPart"] == "x"  # type: ignore[index]
+    assert first.condition(PLURAL, "early", "Ready")["status"] == "True"
+
+    # Once the holder is gone, the name is free for the next.
+    first.delete(PLURAL, "early")
+    first.wait_gone(PLURAL, "early")
+    assert ses_template(aws_settings, name) is None
+    objects.create(KIND, PLURAL, name, {**SPEC, "templateName": name})
+    objects.wait_condition(PLURAL, name)
+    assert ses_template(aws_settings, name)["SubjectPart"] == SPEC["subject"]  # type: ignore[index]
+
+
 def test_unparseable_placeholders_are_never_applied(
     objects: Custom, aws_settings: Settings
 ) -> None:

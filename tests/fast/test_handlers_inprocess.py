@@ -15,10 +15,10 @@ from herd_core import aws as aws_clients
 from herd_core import conditions as cond
 from herd_core import kube
 from herd_core.constants import API_VERSION
-from herd_core.errors import AlreadyExists, InvalidSpec, Recoverable
+from herd_core.errors import AdoptionRefused, AlreadyExists, InvalidSpec, Recoverable
 from herd_devkit.local import bootstrap
 from herd_devkit.settings import Settings
-from herd_operator.handlers import common
+from herd_operator.handlers import common, nameclaims
 from herd_operator.handlers.common import Object
 from herd_operator.handlers.sestemplate import reconciler as sestemplate
 from herd_operator.handlers.tenant import reconciler as tenant
@@ -58,6 +58,31 @@ class FakeObject(Object):
     @property
     def reasons(self) -> list[str]:
         return [reason for reason, _ in self.events]
+
+
+@pytest.fixture(autouse=True)
+def name_claims(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The name claims (Leases on the API server, test_sestemplate.py) as a dict here."""
+    held: dict[str, str] = {}
+
+    def mine(obj: Object) -> str:
+        return f"{obj.namespace}/{obj.name}"
+
+    def claim(obj: Object, name: str, scope: str, _: Any) -> tuple[str, str] | None:
+        holder = held.setdefault(f"{scope}/{name}", mine(obj))
+        return None if holder == mine(obj) else (holder.split("/")[0], holder.split("/")[1])
+
+    def holds(obj: Object, name: str, scope: str, _: Any) -> bool | None:
+        holder = held.get(f"{scope}/{name}")
+        return None if holder is None else holder == mine(obj)
+
+    def release(obj: Object, name: str, scope: str, _: Any) -> None:
+        if held.get(f"{scope}/{name}") == mine(obj):
+            del held[f"{scope}/{name}"]
+
+    for fake in (claim, holds, release):
+        monkeypatch.setattr(nameclaims, fake.__name__, fake)
+    return held
 
 
 @pytest.fixture
@@ -132,6 +157,22 @@ def test_a_bad_placeholder_is_refused_before_any_aws_call(settings: OperatorSett
         sestemplate.reconcile(obj, settings)
     assert ses_template(settings, f"{settings.aws_name_prefix}welcome") is None
     assert obj.status == {}
+
+
+def test_a_name_held_by_another_resource_is_refused_before_any_aws_call(
+    settings: OperatorSettings, name_claims: dict[str, str]
+) -> None:
+    first, second = template(templateName="shared"), template(templateName="shared")
+    second.raw["metadata"] |= {"namespace": "other", "uid": "uid-other"}
+    sestemplate.reconcile(first, settings)
+    second.raw["spec"] |= {"subject": "Mine now", "adopt": True}
+    with pytest.raises(AdoptionRefused, match="belongs to SESTemplate tenants/welcome"):
+        sestemplate.reconcile(second, settings)
+    sestemplate.delete(second, settings)
+    assert ses_template(settings, "shared")["SubjectPart"] == "Hi {{name}}"  # type: ignore[index]
+    assert name_claims == {f"{settings.aws_region}/shared": "tenants/welcome"}
+    sestemplate.delete(first, settings)
+    assert name_claims == {} and ses_template(settings, "shared") is None
 
 
 def test_someone_elses_template_is_not_taken_without_adopt(settings: OperatorSettings) -> None:

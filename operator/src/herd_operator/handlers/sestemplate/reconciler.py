@@ -7,9 +7,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from herd_core import conditions as cond
-from herd_core.errors import AlreadyExists, InvalidSpec
+from herd_core.errors import AdoptionRefused, AlreadyExists, InvalidSpec
 from herd_core.ses import SES, Template, already_exists
-from herd_operator.handlers import adoption
+from herd_operator.handlers import adoption, nameclaims
 from herd_operator.handlers.common import Object
 from herd_operator.settings import Settings
 from herd_operator.templates import TemplateError, check
@@ -42,9 +42,35 @@ def differences(want: Template, have: Template) -> list[str]:
     return [p for p in ("subject", "html", "text") if getattr(want, p) != getattr(have, p)]
 
 
+def _scope(spec: dict[str, Any], settings: Settings) -> str:
+    return str(spec.get("region") or settings.aws_region)  # SES template names are regional
+
+
+def _taken(spec: dict[str, Any], want: Template, holder: tuple[str, str]) -> InvalidSpec:
+    message = f"SES template {want.name} belongs to {KIND} {holder[0]}/{holder[1]}"
+    if spec.get("adopt"):
+        return AdoptionRefused(f"{message}; it is never adopted by another")
+    return AlreadyExists(f"{message}; it is never shared")
+
+
 def reconcile(obj: Object, settings: Settings) -> str:
-    spec, status = obj.spec, obj.status
+    spec = obj.spec
     want = desired(spec, obj.name, settings)  # validates before any AWS call
+    # The name's claim before any AWS call: of two resources asking at once, one holds it.
+    if holder := nameclaims.claim(obj, want.name, _scope(spec, settings), settings):
+        if obj.status.get("templateName") == want.name:  # a claim from before the Leases
+            obj.patch_status(templateName=None)  # so our deletion never deletes theirs
+            obj.flush()
+        raise _taken(spec, want, holder)
+    try:
+        return _reconcile(obj, want, settings)
+    except (AlreadyExists, AdoptionRefused):
+        nameclaims.release(obj, want.name, _scope(spec, settings), settings)
+        raise
+
+
+def _reconcile(obj: Object, want: Template, settings: Settings) -> str:
+    spec, status = obj.spec, obj.status
     ses = SES(settings, region=spec.get("region"))
     owned = status.get("templateName") == want.name
     have = ses.get(want.name)
@@ -59,7 +85,7 @@ def reconcile(obj: Object, settings: Settings) -> str:
         except ClientError as err:
             if not already_exists(err):
                 raise
-            ses.update(want)  # a create that landed before a crash
+            ses.update(want)  # our own create, landed before a crash (the name is ours)
     elif not owned:
         if not spec.get("adopt"):
             raise AlreadyExists(
@@ -106,6 +132,12 @@ def repair_drift(obj: Object, settings: Settings) -> None:
     ):
         return  # the regular reconcile owns objects that are not in sync yet
     want = desired(obj.spec, obj.name, settings)
+    if holder := nameclaims.claim(obj, want.name, _scope(obj.spec, settings), settings):
+        # Another resource holds the name: never put ours back over theirs.
+        err = _taken(obj.spec, want, holder)
+        obj.set_conditions((cond.READY, False, err.reason, str(err)))
+        obj.event(err.reason, str(err), warning=True)
+        return
     ses = SES(settings, region=obj.spec.get("region"))
     have = ses.get(want.name)
     if have is None:
@@ -129,10 +161,16 @@ def repair_drift(obj: Object, settings: Settings) -> None:
 
 def delete(obj: Object, settings: Settings) -> None:
     name = obj.status.get("templateName")
-    if not name:
-        return  # nothing was ever created
+    scope = _scope(obj.spec, settings)
+    if not name:  # nothing was ever created; a claim made just before a crash goes
+        asked = obj.spec.get("templateName") or f"{settings.aws_name_prefix}{obj.name}"
+        nameclaims.release(obj, asked, scope, settings)
+        return
+    if nameclaims.holds(obj, name, scope, settings) is False:
+        return  # another resource's now: theirs to keep
     if obj.spec.get("deletionPolicy") == "Retain":
         obj.event("Retained", f"deletionPolicy Retain: SES template {name} kept")
-        return
-    SES(settings, region=obj.spec.get("region")).delete(name)
-    obj.event("Deleted", f"deleted SES template {name}")
+    else:
+        SES(settings, region=obj.spec.get("region")).delete(name)
+        obj.event("Deleted", f"deleted SES template {name}")
+    nameclaims.release(obj, name, scope, settings)
