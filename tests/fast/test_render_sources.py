@@ -199,3 +199,47 @@ def test_a_render_copies_only_what_it_reads_of_a_whole_tree(tmp_path: Path) -> N
         tree, Source("apps/a", kustomize={"namePrefix": "p-"}), "n", binary("helm")
     )
     assert [o["metadata"]["name"] for o in objects] == ["p-c"]
+
+
+def test_a_link_that_leaves_the_repository_once_its_dependency_moves_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A file:// dependency 26 folders down holds a link 26 `..` up and on to a path: inside
+    the repository where it lies (dangling), but from charts/ of the copy it reaches the
+    same path on the operator's disk (its ServiceAccount token, say)."""
+    secret = tmp_path / "secret"
+    secret.write_text("TOP-SECRET\n")
+    lib = "d/" * 25 + "lib"
+    repo = write(
+        tmp_path / "repo",
+        {
+            "app/Chart.yaml": "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n"
+            f"- {{name: lib, version: 0.1.0, repository: 'file://../{lib}'}}\n",
+            f"{lib}/Chart.yaml": "apiVersion: v2\nname: lib\nversion: 0.1.0\n",
+            f"{lib}/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: l}\n"
+            'data: {stolen: {{ .Files.Get "stolen" | quote }}}\n',
+        },
+    )
+    (repo / lib / "stolen").symlink_to("../" * 26 + str(secret).lstrip("/"))
+    with pytest.raises(RenderError, match=r"points outside the repository .*lib-dependency/st"):
+        render.render(repo, Source("app", release_name="r"), "n", binary("helm"))
+
+
+def test_a_dependency_name_that_is_a_path_is_refused_before_anything_is_copied(
+    tmp_path: Path,
+) -> None:
+    victim = tmp_path / "victim"
+    (victim / "charts").mkdir(parents=True)
+    name = "../" * 30 + str(victim).lstrip("/") + "/charts/evil"
+    repo = write(
+        tmp_path / "repo",
+        {
+            "app/Chart.yaml": "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n"
+            f"- {{name: {json.dumps(name)}, version: 0.1.0, repository: 'file://../lib'}}\n",
+            "app/charts/README": "x\n",
+            "lib/Chart.yaml": "apiVersion: v2\nname: evil\nversion: 0.1.0\n",
+        },
+    )
+    with pytest.raises(RenderError, match=r"dependency name .* is not a chart name"):
+        render.render(repo, Source("app", release_name="r"), "n", binary("helm"))
+    assert list((victim / "charts").iterdir()) == []

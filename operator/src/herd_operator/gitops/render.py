@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import posixpath
+import re
 import resource
 import select
 import selectors
@@ -46,6 +47,7 @@ from typing import Any
 import yaml
 
 from herd_operator.gitops import forkserver
+from herd_operator.gitops.git import escaping_symlinks
 
 MiB = 1024 * 1024
 log = logging.getLogger(__name__)
@@ -984,6 +986,9 @@ def _vendored(chart: Path, name: str, limits: Limits) -> bool:
     return False
 
 
+_DEPENDENCY_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # what helm allows in a chart's name
+
+
 def _local_dependencies(
     repo: Path, chart: Path, where: str, limits: Limits, depth: int = 0
 ) -> list[tuple[str, Path]]:
@@ -1024,6 +1029,8 @@ def _with_dependencies(
 
     def vendor(original: Path, target: Path, depth: int) -> None:
         for name, folder in _local_dependencies(repo, original, where, limits, depth):
+            if not _DEPENDENCY_NAME.fullmatch(name):  # a path, not a name: ../ leaves scratch
+                raise RenderError(f"{where}: dependency name {name!r} is not a chart name")
             dest = target / "charts" / f"{name}-dependency"
             dest.parent.mkdir(exist_ok=True)
             if dest.exists():
@@ -1032,6 +1039,13 @@ def _with_dependencies(
             vendor(folder, dest, depth + 1)
 
     vendor(chart, copied, 0)
+    # A dependency moves to another depth: a relative link that stayed inside the checkout
+    # from deep down may leave the copy from its new place (the pod's token, other trees).
+    if escaping := escaping_symlinks(copy_root):
+        raise RenderError(
+            f"{where}: a symbolic link of a file:// dependency points outside the repository "
+            f"once the dependency is in charts/: {', '.join(escaping[:5])}"
+        )
     return copied
 
 
