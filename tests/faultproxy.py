@@ -131,23 +131,19 @@ class FaultProxy(LoopbackServer):
     def fail(
         self, action: str, times: int = 1, fault: str = "throttle", contains: str = ""
     ) -> Rule:
-        rule = Rule(action, times, fault, contains=contains.encode())
-        with self._lock:
-            self.rules.append(rule)
-        return rule
+        return self._add(Rule(action, times, fault, contains=contains.encode()))
 
     def after(
         self, action: str, callback: Callable[[], None], times: int = 1, contains: str = ""
     ) -> Rule:
-        rule = Rule(action, times, "after", callback, contains=contains.encode())
-        with self._lock:
-            self.rules.append(rule)
-        return rule
+        return self._add(Rule(action, times, "after", callback, contains=contains.encode()))
 
     def before(
         self, action: str, callback: Callable[[], None], times: int = 1, contains: str = ""
     ) -> Rule:
-        rule = Rule(action, times, "before", callback, contains=contains.encode())
+        return self._add(Rule(action, times, "before", callback, contains=contains.encode()))
+
+    def _add(self, rule: Rule) -> Rule:
         with self._lock:
             self.rules.append(rule)
         return rule

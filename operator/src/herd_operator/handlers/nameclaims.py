@@ -86,9 +86,8 @@ def claim(obj: Object, aws_name: str, scope: str, settings: Settings) -> tuple[s
         if _alive(obj, holder):
             namespace_, _, rest = holder.partition("/")
             return namespace_, rest.partition("/")[0]
-        have.spec = client.V1LeaseSpec(
-            holder_identity=mine
-        )  # resourceVersion kept: replaced only if unchanged
+        # The holder is gone: take its claim, under the resourceVersion we read.
+        have.spec = client.V1LeaseSpec(holder_identity=mine)
         try:
             leases.replace_namespaced_lease(name, namespace, have)
             return None
