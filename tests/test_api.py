@@ -124,6 +124,9 @@ def test_duplicates_answer_409_for_a_slug_and_never_reveal_an_email(
     same_slug = post(api_server, signup(slug=body["slug"]))
     assert same_slug.status_code == 409
     assert same_slug.json() == {"detail": f"the slug '{body['slug']}' is already taken"}
+    # Every field the same, the admin email too (a right guess): the same 409, not a replay.
+    guessed = post(api_server, body)
+    assert (guessed.status_code, guessed.json()) == (409, same_slug.json())
 
     # An email that has signed up gets the very answer a new one gets; nothing is created.
     copy = signup(adminEmail=body["adminEmail"].upper())
@@ -835,6 +838,9 @@ def test_with_verification_a_known_email_cannot_be_told_from_a_new_one(
     )
     taken_new = post(verifying_api, signup(slug=first["slug"], displayName="Copycat"))
     assert (taken_known.status_code, taken_known.json()) == (409, taken_new.json())
+    # Every field of the tenant's, its admin email too (a right guess): 409 as well.
+    guessed = post(verifying_api, first)
+    assert (guessed.status_code, guessed.json()) == (409, taken_new.json())
     # The owner of the known address follows its link: told, and nothing is made.
     told = follow(verifying_api, the_link(moto, first["adminEmail"]))
     assert (told.status_code, told.json()) == (

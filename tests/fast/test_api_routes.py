@@ -265,6 +265,45 @@ def test_a_taken_slug_is_409_and_a_known_email_reveals_nothing(
     assert sorted(store.objects) == ["acme"]
 
 
+@pytest.mark.parametrize("verification", [False, True])
+def test_a_guessed_admin_email_for_a_taken_slug_is_told_nothing(
+    cloud: Cloud, store: FakeTenantStore, claims: Claims, tmp_path: Path, verification: bool
+) -> None:
+    """Every field of a tenant but its admin email may be public (slug, name, plan): a signup
+    repeating them with the right email is 409 as one with a wrong email is (before: 202, a
+    "replay"), and no email is sent. Only the signup's own Idempotency-Key is a replay."""
+    env = {"HERD_SIGNUP_EMAIL_VERIFICATION": "true", "HERD_SIGNUP_TOKEN_KEY": TOKEN_KEY}
+    with (
+        _environment(cloud, tmp_path, **(env if verification else {})),
+        app_client(cloud, store, claims) as client,
+    ):
+        if verification:
+            tokens = deps.get_signup_tokens()
+            assert tokens is not None
+            mail = ReadyTemplate(config.get_settings(), tokens)
+            client.app.dependency_overrides[deps.verification_mail_dep] = lambda: mail  # type: ignore[attr-defined]
+        jobs(cloud)
+        victim = {"adminEmail": "ceo@acme.example.com", "plan": "standard"}
+        first = signup(client, key="victims-key", **victim)
+        assert first.status_code == 202
+        if verification:
+            (job,) = jobs(cloud)
+            verified = client.post("/v1/signups/verify", json={"token": token_of(job)})
+            assert verified.status_code == 202
+        assert sorted(store.objects) == ["acme"]
+        right = signup(client, **victim)
+        wrong = signup(client, **{**victim, "adminEmail": "info@acme.example.com"})
+        keyed = signup(client, key="guessers-key", **victim)
+        taken = (409, {"detail": "the slug 'acme' is already taken"})
+        for answer in (right, wrong, keyed):
+            assert (answer.status_code, answer.json()) == taken
+        assert jobs(cloud) == []  # nobody was mailed
+        # The victim's own retry, with its key: the same answer as its first.
+        again = signup(client, key="victims-key", **victim)
+        assert (again.status_code, again.json()) == (202, first.json())
+        assert sorted(store.objects) == ["acme"]
+
+
 def test_an_idempotency_key_replays_and_refuses_another_request(
     client: TestClient, store: FakeTenantStore
 ) -> None:

@@ -41,6 +41,14 @@ class TenantStore:
         """The hash of the signup that created `obj` (None: not made by a signup)."""
         return (obj["metadata"].get("annotations") or {}).get(REQUEST_ANNOTATION)
 
+    def made_by(self, obj: dict[str, Any], request: str, idempotency_key: str | None) -> bool:
+        """Whether `obj` is this very signup's, asked again: the same request under the same
+        Idempotency-Key. The request alone proves nothing: anyone who knows a tenant's slug,
+        name and plan could try admin emails until one was answered as a replay."""
+        if not idempotency_key or self.request_of(obj) != request:
+            return False
+        return (obj["metadata"].get("labels") or {}).get(KEY_LABEL) == digest(idempotency_key)
+
     async def create(self, spec: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
         return await self.kube.create(self.path, tenant_body(spec, idempotency_key))
 

@@ -145,9 +145,9 @@ async def create_signup(
     # takes are the same for any address (a known one gets its email as a new one does).
     existing = await store.get(body.slug)
     if existing is not None:
-        if store.request_of(existing) != request:
-            raise slug_taken(body.slug)
-        SIGNUPS.labels("replayed").inc()  # this very signup, verified already
+        if not store.made_by(existing, request, idempotency_key):
+            raise slug_taken(body.slug)  # for any admin email: the slug is taken
+        SIGNUPS.labels("replayed").inc()  # this very signup (its key), verified already
         return accepted
     try:
         # SQS through boto3 (blocking), from a thread; only with verification on.
@@ -199,7 +199,7 @@ async def verify_signup_email(
     spec, key = pending.spec, pending.idempotency_key
     request = request_hash(spec)
     key_claim = claim_name(KEY, key) if key else None
-    if not await provision(store, claims, spec, request, key, key_claim):
+    if not await provision(store, claims, spec, request, key, key_claim, linked=True):
         # Only the address's owner holds its link: telling them is telling nobody else.
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -217,11 +217,22 @@ async def provision(
     request: str,
     idempotency_key: str | None,
     key_claim: str | None,
+    linked: bool = False,
 ) -> bool:
-    """Create the Tenant of a signup: at once, or when its link is followed. True when it
-    is made (or was, by this very signup); False when the email holds another Tenant and
-    nothing is made. 409 when the slug is someone else's, 422 when the CRD refuses."""
+    """Create the Tenant of a signup: at once, or when its link is followed (`linked`).
+    True when it is made (or was, by this very signup); False when the email holds another
+    Tenant and nothing is made. 409 when the slug is someone else's, 422 when the CRD
+    refuses."""
     slug, email = spec["slug"], spec["adminEmail"]
+
+    def ours(tenant: dict[str, Any]) -> bool:
+        """Made by this very signup: proven by its link (only the address's owner holds it)
+        or its Idempotency-Key, never by its fields alone (a guessed admin email would match
+        them: 202 against 409 told whether the guess was right)."""
+        if linked:
+            return store.request_of(tenant) == request
+        return store.made_by(tenant, request, idempotency_key)
+
     email_claim = claim_name(EMAIL, email)
     held = await claims.create(email_claim, slug)
     made = held is None
@@ -231,7 +242,7 @@ async def provision(
             # The same answer as a new signup: whether an address has signed up is nobody's
             # business but its owner's. Nothing is created and nothing is sent.
             existing = await store.get(slug)
-            if existing is not None and store.request_of(existing) != request:
+            if existing is not None and not ours(existing):
                 # A new email would get 409 for this slug: so does this one. A 202 here
                 # would tell whoever picked a taken slug that the email has signed up.
                 raise slug_taken(slug)
@@ -249,7 +260,7 @@ async def provision(
         tenant = await store.create(spec, idempotency_key)
     except ApiException as err:
         existing = await store.get(slug) if err.status == 409 else None
-        if existing is not None and store.request_of(existing) == request:
+        if existing is not None and ours(existing):
             tenant = existing  # this very signup, retried after its answer was lost
         else:
             if made:  # a claim this request made; one that was there before stays
