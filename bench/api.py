@@ -128,6 +128,8 @@ def main() -> None:
                 HERD_SIGNUP_BURST="1000000",
                 HERD_SIGNUP_GLOBAL_BURST="1000000",
                 HERD_SIGNUP_GLOBAL_RATE="1000000",
+                HERD_SIGNUP_CLIENT_BURST="1000000",  # one client: the bench
+                HERD_SIGNUP_CLIENT_RATE="100000",
                 # Tenants at once: the bench measures the signup's writes, not an email each.
                 HERD_SIGNUP_EMAIL_VERIFICATION="false",
             )

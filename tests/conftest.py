@@ -389,9 +389,13 @@ def api_env(
         "HERD_TENANTS_NAMESPACE": TENANTS,
         "HERD_JWKS_URL": f"{moto.url}/{aws_env.user_pool_id}/.well-known/jwks.json",
         "HERD_SIGNUP_BURST": "100000",
-        # The session's API serves every test's signups: the global budget's default (a
-        # burst of 200, then 0.1/s) is for production; test_api's budget test sets its own.
+        # The session's API serves every test's signups, all from one address: the budgets'
+        # defaults (all clients: a burst of 200, then 0.1/s; one client: 3, then 1 in 10
+        # minutes; one address's emails: 3, then 1 an hour) are for production; test_api's
+        # budget tests set their own.
         "HERD_SIGNUP_GLOBAL_BURST": "100000",
+        "HERD_SIGNUP_CLIENT_BURST": "100000",
+        "HERD_SIGNUP_RECIPIENT_BURST": "100000",
         # A signup makes its Tenant at once, as the tests of what follows (provisioning,
         # status, admin, logos) need. The `verifying_api` fixture runs the default: each
         # signup held until the link in its verification email is followed (N9).

@@ -562,6 +562,8 @@ def test_a_global_budget_caps_signups_from_all_clients(
             "HERD_TRUSTED_PROXIES": "1",
             "HERD_SIGNUP_GLOBAL_BURST": "3",
             "HERD_SIGNUP_GLOBAL_RATE": "0.001",
+            "HERD_SIGNUP_CLIENT_RATE": "0.00005",  # at most a tenth of the global rate
+            "HERD_SIGNUP_CLIENT_BURST": "3",  # and no more than its burst
         },
         log=tmp_path_factory.mktemp("api-global") / "api.log",
     )
@@ -593,6 +595,62 @@ def test_a_global_budget_caps_signups_from_all_clients(
         assert all(objects.exists("tenants", b["slug"]) for b in bodies)
     finally:
         limited.stop()
+
+
+def test_one_client_and_one_address_get_only_their_share(
+    api_env: dict[str, str],
+    tenants_ns: str,
+    worker: WorkerProcess,
+    moto: MotoServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A client at its limit is refused from its own share of the signups and spends none of
+    the others'; signups from many clients for one address, each under another name, send
+    it its share of verification emails and no more (each answered as any signup is)."""
+    shared = ApiProcess(
+        env={
+            **api_env,
+            "HERD_SIGNUP_EMAIL_VERIFICATION": "true",
+            "HERD_SIGNUP_TOKEN_KEY": TOKEN_KEY,
+            "HERD_TRUSTED_PROXIES": "1",
+            "HERD_SIGNUP_CLIENT_BURST": "2",
+            "HERD_SIGNUP_RECIPIENT_BURST": "2",
+        },
+        log=tmp_path_factory.mktemp("api-shares") / "api.log",
+    )
+    shared.env["HERD_PUBLIC_URL"] = shared.url
+    shared.start()
+
+    def from_(address: str, body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(
+            f"{shared.url}/v1/signups",
+            json=body,
+            headers={"X-Forwarded-For": address},
+            timeout=30,
+        )
+
+    try:
+        greedy = [from_("203.0.113.50", signup()) for _ in range(3)]
+        assert [a.status_code for a in greedy] == [202, 202, 429]
+        assert greedy[2].json() == {"detail": "too many signups from this client; try again later"}
+        assert from_("203.0.113.51", signup()).status_code == 202  # the others' budget is whole
+
+        victim = f"victim-{uuid.uuid4().hex[:8]}@example.org"
+        bombs = [
+            from_(f"198.51.100.{i}", signup(adminEmail=victim, displayName=f"Pay now #{i}"))
+            for i in range(4)
+        ]
+        assert {(b.status_code, b.json()["verifyEmail"]) for b in bombs} == {(202, True)}
+        # A later signup's email as the witness that the queue has been worked through.
+        witness = signup()
+        assert from_("198.51.100.99", witness).status_code == 202
+        the_link(moto, witness["adminEmail"])
+        sent = wait_for(lambda: len(emails_to(moto, victim)) >= 2 and emails_to(moto, victim), 60)
+        assert len(sent) == 2, [m["data"]["displayName"] for m in sent]
+        assert shared.log_text().count("its address had its share") == 2
+        assert victim not in shared.log_text()
+    finally:
+        shared.stop()
 
 
 @dataclass
@@ -865,3 +923,30 @@ def test_the_api_refuses_to_start_with_email_verification_but_no_key(
         assert result.returncode == 2
         assert "HERD_SIGNUP_TOKEN_KEY is required" in result.stderr
         assert not key or key not in result.stderr
+
+
+def test_the_api_refuses_to_start_when_one_client_could_take_every_signup(
+    api_env: dict[str, str],
+) -> None:
+    """The old defaults (one client at 1/s, all clients at 0.1/s): refused, in one line that
+    says why, with no traceback and no setting's value (one of them may be a secret)."""
+    secret = "a-signup-token-key-that-must-never-be-printed"
+    result = subprocess.run(
+        [HERD, "api", "run", "--port", str(free_port())],
+        env={
+            **api_env,
+            "HERD_SIGNUP_CLIENT_RATE": "1",
+            "HERD_SIGNUP_GLOBAL_RATE": "0.1",
+            "HERD_SIGNUP_TOKEN_KEY": secret,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "herd: bad setting (settings): Value error, HERD_SIGNUP_CLIENT_RATE must be at most a "
+        "tenth of HERD_SIGNUP_GLOBAL_RATE: one client at its limit would otherwise take the "
+        "signups of everyone else"
+    ]
+    assert secret not in result.stdout + result.stderr

@@ -109,6 +109,7 @@ def _environment(cloud: Cloud, folder: Path, **extra: str) -> Iterator[None]:
         "KUBECONFIG": str(kubeconfig),
         "HERD_PUBLIC_URL": "https://signup.example.com/",
         "HERD_SIGNUP_BURST": "1000",
+        "HERD_SIGNUP_CLIENT_BURST": "200",  # all from one client, within the global budget
         "HERD_AWS_MAX_ATTEMPTS": "1",
         # Tenants at once (the provisioning path); the verification tests turn it on.
         "HERD_SIGNUP_EMAIL_VERIFICATION": "false",
@@ -362,6 +363,72 @@ def test_signups_are_rate_limited_per_client(
     assert [a.status_code for a in answers] == [202, 202, 429]
     assert int(answers[2].headers["Retry-After"]) >= 1
     assert sorted(store.objects) == ["rate-0", "rate-1"]
+
+
+def test_one_client_spends_its_share_of_the_signups_and_nothing_of_the_others(
+    cloud: Cloud, store: FakeTenantStore, tmp_path: Path
+) -> None:
+    """One address at its limit (before: 1/s, ten times the global 0.1/s, so it took every
+    signup there was) is refused from its own share, which it passes before the global
+    budget: what it is refused never spends the others'."""
+    limits = {
+        "HERD_TRUSTED_PROXIES": "1",
+        "HERD_SIGNUP_CLIENT_BURST": "2",
+        "HERD_SIGNUP_GLOBAL_BURST": "3",
+        "HERD_SIGNUP_GLOBAL_RATE": "0.001",
+        "HERD_SIGNUP_CLIENT_RATE": "0.00005",
+    }
+    with (
+        _environment(cloud, tmp_path, **limits),
+        app_client(cloud, store, fake_claims()) as client,
+    ):
+
+        def from_(address: str, i: int) -> Any:
+            body = {**SIGNUP, "plan": "starter", "slug": f"c-{i}", "adminEmail": f"c{i}@x.com"}
+            return client.post("/v1/signups", json=body, headers={"X-Forwarded-For": address})
+
+        greedy = [from_("203.0.113.7", i).status_code for i in range(4)]
+        assert greedy == [202, 202, 429, 429]
+        refused = from_("203.0.113.7", 9)
+        assert refused.json() == {"detail": "too many signups from this client; try again later"}
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert from_("198.51.100.1", 10).status_code == 202  # the global budget's last one
+        spent = from_("198.51.100.2", 11)
+        assert spent.status_code == 429 and "all clients together" in spent.json()["detail"]
+    assert sorted(store.objects) == ["c-0", "c-1", "c-10"]
+
+
+@pytest.mark.parametrize(
+    ("limits", "error"),
+    [
+        ({"HERD_SIGNUP_CLIENT_RATE": "0.02"}, "at most a tenth of HERD_SIGNUP_GLOBAL_RATE"),
+        ({"HERD_SIGNUP_CLIENT_BURST": "201"}, "must not exceed HERD_SIGNUP_GLOBAL_BURST"),
+    ],
+)
+def test_a_clients_share_larger_than_a_tenth_of_all_is_refused_at_start(
+    cloud: Cloud, tmp_path: Path, limits: dict[str, str], error: str
+) -> None:
+    with _environment(cloud, tmp_path, **limits), pytest.raises(ValueError, match=error):
+        config.Settings()
+
+
+def test_one_address_gets_its_share_of_verification_emails_whoever_asks(
+    verifying: TestClient, store: FakeTenantStore, cloud: Cloud, tmp_path: Path
+) -> None:
+    """A mail bomb through the form: signups, each under another slug and name, all for one
+    address (from any number of clients: the share is the address's). Past the address's
+    share each is answered as any signup is (the asker learns nothing), and no more email is
+    sent to it; another address gets its."""
+    asked = [
+        signup(verifying, slug=f"bomb-{i}", adminEmail="victim@example.org", displayName=f"#{i}")
+        for i in range(5)
+    ]
+    assert {(a.status_code, a.json()["verifyEmail"]) for a in asked} == {(202, True)}
+    other = signup(verifying, slug="other", adminEmail="b@other.example.com")
+    assert other.status_code == 202
+    sent = jobs(cloud)
+    assert sorted(j["to"] for j in sent) == ["b@other.example.com"] + ["victim@example.org"] * 3
+    assert store.objects == {}
 
 
 # -- admin ------------------------------------------------------------------------------------

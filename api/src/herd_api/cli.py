@@ -5,9 +5,23 @@ from __future__ import annotations
 import threading
 
 import typer
+from pydantic import ValidationError
 
 from herd_api.core import logging as herd_logging
-from herd_api.core.config import get_settings
+from herd_api.core.config import Settings, get_settings
+
+
+def settings_or_exit() -> Settings:
+    """The settings, or a one-line error per bad one and exit 2: each message and where,
+    never the input (it may hold a secret)."""
+    try:
+        return get_settings()
+    except ValidationError as err:
+        for e in err.errors():
+            where = ".".join(str(part) for part in e["loc"]) or "settings"
+            typer.echo(f"herd: bad setting ({where}): {e['msg']}", err=True)
+        raise typer.Exit(2) from None
+
 
 api_app = typer.Typer(no_args_is_help=True, help="The signup API.")
 worker_app = typer.Typer(no_args_is_help=True, help="The queue workers.")
@@ -24,7 +38,7 @@ def api_run(
     from herd_api.main import ConfigurationError, create_app
 
     herd_logging.setup()
-    s = get_settings()
+    s = settings_or_exit()
     try:
         app = create_app()
     except ConfigurationError as err:
@@ -62,15 +76,14 @@ def worker_run(
         typer.echo(f"herd worker: unknown kind {kind!r} (emails or thumbnails)", err=True)
         raise typer.Exit(2)
     herd_logging.setup()
-    kube.load_config(get_settings())
-    worker: Worker | ThumbnailWorker = (
-        Worker(get_settings()) if kind == "emails" else ThumbnailWorker(get_settings())
-    )
+    s = settings_or_exit()
+    kube.load_config(s)
+    worker: Worker | ThumbnailWorker = Worker(s) if kind == "emails" else ThumbnailWorker(s)
     worker.install_signal_handlers()
     alive = threading.Event()
     alive.set()
-    if get_settings().worker_port:
-        health.serve(get_settings().listen_host, get_settings().worker_port, alive)
+    if s.worker_port:
+        health.serve(s.listen_host, s.worker_port, alive)
     try:
         worker.run()
     finally:

@@ -90,12 +90,24 @@ def get_signup_limiter() -> KeyedLimiter:
     return KeyedLimiter(s.signup_rate, s.signup_burst, s.limiter_max_clients)
 
 
+class SignupBudget:
+    """What well-formed signups spend (per replica): all clients' signups together (the
+    per-client request limit does nothing against a flood from many addresses), one
+    client's share of them, and the verification emails one address gets."""
+
+    def __init__(self, s: Settings) -> None:
+        self.total = TokenBucket(s.signup_global_rate, s.signup_global_burst)
+        self.clients = KeyedLimiter(
+            s.signup_client_rate, s.signup_client_burst, s.limiter_max_clients
+        )
+        self.recipients = KeyedLimiter(
+            s.signup_recipient_rate, s.signup_recipient_burst, s.limiter_max_clients
+        )
+
+
 @lru_cache
-def get_signup_budget() -> TokenBucket:
-    """All clients' signups together (per replica): the per-client limit does nothing
-    against a flood from many addresses."""
-    s = get_settings()
-    return TokenBucket(s.signup_global_rate, s.signup_global_burst)
+def get_signup_budget() -> SignupBudget:
+    return SignupBudget(get_settings())
 
 
 @lru_cache
@@ -133,7 +145,7 @@ async def limiter_dep() -> KeyedLimiter:
     return get_signup_limiter()
 
 
-async def budget_dep() -> TokenBucket:
+async def budget_dep() -> SignupBudget:
     return get_signup_budget()
 
 
@@ -151,7 +163,7 @@ async def verification_mail_dep() -> VerificationMail | None:
 
 VerifierDep = Annotated[Verifier, Depends(get_verifier)]
 LimiterDep = Annotated[KeyedLimiter, Depends(limiter_dep)]
-BudgetDep = Annotated[TokenBucket, Depends(budget_dep)]
+BudgetDep = Annotated[SignupBudget, Depends(budget_dep)]
 SignupVerifierDep = Annotated[verification.SignupVerifier, Depends(signup_verifier_dep)]
 TokensDep = Annotated[SignupTokens | None, Depends(tokens_dep)]
 VerificationMailDep = Annotated[VerificationMail | None, Depends(verification_mail_dep)]
@@ -169,11 +181,20 @@ async def rate_limited(request: Request, client: ClientDep, limiter: LimiterDep)
         )
 
 
-def spend_signup_budget(budget: TokenBucket) -> None:
-    """One signup from the budget of all clients: 429 when it is spent. Called by the route
-    for a well-formed signup only (the per-client limit counts every request), before
-    anything that depends on the email, so the answer says nothing about it."""
-    wait = budget.try_take()
+def spend_signup_budget(budget: SignupBudget, client: str) -> None:
+    """One signup from its client's share, then from the budget of all clients: 429 when
+    either is spent. Called by the route for a well-formed signup only (the per-client
+    request limit counts every request), before anything that depends on the email, so the
+    answer says nothing about it. The client's share first: a client past it spends nothing
+    of everyone else's."""
+    wait = budget.clients.check(client)
+    if wait:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail="too many signups from this client; try again later",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+    wait = budget.total.try_take()
     if wait:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,

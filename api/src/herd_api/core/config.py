@@ -19,8 +19,33 @@ class Settings(CoreSettings):
     api_port: int = 8000
     public_url: str = Field("http://127.0.0.1:8000", description="Base of status URLs")
     cors_origins: list[str] = Field(default_factory=list)
-    signup_rate: float = Field(1.0, gt=0, description="Signups per second per client")
-    signup_burst: int = Field(10, ge=1, description="Signups a client may make at once")
+    signup_rate: float = Field(
+        1.0,
+        gt=0,
+        description="Requests per second per client to the public POST routes (signup, "
+        "verification link, sign-in, logo upload)",
+    )
+    signup_burst: int = Field(10, ge=1, description="Such requests a client may make at once")
+    signup_client_rate: float = Field(
+        1 / 600,
+        gt=0,
+        description="Well-formed signups per second from one client (per replica), out of the "
+        "global budget: at most a tenth of signup_global_rate, so one address never takes "
+        "the signups of everyone else",
+    )
+    signup_client_burst: int = Field(
+        3, ge=1, description="Well-formed signups one client may make at once (per replica)"
+    )
+    signup_recipient_rate: float = Field(
+        1 / 3600,
+        gt=0,
+        description="Verification emails per second to one address (per replica): past it a "
+        "signup is answered as any other and sends nothing (no one can mail-bomb an address "
+        "through the signup form, whatever the number of clients)",
+    )
+    signup_recipient_burst: int = Field(
+        3, ge=1, description="Verification emails one address may get at once (per replica)"
+    )
     signup_global_rate: float = Field(
         0.1,
         gt=0,
@@ -154,6 +179,17 @@ class Settings(CoreSettings):
     def verifier_has_a_secret(self) -> Settings:
         if self.signup_verify_url and not self.signup_verify_secret:
             raise ValueError("HERD_SIGNUP_VERIFY_URL needs HERD_SIGNUP_VERIFY_SECRET")
+        return self
+
+    @model_validator(mode="after")
+    def one_client_gets_a_share_of_the_budget(self) -> Settings:
+        if self.signup_client_rate > self.signup_global_rate / 10:
+            raise ValueError(
+                "HERD_SIGNUP_CLIENT_RATE must be at most a tenth of HERD_SIGNUP_GLOBAL_RATE: "
+                "one client at its limit would otherwise take the signups of everyone else"
+            )
+        if self.signup_client_burst > self.signup_global_burst:
+            raise ValueError("HERD_SIGNUP_CLIENT_BURST must not exceed HERD_SIGNUP_GLOBAL_BURST")
         return self
 
     @model_validator(mode="after")

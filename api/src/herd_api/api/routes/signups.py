@@ -56,7 +56,7 @@ from herd_api.models import (
     SignupVerify,
 )
 from herd_api.signuptokens import ExpiredToken, InvalidToken
-from herd_api.tenants import TenantStore, request_hash
+from herd_api.tenants import TenantStore, digest, request_hash
 from herd_api.verifymail import Unavailable
 from herd_core.emailjobs import mask_email
 
@@ -118,7 +118,7 @@ async def create_signup(
     # every well-formed signup, whatever exists. Verification first, so requests it refuses
     # (a bot's) never spend the budget of the people behind it.
     await verify_signup(verify, verification_token, client)
-    spend_signup_budget(budget)
+    spend_signup_budget(budget, client)
     spec = body.model_dump()
     spec["adminEmail"] = spec["adminEmail"].lower()
     request = request_hash(spec)
@@ -148,6 +148,15 @@ async def create_signup(
         if not store.made_by(existing, request, idempotency_key):
             raise slug_taken(body.slug)  # for any admin email: the slug is taken
         SIGNUPS.labels("replayed").inc()  # this very signup (its key), verified already
+        return accepted
+    if budget.recipients.check(digest(spec["adminEmail"])):
+        # Answered as any signup (the caller learns nothing), but its address has had its
+        # emails for now: the form cannot be used to flood one mailbox.
+        SIGNUPS.labels("recipient_capped").inc()
+        log.warning(
+            "signup's verification email not sent: its address had its share",
+            extra={"slug": body.slug, "admin": mask_email(spec["adminEmail"])},
+        )
         return accepted
     try:
         # SQS through boto3 (blocking), from a thread; only with verification on.
