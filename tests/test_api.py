@@ -694,6 +694,7 @@ def test_a_refusing_verifier_stops_a_signup_before_anything_is_made(
             **api_env,
             "HERD_SIGNUP_VERIFY_URL": f"{stub.url}/siteverify",
             "HERD_SIGNUP_VERIFY_SECRET": stub.secret,
+            "HERD_TRUSTED_PROXIES": "1",
         },
         log=tmp_path_factory.mktemp("api-verified") / "api.log",
     )
@@ -715,6 +716,16 @@ def test_a_refusing_verifier_stops_a_signup_before_anything_is_made(
             "response": "robot",
             "remoteip": "127.0.0.1",
         }
+        # Behind the proxy, an IPv6 client: the service is told its address, not the /64
+        # the rate limit counts it by.
+        behind = httpx.post(
+            f"{verified.url}/v1/signups",
+            json=bot,
+            headers={"X-Verification-Token": "robot", "X-Forwarded-For": "2001:db8::1234"},
+            timeout=30,
+        )
+        assert behind.status_code == 403
+        assert stub.asked[-1]["remoteip"] == "2001:db8::1234"
         asked = len(stub.asked)
         assert attempt(bot, None).status_code == 403  # no token: refused without a call
         assert len(stub.asked) == asked

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from herd_api.core.clientaddr import client_address
+from herd_api.core.clientaddr import client_address, client_ip
 from herd_api.core.ratelimit import KeyedLimiter
 from herd_api.signuptokens import STEP, ExpiredToken, InvalidToken, SignupTokens
 from herd_api.verifymail import link
@@ -30,6 +30,15 @@ def test_garbage_and_ipv6_cannot_mint_new_keys() -> None:
     assert client_address("10.0.0.5", ["2001:db8:1:2::1"], 1) == "2001:db8:1:2::/64"
     assert client_address("10.0.0.5", ["2001:db8:1:2:ffff::9"], 1) == "2001:db8:1:2::/64"
     assert client_address("10.0.0.5", ["::ffff:203.0.113.7"], 1) == "203.0.113.7"
+
+
+def test_the_clients_ip_is_its_own_address_not_its_key() -> None:
+    """What a CAPTCHA service is told (remoteip): the address, where the rate limit keys an
+    IPv6 client by its /64; nothing when the hop is not an address."""
+    assert client_ip("10.0.0.5", ["2001:db8:1:2::1"], 1) == "2001:db8:1:2::1"
+    assert client_ip("10.0.0.5", ["198.51.100.9, 203.0.113.7"], 1) == "203.0.113.7"
+    assert client_ip("10.0.0.5", ["not-an-ip"], 1) is None
+    assert client_ip("testclient", [], 0) is None
 
 
 def test_a_flood_of_new_clients_never_resets_a_limited_one() -> None:

@@ -141,6 +141,14 @@ async def client_address(request: Request, settings: SettingsDep) -> str:
     )
 
 
+async def client_ip(request: Request, settings: SettingsDep) -> str | None:
+    return clientaddr.client_ip(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        settings.trusted_proxies,
+    )
+
+
 async def limiter_dep() -> KeyedLimiter:
     return get_signup_limiter()
 
@@ -168,6 +176,7 @@ SignupVerifierDep = Annotated[verification.SignupVerifier, Depends(signup_verifi
 TokensDep = Annotated[SignupTokens | None, Depends(tokens_dep)]
 VerificationMailDep = Annotated[VerificationMail | None, Depends(verification_mail_dep)]
 ClientDep = Annotated[str, Depends(client_address)]
+ClientIPDep = Annotated[str | None, Depends(client_ip)]
 
 
 async def rate_limited(request: Request, client: ClientDep, limiter: LimiterDep) -> None:
@@ -204,15 +213,16 @@ def spend_signup_budget(budget: SignupBudget, client: str) -> None:
 
 
 async def verify_signup(
-    verify: verification.SignupVerifier, token: str | None, client: str
+    verify: verification.SignupVerifier, token: str | None, ip: str | None
 ) -> None:
     """The verification hook (herd_api.core.verification): 403 refused, 503 unavailable.
-    A CAPTCHA service is asked from a thread (a blocking HTTP call); none configured, no hop."""
+    A CAPTCHA service is asked from a thread (a blocking HTTP call); none configured, no hop.
+    `ip` is the client's own address (not its rate-limit key: an IPv6 client's is its /64)."""
     try:
         if verify is verification.allow_all:
             passed = True
         else:
-            passed = await run_in_threadpool(verify, token, client)
+            passed = await run_in_threadpool(verify, token, ip)
     except verification.Unavailable as err:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -10,21 +10,29 @@ from __future__ import annotations
 import ipaddress
 
 
-def client_address(peer: str | None, forwarded_for: list[str], trusted_proxies: int) -> str:
-    """The rate-limit key: the client's address (an IPv6 client by its /64)."""
+def client_ip(peer: str | None, forwarded_for: list[str], trusted_proxies: int) -> str | None:
+    """The client's IP address (what a CAPTCHA service wants as remoteip); None when what
+    stands in its place is not an address."""
     hops = [h.strip() for header in forwarded_for for h in header.split(",") if h.strip()]
     address = peer or "unknown"
     if trusted_proxies > 0 and hops:
         # Fewer entries than proxies: the left-most was still written by one of ours.
         address = hops[-trusted_proxies] if len(hops) >= trusted_proxies else hops[0]
-    return _key(address, peer)
-
-
-def _key(address: str, peer: str | None) -> str:
     try:
-        ip = ipaddress.ip_address(address)
+        return str(ipaddress.ip_address(address))
     except ValueError:
+        return None
+
+
+def client_address(peer: str | None, forwarded_for: list[str], trusted_proxies: int) -> str:
+    """The rate-limit key: the client's address (an IPv6 client by its /64)."""
+    return _key(client_ip(peer, forwarded_for, trusted_proxies), peer)
+
+
+def _key(address: str | None, peer: str | None) -> str:
+    if address is None:
         return peer or "unknown"  # not an address: never a key the client can vary
+    ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped:
             return str(ip.ipv4_mapped)

@@ -31,7 +31,7 @@ from herd_api.core.config import Settings
 
 log = logging.getLogger("herd.api.verification")
 
-SignupVerifier = Callable[[str | None, str], bool]
+SignupVerifier = Callable[[str | None, str | None], bool]  # (token, the client's IP)
 TOKEN_HEADER = "X-Verification-Token"
 
 
@@ -39,7 +39,7 @@ class Unavailable(Exception):
     """The verifier could not answer; the signup is refused for now (503)."""
 
 
-def allow_all(token: str | None, client: str) -> bool:
+def allow_all(token: str | None, ip: str | None) -> bool:
     """No verification: every signup passes (the default)."""
     return True
 
@@ -50,12 +50,13 @@ class SiteVerify:
     secret: str = field(repr=False)
     timeout: float = 5.0
 
-    def __call__(self, token: str | None, client: str) -> bool:
+    def __call__(self, token: str | None, ip: str | None) -> bool:
         if not token:
             return False  # no widget answer: not worth a call
-        form = urllib.parse.urlencode(
-            {"secret": self.secret, "response": token, "remoteip": client}
-        ).encode()
+        fields = {"secret": self.secret, "response": token}
+        if ip:  # optional for every such service; never the /64 the rate limit keys by
+            fields["remoteip"] = ip
+        form = urllib.parse.urlencode(fields).encode()
         request = urllib.request.Request(
             self.url,
             data=form,

@@ -32,6 +32,7 @@ from herd_api.api.deps import (
     BudgetDep,
     ClaimsDep,
     ClientDep,
+    ClientIPDep,
     RateLimited,
     SettingsDep,
     SignupVerifierDep,
@@ -105,6 +106,7 @@ async def create_signup(
     budget: BudgetDep,
     verify: SignupVerifierDep,
     client: ClientDep,
+    ip: ClientIPDep,
     mail: VerificationMailDep,
     idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
     verification_token: Annotated[str | None, Header(alias=TOKEN_HEADER, max_length=4096)] = None,
@@ -117,7 +119,7 @@ async def create_signup(
     # Both before anything that reads claims or Tenants: their answers are the same for
     # every well-formed signup, whatever exists. Verification first, so requests it refuses
     # (a bot's) never spend the budget of the people behind it.
-    await verify_signup(verify, verification_token, client)
+    await verify_signup(verify, verification_token, ip)
     spend_signup_budget(budget, client)
     spec = body.model_dump()
     spec["adminEmail"] = spec["adminEmail"].lower()
