@@ -243,3 +243,68 @@ def test_a_dependency_name_that_is_a_path_is_refused_before_anything_is_copied(
     with pytest.raises(RenderError, match=r"dependency name .* is not a chart name"):
         render.render(repo, Source("app", release_name="r"), "n", binary("helm"))
     assert list((victim / "charts").iterdir()) == []
+
+
+def dependency_chart(tmp_path: Path, big: int = 0) -> Path:
+    """A chart with a file:// dependency (copied into a scratch folder to render), which
+    holds a file of `big` bytes."""
+    repo = write(
+        tmp_path / "repo",
+        {
+            "app/Chart.yaml": "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n"
+            "- {name: lib, version: 0.1.0, repository: 'file://../lib'}\n",
+            "lib/Chart.yaml": "apiVersion: v2\nname: lib\nversion: 0.1.0\n",
+            "lib/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: l}\n",
+        },
+    )
+    (repo / "lib" / "big.bin").write_bytes(b"x" * big)
+    return repo
+
+
+def test_a_render_killed_at_its_deadline_leaves_no_scratch_behind(tmp_path: Path) -> None:
+    """The render's copies are made in a folder its parent removes: a render killed at its
+    deadline (its whole process group, helm too) cannot remove them itself, and each one
+    left stayed on the pod's disk (its 64 Mi /tmp: the kubelet evicts the pod)."""
+    repo = dependency_chart(tmp_path, big=64 * 1024)
+    helm = tmp_path / "bin" / "helm"
+    helm.parent.mkdir()
+    seen = tmp_path / "chart-helm-was-given"
+    helm.write_text(f'#!/bin/sh\necho "$3" > {seen}\nexec sleep 60\n')
+    helm.chmod(0o755)
+    scratch = tmp_path / "scratch"
+    with pytest.raises(RenderError, match="took longer than 2s"):
+        render.render(
+            repo,
+            Source("app", release_name="r"),
+            "n",
+            helm,
+            limits=Limits(timeout=2),
+            scratch=scratch,
+        )
+    copy = Path(seen.read_text().strip())  # the chart with its dependency, copied
+    assert copy.is_relative_to(scratch) and copy.name == "app"
+    assert list(scratch.iterdir()) == []
+    # A render that works leaves nothing either, and the scratch holds its copies meanwhile.
+    objects = render.render(
+        repo, Source("app", release_name="r"), "n", binary("helm"), scratch=scratch
+    )
+    assert [o["metadata"]["name"] for o in objects] == ["l"]
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_render_copies_at_most_its_budget_of_the_repository(tmp_path: Path) -> None:
+    repo = dependency_chart(tmp_path, big=2 * 1024 * 1024)
+    scratch = tmp_path / "scratch"
+    with pytest.raises(RenderError, match="app: rendering it copies more than 1 MiB"):
+        render.render(
+            repo,
+            Source("app", release_name="r"),
+            "n",
+            binary("helm"),
+            limits=Limits(max_copy_bytes=1024 * 1024),
+            scratch=scratch,
+        )
+    assert list(scratch.iterdir()) == []
+    assert render.render(
+        repo, Source("app", release_name="r"), "n", binary("helm"), scratch=scratch
+    )

@@ -27,6 +27,8 @@ import contextlib
 import copy
 import json
 import math
+import os
+import shutil
 import threading
 import time
 from collections.abc import Iterable
@@ -278,6 +280,11 @@ class Engine:
         self._renders: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         self._operations: dict[str, Operation] = {}  # syncs under way, by Application
         self.render_failures = RenderFailures()  # a failed revision is not rendered every poll
+        # Renders' scratch folders, beside the checkouts (the pod's cache volume, not its
+        # small /tmp). What a process killed mid-render left (a restarted container has the
+        # same pid) goes now: each render removes its own.
+        self.scratch = cache.root / "render" / str(os.getpid())
+        shutil.rmtree(self.scratch, ignore_errors=True)
         self._guard = threading.Lock()
         # Namespaces seen to exist, and when: each compare asks of its objects' namespaces,
         # and a thousand apps of one namespace need not ask the API server a thousand times.
@@ -383,6 +390,7 @@ class Engine:
                     self.helm,
                     limits=self.limits,
                     failures=self.render_failures,  # `tree` is one commit's checkout
+                    scratch=self.scratch,
                 )
             except RenderError as err:
                 raise ComparisonError(str(err)) from err

@@ -69,6 +69,10 @@ class Limits:
     # Data segment of the render process, and of helm's; below the operator pod's limit.
     max_memory: int = 512 * MiB
     timeout: float = 120  # the whole render, helm included
+    # What a render copies of its checkout into its scratch folder (a kustomization edited on
+    # a copy, a chart's file:// dependencies vendored): a pushed file or dependency chain
+    # never fills the disk under the operator.
+    max_copy_bytes: int = 128 * MiB
 
 
 # -- YAML: scanned as events first, composed only once depth, size and aliases passed -------
@@ -328,10 +332,13 @@ def render(
     limits: Limits = Limits(),
     failures: RenderFailures | None = None,
     kubectl: Path | None = None,
+    scratch: Path | None = None,
 ) -> list[dict[str, Any]]:
     """The objects `source` renders to, rendered in a child process (render_here there).
     With `failures`, `repo` must be a checkout that never changes (one per commit).
-    `kubectl` builds kustomizations (default: the operator's HERD_KUBECTL, else on PATH)."""
+    `kubectl` builds kustomizations (default: the operator's HERD_KUBECTL, else on PATH).
+    The render's scratch folder is made in `scratch` (default: the system's temporary
+    folder)."""
     kubectl = kubectl or find_kubectl()
     key = (
         failures.key(repo, source, namespace, helm, include_crds, limits, kubectl)
@@ -343,7 +350,9 @@ def render(
         if remembered is not None:
             raise RenderError(remembered)
     try:
-        objects = _render_in_child(repo, source, namespace, helm, include_crds, limits, kubectl)
+        objects = _render_in_child(
+            repo, source, namespace, helm, include_crds, limits, kubectl, scratch
+        )
     except RenderError as err:
         if failures is not None:
             failures.put(key, str(err))
@@ -363,8 +372,31 @@ def _render_in_child(
     include_crds: bool,
     limits: Limits,
     kubectl: Path | None,
+    scratch: Path | None,
+) -> list[dict[str, Any]]:
+    # Made and removed here, not in the child: a child killed at its deadline (SIGKILL, its
+    # whole group) cannot clean up, and each copy it left would stay on the pod's disk.
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix="herd-render-", dir=scratch)
+    try:
+        return _render_in(folder, repo, source, namespace, helm, include_crds, limits, kubectl)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _render_in(
+    scratch: str,
+    repo: Path,
+    source: Source,
+    namespace: str,
+    helm: Path,
+    include_crds: bool,
+    limits: Limits,
+    kubectl: Path | None,
 ) -> list[dict[str, Any]]:
     request = {
+        "scratch": scratch,
         "repo": str(repo),
         "source": dataclasses.asdict(source),
         "namespace": namespace,
@@ -429,6 +461,8 @@ def _child() -> None:
     global _progress
     request = json.loads(sys.stdin.buffer.read())
     limits = Limits(**request["limits"])
+    # Every temporary folder of the render inside the one its parent removes.
+    tempfile.tempdir = request["scratch"]
     source = Source.from_json(request["source"])
     # No core dump of a crash; the data limit bounds this process and helm (inherited).
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -1024,7 +1058,9 @@ def _with_dependencies(
     if not _local_dependencies(repo, chart, where, limits):
         return chart
     copy_root = scratch / "tree"
-    copy_reads(repo, source, copy_root)  # what render may read, where it lies in the checkout
+    budget = CopyBudget(limits.max_copy_bytes, where)
+    # What render may read, where it lies in the checkout.
+    copy_reads(repo, source, copy_root, budget)
     copied = copy_root / chart.relative_to(repo.resolve())
 
     def vendor(original: Path, target: Path, depth: int) -> None:
@@ -1035,7 +1071,7 @@ def _with_dependencies(
             dest.parent.mkdir(exist_ok=True)
             if dest.exists():
                 continue
-            shutil.copytree(folder, dest, symlinks=True)
+            shutil.copytree(folder, dest, symlinks=True, copy_function=budget.copy)
             vendor(folder, dest, depth + 1)
 
     vendor(chart, copied, 0)
@@ -1310,7 +1346,7 @@ def _render_kustomize(
         root, build = repo.resolve(), folder
         if source.kustomize:  # edited on a copy of the checkout: relative bases still work
             root = scratch / "tree"
-            copy_reads(repo, source, root)
+            copy_reads(repo, source, root, CopyBudget(limits.max_copy_bytes, source.path))
             build = root / folder.relative_to(repo.resolve())
             file = kustomization_file(build)
             assert file is not None
@@ -1386,11 +1422,30 @@ def more_reads(tree: Path, source: Source) -> list[str]:
     return missing
 
 
-def copy_reads(repo: Path, source: Source, dest: Path) -> None:
+class CopyBudget:
+    """The bytes a render may copy of its checkout (Limits.max_copy_bytes), spent by each
+    file copied: past it the render fails, before the disk fills."""
+
+    def __init__(self, limit: int, where: str) -> None:
+        self.limit, self.where, self.used = limit, where, 0
+
+    def copy(self, src: str | Path, dst: str | Path, *, follow_symlinks: bool = True) -> Any:
+        """A shutil copy function (copytree's copy_function)."""
+        self.used += os.lstat(src).st_size
+        if self.used > self.limit:
+            raise RenderError(
+                f"{self.where}: rendering it copies more than {self.limit // MiB} MiB of the "
+                "repository (its folder, value files, bases and file:// dependencies)"
+            )
+        return shutil.copy2(src, dst, follow_symlinks=follow_symlinks)
+
+
+def copy_reads(repo: Path, source: Source, dest: Path, budget: CopyBudget | None = None) -> None:
     """Copy into `dest` what rendering `source` reads of the checkout `repo`, where it lies:
     the same paths a sparse checkout holds (its folder and value files, the bases and
     dependencies they name, what symlinks among them point at), not the rest of a
-    monorepo whose whole tree is shared by its Applications."""
+    monorepo whose whole tree is shared by its Applications. `budget` caps the bytes."""
+    copy_file = shutil.copy2 if budget is None else budget.copy
     from herd_operator.gitops.git import checkout_paths, dangling_targets
 
     root = repo.resolve()
@@ -1404,12 +1459,16 @@ def copy_reads(repo: Path, source: Source, dest: Path) -> None:
             done.add(rel)
             src, dst = root / rel, dest / rel
             if rel == ".":
-                shutil.copytree(root, dest, symlinks=True, dirs_exist_ok=True)
+                shutil.copytree(
+                    root, dest, symlinks=True, dirs_exist_ok=True, copy_function=copy_file
+                )
             elif src.is_dir() and not src.is_symlink():
-                shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
+                shutil.copytree(
+                    src, dst, symlinks=True, dirs_exist_ok=True, copy_function=copy_file
+                )
             elif os.path.lexists(src):
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dst, follow_symlinks=False)
+                copy_file(src, dst, follow_symlinks=False)
 
     reads = list(source.reads())
     copy(reads)
