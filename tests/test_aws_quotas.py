@@ -325,6 +325,33 @@ def test_herds_clients_queue_a_burst_inside_the_rate(lowered: MotoServer) -> Non
     assert time.monotonic() - began >= 3 * 1.25 - 0.1
 
 
+def test_a_retry_of_a_throttled_call_waits_its_turn_too(lowered: MotoServer) -> None:
+    """AWS counts each attempt: a throttled call's retry goes through the pacer as its
+    first attempt did (before: only first attempts were paced, and retries took the share
+    left to the account's other callers)."""
+    pacing.reset()
+    proxy = FaultProxy(lowered.url).start()
+    try:
+        # SES's 1 a second per action, 40% of it ours: 2.5 s between two attempts, more than
+        # botocore's first backoff (at most 2 s) could ever make by itself.
+        settings = herd_settings(
+            lowered, aws_max_attempts=3, aws_pace_share=0.4, aws_endpoint_url=proxy.url
+        )
+        ses = aws.client("ses", settings)
+        sent: list[float] = []
+        ses.meta.events.register(
+            "before-send.ses.GetTemplate", lambda **_: sent.append(time.monotonic())
+        )
+        proxy.fail("GetTemplate", times=1, fault="throttle")
+        with pytest.raises(ClientError) as err:
+            ses.get_template(TemplateName=f"none-{uuid.uuid4().hex[:6]}")
+        assert err.value.response["Error"]["Code"] == "TemplateDoesNotExist"  # 2nd attempt
+        assert len(sent) == 2
+        assert sent[1] - sent[0] >= 2.5 - 0.05
+    finally:
+        proxy.stop()
+
+
 def test_a_quota_reached_is_named_counted_and_never_retried(
     lowered: MotoServer, tmp_path: Path
 ) -> None:

@@ -42,12 +42,29 @@ def _record(path: Path, service: str, params: dict[str, Any], model: Any, **_: A
         f.write(line + "\n")
 
 
-def _paced(settings: Settings, service: str, region: str, **kwargs: Any) -> None:
-    """before-parameter-build: wait for the call's turn under its rate quotas; keep its
-    parameters for _quota_reached (the request context lives as long as the call)."""
-    params, model, context = kwargs["params"], kwargs["model"], kwargs["context"]
+def _keep_params(**kwargs: Any) -> None:
+    """before-parameter-build: keep the parameters pacing and _quota_reached need (the
+    request context lives as long as the call, retries included)."""
+    params, context = kwargs["params"], kwargs["context"]
     context["herd_params"] = {k: params[k] for k in ("UserPoolId",) if k in params}
-    pacing.pace(service, region, model.name, params, settings.aws_quotas, settings.aws_pace_share)
+
+
+def _paced(settings: Settings, service: str, region: str, **kwargs: Any) -> None:
+    """before-sign: wait for this attempt's turn under its rate quotas. Each attempt, not
+    each call: AWS counts a retry of a throttled call as a request, and retries outside the
+    pace took the share left to the account's other callers (a test's reads of a template
+    were throttled 16 times in a row behind the drift sweep's retries). Before the
+    signature, whose time AWS checks."""
+    request = kwargs["request"]
+    params = request.context.get("herd_params", {})
+    pacing.pace(
+        service,
+        region,
+        kwargs["operation_name"],
+        params,
+        settings.aws_quotas,
+        settings.aws_pace_share,
+    )
 
 
 def _quota_reached(c: Any, settings: Settings, service: str, **kwargs: Any) -> None:
@@ -151,7 +168,8 @@ def client(
     if s.aws_call_log and not unsigned:
         c.meta.events.register("before-parameter-build", partial(_record, s.aws_call_log, service))
     region_name = c.meta.region_name
-    c.meta.events.register("before-parameter-build", partial(_paced, s, service, region_name))
+    c.meta.events.register("before-parameter-build", _keep_params)
+    c.meta.events.register("before-sign", partial(_paced, s, service, region_name))
     # First among the service's own retry handlers (botocore calls the most specific first).
     event = f"needs-retry.{c.meta.service_model.service_id.hyphenize()}"
     c.meta.events.register_first(event, partial(_quota_reached, c, s, service))

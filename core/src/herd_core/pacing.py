@@ -5,7 +5,8 @@ categories also per operation and user pool; SES: each non-sending action at one
 A burst of 1,000 signups made as fast as threads allow is throttled, retried, throttled
 again; paced, it waits in line inside the quota. One pacer per quota (and per pool where
 Cognito counts per pool) is shared by every client and thread of the process: the boto3
-client factory (herd_core.aws) hooks it before each call, so no call site paces itself.
+client factory (herd_core.aws) hooks it before each attempt (AWS counts a retry as a
+request too), so no call site paces itself.
 
 Each process paces to `aws_pace_share` of a quota, leaving the rest for the account's other
 callers (the API, the worker, a person with the CLI): they are not coordinated, and what
