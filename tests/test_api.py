@@ -846,6 +846,42 @@ def test_a_signup_makes_nothing_until_the_link_in_its_one_email_is_followed(
     assert email not in verifying_api.log_text() and TOKEN_KEY not in verifying_api.log_text()
 
 
+def test_a_link_makes_its_tenant_once_even_after_an_admin_deletes_it(
+    verifying_api: ApiProcess,
+    worker: WorkerProcess,
+    moto: MotoServer,
+    api: Any,
+    tenants_ns: str,
+    users: dict[str, tuple[str, str]],
+) -> None:
+    """Before: the link, good for a day, made the deleted Tenant again (its Cognito user,
+    its welcome email) each time it was followed."""
+    body, objects = signup(), Custom(api, tenants_ns)
+    assert post(verifying_api, body).status_code == 202
+    url = the_link(moto, body["adminEmail"])
+    assert follow(verifying_api, url).status_code == 202
+    objects.wait_condition("tenants", body["slug"], "WelcomeEmailSent", timeout=120)
+    admin = bearer(verifying_api, users["admin"])
+    deleted = httpx.delete(
+        f"{verifying_api.url}/v1/tenants/{body['slug']}", headers=admin, timeout=30
+    )
+    assert deleted.status_code == 202
+    objects.wait_gone("tenants", body["slug"], timeout=90)
+    again = follow(verifying_api, url)
+    assert (again.status_code, again.json()) == (
+        410,
+        {"detail": "this verification link has been used already: sign up again"},
+    )
+    assert not objects.exists("tenants", body["slug"])
+    # Recorded by the link's digest in a ConfigMap named after its expiry, nothing else.
+    pending = SignupTokens(TOKEN_KEY, 86_400).read(url.split("#verify/")[1])
+    used = client.CoreV1Api(api).read_namespaced_config_map(
+        f"signup-links-{pending.expires}", tenants_ns
+    )
+    assert used.data[digest(url.split("#verify/")[1])] == body["slug"]
+    assert body["adminEmail"] not in json.dumps(used.data)
+
+
 def test_a_forged_changed_or_expired_link_is_refused(
     verifying_api: ApiProcess, api: Any, tenants_ns: str
 ) -> None:

@@ -127,9 +127,10 @@ class FakeConfigMaps(KubeApi):
 
     async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         current = self._current(self._name(path))
-        meta = {**current["metadata"], **body["metadata"]}
+        meta = {**current["metadata"], **body.get("metadata", {})}
+        data = {**current["data"], **body.get("data", {})}
         self.items[meta["name"]] = self._stored(
-            {"metadata": meta, "data": current["data"]}, current["metadata"]["creationTimestamp"]
+            {"metadata": meta, "data": data}, current["metadata"]["creationTimestamp"]
         )
         return copy.deepcopy(self.items[meta["name"]])
 

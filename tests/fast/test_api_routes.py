@@ -4,6 +4,7 @@ the same through the real uvicorn process, cluster and moto server."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from collections.abc import Iterator
@@ -618,6 +619,48 @@ def test_a_known_email_gets_the_same_answer_and_its_link_says_it_has_a_tenant(
     assert refused.status_code == 409
     assert "signed up already" in refused.json()["detail"]
     assert sorted(store.objects) == ["acme"]
+
+
+def test_a_link_makes_its_tenant_once_even_after_the_tenant_is_deleted(
+    verifying: TestClient, store: FakeTenantStore, claims: Claims, cloud: Cloud
+) -> None:
+    signup(verifying)
+    link = {"token": token_of(*jobs(cloud))}
+    first = verifying.post("/v1/signups/verify", json=link)
+    assert first.status_code == 202
+    assert verifying.post("/v1/signups/verify", json=link).json() == first.json()  # 2nd click
+    del store.objects["acme"]  # an admin deletes it
+    again = verifying.post("/v1/signups/verify", json=link)
+    assert (again.status_code, again.json()) == (
+        410,
+        {"detail": "this verification link has been used already: sign up again"},
+    )
+    assert store.objects == {}
+
+
+def test_used_links_are_forgotten_by_name_once_they_expire(claims: Claims) -> None:
+    """One ConfigMap per expiry: those past are deleted by the next use of any link, named
+    (never listed): from a link's lifetime ago the first time, then since the last."""
+    fake: Any = claims.kube
+    step, ttl, now = 600, 3600, 1_000_000_200
+
+    async def scenario() -> None:
+        links = claims.links
+        for expires in (now - 4200, now - 600, now + 600, now + 3600):
+            await links.use(f"token-{expires}", expires, "acme")
+        assert await links.made(f"token-{now - 600}", now - 600) == "acme"
+        assert await links.made("another", now - 600) is None
+        links.sweep_later(now, step, ttl)
+        await asyncio.gather(*claims._background)
+        # Past: the one within a lifetime (the older one is outside what a sweep looks at).
+        assert sorted(fake.items) == sorted(
+            f"signup-links-{e}" for e in (now - 4200, now + 600, now + 3600)
+        )
+        links.sweep_later(now + 1200, step, ttl)
+        await asyncio.gather(*claims._background)
+        assert sorted(fake.items) == sorted(f"signup-links-{e}" for e in (now - 4200, now + 3600))
+
+    asyncio.run(scenario())
 
 
 def test_a_forged_changed_or_expired_link_is_refused(

@@ -10,6 +10,8 @@ A claim holds the slug it was made for (and, for a key, the request's hash). Onc
 exists the claim is owned by it, so deleting the Tenant lets the garbage collector remove the
 claim. A claim whose Tenant never came (the API died in between) or is gone is stale and may
 be taken over: deleted under its resourceVersion, so two takers cannot both win, and made anew.
+
+Used verification links (UsedLinks) are claims too, kept until the link expires.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Claims:
         self.path = f"/api/v1/namespaces/{namespace}/configmaps"
         # Hand-overs under way (own_later): held here, as the loop keeps only weak references.
         self._background: set[asyncio.Task[None]] = set()
+        self.links = UsedLinks(self)
 
     def _body(
         self, name: str, slug: str, request: str | None, owner: dict[str, Any] | None
@@ -162,6 +165,71 @@ class Claims:
             return True  # its Tenant is gone (the collector will follow) or was replaced
         age = (dt.datetime.now(dt.UTC) - held.created).total_seconds()
         return age > self.ttl  # its signup never created the Tenant
+
+
+class UsedLinks:
+    """Verification links that have made their Tenant, until they expire: a link is used
+    once (before: after its Tenant was deleted, the same link made it again, with its
+    Cognito user and welcome email, for the rest of its day).
+
+    One ConfigMap per expiry (links expire on a step, herd_api.signuptokens), named after
+    it and holding the digests of the links used that expire then: named, never listed,
+    and as few as the steps a link lives. Once its expiry has passed a ConfigMap is
+    deleted, by name, by the next verification of any link."""
+
+    def __init__(self, claims: Claims) -> None:
+        self.kube, self.path = claims.kube, claims.path
+        self._background = claims._background
+        self._swept: int | None = None  # expiries up to here are deleted
+
+    def _name(self, expires: int) -> str:
+        return f"signup-links-{expires}"
+
+    async def made(self, token: str, expires: int) -> str | None:
+        """The slug the link has made, if it has been used."""
+        found = await self.kube.get(f"{self.path}/{self._name(expires)}")
+        return str(((found or {}).get("data") or {}).get(digest(token)) or "") or None
+
+    async def use(self, token: str, expires: int, slug: str) -> None:
+        """Record that the link has made `slug`'s Tenant."""
+        name, data = self._name(expires), {digest(token): slug}
+        for _ in range(3):  # a ConfigMap deleted, or made, between two calls
+            try:
+                await self.kube.merge_patch(f"{self.path}/{name}", {"data": data})
+                return
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+            body = {"apiVersion": "v1", "kind": "ConfigMap", "data": data}
+            body["metadata"] = {"name": name, "labels": MANAGED_BY}
+            try:
+                await self.kube.create(self.path, body)
+                return
+            except ApiException as err:
+                if err.status != 409:
+                    raise
+        raise RuntimeError(f"could not record the use of a link in {name}")
+
+    def sweep_later(self, now: float, step: int, ttl: int) -> None:
+        """Delete the ConfigMaps of expiries past since the last sweep (since a link's
+        lifetime ago, the first time), off the request's path."""
+        start = self._swept if self._swept is not None else int(now) - ttl - step
+        first = (start // step + 1) * step
+        due = list(range(first, int(now), step))
+        if not due:
+            return
+        self._swept = due[-1]
+
+        async def run() -> None:
+            for expires in due:
+                try:
+                    await self.kube.delete(f"{self.path}/{self._name(expires)}")
+                except Exception:
+                    log.exception("could not delete the used links expiring at %s", expires)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
 
 def owner_reference(tenant: dict[str, Any]) -> dict[str, Any]:

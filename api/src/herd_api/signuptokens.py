@@ -67,6 +67,11 @@ class SignupTokens:
         self._key = key.encode()
         self.ttl = ttl
 
+    @property
+    def step(self) -> int:
+        """What expiries are rounded up to."""
+        return min(STEP, self.ttl)
+
     def __repr__(self) -> str:  # never the key
         return f"SignupTokens(ttl={self.ttl})"
 
@@ -78,8 +83,7 @@ class SignupTokens:
         self, spec: dict[str, Any], idempotency_key: str | None, now: float | None = None
     ) -> Pending:
         now = time.time() if now is None else now
-        step = min(STEP, self.ttl)
-        expires = math.ceil((now + self.ttl) / step) * step
+        expires = math.ceil((now + self.ttl) / self.step) * self.step
         fields = {k: str(spec[k]) for k in ("displayName", "slug", "adminEmail", "plan")}
         return Pending(fields, idempotency_key, int(expires))
 

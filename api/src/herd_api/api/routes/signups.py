@@ -22,6 +22,7 @@ they own the address) and to platform admins.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, status
@@ -78,7 +79,7 @@ VERIFY_RESPONSES: dict[int | str, dict[str, str]] = {
     400: {"description": "Not a verification link of ours (malformed, forged or changed)"},
     404: {"description": "Email verification is not configured"},
     409: {"description": "The slug was taken meanwhile, or the address has a tenant"},
-    410: {"description": "The link has expired: sign up again"},
+    410: {"description": "The link has expired, or made a Tenant since deleted: sign up again"},
     429: {"description": "Too many requests from this client"},
 }
 # What anyone but the owner reads at a status URL: the same for every slug.
@@ -209,6 +210,19 @@ async def verify_signup_email(
         ) from err
     spec, key = pending.spec, pending.idempotency_key
     request = request_hash(spec)
+    accepted = SignupAccepted(
+        slug=spec["slug"], status=f"{settings.public_url.rstrip('/')}/v1/signups/{spec['slug']}"
+    )
+    made = await claims.links.made(body.token, pending.expires)
+    if made is not None:
+        tenant = await store.get(made)
+        if tenant is None or store.request_of(tenant) != request:
+            # Its Tenant was deleted (by an admin, say): a link makes a Tenant once.
+            raise HTTPException(
+                status.HTTP_410_GONE,
+                detail="this verification link has been used already: sign up again",
+            )
+        return accepted  # a second click: the Tenant the first made
     key_claim = claim_name(KEY, key) if key else None
     if not await provision(store, claims, spec, request, key, key_claim, linked=True):
         # Only the address's owner holds its link: telling them is telling nobody else.
@@ -216,9 +230,11 @@ async def verify_signup_email(
             status.HTTP_409_CONFLICT,
             detail="this address has signed up already: sign in to its tenant",
         )
-    return SignupAccepted(
-        slug=spec["slug"], status=f"{settings.public_url.rstrip('/')}/v1/signups/{spec['slug']}"
-    )
+    # After the Tenant: a link whose use was not recorded (the API died in between) finds
+    # its Tenant the next time, as a second click does, and is recorded then.
+    await claims.links.use(body.token, pending.expires, spec["slug"])
+    claims.links.sweep_later(time.time(), tokens.step, tokens.ttl)
+    return accepted
 
 
 async def provision(
