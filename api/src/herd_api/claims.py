@@ -188,7 +188,8 @@ class UsedLinks:
     async def made(self, token: str, expires: int) -> str | None:
         """The slug the link has made, if it has been used."""
         found = await self.kube.get(f"{self.path}/{self._name(expires)}")
-        return str(((found or {}).get("data") or {}).get(digest(token)) or "") or None
+        slug = ((found or {}).get("data") or {}).get(digest(token))
+        return str(slug) if slug else None
 
     async def use(self, token: str, expires: int, slug: str) -> None:
         """Record that the link has made `slug`'s Tenant."""
@@ -200,8 +201,12 @@ class UsedLinks:
             except ApiException as err:
                 if err.status != 404:
                     raise
-            body = {"apiVersion": "v1", "kind": "ConfigMap", "data": data}
-            body["metadata"] = {"name": name, "labels": MANAGED_BY}
+            body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "labels": MANAGED_BY},
+                "data": data,
+            }
             try:
                 await self.kube.create(self.path, body)
                 return
