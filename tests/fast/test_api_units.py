@@ -4,8 +4,11 @@ the signed tokens of verification links."""
 from __future__ import annotations
 
 import pytest
+from fastapi import HTTPException
 
+from herd_api.api.deps import SignupBudget, spend_signup_budget
 from herd_api.core.clientaddr import client_address, client_ip
+from herd_api.core.config import Settings
 from herd_api.core.ratelimit import KeyedLimiter
 from herd_api.signuptokens import STEP, ExpiredToken, InvalidToken, SignupTokens
 from herd_api.verifymail import link
@@ -39,6 +42,29 @@ def test_the_clients_ip_is_its_own_address_not_its_key() -> None:
     assert client_ip("10.0.0.5", ["198.51.100.9, 203.0.113.7"], 1) == "203.0.113.7"
     assert client_ip("10.0.0.5", ["not-an-ip"], 1) is None
     assert client_ip("testclient", [], 0) is None
+
+
+def test_a_signup_refused_for_all_clients_spends_nothing_of_its_clients_share() -> None:
+    settings = Settings(
+        signup_global_burst=1,
+        signup_global_rate=0.001,
+        signup_client_burst=1,
+        signup_client_rate=0.0001,
+    )
+    budget = SignupBudget(settings)
+    spend_signup_budget(budget, "203.0.113.1")  # the last signup of all
+    with pytest.raises(HTTPException) as refused:
+        spend_signup_budget(budget, "203.0.113.2")
+    assert refused.value.status_code == 429 and "all clients" in str(refused.value.detail)
+    assert budget.clients.check("203.0.113.2") == 0.0  # its one token is still there
+    assert budget.clients.check("203.0.113.1") > 0  # the first one's was spent
+
+
+def test_a_client_share_of_exactly_a_tenth_is_allowed() -> None:
+    # 0.21 / 10 is 0.020999... in floats: a strict comparison refused it.
+    assert Settings(signup_global_rate=0.21, signup_client_rate=0.021).signup_client_rate
+    with pytest.raises(ValueError, match="at most a tenth"):
+        Settings(signup_global_rate=0.21, signup_client_rate=0.0211)
 
 
 def test_a_flood_of_new_clients_never_resets_a_limited_one() -> None:

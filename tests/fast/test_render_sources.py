@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from herd_devkit.local.tools import binary
 from herd_operator.gitops import render
+from herd_operator.gitops.engine import _remove_dead_scratch
 from herd_operator.gitops.render import Limits, RenderError, Source
 
 
@@ -308,3 +310,22 @@ def test_a_render_copies_at_most_its_budget_of_the_repository(tmp_path: Path) ->
     assert render.render(
         repo, Source("app", release_name="r"), "n", binary("helm"), scratch=scratch
     )
+
+
+def test_an_engine_removes_the_scratch_of_processes_no_longer_alive(tmp_path: Path) -> None:
+    """Its own folder (a restarted container may have the same pid) and dead processes'
+    go; a live process's (another operator on the same cache, say) stays."""
+    root = tmp_path / "render"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        for pid in (dead.pid, alive.pid, 1234567890, 10**30):
+            (root / str(pid) / "herd-render-x").mkdir(parents=True)
+        mine = root / "424242424"
+        (mine / "herd-render-y").mkdir(parents=True)
+        _remove_dead_scratch(mine)
+        assert sorted(p.name for p in root.iterdir()) == [str(alive.pid)]
+    finally:
+        alive.kill()
+        alive.wait()

@@ -220,7 +220,8 @@ class UsedLinks:
         lifetime ago, the first time), off the request's path."""
         start = self._swept if self._swept is not None else int(now) - ttl - step
         first = (start // step + 1) * step
-        due = list(range(first, int(now), step))
+        # A step past their expiry: a replica whose clock runs ahead deletes nothing early.
+        due = list(range(first, int(now) - step, step))
         if not due:
             return
         self._swept = due[-1]

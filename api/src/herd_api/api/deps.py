@@ -205,6 +205,7 @@ def spend_signup_budget(budget: SignupBudget, client: str) -> None:
         )
     wait = budget.total.try_take()
     if wait:
+        budget.clients.refund(client)  # refused for all: this client's share is not spent
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             detail="signups are paused: too many from all clients together; try again later",

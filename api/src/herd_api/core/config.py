@@ -183,7 +183,8 @@ class Settings(CoreSettings):
 
     @model_validator(mode="after")
     def one_client_gets_a_share_of_the_budget(self) -> Settings:
-        if self.signup_client_rate > self.signup_global_rate / 10:
+        # With a margin for floats: 0.21 / 10 is 0.020999..., which refused 0.021.
+        if self.signup_client_rate * 10 > self.signup_global_rate * (1 + 1e-9):
             raise ValueError(
                 "HERD_SIGNUP_CLIENT_RATE must be at most a tenth of HERD_SIGNUP_GLOBAL_RATE: "
                 "one client at its limit would otherwise take the signups of everyone else"

@@ -28,6 +28,12 @@ class TokenBucket:
                 return 0.0
             return (1 - self._tokens) / self.rate
 
+    def refund(self) -> None:
+        """Give back a token taken for what did not happen after all."""
+        with self._lock:
+            self._refill()
+            self._tokens = min(self.burst, self._tokens + 1)
+
     def take(self, stop: threading.Event | None = None) -> bool:
         """Block until a token is taken (True) or `stop` is set (False)."""
         while True:
@@ -68,3 +74,11 @@ class KeyedLimiter:
             else:
                 self._buckets.move_to_end(key)
         return bucket.try_take()
+
+    def refund(self, key: str) -> None:
+        """Give `key` back the token its last check took (when what it was for did not
+        happen); nothing if it has been forgotten meanwhile."""
+        with self._lock:
+            bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.refund()

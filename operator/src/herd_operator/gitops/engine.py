@@ -245,6 +245,23 @@ class Operation:
     results: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
 
+def _remove_dead_scratch(mine: Path) -> None:
+    """Remove what processes killed mid-render left: this process's folder (a restarted
+    container may have its pid), and those of processes no longer alive."""
+    shutil.rmtree(mine, ignore_errors=True)
+    if not mine.parent.is_dir():
+        return
+    for folder in mine.parent.iterdir():
+        if not folder.name.isdigit():
+            continue
+        try:
+            os.kill(int(folder.name), 0)
+        except (ProcessLookupError, OverflowError):  # no such process, or no pid at all
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, someone else's
+
+
 class Engine:
     def __init__(
         self,
@@ -281,10 +298,9 @@ class Engine:
         self._operations: dict[str, Operation] = {}  # syncs under way, by Application
         self.render_failures = RenderFailures()  # a failed revision is not rendered every poll
         # Renders' scratch folders, beside the checkouts (the pod's cache volume, not its
-        # small /tmp). What a process killed mid-render left (a restarted container has the
-        # same pid) goes now: each render removes its own.
+        # small /tmp), one per process: each render removes its own.
         self.scratch = cache.root / "render" / str(os.getpid())
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        _remove_dead_scratch(self.scratch)
         self._guard = threading.Lock()
         # Namespaces seen to exist, and when: each compare asks of its objects' namespaces,
         # and a thousand apps of one namespace need not ask the API server a thousand times.

@@ -152,7 +152,8 @@ async def create_signup(
             raise slug_taken(body.slug)  # for any admin email: the slug is taken
         SIGNUPS.labels("replayed").inc()  # this very signup (its key), verified already
         return accepted
-    if budget.recipients.check(digest(spec["adminEmail"])):
+    recipient = digest(spec["adminEmail"])
+    if budget.recipients.check(recipient):
         # Answered as any signup (the caller learns nothing), but its address has had its
         # emails for now: the form cannot be used to flood one mailbox.
         SIGNUPS.labels("recipient_capped").inc()
@@ -165,6 +166,7 @@ async def create_signup(
         # SQS through boto3 (blocking), from a thread; only with verification on.
         await run_in_threadpool(mail.send, mail.tokens.issue(spec, idempotency_key))
     except Unavailable as err:
+        budget.recipients.refund(recipient)  # nothing was sent: the address's share stays
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             detail="signups are unavailable for a moment; try again shortly",
