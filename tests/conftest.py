@@ -390,7 +390,7 @@ def api_env(
         "HERD_JWKS_URL": f"{moto.url}/{aws_env.user_pool_id}/.well-known/jwks.json",
         "HERD_SIGNUP_BURST": "100000",
         # The session's API serves every test's signups, all from one address: the budgets'
-        # defaults (all clients: a burst of 200, then 0.1/s; one client: 3, then 1 in 10
+        # defaults (all clients: a burst of 200, then 0.1/s; one client: 10, then 1 in 10
         # minutes; one address's emails: 3, then 1 an hour) are for production; test_api's
         # budget tests set their own.
         "HERD_SIGNUP_GLOBAL_BURST": "100000",

@@ -34,7 +34,10 @@ class Settings(CoreSettings):
         "the signups of everyone else",
     )
     signup_client_burst: int = Field(
-        3, ge=1, description="Well-formed signups one client may make at once (per replica)"
+        10,
+        ge=1,
+        description="Well-formed signups one client may make at once (per replica): a few "
+        "people behind one address (an office) sign up at once",
     )
     signup_recipient_rate: float = Field(
         1 / 3600,
