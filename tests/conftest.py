@@ -64,6 +64,12 @@ for _var in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_S
 # The programs' environments leave HERD_ settings out (Stack.program_env): their throttles
 # stay theirs to handle.
 os.environ.setdefault("HERD_AWS_THROTTLE_ATTEMPTS", "16")
+# ...and pace them within what the suite's operator leaves (it takes half: operator_env). At
+# SES's one a second per action, two calls less than a second apart are one too many: the
+# tests' polls at 0.8 (the default share) throttled four in five of the operator's calls,
+# each of them retried at the operator's own pace, and its reconciles missed their tests'
+# deadlines.
+os.environ.setdefault("HERD_AWS_PACE_SHARE", "0.25")
 
 
 @dataclass

@@ -307,7 +307,7 @@ def test_herds_clients_queue_a_burst_inside_the_rate(lowered: MotoServer) -> Non
     """The burst that plain boto3 gets throttled (test above) waits in line: every call
     of Herd's clients goes through the process's pacer for its category."""
     pacing.reset()
-    settings = herd_settings(lowered, aws_max_attempts=1)
+    settings = herd_settings(lowered, aws_max_attempts=1, aws_pace_share=0.8)
     idp = aws.client("cognito-idp", settings)
     user_pool = pool(idp)
     time.sleep(1.1)
