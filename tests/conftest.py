@@ -69,7 +69,7 @@ os.environ.setdefault("HERD_AWS_THROTTLE_ATTEMPTS", "16")
 # tests' polls at 0.8 (the default share) throttled four in five of the operator's calls,
 # each of them retried at the operator's own pace, and its reconciles missed their tests'
 # deadlines.
-os.environ.setdefault("HERD_AWS_PACE_SHARE", "0.25")
+os.environ.setdefault("HERD_AWS_PACE_SHARE", "0.4")
 
 
 @dataclass
