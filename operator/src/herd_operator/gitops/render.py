@@ -350,9 +350,10 @@ def render(
         if remembered is not None:
             raise RenderError(remembered)
     try:
-        objects = _render_in_child(
-            repo, source, namespace, helm, include_crds, limits, kubectl, scratch
-        )
+        with _scratch_folder(scratch) as folder:
+            objects = _render_in_child(
+                folder, repo, source, namespace, helm, include_crds, limits, kubectl
+            )
     except RenderError as err:
         if failures is not None:
             failures.put(key, str(err))
@@ -364,28 +365,21 @@ def render(
     return objects
 
 
-def _render_in_child(
-    repo: Path,
-    source: Source,
-    namespace: str,
-    helm: Path,
-    include_crds: bool,
-    limits: Limits,
-    kubectl: Path | None,
-    scratch: Path | None,
-) -> list[dict[str, Any]]:
-    # Made and removed here, not in the child: a child killed at its deadline (SIGKILL, its
-    # whole group) cannot clean up, and each copy it left would stay on the pod's disk.
-    if scratch is not None:
-        scratch.mkdir(parents=True, exist_ok=True)
-    folder = tempfile.mkdtemp(prefix="herd-render-", dir=scratch)
+@contextlib.contextmanager
+def _scratch_folder(root: Path | None) -> Iterator[str]:
+    """A render's scratch folder, in `root`. Made and removed here, not in the child: a
+    child killed at its deadline (SIGKILL, its whole group) cannot clean up, and each copy
+    it left would stay on the pod's disk."""
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix="herd-render-", dir=root)
     try:
-        return _render_in(folder, repo, source, namespace, helm, include_crds, limits, kubectl)
+        yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _render_in(
+def _render_in_child(
     scratch: str,
     repo: Path,
     source: Source,
